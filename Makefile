@@ -1,0 +1,43 @@
+# Two entry points for a fresh clone: `make demo` and `make test`. Each sets itself up.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV := .tools/bin/uv
+VENV := .venv
+SYNCED := $(VENV)/.synced
+DEMO := data/demo
+
+export MLFLOW_DISABLE_TELEMETRY := true
+export BENTOML_DO_NOT_TRACK := true
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test lint bench clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+
+$(SYNCED): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked --compile-bytecode --python $(PYTHON)
+	touch $@
+
+setup: $(SYNCED)
+
+demo: setup
+	$(VENV)/bin/churn generate --customers 3000 --seed 7 --out $(DEMO)
+	$(VENV)/bin/churn snapshots --customers $(DEMO)/customers.parquet \
+		--events $(DEMO)/events.parquet --label explicit --horizon 30 --cadence 30 \
+		--out $(DEMO)/snapshots.parquet
+	$(VENV)/bin/churn features --customers $(DEMO)/customers.parquet \
+		--events $(DEMO)/events.parquet --as-of 2026-06-01 --out $(DEMO)/features.parquet
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(VENV)/bin/python benchmarks/bench_features.py
+
+clean:
+	rm -rf $(VENV) .tools data

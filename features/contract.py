@@ -1,0 +1,325 @@
+"""The data contract: loading and validating the customers and events tables.
+
+Both tables may be CSV (optionally gzipped) or Parquet, chosen by file extension. Every problem
+raises a `DataError` that names the file, the column, the problem and an example of a bad row.
+Timestamps come back as timezone-naive UTC `datetime64[us]`; customer ids as strings.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_ID = "customer_id"
+SIGNUP_AT = "signup_at"
+CHURNED_AT = "churned_at"
+TIMESTAMP = "timestamp"
+EVENT_TYPE = "event_type"
+AMOUNT = "amount"
+
+CUSTOMER_REQUIRED = (CUSTOMER_ID, SIGNUP_AT)
+EVENT_REQUIRED = (CUSTOMER_ID, TIMESTAMP, EVENT_TYPE)
+
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv", ".tsv.gz")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+class DataError(ValueError):
+    """A table breaks the data contract. The message is one line meant for the user."""
+
+    def __init__(self, source: str, column: str | None, problem: str, example: object = None):
+        where = f"{source}: column '{column}'" if column else source
+        text = f"{where}: {problem}"
+        if example is not None:
+            text += f" (e.g. {example})"
+        super().__init__(text)
+        self.source = source
+        self.column = column
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class AttributeKinds:
+    """How each static customer attribute is used: as a number, a category or a date."""
+
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    datetime: tuple[str, ...] = ()
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical + self.datetime
+
+
+@dataclass
+class Tables:
+    """Validated customers and events, plus what was dropped on the way."""
+
+    customers: pd.DataFrame
+    events: pd.DataFrame
+    attributes: AttributeKinds
+    value_columns: tuple[str, ...]
+    dropped_unknown_events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files
+# --------------------------------------------------------------------------------------------
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (plain or compressed) or Parquet file, chosen by its extension."""
+    path = Path(path)
+    name = path.name.lower()
+    if not path.exists():
+        raise DataError(str(path), None, "file not found")
+    if name.endswith(_PARQUET_SUFFIXES):
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for corrupt files
+            raise DataError(str(path), None, f"not a readable Parquet file: {exc}") from None
+    elif name.endswith(_CSV_SUFFIXES):
+        sep = "\t" if ".tsv" in name else ","
+        try:
+            frame = pd.read_csv(path, sep=sep, low_memory=False)
+        except pd.errors.EmptyDataError:
+            raise DataError(str(path), None, "the file is empty") from None
+        except Exception as exc:
+            raise DataError(str(path), None, f"not a readable CSV file: {exc}") from None
+    else:
+        raise DataError(
+            str(path), None, "unknown file type; use .csv, .csv.gz or .parquet"
+        )
+    if frame.empty:
+        raise DataError(str(path), None, "the file has no rows")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# Column helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _example(frame: pd.DataFrame, mask: pd.Series | np.ndarray, column: str) -> str:
+    idx = np.flatnonzero(np.asarray(mask))[0]
+    return f"row {idx + 1}: {column}={frame[column].iloc[idx]!r}"
+
+
+def _require_columns(frame: pd.DataFrame, required: tuple[str, ...], source: str) -> None:
+    for col in required:
+        if col not in frame.columns:
+            have = ", ".join(map(str, frame.columns[:12]))
+            raise DataError(source, col, f"required column is missing (columns present: {have})")
+
+
+def parse_timestamps(
+    values: pd.Series, source: str, column: str, *, allow_missing: bool
+) -> pd.Series:
+    """Parse a column to naive UTC datetime64[us]; aware inputs are converted to UTC first."""
+    raw = values
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = raw if getattr(raw.dt, "tz", None) is None else raw.dt.tz_convert("UTC")
+    elif pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        raise DataError(
+            source,
+            column,
+            "expected dates or timestamps, got numbers",
+            _example(pd.DataFrame({column: raw}), raw.notna().to_numpy(), column)
+            if raw.notna().any()
+            else None,
+        )
+    else:
+        text = raw.astype("string").str.strip().replace("", pd.NA)
+        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+        retry = parsed.isna() & text.notna()
+        if retry.any():
+            parsed.loc[retry] = pd.to_datetime(
+                text[retry], utc=True, errors="coerce", format="mixed"
+            )
+        bad = parsed.isna() & text.notna()
+        if bad.any():
+            raise DataError(
+                source, column, "unparseable timestamp",
+                _example(pd.DataFrame({column: raw}), bad.to_numpy(), column),
+            )
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    parsed = parsed.astype("datetime64[us]")
+    if not allow_missing and parsed.isna().any():
+        raise DataError(
+            source, column, "missing timestamp",
+            _example(pd.DataFrame({column: raw}), parsed.isna().to_numpy(), column),
+        )
+    return parsed
+
+
+def normalise_ids(values: pd.Series, source: str) -> pd.Series:
+    """Customer ids as strings; integer ids read as floats (1.0) lose their '.0'."""
+    if values.isna().any():
+        raise DataError(
+            source, CUSTOMER_ID, "missing customer id",
+            _example(pd.DataFrame({CUSTOMER_ID: values}), values.isna().to_numpy(), CUSTOMER_ID),
+        )
+    if pd.api.types.is_float_dtype(values):
+        if (values % 1 == 0).all():
+            values = values.astype("int64")
+    ids = values.astype("string").str.strip()
+    blank = ids == ""
+    if blank.any():
+        raise DataError(
+            source, CUSTOMER_ID, "empty customer id",
+            _example(pd.DataFrame({CUSTOMER_ID: values}), blank.to_numpy(), CUSTOMER_ID),
+        )
+    return ids.astype(str)
+
+
+def _looks_like_dates(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).str.strip()
+    sample = sample[sample != ""].head(500)
+    if len(sample) < 1 or not sample.str.contains(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}").all():
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
+    return bool(parsed.notna().all())
+
+
+def classify_attributes(frame: pd.DataFrame, columns: list[str]) -> AttributeKinds:
+    """Numbers stay numbers, date-like columns become dates, everything else a category."""
+    numeric, categorical, dates = [], [], []
+    for col in columns:
+        s = frame[col]
+        if pd.api.types.is_bool_dtype(s) or (
+            pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_datetime64_any_dtype(s)
+        ):
+            numeric.append(col)
+        elif pd.api.types.is_datetime64_any_dtype(s) or _looks_like_dates(s):
+            dates.append(col)
+        else:
+            categorical.append(col)
+    return AttributeKinds(tuple(numeric), tuple(categorical), tuple(dates))
+
+
+def clean_attributes(frame: pd.DataFrame, kinds: AttributeKinds, source: str) -> pd.DataFrame:
+    """Cast attributes to their kind: float64, nullable string (blank is missing), or UTC date."""
+    out = {}
+    for col in kinds.numeric:
+        out[col] = frame[col].astype("float64")
+    for col in kinds.categorical:
+        text = frame[col].astype("string").str.strip()
+        out[col] = text.mask(text == "", pd.NA)
+    for col in kinds.datetime:
+        out[col] = parse_timestamps(frame[col], source, col, allow_missing=True)
+    return frame.assign(**out) if out else frame
+
+
+# --------------------------------------------------------------------------------------------
+# Validation of each table
+# --------------------------------------------------------------------------------------------
+
+
+def validate_customers(
+    frame: pd.DataFrame, source: str = "customers", kinds: AttributeKinds | None = None
+) -> tuple[pd.DataFrame, AttributeKinds]:
+    """Check and normalise a customers table. Returns it with the kinds of its attributes."""
+    if frame.empty:
+        raise DataError(source, None, "the table has no rows")
+    _require_columns(frame, CUSTOMER_REQUIRED, source)
+    ids = normalise_ids(frame[CUSTOMER_ID], source)
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        first = ids[dup].iloc[0]
+        raise DataError(
+            source, CUSTOMER_ID,
+            f"duplicate customer ids ({int(ids.duplicated().sum())} repeated)",
+            f"customer_id={first!r} appears {int((ids == first).sum())} times",
+        )
+    signup = parse_timestamps(frame[SIGNUP_AT], source, SIGNUP_AT, allow_missing=False)
+    if CHURNED_AT in frame.columns:
+        churned = parse_timestamps(frame[CHURNED_AT], source, CHURNED_AT, allow_missing=True)
+    else:
+        churned = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
+    before = (churned < signup).fillna(False).to_numpy()
+    if before.any():
+        i = int(np.flatnonzero(before)[0])
+        raise DataError(
+            source, CHURNED_AT, "churned_at is before signup_at",
+            f"row {i + 1}: customer_id={ids.iloc[i]!r}, signup_at={signup.iloc[i]}, "
+            f"churned_at={churned.iloc[i]}",
+        )
+    attr_cols = [c for c in frame.columns if c not in (CUSTOMER_ID, SIGNUP_AT, CHURNED_AT)]
+    if kinds is None:
+        kinds = classify_attributes(frame, attr_cols)
+    out = frame.assign(**{CUSTOMER_ID: ids, SIGNUP_AT: signup, CHURNED_AT: churned})
+    out = clean_attributes(out, kinds, source)
+    return out[[CUSTOMER_ID, SIGNUP_AT, CHURNED_AT, *kinds.all]].reset_index(drop=True), kinds
+
+
+def validate_events(
+    frame: pd.DataFrame, source: str = "events"
+) -> tuple[pd.DataFrame, tuple[str, ...], list[str]]:
+    """Check and normalise an events table. Returns it, its numeric value columns and notes."""
+    if frame.empty:
+        raise DataError(source, None, "the table has no rows")
+    _require_columns(frame, EVENT_REQUIRED, source)
+    notes: list[str] = []
+    ids = normalise_ids(frame[CUSTOMER_ID], source)
+    ts = parse_timestamps(frame[TIMESTAMP], source, TIMESTAMP, allow_missing=False)
+    etype = frame[EVENT_TYPE]
+    missing = etype.isna() | (etype.astype("string").str.strip() == "")
+    if missing.any():
+        raise DataError(
+            source, EVENT_TYPE, "missing event type", _example(frame, missing.to_numpy(), EVENT_TYPE)
+        )
+    etype = etype.astype("string").str.strip().astype(str)
+    values: dict[str, pd.Series] = {}
+    for col in frame.columns:
+        if col in EVENT_REQUIRED:
+            continue
+        s = frame[col]
+        if col == AMOUNT and not pd.api.types.is_numeric_dtype(s):
+            coerced = pd.to_numeric(s, errors="coerce")
+            bad = coerced.isna() & s.notna() & (s.astype("string").str.strip() != "")
+            if bad.any():
+                raise DataError(source, AMOUNT, "amount is not a number",
+                                _example(frame, bad.to_numpy(), AMOUNT))
+            s = coerced
+        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+            notes.append(f"{source}: column '{col}' is not numeric and is ignored")
+            continue
+        s = s.astype("float64")
+        inf = np.isinf(s.to_numpy())
+        if inf.any():
+            raise DataError(source, col, "infinite value", _example(frame, inf, col))
+        values[col] = s
+    value_cols = tuple(sorted(values, key=lambda c: (c != AMOUNT, c)))
+    out = pd.DataFrame({CUSTOMER_ID: ids, TIMESTAMP: ts, EVENT_TYPE: etype, **values})
+    return out, value_cols, notes
+
+
+def drop_unknown_customers(
+    events: pd.DataFrame, customers: pd.DataFrame
+) -> tuple[pd.DataFrame, int]:
+    known = events[CUSTOMER_ID].isin(customers[CUSTOMER_ID])
+    dropped = int((~known).sum())
+    if dropped:
+        events = events[known.to_numpy()].reset_index(drop=True)
+    return events, dropped
+
+
+def load_tables(customers_path: str | Path, events_path: str | Path) -> Tables:
+    """Load both files, validate them and drop events of unknown customers (counted)."""
+    customers, kinds = validate_customers(read_table(customers_path), str(customers_path))
+    events, value_cols, notes = validate_events(read_table(events_path), str(events_path))
+    events, dropped = drop_unknown_customers(events, customers)
+    if dropped:
+        notes.append(f"{events_path}: dropped {dropped} events of customers not in {customers_path}")
+    for note in notes:
+        log.warning(note)
+    return Tables(customers, events, kinds, value_cols, dropped, notes)

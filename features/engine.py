@@ -1,0 +1,258 @@
+"""Runs the feature and label definitions on DuckDB, for a whole history or one customer's."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.contract import (
+    CHURNED_AT,
+    CUSTOMER_ID,
+    EVENT_TYPE,
+    SIGNUP_AT,
+    TIMESTAMP,
+    Tables,
+)
+from features.definitions import DAY, FeatureSpec, candidates_sql, feature_sql, label_sql
+
+log = logging.getLogger(__name__)
+
+AS_OF = "as_of"
+LABEL = "label"
+_EPOCH = pd.Timestamp("1970-01-01")
+_local = threading.local()
+
+Progress = Callable[[int, int], None]
+
+
+def infer_spec(tables: Tables, max_event_types: int = 30, **kwargs) -> FeatureSpec:
+    """The feature spec for a dataset: its most frequent event types, value columns, attributes."""
+    counts = tables.events[EVENT_TYPE].value_counts()
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_event_types]
+    return FeatureSpec(
+        event_types=tuple(sorted(t for t, _ in ranked)),
+        value_columns=tables.value_columns,
+        attributes=tables.attributes,
+        **kwargs,
+    )
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB connection per thread (connections are not thread-safe)."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = duckdb.connect(":memory:")
+        _local.con = con
+    return con
+
+
+def epoch_seconds(values: pd.Series) -> np.ndarray:
+    """Datetimes as float seconds since 1970 (NaT becomes NaN)."""
+    return (values - _EPOCH).dt.total_seconds().to_numpy(dtype="float64")
+
+
+def customer_relation(customers: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    cols = {
+        "customer_id": customers[CUSTOMER_ID].to_numpy(dtype=object),
+        "signup": epoch_seconds(customers[SIGNUP_AT]),
+        "churned": epoch_seconds(customers[CHURNED_AT])
+        if CHURNED_AT in customers
+        else np.full(len(customers), np.nan),
+    }
+    slugs = spec.attribute_slugs
+    for a in spec.attributes.numeric:
+        cols[slugs[a]] = (
+            customers[a].to_numpy(dtype="float64") if a in customers else np.nan
+        )
+    for a in spec.attributes.categorical:
+        cols[slugs[a]] = (
+            customers[a].astype(object).where(customers[a].notna(), None).to_numpy()
+            if a in customers
+            else None
+        )
+    for a in spec.attributes.datetime:
+        cols[slugs[a]] = epoch_seconds(customers[a]) if a in customers else np.nan
+    return pd.DataFrame(cols)
+
+
+def event_relation(events: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    cols = {
+        "customer_id": events[CUSTOMER_ID].to_numpy(dtype=object),
+        "ts": epoch_seconds(events[TIMESTAMP]),
+        "event_type": events[EVENT_TYPE].to_numpy(dtype=object),
+    }
+    for col, s in spec.value_slugs.items():
+        cols[f"v_{s}"] = (
+            events[col].to_numpy(dtype="float64") if col in events else np.full(len(events), np.nan)
+        )
+    return pd.DataFrame(cols)
+
+
+def obs_relation(obs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "obs_id": np.arange(len(obs), dtype="int64"),
+        "customer_id": obs[CUSTOMER_ID].to_numpy(dtype=object),
+        "as_of": epoch_seconds(pd.to_datetime(obs[AS_OF])),
+    })
+
+
+class Relations:
+    """Customers and events converted once into the engine's relational form."""
+
+    def __init__(self, customers: pd.DataFrame, events: pd.DataFrame, spec: FeatureSpec):
+        self.spec = spec
+        self.customers = customer_relation(customers, spec)
+        self.events = event_relation(events, spec)
+
+    def query(self, sql: str, **extra: pd.DataFrame) -> pd.DataFrame:
+        con = _connection()
+        con.register("customers", self.customers)
+        con.register("events", self.events)
+        for name, frame in extra.items():
+            con.register(name, frame)
+        try:
+            return con.execute(sql).fetch_df()
+        finally:
+            for name in ("customers", "events", *extra):
+                con.unregister(name)
+
+
+def _from_epoch(seconds: pd.Series) -> pd.Series:
+    return (_EPOCH + pd.to_timedelta(seconds.to_numpy(), unit="s")).astype("datetime64[us]")
+
+
+def features_for(rel: Relations, obs: pd.DataFrame) -> pd.DataFrame:
+    """Feature rows for (customer_id, as_of) pairs, in the order given."""
+    spec = rel.spec
+    table = rel.query(feature_sql(spec), obs=obs_relation(obs))
+    table = table.sort_values("obs_id", kind="stable").reset_index(drop=True)
+    out = table.drop(columns=["obs_id"]).assign(as_of=_from_epoch(table["as_of"]))
+    numeric = [c for c in spec.feature_names if c not in spec.categorical_features]
+    out[numeric] = out[numeric].astype("float64")
+    for c in spec.categorical_features:
+        out[c] = out[c].astype(object).where(out[c].notna(), None)
+    return out[[CUSTOMER_ID, AS_OF, *spec.feature_names]]
+
+
+def compute_features(
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    as_of: Sequence[pd.Timestamp] | pd.DataFrame,
+    spec: FeatureSpec,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """The feature table for every active customer at each `as_of`, or for given pairs.
+
+    `as_of` is either a list of times (every customer signed up at or before the time and not
+    churned by it), or a frame of (customer_id, as_of) pairs."""
+    rel = Relations(customers, events, spec)
+    if isinstance(as_of, pd.DataFrame):
+        return features_for(rel, as_of)
+    parts = []
+    for i, when in enumerate(as_of):
+        t = pd.Timestamp(when)
+        active = (customers[SIGNUP_AT] <= t) & ~(customers[CHURNED_AT] <= t)
+        who = customers.loc[active, CUSTOMER_ID]
+        parts.append(features_for(rel, pd.DataFrame({CUSTOMER_ID: who.to_numpy(), AS_OF: t})))
+        if progress:
+            progress(i + 1, len(as_of))
+    return pd.concat(parts, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labelled snapshots
+# ---------------------------------------------------------------------------------------------
+
+
+def data_end(customers: pd.DataFrame, events: pd.DataFrame) -> pd.Timestamp:
+    """The last moment the data observes: its latest event or churn."""
+    ends = [events[TIMESTAMP].max()]
+    if CHURNED_AT in customers and customers[CHURNED_AT].notna().any():
+        ends.append(customers[CHURNED_AT].max())
+    return pd.Timestamp(max(ends))
+
+
+def observation_times(
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    horizon_days: int,
+    cadence_days: int,
+    min_history_days: int = 90,
+) -> list[pd.Timestamp]:
+    """Midnight observation times every `cadence_days`, newest first in time order reversed.
+
+    The newest is the latest midnight whose horizon is fully observed; the oldest leaves
+    `min_history_days` of history before it."""
+    if horizon_days <= 0 or cadence_days <= 0:
+        raise ValueError("horizon and cadence must be positive numbers of days")
+    end = data_end(customers, events)
+    start = pd.Timestamp(events[TIMESTAMP].min())
+    last = (end - pd.Timedelta(days=horizon_days)).floor("D")
+    first = start + pd.Timedelta(days=min_history_days)
+    times = []
+    t = last
+    while t >= first:
+        times.append(t)
+        t -= pd.Timedelta(days=cadence_days)
+    return sorted(times)
+
+
+def label_observations(
+    rel: Relations, times: Iterable[pd.Timestamp], label: str, horizon_days: float
+) -> pd.DataFrame:
+    """Eligible (customer_id, as_of, label) rows at the given times."""
+    times_rel = pd.DataFrame({"as_of": epoch_seconds(pd.Series(pd.to_datetime(list(times))))})
+    cands = rel.query(candidates_sql(), times=times_rel)
+    cands = cands.sort_values(["as_of", "customer_id"], kind="stable").reset_index(drop=True)
+    obs = pd.DataFrame({"obs_id": np.arange(len(cands), dtype="int64"),
+                        "customer_id": cands["customer_id"], "as_of": cands["as_of"]})
+    labels = rel.query(label_sql(label, horizon_days), obs=obs).sort_values("obs_id")
+    keep = labels["eligible"].to_numpy() == 1
+    return pd.DataFrame({
+        CUSTOMER_ID: obs["customer_id"].to_numpy()[keep],
+        AS_OF: _from_epoch(obs["as_of"][keep]).to_numpy(),
+        LABEL: labels["label"].to_numpy()[keep].astype("int8"),
+    })
+
+
+def build_snapshots(
+    tables: Tables,
+    spec: FeatureSpec,
+    label: str,
+    horizon_days: int,
+    cadence_days: int,
+    times: Sequence[pd.Timestamp] | None = None,
+    min_history_days: int | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Labelled feature rows at regular observation times whose horizon is fully observed."""
+    if times is None:
+        times = observation_times(
+            tables.customers, tables.events, horizon_days, cadence_days,
+            max(spec.windows) if min_history_days is None else min_history_days,
+        )
+    if not times:
+        raise ValueError(
+            "no observation time has both enough history and a fully observed horizon; "
+            "use a shorter horizon or more data"
+        )
+    rel = Relations(tables.customers, tables.events, spec)
+    parts = []
+    for i, t in enumerate(times):
+        labelled = label_observations(rel, [t], label, horizon_days)
+        feats = features_for(rel, labelled[[CUSTOMER_ID, AS_OF]])
+        parts.append(feats.assign(**{LABEL: labelled[LABEL].to_numpy()}))
+        if progress:
+            progress(i + 1, len(times))
+    return pd.concat(parts, ignore_index=True)
+
+
+__all__ = [
+    "AS_OF", "DAY", "LABEL", "Relations", "build_snapshots", "compute_features",
+    "features_for", "infer_spec", "label_observations", "observation_times",
+]
