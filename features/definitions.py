@@ -79,7 +79,7 @@ class FeatureSpec:
     @property
     def feature_names(self) -> tuple[str, ...]:
         """Every feature column in output order (without customer_id and as_of)."""
-        names = ["tenure_days"]
+        names = ["tenure_days", "days_to_anniversary"]
         for w in self.windows:
             names += [f"n_events_{w}d", f"active_days_{w}d"]
         names += [
@@ -215,7 +215,9 @@ def feature_sql(spec: FeatureSpec) -> str:
     def z(col: str) -> str:
         return f"COALESCE({col}, 0)"
 
-    out = ["obs_id", "customer_id", "as_of", "tenure_days"]
+    # renewals: annual contracts are mostly left around the signup anniversary
+    out = ["obs_id", "customer_id", "as_of", "tenure_days",
+           "365.0 - (tenure_days - 365.0 * FLOOR(tenure_days / 365.0)) AS days_to_anniversary"]
     for w in spec.windows:
         out += [f"{z(f't_n_{w}')} AS n_events_{w}d", f"{z(f'ad_{w}')} AS active_days_{w}d"]
     out += [

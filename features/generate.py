@@ -89,7 +89,7 @@ def generate(
     activity = rng.lognormal(0.0, 0.5, n) * (0.7 if kind == "subscription" else 0.8)
     mu = rng.normal(0.6, 0.7, n)  # long-run satisfaction
     sat = mu + rng.normal(0, 0.5, n)
-    rho = 0.9
+    rho = 0.93
 
     alive = np.zeros(n, dtype=bool)
     churned = np.zeros(n, dtype=bool)
@@ -121,7 +121,8 @@ def generate(
             tickets = rng.poisson(0.10 * np.exp(-0.7 * s))
             complaints = rng.poisson(0.03 * np.exp(-1.1 * s))
             billing = ((w - signup_week[idx]) % 4) == 0
-            failed = billing & (rng.random(m) < _sigmoid(-3.6 - 1.1 * s))
+            # cards expire for anyone; unhappy customers also let payments fail
+            failed = billing & (rng.random(m) < 0.01 + _sigmoid(-3.6 - 1.1 * s))
             late = billing & ~failed & (rng.random(m) < _sigmoid(-3.0 - 0.9 * s))
             paid = billing & ~failed
             down = (rng.random(m) < 0.006 * np.exp(-0.9 * s)) & (price[idx] > PLANS["basic"])
@@ -142,6 +143,7 @@ def generate(
             price[idx[down]] = np.where(price[idx[down]] > PLANS["pro"], PLANS["pro"], PLANS["basic"])
             price[idx[up]] = np.where(price[idx[up]] < PLANS["pro"], PLANS["pro"], PLANS["business"])
             intent_boost[idx[intent]] += 0.15
+            intent_boost[idx[failed]] += 0.10  # involuntary churn after a failed payment
         else:
             rate = activity[idx] * np.exp(0.6 * np.clip(s, -3, 3))
             visits = rng.poisson(1.2 * rate)
@@ -166,8 +168,10 @@ def generate(
 
         # churn: driven by satisfaction and stated intent, damped by annual contracts,
         # plus a share that no signal predicts
-        hazard = _sigmoid(-5.6 - 1.5 * s) + intent_boost[idx]
-        hazard = hazard * np.where(annual[idx], 0.5, 1.0) + 0.0025
+        # annual contracts can only be left around their renewal
+        renewal = ((w - signup_week[idx]) % 52) >= 48
+        hazard = _sigmoid(-5.2 - 1.8 * s) + intent_boost[idx]
+        hazard = hazard * np.where(annual[idx], np.where(renewal, 2.5, 0.05), 1.0) + 0.001
         leave = rng.random(m) < np.minimum(hazard, 0.9)
         leave &= signup_week[idx] < w  # nobody leaves in their signup week
         churned[idx[leave]] = True

@@ -24,7 +24,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+# piped output is not cut at 80 columns
+out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 160)))
 err = Console(stderr=True)
 log = logging.getLogger("churn")
 
@@ -158,6 +159,170 @@ def snapshots(
     )
 
 
+@contextmanager
+def stage_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+    """Progress bars for a multi-stage job: `stage(label)` returns a callback for one stage."""
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err,
+        disable=not err.is_terminal and os.environ.get("CHURN_PROGRESS") != "1",
+    ) as bar:
+
+        def stage(label: str) -> Callable[[int, int], None]:
+            task = bar.add_task(label, total=None)
+            return lambda done, total: bar.update(task, completed=done, total=total)
+
+        yield stage
+
+
+METRIC_ROWS = [
+    ("roc_auc", "ROC-AUC"), ("roc_auc_ci_low", "ROC-AUC 95% CI low"),
+    ("roc_auc_ci_high", "ROC-AUC 95% CI high"), ("pr_auc", "PR-AUC"), ("brier", "Brier"),
+    ("log_loss", "log loss"), ("lift_top10", "lift @10%"), ("capture_top10", "capture @10%"),
+    ("ece", "ECE"), ("mean_predicted", "mean predicted"), ("base_rate", "base rate"),
+    ("rows", "rows"),
+]
+
+
+@app.command()
+def train(
+    customers: CustomersOpt,
+    events: EventsOpt,
+    label: LabelOpt,
+    horizon: HorizonOpt,
+    cadence: CadenceOpt = 30,
+    experiment: Annotated[str | None, typer.Option(
+        "--experiment", help="MLflow experiment (default: churn).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="Training config TOML (default: training/default.toml).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Train LightGBM and a baseline on time-split snapshots; log and register in MLflow."""
+    from features.definitions import LABEL_KINDS
+    from features.settings import get_settings
+    from training.config import load_config
+    from training.pipeline import train as run
+
+    if label not in LABEL_KINDS:
+        raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
+    cfg = load_config(config)
+    with stage_bars() as stage:
+        result = run(customers, events, label, horizon, cadence, cfg, get_settings(),
+                     experiment, stage)
+    if as_json:
+        print_json({"run_id": result.run_id, "model_version": result.model_version,
+                    "aliases": result.aliases, "metrics": result.metrics})
+        return
+    lgbm, base = result.metrics["lightgbm"], result.metrics["baseline"]
+    print_table(
+        f"Test metrics ({result.dataset['rows']['test']:,} rows at "
+        f"{', '.join(result.dataset['observation_times']['test'])})",
+        ["metric", "LightGBM", "baseline"],
+        [[title, lgbm[key], base[key]] for key, title in METRIC_ROWS],
+    )
+    out.print(
+        f"run {result.run_id} · registered churn version {result.model_version} "
+        f"({', '.join(result.aliases)}) · best campaign: contact "
+        f"{int(lgbm['campaign_best_k'])} customers, expected profit "
+        f"{lgbm['campaign_expected_profit']:,.0f}"
+    )
+
+
+@app.command()
+def promote(
+    version: Annotated[str | None, typer.Option(
+        "--version", help="Model version to promote (default: the challenger, else the latest).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if it does not win.")] = False,
+) -> None:
+    """Move the champion alias to a version that beats the champion on its test snapshot."""
+    from features.settings import get_settings
+    from training.registry import promote as run
+
+    result = run(get_settings(), version, force)
+    if result.scores:
+        c, h = result.scores["candidate"], result.scores["champion"]
+        print_table(
+            f"Version {result.candidate} vs champion {result.champion} on "
+            f"{result.rows:,} test rows of version {result.candidate}",
+            ["metric", f"candidate v{result.candidate}", f"champion v{result.champion}"],
+            [["ROC-AUC", c["roc_auc"], h["roc_auc"]], ["Brier", c["brier"], h["brier"]]],
+        )
+    verdict = "promoted to champion" if result.promoted else "not promoted"
+    out.print(f"version {result.candidate}: {verdict}: {result.reason}")
+
+
+@app.command()
+def compare(
+    experiment: Annotated[str | None, typer.Option(
+        "--experiment", help="MLflow experiment (default: churn).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+) -> None:
+    """Print the training runs side by side, newest first."""
+    from features.settings import get_settings
+    from training.registry import compare as run
+
+    table = run(get_settings(), experiment)
+    if table.empty:
+        out.print("no training runs yet")
+        return
+    if as_json:
+        print_json({"runs": table.to_dict(orient="records")})
+        return
+    print_table("Training runs", list(table.columns), table.astype(object).values.tolist())
+
+
+@app.command()
+def score(
+    customers: CustomersOpt,
+    events: EventsOpt,
+    as_of: Annotated[str, typer.Option("--as-of", help="Score customers active at this time.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
+    model: Annotated[str, typer.Option("--model", help="MLflow model URI.")] = "models:/churn@champion",
+    value_column: Annotated[str | None, typer.Option(
+        "--value-column", help="Feature or numeric attribute with each customer's value; adds "
+        "expected_value_at_risk and a contact flag.")] = None,
+    value_multiplier: Annotated[float, typer.Option(
+        "--value-multiplier", help="Periods of that value a saved customer is worth.")] = 12.0,
+    offer_cost: Annotated[float, typer.Option("--offer-cost", help="Cost of one offer.")] = 10.0,
+    save_rate: Annotated[float, typer.Option(
+        "--save-rate", min=0.0, max=1.0, help="Share of contacted churners saved.")] = 0.25,
+) -> None:
+    """Score every customer active at --as-of with the champion (or --model)."""
+    from features.settings import get_settings
+    from serving.predictor import add_targeting, features_at, load_model, score_frame
+    from training.pipeline import customer_value
+    from training.tracking import configure
+
+    when = parse_time(as_of, "--as-of")
+    settings = get_settings()
+    configure(settings)
+    tables = _load(customers, events)
+    try:
+        loaded = load_model(model)
+    except Exception as exc:
+        raise UsageError(f"--model: cannot load {model!r}: {' '.join(str(exc).split())[:300]}") from None
+    with progress_bar("building features") as progress:
+        feats = features_at(loaded, tables.customers, tables.events, when)
+        progress(1, 1)
+    if feats.empty:
+        raise UsageError(f"--as-of: no customer is active at {when}")
+    scores = score_frame(loaded, feats, settings.top_reasons, settings.risk_bands)
+    if value_column:
+        value = customer_value(feats, value_column, loaded.model.spec) * value_multiplier
+        scores = add_targeting(scores, value, offer_cost, save_rate)
+    write_parquet(scores, out_path)
+    bands = scores["risk_band"].value_counts()
+    out.print(
+        f"scored {len(scores):,} customers at {when} with model version {loaded.version} "
+        f"({', '.join(f'{b}: {bands.get(b, 0):,}' for b in ('high', 'medium', 'low'))}) "
+        f"-> {out_path}"
+    )
+    top = scores.sort_values("churn_probability", ascending=False).head(5)
+    print_table("Highest risk", ["customer_id", "probability", "band", "top reason"],
+                [[r.customer_id, r.churn_probability, r.risk_band, r.reason_1_text]
+                 for r in top.itertuples()])
+
+
 def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
     table = Table(title=title)
     for c in columns:
@@ -173,8 +338,15 @@ def print_json(payload: dict) -> None:
 
 def main() -> None:
     """Entry point: run the app, turning any error into one line and a non-zero exit."""
-    logging.basicConfig(level=os.environ.get("CHURN_LOG_LEVEL", "WARNING"),
-                        format="%(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("CHURN_LOG_LEVEL", "WARNING")
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if "CHURN_LOG_LEVEL" not in os.environ:  # MLflow narrates every step at INFO
+        for name in ("mlflow", "alembic", "lightgbm"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR" if "CHURN_LOG_LEVEL" not in os.environ
+                          else level)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from features.contract import DataError
 
     try:

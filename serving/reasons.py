@@ -1,0 +1,100 @@
+"""Human-readable reasons: a template per feature, stored in the model, rendered per customer."""
+
+from __future__ import annotations
+
+import math
+
+from features.definitions import FeatureSpec
+
+
+def _plural(event_type: str) -> str:
+    return f"'{event_type.replace('_', ' ')}' events"
+
+
+def reason_templates(spec: FeatureSpec) -> dict[str, dict]:
+    """One template per feature: its kind and the words to render it with."""
+    t: dict[str, dict] = {
+        "tenure_days": {"kind": "tenure"},
+        "days_to_anniversary": {"kind": "plain",
+                                "text": "{v:,.0f} days to the signup anniversary (renewal)"},
+    }
+    for w in spec.windows:
+        t[f"n_events_{w}d"] = {"kind": "count", "label": "Events", "w": w}
+        t[f"active_days_{w}d"] = {"kind": "active_days", "w": w}
+    wmax = max(spec.windows)
+    t["days_since_last_event"] = {"kind": "days_since", "label": "activity"}
+    t["events_lifetime"] = {"kind": "plain", "text": "{v:.0f} events since the log began"}
+    t["events_per_day_lifetime"] = {"kind": "plain", "text": "{v:.2f} events per day of tenure"}
+    t[f"events_per_active_day_{wmax}d"] = {
+        "kind": "plain", "text": f"{{v:.1f}} events per active day in the last {wmax} days"}
+    t["mean_gap_days"] = {"kind": "plain", "text": "Usually {v:.1f} days between events"}
+    t["overdue_ratio"] = {"kind": "plain",
+                          "text": "Time since the last event is {v:.1f}x the usual gap"}
+    t["trend_events"] = {"kind": "trend", "label": "Activity"}
+    for etype, s in spec.type_slugs.items():
+        label = _plural(etype)
+        for w in spec.windows:
+            t[f"n_{s}_{w}d"] = {"kind": "count", "label": label[0].upper() + label[1:], "w": w}
+        t[f"days_since_{s}"] = {"kind": "days_since", "label": f"'{etype.replace('_', ' ')}'"}
+        t[f"trend_{s}"] = {"kind": "trend", "label": label[0].upper() + label[1:]}
+    for col, s in spec.value_slugs.items():
+        for w in spec.windows:
+            t[f"{s}_sum_{w}d"] = {"kind": "plain",
+                                  "text": f"Total {col} in the last {w} days: {{v:,.2f}}"}
+        t[f"{s}_mean_{wmax}d"] = {
+            "kind": "plain", "text": f"Average {col} per event in the last {wmax} days: {{v:,.2f}}"}
+        t[f"{s}_mean_lifetime"] = {"kind": "plain",
+                                   "text": f"Average {col} per event overall: {{v:,.2f}}"}
+        t[f"{s}_trend"] = {"kind": "trend", "label": f"Total {col}"}
+    attr = spec.attribute_slugs
+    for a in spec.attributes.numeric:
+        t[attr[a]] = {"kind": "plain", "text": f"{a} is {{v:g}}"}
+    for a in spec.attributes.categorical:
+        t[attr[a]] = {"kind": "category", "label": a}
+    for a in spec.attributes.datetime:
+        t[f"{attr[a]}_days"] = {"kind": "plain", "text": f"{a} was {{v:,.0f}} days before"}
+    for tmpl in t.values():
+        tmpl.setdefault("recent", spec.trend_recent)
+        tmpl.setdefault("earlier", spec.trend_earlier)
+    return t
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def render_reason(template: dict, value: object) -> str:
+    """The sentence for one feature's value."""
+    kind = template["kind"]
+    if kind == "category":
+        shown = "unknown" if _missing(value) else str(value)
+        return f"{template['label']} is {shown}"
+    if _missing(value):
+        if kind == "days_since":
+            return f"No {template['label']} recorded so far"
+        if kind == "trend":
+            return f"{template['label']}: customer too new to compare periods"
+        return f"{template.get('label', 'Value')} not available"
+    v = float(value)
+    if kind == "tenure":
+        return f"Customer for {v:,.0f} days"
+    if kind == "count":
+        return f"{template['label']} in the last {template['w']} days: {v:,.0f}"
+    if kind == "active_days":
+        return f"Active on {v:.0f} of the last {template['w']} days"
+    if kind == "days_since":
+        return f"Last {template['label']} {v:,.0f} days ago"
+    if kind == "trend":
+        label, recent, earlier = template["label"], template["recent"], template["earlier"]
+        span = f"in the last {recent} days compared with the {earlier} before"
+        if v <= -0.999:
+            return f"{label} stopped {span}"
+        if v >= 0.999:
+            return f"{label} appeared {span}, after none"
+        if abs(v) < 0.005:
+            return f"{label} steady {span}"
+        ratio = (1 + v) / (1 - v)
+        change = (ratio - 1) * 100
+        verb = "fell" if change < 0 else "rose"
+        return f"{label} {verb} {abs(change):.0f}% {span}"
+    return template["text"].format(v=v)

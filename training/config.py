@@ -1,0 +1,93 @@
+"""The training configuration: a small TOML file parsed into a frozen, typed object."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LightGBMParams(_Frozen):
+    num_leaves: int = Field(15, ge=2, le=1024)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    min_child_samples_frac: float = Field(0.002, ge=0, le=0.2,
+                                          description="min_child_samples as a share of rows")
+    min_child_samples_floor: int = Field(20, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    max_rounds: int = Field(600, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+
+
+class SearchConfig(_Frozen):
+    trials: int = Field(6, ge=0, description="Optuna trials on validation; 0 skips the search")
+    timeout_s: float = Field(300, gt=0)
+
+
+class SplitConfig(_Frozen):
+    validation_times: int = Field(2, ge=1)
+    test_times: int = Field(2, ge=1)
+    purge: bool = Field(True, description="drop observation times whose label window overlaps "
+                                          "the next split's first observation time")
+
+
+class TargetingConfig(_Frozen):
+    value_column: str = Field("amount_sum_30d", description="feature or attribute with the "
+                                                            "customer's value per horizon")
+    offer_cost: float = Field(10.0, ge=0)
+    save_rate: float = Field(0.25, ge=0, le=1)
+
+
+class TrainConfig(_Frozen):
+    seed: int = 0
+    num_threads: int = Field(2, ge=1)
+    max_event_types: int = Field(30, ge=1)
+    calibration: Literal["auto", "isotonic", "sigmoid"] = Field(
+        "auto", description="auto: Platt (sigmoid) below 1000 validation churners, else isotonic")
+    lightgbm: LightGBMParams = LightGBMParams()
+    search: SearchConfig = SearchConfig()
+    split: SplitConfig = SplitConfig()
+    targeting: TargetingConfig = TargetingConfig()
+    bootstrap: int = Field(200, ge=0, description="resamples for metric confidence intervals")
+
+
+def load_config(path: Path | None = None) -> TrainConfig:
+    """Parse a TOML config (the packaged default when no path is given)."""
+    path = path or DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--config: file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"--config: {path} is not valid TOML: {exc}") from None
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"--config: {path}: {where}: {first['msg']}") from None
+
+
+def flat_params(config: TrainConfig) -> dict[str, object]:
+    """The whole config as flat key -> value pairs for MLflow params."""
+    out: dict[str, object] = {}
+
+    def walk(prefix: str, obj: dict) -> None:
+        for key, value in obj.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(name + ".", value)
+            else:
+                out[name] = value
+
+    walk("", config.model_dump())
+    return out

@@ -1,0 +1,188 @@
+"""Model fitting: a tuned, calibrated LightGBM model and a logistic-regression baseline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from features.definitions import FeatureSpec
+from serving.model import CategoryEncoder, ChurnModel
+from serving.reasons import reason_templates
+from training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class FitResult:
+    model: ChurnModel
+    params: dict[str, object]
+    best_iteration: int
+    validation_auc: float
+    trials: list[dict[str, object]]
+
+
+def _lgb_params(config: TrainConfig, n_rows: int, overrides: dict | None = None) -> dict:
+    p = config.lightgbm
+    params = {
+        "objective": "binary",
+        "metric": "binary_logloss",
+        "verbosity": -1,
+        "num_threads": config.num_threads,
+        "seed": config.seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_leaves": p.num_leaves,
+        "learning_rate": p.learning_rate,
+        "min_child_samples_frac": p.min_child_samples_frac,
+        "feature_fraction": p.feature_fraction,
+        "bagging_fraction": p.bagging_fraction,
+        "bagging_freq": 1,
+        "lambda_l2": p.lambda_l2,
+        "max_cat_to_onehot": 8,
+        "cat_smooth": 20.0,
+    }
+    params.update(overrides or {})
+    frac = params.pop("min_child_samples_frac")
+    params["min_child_samples"] = max(p.min_child_samples_floor, int(frac * n_rows))
+    return params
+
+
+def _train_booster(params, train_set, val_set, config) -> lgb.Booster:
+    return lgb.train(
+        params, train_set, num_boost_round=config.lightgbm.max_rounds, valid_sets=[val_set],
+        callbacks=[lgb.early_stopping(config.lightgbm.early_stopping_rounds, verbose=False)],
+    )
+
+
+def fit_calibration(p_val: np.ndarray, y_val: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """A monotone map from the booster's probability to a calibrated one, as (xs, ys) knots.
+
+    Isotonic regression needs many positives; with few it overfits the extremes (a top bin of
+    probability 1.0), so `auto` uses Platt scaling below 1000 validation churners."""
+    if kind == "auto":
+        kind = "isotonic" if y_val.sum() >= 1000 else "sigmoid"
+    if kind == "isotonic":
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p_val, y_val)
+        return np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_)
+    # Platt scaling on the log-odds, tabulated on a fine grid of probabilities
+    logit = np.log(np.clip(p_val, 1e-9, 1 - 1e-9) / np.clip(1 - p_val, 1e-9, 1))
+    lr = LogisticRegression(C=1e6).fit(logit.reshape(-1, 1), y_val)
+    xs = np.concatenate([[0.0], np.logspace(-6, 0, 2000)[:-1], [1.0]])
+    lx = np.log(np.clip(xs, 1e-12, 1 - 1e-12) / np.clip(1 - xs, 1e-12, 1))
+    return xs, lr.predict_proba(lx.reshape(-1, 1))[:, 1]
+
+
+def fit_lightgbm(
+    train: pd.DataFrame, y_train: np.ndarray, val: pd.DataFrame, y_val: np.ndarray,
+    spec: FeatureSpec, config: TrainConfig, progress: Progress | None = None,
+) -> FitResult:
+    """Tune on validation (bounded Optuna search), keep the best booster, calibrate on validation."""
+    import optuna
+
+    encoder = CategoryEncoder(spec.categorical_features).fit(train)
+    names = list(spec.feature_names)
+    cats = [names.index(c) for c in spec.categorical_features]
+    x_train = encoder.transform(train[names]).to_numpy(dtype="float64")
+    x_val = encoder.transform(val[names]).to_numpy(dtype="float64")
+    train_set = lgb.Dataset(x_train, y_train, feature_name=names, categorical_feature=cats,
+                            free_raw_data=False)
+    val_set = lgb.Dataset(x_val, y_val, reference=train_set)
+
+    best: dict[str, object] = {"auc": -1.0}
+    trials: list[dict[str, object]] = []
+    n_trials = max(1, config.search.trials)
+
+    def run(overrides: dict) -> float:
+        params = _lgb_params(config, len(train), overrides)
+        booster = _train_booster(params, train_set, val_set, config)
+        p = booster.predict(x_val, num_iteration=booster.best_iteration,
+                            num_threads=config.num_threads)
+        auc = float(roc_auc_score(y_val, p)) if len(np.unique(y_val)) == 2 else 0.0
+        trials.append({**overrides, "best_iteration": booster.best_iteration,
+                       "validation_auc": auc})
+        if auc > best["auc"]:
+            best.update(auc=auc, booster=booster, params=params)
+        if progress:
+            progress(len(trials), n_trials)
+        return auc
+
+    started = time.monotonic()
+    run({})  # the configured starting point always counts
+    if config.search.trials > 1:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed)
+        )
+
+        def objective(trial: optuna.Trial) -> float:
+            return run({
+                "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
+                "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+                "min_child_samples_frac": trial.suggest_float(
+                    "min_child_samples_frac", 0.0005, 0.02, log=True),
+                "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
+                "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
+            })
+
+        remaining = config.search.timeout_s - (time.monotonic() - started)
+        study.optimize(objective, n_trials=config.search.trials - 1, timeout=max(remaining, 1))
+
+    booster: lgb.Booster = best["booster"]  # type: ignore[assignment]
+    # keep only the chosen iterations, so every consumer sees the same trees
+    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    p_val = booster.predict(x_val, num_threads=config.num_threads)
+    calibration = fit_calibration(p_val, np.asarray(y_val), config.calibration)
+    model = ChurnModel(spec, booster, encoder, calibration, reason_templates(spec),
+                       num_threads=1)
+    return FitResult(model, dict(best["params"]), booster.current_iteration(),  # type: ignore[arg-type]
+                     float(best["auc"]), trials)
+
+
+def _signed_log(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def fit_baseline(
+    train: pd.DataFrame, y_train: np.ndarray, spec: FeatureSpec, config: TrainConfig
+) -> Pipeline:
+    """Logistic regression on scaled, log-transformed numbers and one-hot categories."""
+    cats = list(spec.categorical_features)
+    nums = [c for c in spec.feature_names if c not in cats]
+    numeric = make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        FunctionTransformer(_signed_log, feature_names_out="one-to-one"),
+        StandardScaler(),
+    )
+    categorical = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value="(missing)", keep_empty_features=True),
+        OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20, max_categories=30),
+    )
+    pre = ColumnTransformer([("num", numeric, nums), ("cat", categorical, cats)])
+    pipe = Pipeline([("pre", pre), ("lr", LogisticRegression(C=0.5, max_iter=2000))])
+    frame = train[list(spec.feature_names)].copy()
+    for c in cats:
+        frame[c] = frame[c].astype(object).where(frame[c].notna(), np.nan)
+    return pipe.fit(frame, y_train)
+
+
+def baseline_proba(pipe: Pipeline, frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+    x = frame[list(spec.feature_names)].copy()
+    for c in spec.categorical_features:
+        x[c] = x[c].astype(object).where(x[c].notna(), np.nan)
+    return pipe.predict_proba(x)[:, 1]

@@ -1,0 +1,307 @@
+"""`churn train`: load, build snapshots, split in time, fit, evaluate, explain, log, register.
+
+Only `train` touches files and MLflow; every step it calls is data in, data out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from features.contract import CUSTOMER_ID, Tables, load_tables
+from features.definitions import FeatureSpec
+from features.engine import AS_OF, LABEL, build_snapshots, infer_spec, observation_times
+from features.settings import Settings
+from serving import model as serving_model
+from serving.model import ChurnModel
+from serving.predictor import LoadedModel, reasons_columns, top_reasons
+from training import plots
+from training.config import TrainConfig, flat_params
+from training.fit import baseline_proba, fit_baseline, fit_lightgbm
+from training.metrics import bootstrap_auc_ci, classification_metrics, profit_curve
+from training.split import TimeSplit, split_times
+from training.tracking import configure, experiment_id, version_by_alias
+
+log = logging.getLogger(__name__)
+
+StageProgress = Callable[[str], Callable[[int, int], None]]
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_version: str
+    aliases: list[str]
+    metrics: dict[str, dict[str, float]]
+    dataset: dict[str, object] = field(default_factory=dict)
+
+
+def _no_progress(_: str) -> Callable[[int, int], None]:
+    return lambda done, total: None
+
+
+def describe_dataset(
+    tables: Tables, customers_path: Path, events_path: Path, label: str, horizon: int,
+    cadence: int, split: TimeSplit, frames: dict[str, pd.DataFrame],
+) -> dict[str, object]:
+    return {
+        "customers_file": str(Path(customers_path).resolve()),
+        "events_file": str(Path(events_path).resolve()),
+        "customers": len(tables.customers),
+        "events": len(tables.events),
+        "dropped_unknown_events": tables.dropped_unknown_events,
+        "label": label,
+        "horizon_days": horizon,
+        "cadence_days": cadence,
+        "observation_times": {
+            name: [str(t.date()) for t in times]
+            for name, times in (("train", split.train), ("validation", split.validation),
+                                ("test", split.test), ("purged", split.purged))
+        },
+        "rows": {name: len(f) for name, f in frames.items()},
+        "churn_rate": {name: float(f[LABEL].mean()) for name, f in frames.items()},
+    }
+
+
+def customer_value(frame: pd.DataFrame, column: str, spec: FeatureSpec) -> np.ndarray:
+    """The targeting value per row: a feature, or a customer attribute by its original name."""
+    if column in frame.columns:
+        return frame[column].to_numpy(dtype="float64")
+    attr = spec.attribute_slugs.get(column)
+    if attr and attr in frame.columns and column in spec.attributes.numeric:
+        return frame[attr].to_numpy(dtype="float64")
+    raise ValueError(
+        f"targeting.value_column: {column!r} is neither a feature nor a numeric attribute"
+    )
+
+
+def evaluate(y: np.ndarray, p: np.ndarray, config: TrainConfig) -> dict[str, float]:
+    metrics = classification_metrics(y, p)
+    lo, hi = bootstrap_auc_ci(y, p, config.bootstrap, config.seed)
+    return {**metrics, "roc_auc_ci_low": lo, "roc_auc_ci_high": hi}
+
+
+def _log_figure(fig, name: str) -> None:
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(fig, f"plots/{name}.png")
+    plt.close(fig)
+
+
+def _log_frame(frame: pd.DataFrame, name: str, tmp: Path) -> None:
+    path = tmp / name
+    frame.to_parquet(path, index=False)
+    mlflow.log_artifact(str(path))
+
+
+def train(
+    customers_path: Path,
+    events_path: Path,
+    label: str,
+    horizon: int,
+    cadence: int,
+    config: TrainConfig,
+    settings: Settings,
+    experiment: str | None = None,
+    stage: StageProgress = _no_progress,
+) -> TrainResult:
+    configure(settings)
+    tables = load_tables(customers_path, events_path)
+    spec = infer_spec(tables, max_event_types=config.max_event_types)
+    times = observation_times(tables.customers, tables.events, horizon, cadence,
+                              max(spec.windows))
+    needed = config.split.validation_times + config.split.test_times + 1
+    if len(times) < needed:
+        raise ValueError(
+            f"only {len(times)} observation times fit in the data with --horizon {horizon} and "
+            f"--cadence {cadence}; training needs at least {needed}"
+        )
+    split = split_times(times, horizon, config.split.validation_times, config.split.test_times,
+                        config.split.purge)
+    used = sorted(split.train + split.validation + split.test)
+    snaps = build_snapshots(tables, spec, label, horizon, cadence, times=used,
+                            progress=stage("building snapshots"))
+    frames = {
+        "train": snaps[snaps[AS_OF].isin(split.train)].reset_index(drop=True),
+        "validation": snaps[snaps[AS_OF].isin(split.validation)].reset_index(drop=True),
+        "test": snaps[snaps[AS_OF].isin(split.test)].reset_index(drop=True),
+    }
+    for name, frame in frames.items():
+        if frame[LABEL].nunique() < 2:
+            raise ValueError(
+                f"the {name} split has {'no churners' if frame[LABEL].sum() == 0 else 'only churners'}"
+                f" ({len(frame)} rows); use more customers, a longer --horizon or another --label"
+            )
+    ys = {name: f[LABEL].to_numpy() for name, f in frames.items()}
+    dataset = describe_dataset(tables, customers_path, events_path, label, horizon, cadence,
+                               split, frames)
+
+    fit = fit_lightgbm(frames["train"], ys["train"], frames["validation"], ys["validation"],
+                       spec, config, progress=stage("tuning LightGBM on validation"))
+    baseline = fit_baseline(frames["train"], ys["train"], spec, config)
+
+    test = frames["test"]
+    model = fit.model
+    x_test = model.matrix(test)
+    contrib = model.contributions(x_test)
+    p_lgb = model.calibrate(contrib.sum(axis=1))
+    p_base = baseline_proba(baseline, test, spec)
+    metrics = {"lightgbm": evaluate(ys["test"], p_lgb, config),
+               "baseline": evaluate(ys["test"], p_base, config)}
+    value = customer_value(test, config.targeting.value_column, spec)
+    curve = profit_curve(p_lgb, value, config.targeting.offer_cost, config.targeting.save_rate,
+                         ys["test"])
+    best_k = int(np.argmax(curve["expected"]))
+    metrics["lightgbm"].update(
+        campaign_best_k=float(best_k),
+        campaign_expected_profit=float(curve["expected"][best_k]),
+        campaign_realised_profit=float(curve["realised"][best_k]),
+    )
+
+    exp_id = experiment_id(experiment or settings.experiment, settings)
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as tmpdir, mlflow.start_run(
+        experiment_id=exp_id, run_name=f"train-{label}-{horizon}d",
+        tags={"churn.kind": "train", "churn.label": label},
+    ) as parent:
+        tmp = Path(tmpdir)
+        mlflow.log_params({"label": label, "horizon_days": horizon, "cadence_days": cadence,
+                           "feature_version": spec.version,
+                           "customers_file": dataset["customers_file"],
+                           "events_file": dataset["events_file"]})
+        mlflow.log_dict(dataset, "dataset.json")
+        for name, m in metrics.items():
+            mlflow.log_metrics({f"{name}_test_{k}": v for k, v in m.items() if np.isfinite(v)})
+        mlflow.log_metrics({f"rows_{k}": float(len(f)) for k, f in frames.items()})
+        scores = {"LightGBM": p_lgb, "baseline": p_base}
+
+        with mlflow.start_run(run_name="lightgbm", nested=True, experiment_id=exp_id):
+            version = _log_lightgbm(model, fit, config, spec, dataset, test, ys["test"], contrib,
+                                    x_test, p_lgb, p_base, scores, metrics["lightgbm"], curve,
+                                    best_k, settings, tmp)
+        with mlflow.start_run(run_name="baseline", nested=True, experiment_id=exp_id):
+            _log_baseline(baseline, config, spec, dataset, test, ys["test"], scores,
+                          metrics["baseline"])
+        mlflow.set_tag("churn.model_version", version)
+
+    aliases = _initial_alias(client, settings.model_name, version)
+    return TrainResult(parent.info.run_id, version, aliases, metrics, dataset)
+
+
+def _log_lightgbm(
+    model: ChurnModel, fit, config: TrainConfig, spec: FeatureSpec, dataset: dict,
+    test: pd.DataFrame, y: np.ndarray, contrib: np.ndarray, x_test: np.ndarray,
+    p_lgb: np.ndarray, p_base: np.ndarray, scores: dict, metrics: dict[str, float],
+    curve: dict, best_k: int, settings: Settings, tmp: Path,
+) -> str:
+    names = list(spec.feature_names)
+    mlflow.log_params(flat_params(config))
+    mlflow.log_params({"model": "lightgbm", "best_iteration": fit.best_iteration,
+                       "feature_version": spec.version, "features": len(names),
+                       **{f"chosen.{k}": v for k, v in fit.params.items()
+                          if k in ("num_leaves", "learning_rate", "min_child_samples",
+                                   "feature_fraction", "lambda_l2")}})
+    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
+    mlflow.log_metric("validation_roc_auc", fit.validation_auc)
+    mlflow.log_dict(dataset, "dataset.json")
+    mlflow.log_dict({"trials": fit.trials}, "search_trials.json")
+    mlflow.log_dict(json.loads(spec.to_json()), "feature_spec.json")
+
+    _log_figure(plots.roc_plot(y, scores), "roc")
+    _log_figure(plots.pr_plot(y, scores), "pr")
+    _log_figure(plots.calibration_plot(y, scores), "calibration")
+    _log_figure(plots.lift_plot(y, scores), "lift_gain")
+    gain = pd.Series(model.booster.feature_importance("gain"), index=names)
+    _log_figure(plots.importance_plot(gain, "Feature importance (gain)"), "feature_importance")
+
+    phi = contrib[:, : len(names)]
+    mean_abs = pd.Series(np.abs(phi).mean(axis=0), index=names).sort_values(ascending=False)
+    mean_abs.rename("mean_abs_shap").rename_axis("feature").reset_index().to_csv(
+        tmp / "shap_importance.csv", index=False)
+    mlflow.log_artifact(str(tmp / "shap_importance.csv"))
+    sample = np.random.default_rng(config.seed).choice(len(test), min(len(test), 2000),
+                                                       replace=False)
+    shown = pd.DataFrame(x_test[sample], columns=names)
+    _log_figure(plots.shap_beeswarm(phi[sample], shown, names), "shap_summary")
+    _log_figure(plots.profit_plot(curve, best_k), "profit_curve")
+
+    reasons = top_reasons(model, test, contrib, 3)
+    shap_frame = pd.concat([
+        test[[CUSTOMER_ID, AS_OF]].reset_index(drop=True),
+        pd.DataFrame(contrib, columns=[*names, "base_value"]),
+        pd.DataFrame(reasons_columns(reasons, 3)),
+    ], axis=1)
+    _log_frame(shap_frame, "shap_contributions.parquet", tmp)
+    _log_frame(test.assign(**{LABEL: y}), "test_snapshot.parquet", tmp)
+    _log_frame(pd.DataFrame({CUSTOMER_ID: test[CUSTOMER_ID], AS_OF: test[AS_OF], LABEL: y,
+                             "churn_probability": p_lgb, "baseline_probability": p_base}),
+               "test_predictions.parquet", tmp)
+
+    artifacts = model.save(tmp / "model_files")
+    example = test[names].head(5)
+    signature = infer_signature(
+        example, pd.DataFrame({"churn_probability": model.predict_proba(example)}),
+        params={"output": "probability"},
+    )
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=str(Path(serving_model.__file__).with_name("pyfunc_entry.py")),
+        artifacts=artifacts, signature=signature,
+        input_example=example, registered_model_name=settings.model_name,
+        pip_requirements=_requirements(),
+    )
+    return str(info.registered_model_version)
+
+
+def _requirements() -> list[str]:
+    import duckdb
+    import sklearn
+
+    return [f"mlflow=={mlflow.__version__}", f"lightgbm=={lgb.__version__}",
+            f"pandas=={pd.__version__}", f"numpy=={np.__version__}",
+            f"duckdb=={duckdb.__version__}", f"scikit-learn=={sklearn.__version__}"]
+
+
+def _log_baseline(pipe, config: TrainConfig, spec: FeatureSpec, dataset: dict,
+                  test: pd.DataFrame, y: np.ndarray, scores: dict,
+                  metrics: dict[str, float]) -> None:
+    mlflow.log_params({"model": "logistic_regression", "C": 0.5, "transform": "signed log1p",
+                       "scaler": "standard", "seed": config.seed})
+    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
+    mlflow.log_dict(dataset, "dataset.json")
+    base_only = {"baseline": scores["baseline"]}
+    _log_figure(plots.roc_plot(y, base_only), "roc")
+    _log_figure(plots.pr_plot(y, base_only), "pr")
+    _log_figure(plots.calibration_plot(y, base_only), "calibration")
+    _log_figure(plots.lift_plot(y, base_only), "lift_gain")
+    coef = pd.Series(np.abs(pipe.named_steps["lr"].coef_[0]),
+                     index=pipe.named_steps["pre"].get_feature_names_out())
+    _log_figure(plots.importance_plot(coef, "|coefficient| (scaled features)"),
+                "feature_importance")
+    example = test[list(spec.feature_names)].head(5)
+    mlflow.sklearn.log_model(
+        pipe, name="model", signature=infer_signature(example, baseline_proba(pipe, example, spec)),
+        pip_requirements=_requirements(),
+        skops_trusted_types=["numpy.dtype", "training.fit._signed_log"],
+    )
+
+
+def _initial_alias(client: MlflowClient, name: str, version: str) -> list[str]:
+    """The first model ever registered becomes champion; later ones start as challenger."""
+    if version_by_alias(client, name, "champion") is None:
+        client.set_registered_model_alias(name, "champion", version)
+        return ["champion"]
+    client.set_registered_model_alias(name, "challenger", version)
+    return ["challenger"]
+
+
+__all__ = ["LoadedModel", "TrainResult", "train"]
