@@ -108,9 +108,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
+def _plain(value: object) -> object:
+    """numpy scalars as Python values, so messages read 'inf', not 'np.float64(inf)'."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _example(frame: pd.DataFrame, mask: pd.Series | np.ndarray, column: str) -> str:
     idx = np.flatnonzero(np.asarray(mask))[0]
-    return f"row {idx + 1}: {column}={frame[column].iloc[idx]!r}"
+    return f"row {idx + 1}: {column}={_plain(frame[column].iloc[idx])!r}"
 
 
 def _require_columns(frame: pd.DataFrame, required: tuple[str, ...], source: str) -> None:
@@ -125,6 +130,8 @@ def parse_timestamps(
 ) -> pd.Series:
     """Parse a column to naive UTC datetime64[us]; aware inputs are converted to UTC first."""
     raw = values
+    if allow_missing and raw.isna().all():  # e.g. a blank churned_at column: nobody churned yet
+        return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]")
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw if getattr(raw.dt, "tz", None) is None else raw.dt.tz_convert("UTC")
     elif pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
@@ -208,6 +215,9 @@ def classify_attributes(frame: pd.DataFrame, columns: list[str]) -> AttributeKin
 
 def clean_attributes(frame: pd.DataFrame, kinds: AttributeKinds, source: str) -> pd.DataFrame:
     """Cast attributes to their kind: float64, nullable string (blank is missing), or UTC date."""
+    missing = [c for c in kinds.all if c not in frame.columns]
+    if missing:  # a request may omit attributes the model knows: they are unknown, not errors
+        frame = frame.assign(**{c: pd.NA for c in missing})
     out = {}
     for col in kinds.numeric:
         out[col] = frame[col].astype("float64")

@@ -29,9 +29,13 @@ def slug(name: str) -> str:
     return text or "x"
 
 
-def _unique_slugs(names: tuple[str, ...]) -> dict[str, str]:
+# per-type names must not collide with the totals (n_events_7d, days_since_last_event, ...)
+RESERVED_SLUGS = frozenset({"events", "last_event", "all"})
+
+
+def _unique_slugs(names: tuple[str, ...], reserved: frozenset[str] = frozenset()) -> dict[str, str]:
     out: dict[str, str] = {}
-    used: set[str] = set()
+    used: set[str] = set(reserved)
     for name in names:
         base = slug(name)
         candidate, i = base, 2
@@ -61,7 +65,7 @@ class FeatureSpec:
     # -- names ---------------------------------------------------------------------------------
     @property
     def type_slugs(self) -> dict[str, str]:
-        return _unique_slugs(self.event_types)
+        return _unique_slugs(self.event_types, RESERVED_SLUGS)
 
     @property
     def value_slugs(self) -> dict[str, str]:
@@ -84,7 +88,6 @@ class FeatureSpec:
             names += [f"n_events_{w}d", f"active_days_{w}d"]
         names += [
             "days_since_last_event", "events_lifetime", "events_per_day_lifetime",
-            "events_per_active_day_90d" if 90 in self.windows else
             f"events_per_active_day_{max(self.windows)}d",
             "mean_gap_days", "overdue_ratio", "trend_events",
         ]

@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # piped output is not cut at 80 columns
-out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 160)))
+out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160")))
 err = Console(stderr=True)
 log = logging.getLogger("churn")
 
@@ -336,6 +336,12 @@ def print_json(payload: dict) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
+def fail(message: str, code: int) -> None:
+    """Print one plain line on stderr and exit."""
+    sys.stderr.write(" ".join(message.split()) + "\n")
+    sys.exit(code)
+
+
 def main() -> None:
     """Entry point: run the app, turning any error into one line and a non-zero exit."""
     level = os.environ.get("CHURN_LOG_LEVEL", "WARNING")
@@ -355,23 +361,21 @@ def main() -> None:
         code = getattr(exc, "exit_code", None) or getattr(exc, "code", 0) or 0
         sys.exit(code)
     except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
+        fail("aborted", 130)
     except Exception as exc:  # the CLI never shows a traceback
-        import click
+        from typer._click import exceptions as click_errors  # typer vendors click
 
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, click_errors.ClickException):
             text = exc.format_message()
-            if isinstance(exc, click.MissingParameter) and exc.param is not None:
-                text = f"missing option {' / '.join(exc.param.opts)}"
-            err.print(f"error: {text}", markup=False, highlight=False)
-            sys.exit(2)
+            param = getattr(exc, "param", None)
+            if isinstance(exc, click_errors.MissingParameter) and param is not None:
+                text = f"missing option {' / '.join(param.opts)}"
+            fail(f"error: {text}", 2)
         if os.environ.get("CHURN_DEBUG"):
             raise
         kind = "data error" if isinstance(exc, DataError) else "error"
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        err.print(f"{kind}: {text}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2 if isinstance(exc, DataError | UsageError | ValueError) else 1)
+        fail(f"{kind}: {str(exc) or type(exc).__name__}",
+             2 if isinstance(exc, DataError | UsageError | ValueError) else 1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,174 @@
+"""`churn train`, `promote`, `compare` and `score` against a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from serving.predictor import load_model
+
+PLOTS = ["roc", "pr", "calibration", "lift_gain", "feature_importance", "shap_summary",
+         "profit_curve"]
+
+
+def child_runs(parent_id: str) -> dict[str, mlflow.entities.Run]:
+    parent = mlflow.get_run(parent_id)
+    runs = MlflowClient().search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    return {r.info.run_name: r for r in runs}
+
+
+def test_first_model_is_registered_as_champion(trained):
+    assert trained.result["model_version"] == "1"
+    assert trained.result["aliases"] == ["champion"]
+    mv = MlflowClient().get_model_version_by_alias("churn", "champion")
+    assert str(mv.version) == "1"
+
+
+def test_lightgbm_beats_the_baseline_on_test(trained):
+    m = trained.result["metrics"]
+    assert m["lightgbm"]["roc_auc"] > m["baseline"]["roc_auc"]
+    assert m["lightgbm"]["pr_auc"] > m["baseline"]["pr_auc"]
+    # a useful but honest model: clearly above chance, clearly below perfect
+    assert 0.65 < m["lightgbm"]["roc_auc"] < 0.95
+    for key in ("brier", "log_loss", "lift_top10", "capture_top10", "ece", "base_rate", "rows"):
+        assert np.isfinite(m["lightgbm"][key]) and np.isfinite(m["baseline"][key])
+
+
+def test_calibrated_probabilities_match_the_churn_rate(trained):
+    m = trained.result["metrics"]["lightgbm"]
+    assert abs(m["mean_predicted"] - m["base_rate"]) < 0.5 * m["base_rate"]
+    assert m["ece"] < 0.03
+
+
+def test_parent_run_has_nested_lightgbm_and_baseline_runs(trained):
+    children = child_runs(trained.result["run_id"])
+    assert set(children) == {"lightgbm", "baseline"}
+    lgbm = children["lightgbm"]
+    assert lgbm.data.params["lightgbm.num_leaves"]  # the whole config is logged
+    assert lgbm.data.params["split.test_times"] == "2"
+    assert "test_roc_auc" in lgbm.data.metrics and "test_roc_auc_ci_low" in lgbm.data.metrics
+    dataset = json.loads(mlflow.artifacts.load_text(f"runs:/{lgbm.info.run_id}/dataset.json"))
+    assert dataset["label"] == "explicit" and dataset["horizon_days"] == 30
+    times = dataset["observation_times"]
+    assert max(times["train"]) < min(times["validation"]) < min(times["test"])
+
+
+def test_plots_and_shap_artifacts_exist(trained):
+    for name, run in child_runs(trained.result["run_id"]).items():
+        client = MlflowClient()
+        plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        expected = PLOTS if name == "lightgbm" else PLOTS[:5]
+        assert {f"plots/{p}.png" for p in expected} <= plots
+    lgbm = child_runs(trained.result["run_id"])["lightgbm"].info.run_id
+    shap = pd.read_parquet(mlflow.artifacts.download_artifacts(
+        run_id=lgbm, artifact_path="shap_contributions.parquet"))
+    assert {"customer_id", "as_of", "base_value", "reason_1_text"} <= set(shap.columns)
+    importance = pd.read_csv(mlflow.artifacts.download_artifacts(
+        run_id=lgbm, artifact_path="shap_importance.csv"))
+    assert importance["mean_abs_shap"].is_monotonic_decreasing
+
+
+def test_logged_model_has_a_signature_and_returns_probabilities(trained):
+    info = mlflow.models.get_model_info("models:/churn@champion")
+    assert info.signature is not None
+    assert info.signature.outputs.input_names() == ["churn_probability"]
+
+
+def _test_snapshot(trained) -> tuple[pd.DataFrame, pd.DataFrame]:
+    lgbm = child_runs(trained.result["run_id"])["lightgbm"].info.run_id
+    snap = pd.read_parquet(mlflow.artifacts.download_artifacts(
+        run_id=lgbm, artifact_path="test_snapshot.parquet"))
+    preds = pd.read_parquet(mlflow.artifacts.download_artifacts(
+        run_id=lgbm, artifact_path="test_predictions.parquet"))
+    return snap, preds
+
+
+def test_champion_reproduces_the_logged_test_predictions(trained):
+    snap, preds = _test_snapshot(trained)
+    model = mlflow.pyfunc.load_model("models:/churn@champion")
+    names = model.metadata.get_input_schema().input_names()
+    got = model.predict(snap[names])["churn_probability"].to_numpy()
+    np.testing.assert_allclose(got, preds["churn_probability"].to_numpy(), rtol=0, atol=1e-12)
+    assert ((got > 0) & (got < 1)).all()
+
+
+def test_shap_contributions_plus_base_value_equal_the_raw_score(trained):
+    snap, _ = _test_snapshot(trained)
+    pyfunc = mlflow.pyfunc.load_model("models:/churn@champion")
+    names = pyfunc.metadata.get_input_schema().input_names()
+    contrib = pyfunc.predict(snap[names].head(300), params={"output": "contributions"})
+    assert list(contrib.columns[-1:]) == ["base_value"]
+    model = load_model("models:/churn@champion").model
+    raw = model.raw_score(model.matrix(snap.head(300)))
+    np.testing.assert_allclose(contrib.sum(axis=1).to_numpy(), raw, atol=1e-9)
+
+
+def test_promotion_gate_keeps_a_better_champion_unless_forced(trained):
+    proc = trained.churn("train", "--customers", str(trained.customers), "--events",
+                         str(trained.events), "--label", "explicit", "--horizon", "30",
+                         "--config", "weak.toml", "--json")
+    weak = json.loads(proc.stdout)
+    assert weak["aliases"] == ["challenger"]
+    client = MlflowClient()
+
+    gate = trained.churn("promote")
+    assert "not promoted" in gate.stdout and "ROC-AUC" in gate.stdout
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("churn", "challenger").version) == weak["model_version"]
+
+    forced = trained.churn("promote", "--version", weak["model_version"], "--force")
+    assert "promoted to champion" in forced.stdout and "forced" in forced.stdout
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == weak["model_version"]
+
+    # the better model wins its way back
+    back = trained.churn("promote", "--version", "1")
+    assert "version 1: promoted to champion" in back.stdout
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == "1"
+
+    listing = trained.churn("compare", "--json")
+    runs = json.loads(listing.stdout)["runs"]
+    assert len(runs) >= 2
+    assert [r["version"] for r in runs if r["champion"] == "yes"] == ["1"]
+
+
+def test_promote_an_unknown_version_fails_cleanly(trained):
+    proc = trained.churn("promote", "--version", "999", check=False)
+    assert proc.returncode == 2
+    assert "no version 999" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_score_writes_probabilities_reasons_and_targeting(trained):
+    out = trained.home / "scores.parquet"
+    trained.churn("score", "--customers", str(trained.customers), "--events", str(trained.events),
+                  "--as-of", "2026-06-15", "--out", str(out), "--value-column", "amount_sum_30d")
+    scores = pd.read_parquet(out)
+    expected = {"customer_id", "churn_probability", "risk_band", "model_version",
+                "expected_value_at_risk", "contact"}
+    expected |= {f"reason_{i}_{k}" for i in (1, 2, 3) for k in ("feature", "contribution", "text")}
+    assert expected <= set(scores.columns)
+    assert scores["customer_id"].is_unique
+    assert scores["churn_probability"].between(0, 1).all()
+    assert set(scores["risk_band"]) <= {"low", "medium", "high"}
+    assert scores["reason_1_text"].str.len().gt(0).all()
+    assert (scores["reason_1_contribution"] >= scores["reason_2_contribution"]).all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "models:/churn/999"], "--model"),
+    (["--as-of", "not a date"], "--as-of"),
+])
+def test_score_failure_leaves_no_output(trained, args, message):
+    out = trained.home / "never.parquet"
+    base = {"--customers": str(trained.customers), "--events": str(trained.events),
+            "--as-of": "2026-06-15", "--out": str(out)}
+    base.update(dict(zip(args[::2], args[1::2])))
+    proc = trained.churn("score", *[x for kv in base.items() for x in kv], check=False)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()

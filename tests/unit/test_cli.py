@@ -1,0 +1,165 @@
+"""Smoke tests of the `churn` command as a user runs it: a subprocess, no tracebacks.
+
+Each command costs a couple of seconds of interpreter start-up, so after one `generate` every
+command runs at once in a small thread pool; the tests then look at the results.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHURN = ROOT / ".venv" / "bin" / "churn"
+AS_OF = "2026-06-01T02:00:00+02:00"  # 2026-06-01 00:00 UTC
+
+
+def churn(*args: object) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
+    return subprocess.run(
+        [str(CHURN), *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT,
+        timeout=180, check=False,
+    )
+
+
+GOOD = {
+    "snapshots": ["snapshots", "--customers", "{dir}/customers.parquet", "--events",
+                  "{dir}/events.parquet", "--label", "explicit", "--horizon", "30",
+                  "--cadence", "180", "--out", "{dir}/nested/snapshots.parquet"],
+    "features": ["features", "--customers", "{dir}/customers.parquet", "--events",
+                 "{dir}/events.parquet", "--as-of", AS_OF, "--out", "{dir}/features.parquet"],
+    "help": ["--help"],
+}
+
+# id: (arguments, exit code, words the single stderr line must contain)
+BAD = {
+    "bad-as-of": (
+        ["features", "--customers", "{dir}/customers.parquet", "--events", "{dir}/events.parquet",
+         "--as-of", "notadate", "--out", "{dir}/bad/x.parquet"],
+        2, ["error:", "--as-of", "'notadate'"],
+    ),
+    "missing-file": (
+        ["features", "--customers", "{dir}/missing.csv", "--events", "{dir}/events.parquet",
+         "--as-of", "2026-06-01", "--out", "{dir}/bad/x.parquet"],
+        2, ["data error:", "missing.csv", "file not found"],
+    ),
+    "duplicate-ids": (
+        ["features", "--customers", "{dir}/dup.csv", "--events", "{dir}/events.parquet",
+         "--as-of", "2026-06-01", "--out", "{dir}/bad/x.parquet"],
+        2, ["data error:", "dup.csv: column 'customer_id': duplicate customer ids (1 repeated)",
+            "(e.g. customer_id='1' appears 2 times)"],
+    ),
+    "bad-label": (
+        ["snapshots", "--customers", "{dir}/customers.parquet", "--events", "{dir}/events.parquet",
+         "--label", "sometimes", "--horizon", "30", "--out", "{dir}/bad/x.parquet"],
+        2, ["error:", "--label", "'sometimes'"],
+    ),
+    "horizon-too-long": (
+        ["snapshots", "--customers", "{dir}/customers.parquet", "--events", "{dir}/events.parquet",
+         "--label", "explicit", "--horizon", "3000", "--out", "{dir}/bad/x.parquet"],
+        2, ["error:", "no observation time"],
+    ),
+    "bad-kind": (
+        ["generate", "--customers", "10", "--kind", "wholesale", "--out", "{dir}/bad"],
+        2, ["error:", "--kind", "'wholesale'"],
+    ),
+    # usage errors found by the argument parser itself
+    "missing-option": (
+        ["features", "--customers", "{dir}/customers.parquet", "--events", "{dir}/events.parquet",
+         "--out", "{dir}/bad/x.parquet"],
+        2, ["error:", "--as-of"],
+    ),
+    "not-an-integer": (
+        ["snapshots", "--customers", "{dir}/customers.parquet", "--events", "{dir}/events.parquet",
+         "--label", "explicit", "--horizon", "soon", "--out", "{dir}/bad/x.parquet"],
+        2, ["error:", "--horizon"],
+    ),
+    "unknown-option": (
+        ["features", "--colour", "red"], 2, ["error:", "--colour"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    out = tmp_path_factory.mktemp("generated")
+    result = churn("generate", "--customers", 200, "--seed", 1, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def runs(generated) -> dict[str, subprocess.CompletedProcess[str]]:
+    folder, _ = generated
+    (folder / "dup.csv").write_text("customer_id,signup_at\n1,2024-01-01\n1,2024-02-01\n")
+    commands = dict(GOOD) | {k: v[0] for k, v in BAD.items()}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {
+            name: pool.submit(churn, *[a.format(dir=folder) for a in args])
+            for name, args in commands.items()
+        }
+        return {name: f.result() for name, f in futures.items()}
+
+
+def test_generate_writes_two_parquet_files(generated):
+    folder, result = generated
+    assert "wrote 200 customers" in result.stdout
+    customers = pd.read_parquet(folder / "customers.parquet")
+    events = pd.read_parquet(folder / "events.parquet")
+    assert len(customers) == 200
+    assert {"customer_id", "signup_at", "churned_at"} <= set(customers.columns)
+    assert {"customer_id", "timestamp", "event_type", "amount"} <= set(events.columns)
+    assert len(events) > 0
+    assert events["customer_id"].isin(customers["customer_id"]).all()
+    assert not list(folder.glob(".*tmp*"))  # atomic writes leave no temporary files
+
+
+def test_snapshots_writes_labelled_rows(generated, runs):
+    folder, _ = generated
+    result = runs["snapshots"]
+    assert result.returncode == 0, result.stderr
+    table = pd.read_parquet(folder / "nested" / "snapshots.parquet")
+    assert len(table) > 0
+    assert set(table["label"].unique()) <= {0, 1}
+    assert {"customer_id", "as_of", "tenure_days", "n_events_30d", "label"} <= set(table.columns)
+    assert table["as_of"].nunique() >= 2
+    assert f"wrote {len(table):,} rows" in result.stdout
+
+
+def test_features_writes_one_row_per_active_customer(generated, runs):
+    folder, _ = generated
+    result = runs["features"]
+    assert result.returncode == 0, result.stderr
+    table = pd.read_parquet(folder / "features.parquet")
+    customers = pd.read_parquet(folder / "customers.parquet")
+    t = pd.Timestamp("2026-06-01")  # the aware --as-of, in UTC
+    active = (customers["signup_at"] <= t) & ~(customers["churned_at"] <= t)
+    assert len(table) == int(active.sum()) > 0
+    assert (table["as_of"] == t).all()
+    assert "label" not in table.columns
+
+
+def test_help_lists_the_commands(runs):
+    result = runs["help"]
+    assert result.returncode == 0, result.stderr
+    for command in ("generate", "features", "snapshots"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_errors_are_one_line_without_traceback(generated, runs, name):
+    folder, _ = generated
+    _, code, words = BAD[name]
+    result = runs[name]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert result.returncode == code, lines[0]
+    assert not (folder / "bad").exists()

@@ -1,0 +1,53 @@
+"""Property: nothing at or after the observation time can change a feature for that time."""
+
+from __future__ import annotations
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.contract import AttributeKinds
+from features.engine import compute_features
+from tests.unit.builders import AS_OF, customers_frame, events_frame, spec_for
+
+TYPES = ("login", "payment", "ticket")
+SPEC = spec_for(TYPES, ("amount",), attributes=AttributeKinds(numeric=("seats",)))
+MAX_DAYS_BEFORE = 150
+N_CUSTOMERS = 3
+
+amounts = st.one_of(st.none(), st.integers(-500, 500).map(float))
+event_types = st.sampled_from((*TYPES, "other"))  # "other" is not in the spec
+customer_ids = st.sampled_from([f"c{i}" for i in range(N_CUSTOMERS)] + ["ghost"])
+
+
+def _events(seconds_from_as_of: st.SearchStrategy[int]) -> st.SearchStrategy[list[tuple]]:
+    event = st.tuples(customer_ids, seconds_from_as_of, event_types, amounts)
+    return st.lists(event, max_size=25).map(
+        lambda rows: [(c, AS_OF + pd.Timedelta(seconds=s), t, a) for c, s, t, a in rows]
+    )
+
+
+past = _events(st.integers(-MAX_DAYS_BEFORE * 86400, -1))
+# extra events at or after as_of, including exactly at it
+future = _events(st.one_of(st.just(0), st.integers(0, 120 * 86400)))
+signups = st.lists(st.integers(0, 200 * 86400), min_size=N_CUSTOMERS, max_size=N_CUSTOMERS)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(signup_seconds=signups, before=past, after=future)
+def test_events_at_or_after_as_of_change_nothing(signup_seconds, before, after):
+    """The same customers twice: as `c0..` with their past only, as `c0..+` with extra events."""
+    customers = customers_frame(
+        {"customer_id": f"c{i}{copy}", "signup_at": AS_OF - pd.Timedelta(seconds=s),
+         "seats": float(i)}
+        for copy in ("", "+") for i, s in enumerate(signup_seconds)
+    )
+    copied = [(c if c == "ghost" else f"{c}+", *rest) for c, *rest in before + after]
+    events = events_frame(before + copied)
+
+    table = compute_features(customers, events, [AS_OF], SPEC)
+    base = table[~table["customer_id"].str.endswith("+")].reset_index(drop=True)
+    extended = table[table["customer_id"].str.endswith("+")].reset_index(drop=True)
+    assert len(base) == N_CUSTOMERS
+    pd.testing.assert_frame_equal(
+        extended.assign(customer_id=extended["customer_id"].str.rstrip("+")), base)
