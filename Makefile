@@ -23,12 +23,14 @@ $(SYNCED): uv.lock pyproject.toml | $(UV)
 setup: $(SYNCED)
 
 demo: setup
-	$(VENV)/bin/churn generate --customers 3000 --seed 7 --out $(DEMO)
-	$(VENV)/bin/churn snapshots --customers $(DEMO)/customers.parquet \
-		--events $(DEMO)/events.parquet --label explicit --horizon 30 --cadence 30 \
-		--out $(DEMO)/snapshots.parquet
-	$(VENV)/bin/churn features --customers $(DEMO)/customers.parquet \
-		--events $(DEMO)/events.parquet --as-of 2026-06-01 --out $(DEMO)/features.parquet
+	$(VENV)/bin/churn generate --customers 4000 --seed 7 --out $(DEMO)
+	$(VENV)/bin/churn train --customers $(DEMO)/customers.parquet \
+		--events $(DEMO)/events.parquet --label explicit --horizon 30 --cadence 30
+	$(VENV)/bin/churn promote
+	$(VENV)/bin/churn score --customers $(DEMO)/customers.parquet \
+		--events $(DEMO)/events.parquet --as-of 2026-06-30 --out $(DEMO)/scores.parquet \
+		--value-column amount_sum_30d
+	$(VENV)/bin/churn compare
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -323,12 +323,18 @@ def score(
                  for r in top.itertuples()])
 
 
+def _cell(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:,.0f}" if v.is_integer() and abs(v) >= 100 else f"{v:.4f}"
+    return str(v)
+
+
 def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
     table = Table(title=title)
     for c in columns:
         table.add_column(c, justify="right" if c != columns[0] else "left")
     for r in rows:
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r])
+        table.add_row(*[_cell(v) for v in r])
     out.print(table)
 
 

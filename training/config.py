@@ -43,6 +43,8 @@ class SplitConfig(_Frozen):
 class TargetingConfig(_Frozen):
     value_column: str = Field("amount_sum_30d", description="feature or attribute with the "
                                                             "customer's value per horizon")
+    value_multiplier: float = Field(12.0, gt=0, description="periods of that value a saved "
+                                                          "customer is worth")
     offer_cost: float = Field(10.0, ge=0)
     save_rate: float = Field(0.25, ge=0, le=1)
 

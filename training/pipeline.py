@@ -158,7 +158,8 @@ def train(
     p_base = baseline_proba(baseline, test, spec)
     metrics = {"lightgbm": evaluate(ys["test"], p_lgb, config),
                "baseline": evaluate(ys["test"], p_base, config)}
-    value = customer_value(test, config.targeting.value_column, spec)
+    value = customer_value(test, config.targeting.value_column, spec) \
+        * config.targeting.value_multiplier
     curve = profit_curve(p_lgb, value, config.targeting.offer_cost, config.targeting.save_rate,
                          ys["test"])
     best_k = int(np.argmax(curve["expected"]))

@@ -149,7 +149,7 @@ def compare(settings: Settings, experiment: str | None = None) -> pd.DataFrame:
         "horizon": col("params.horizon_days"),
         "test_rows": col("metrics.rows_test").fillna(0).astype(int),
         "lgbm_auc": col("metrics.lightgbm_test_roc_auc"),
-        "auc_ci": [f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(
+        "auc_ci": [f"{lo:.3f}-{hi:.3f}" if np.isfinite(lo) else "" for lo, hi in zip(
             col("metrics.lightgbm_test_roc_auc_ci_low"),
             col("metrics.lightgbm_test_roc_auc_ci_high"), strict=True)],
         "baseline_auc": col("metrics.baseline_test_roc_auc"),
