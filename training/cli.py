@@ -323,6 +323,37 @@ def score(
                  for r in top.itertuples()])
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 3000,
+    model: Annotated[str, typer.Option("--model", help="MLflow model URI.")] = "models:/churn@champion",
+) -> None:
+    """Serve real-time and batch predictions over HTTP (BentoML)."""
+    import subprocess
+
+    from features.settings import get_settings
+    from serving.predictor import load_model
+    from training.tracking import configure
+
+    settings = get_settings()
+    uri = configure(settings)
+    try:
+        loaded = load_model(model)
+    except Exception as exc:
+        raise UsageError(f"--model: cannot load {model!r} from {uri}: "
+                         f"{' '.join(str(exc).split())[:300]}") from None
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "CHURN_MODEL_URI": model, "MLFLOW_TRACKING_URI": uri,
+           "BENTOML_DO_NOT_TRACK": "true",
+           "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(settings.mlruns / "bentoml"))}
+    err.print(f"serving {loaded.name or model} version {loaded.version} on http://{host}:{port}")
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    proc = subprocess.run([bentoml, "serve", "serving.service:ChurnService", "--host", host,
+                           "--port", str(port), "--working-dir", str(root)], env=env, check=False)
+    raise typer.Exit(proc.returncode)
+
+
 def _cell(v: object) -> str:
     if isinstance(v, float):
         return f"{v:,.0f}" if v.is_integer() and abs(v) >= 100 else f"{v:.4f}"

@@ -1,0 +1,293 @@
+"""The BentoML service: real-time and batch churn predictions with reasons.
+
+Two services work together. `ChurnService` is the public one: it validates requests, answers
+4xx errors with a JSON body naming the field, and shapes responses. `Scorer` holds the model and
+exposes batchable endpoints, so BentoML's adaptive batching merges concurrent callers into one
+feature query and one model call. Both call the predictor functions `churn score` uses.
+
+Start it with `churn serve` (or `bentoml serve serving.service:ChurnService`). Environment:
+CHURN_MODEL_URI (default models:/churn@champion), MLFLOW_TRACKING_URI or CHURN_HOME.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import bentoml
+import pandas as pd
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from features.contract import load_tables
+from features.engine import Relations, features_for
+from features.settings import get_settings, tracking_uri
+from serving.holder import ModelHolder
+from serving.predictor import LoadedModel, features_at, predict_features, score_frame
+from serving.schemas import (
+    CustomerIn,
+    ExplainRequest,
+    ExplainResponse,
+    FeatureContribution,
+    FeatureRow,
+    ModelInfo,
+    PredictFeaturesRequest,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    RequestError,
+    _plain,
+    check_limits,
+    histories_to_frames,
+    predictions_from,
+    resolve_as_of,
+    rows_to_features,
+    utc_naive,
+)
+
+log = logging.getLogger(__name__)
+
+
+def model_uri() -> str:
+    return os.environ.get("CHURN_MODEL_URI", "models:/churn@champion")
+
+
+def open_holder() -> ModelHolder:
+    """Point MLflow at the configured store and load the model once."""
+    import mlflow
+
+    settings = get_settings()
+    uri = tracking_uri(settings)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    holder = ModelHolder(model_uri(), settings.reload_interval_s)
+    holder.start_polling()
+    return holder
+
+
+class HistoryItem(BaseModel):
+    customer: CustomerIn
+    as_of: datetime
+
+
+class RowItem(BaseModel):
+    row: FeatureRow
+    as_of: datetime
+
+
+class Scored(BaseModel):
+    prediction: Prediction | None = None
+    error: dict | None = None
+
+
+def _error(exc: RequestError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+def _score_histories(loaded: LoadedModel, items: list[HistoryItem], top_k: int,
+                     bands: tuple[float, float]) -> list[Prediction]:
+    spec = loaded.model.spec
+    cust, events, obs = histories_to_frames([i.customer for i in items],
+                                            [utc_naive(i.as_of) for i in items], spec)
+    feats = features_for(Relations(cust, events, spec), obs)
+    frame, reasons = predict_features(loaded, feats, top_k, bands)
+    return predictions_from(frame, reasons, [i.customer.customer_id for i in items],
+                            loaded.version or loaded.uri)
+
+
+def _per_item(func, items: list) -> list[Scored]:
+    """Run a whole batch at once; if one item is bad, run them one by one so that a caller's
+    bad input never fails other callers that share the batch."""
+    try:
+        return [Scored(prediction=p) for p in func(items)]
+    except RequestError:
+        out = []
+        for item in items:
+            try:
+                out.append(Scored(prediction=func([item])[0]))
+            except RequestError as exc:
+                out.append(Scored(error=exc.body()))
+        return out
+
+
+@bentoml.service(name="churn_scorer", workers=1, threads=4, traffic={"timeout": 120})
+class Scorer:
+    """Holds the model; batchable scoring endpoints used by ChurnService."""
+
+    def __init__(self) -> None:
+        self.settings = get_settings()
+        self.holder = open_holder()
+
+    @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=1000)
+    def score_histories(self, items: list[HistoryItem]) -> list[Scored]:
+        loaded = self.holder.current
+        s = self.settings
+        return _per_item(lambda batch: _score_histories(loaded, batch, s.top_reasons,
+                                                        s.risk_bands), items)
+
+    @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)
+    def score_rows(self, items: list[RowItem]) -> list[Scored]:
+        loaded = self.holder.current
+        s = self.settings
+
+        def run(batch: list[RowItem]) -> list[Prediction]:
+            spec = loaded.model.spec
+            feats = pd.concat([rows_to_features([i.row], spec, utc_naive(i.as_of)) for i in batch],
+                              ignore_index=True)
+            frame, reasons = predict_features(loaded, feats, s.top_reasons, s.risk_bands)
+            return predictions_from(frame, reasons, [i.row.customer_id for i in batch],
+                                    loaded.version or loaded.uri)
+
+        return _per_item(run, items)
+
+    @bentoml.api
+    def explain(self, item: HistoryItem) -> Scored | ExplainResponse:
+        loaded = self.holder.current
+        model, spec = loaded.model, loaded.model.spec
+        try:
+            cust, events, obs = histories_to_frames([item.customer], [utc_naive(item.as_of)], spec)
+        except RequestError as exc:
+            return Scored(error=exc.body())
+        feats = features_for(Relations(cust, events, spec), obs)
+        frame, reasons = predict_features(loaded, feats, self.settings.top_reasons,
+                                          self.settings.risk_bands)
+        contrib = model.contributions(model.matrix(feats))[0]
+        values = feats[model.feature_names].to_numpy(dtype=object)[0]
+        return ExplainResponse(
+            customer_id=item.customer.customer_id, as_of=item.as_of,
+            churn_probability=float(frame["churn_probability"].iloc[0]),
+            risk_band=str(frame["risk_band"].iloc[0]),
+            base_value=float(contrib[-1]), raw_score=float(contrib.sum()),
+            features=[FeatureContribution(feature=f, value=_plain(v), contribution=float(c))
+                      for f, v, c in zip(model.feature_names, values, contrib[:-1], strict=True)],
+            reasons=predictions_from(frame, reasons, [item.customer.customer_id],
+                                     loaded.version or "")[0].reasons,
+            model_version=loaded.version or loaded.uri,
+        )
+
+    @bentoml.api
+    def info(self) -> ModelInfo:
+        loaded = self.holder.current
+        return ModelInfo(
+            name=loaded.name, version=loaded.version, aliases=loaded.aliases, uri=loaded.uri,
+            run_id=loaded.run_id, feature_version=loaded.model.spec.version,
+            metrics=loaded.metrics, features=loaded.model.feature_names,
+        )
+
+
+async def model_info(request: Request) -> JSONResponse:
+    """GET /model: the served model's name, version, alias, run, metrics and features."""
+    service = bentoml.get_current_service()
+    info = await service.scorer.to_async.info()
+    info = info.model_dump(mode="json") if isinstance(info, BaseModel) else info
+    return JSONResponse(info)
+
+
+pages = Starlette(routes=[Route("/model", model_info, methods=["GET"])])
+
+
+@bentoml.asgi_app(pages, path="/")
+@bentoml.service(name="churn", workers=1, traffic={"timeout": 600})
+class ChurnService:
+    """Public endpoints: /predict, /predict_features, /explain, /batch; GET /model."""
+
+    scorer = bentoml.depends(Scorer)
+
+    def __init__(self) -> None:
+        self.settings = get_settings()
+        self.holder = open_holder()  # for validation and batch jobs
+
+    def _spec(self):
+        return self.holder.current.model.spec
+
+    @bentoml.api(route="/predict")
+    async def predict(self, request: PredictRequest, /) -> PredictResponse:
+        """Churn probability, risk band and top reasons from raw interaction history."""
+        s = self.settings
+        try:
+            check_limits(len(request.customers), sum(len(c.events) for c in request.customers),
+                         s.max_customers_per_request, s.max_events_per_request)
+            as_of = resolve_as_of(request.as_of)
+            histories_to_frames(request.customers, [as_of] * len(request.customers), self._spec())
+        except RequestError as exc:
+            return _error(exc)
+        items = [HistoryItem(customer=c, as_of=as_of.to_pydatetime()) for c in request.customers]
+        scored = await self.scorer.to_async.score_histories(items)
+        return self._respond(scored, as_of)
+
+    @bentoml.api(route="/predict_features")
+    async def predict_features(self, request: PredictFeaturesRequest, /) -> PredictResponse:
+        """The same response, for callers that already hold feature rows."""
+        s = self.settings
+        as_of = resolve_as_of(None)
+        try:
+            check_limits(len(request.rows), 0, s.max_customers_per_request, 1)
+            rows_to_features(request.rows, self._spec(), as_of)
+        except RequestError as exc:
+            return _error(exc)
+        items = [RowItem(row=r, as_of=as_of.to_pydatetime()) for r in request.rows]
+        scored = await self.scorer.to_async.score_rows(items)
+        return self._respond(scored, as_of)
+
+    def _respond(self, scored: list, as_of: pd.Timestamp) -> PredictResponse | JSONResponse:
+        results = [Scored.model_validate(s) if isinstance(s, dict) else s for s in scored]
+        for i, r in enumerate(results):
+            if r.error is not None:  # the spec changed between validation and scoring
+                return JSONResponse({**r.error, "index": i}, status_code=400)
+        preds = [r.prediction for r in results]
+        return PredictResponse(as_of=as_of.to_pydatetime(), predictions=preds,
+                               model_version=preds[0].model_version if preds else "")
+
+    @bentoml.api(route="/explain")
+    async def explain(self, request: ExplainRequest, /) -> ExplainResponse:
+        """Every feature's value and contribution for one customer, with the base value."""
+        s = self.settings
+        customer = CustomerIn(**request.model_dump(exclude={"as_of"}))
+        try:
+            check_limits(1, len(customer.events), 1, s.max_events_per_request)
+            as_of = resolve_as_of(request.as_of)
+            histories_to_frames([customer], [as_of], self._spec())
+        except RequestError as exc:
+            return _error(exc)
+        result = await self.scorer.to_async.explain(
+            HistoryItem(customer=customer, as_of=as_of.to_pydatetime()))
+        if isinstance(result, dict) and "error" in result and result["error"]:
+            return JSONResponse(result["error"], status_code=400)
+        return result
+
+    @bentoml.task(route="/batch")
+    def batch(self, customers: Path, events: Path, as_of: str | None = None) -> Path:
+        """Score uploaded customers and events files (CSV or Parquet) into a Parquet of scores,
+        with the same columns as `churn score`. Poll /batch/status, fetch /batch/get."""
+        when = resolve_as_of(None if as_of is None else pd.Timestamp(as_of).to_pydatetime())
+        loaded = self.holder.current
+        tables = load_tables(_with_suffix(customers), _with_suffix(events))
+        feats = features_at(loaded, tables.customers, tables.events, when)
+        if feats.empty:
+            raise bentoml.exceptions.InvalidArgument(f"as_of: no customer is active at {when}")
+        scores = score_frame(loaded, feats, self.settings.top_reasons, self.settings.risk_bands)
+        out = Path(tempfile.mkdtemp(prefix="churn-batch-")) / "scores.parquet"
+        scores.to_parquet(out, index=False)
+        return out
+
+
+def _with_suffix(path: Path) -> Path:
+    """Uploaded files may lose their name; recognise Parquet by its magic bytes."""
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq", ".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+        return path
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    suffix = ".parquet" if head == b"PAR1" else ".csv.gz" if head[:2] == b"\x1f\x8b" else ".csv"
+    target = path.with_name(path.name + suffix)
+    path.rename(target)
+    return target
+
+
+__all__ = ["ChurnService", "Scorer"]
