@@ -152,9 +152,9 @@ def feature_sql(spec: FeatureSpec) -> str:
         + " FROM obs o JOIN events e ON e.customer_id = o.customer_id WHERE e.ts < o.as_of"
     )
     # 2. aggregated per observation and event type
-    per_type = [f"SUM(CASE WHEN age <= {w * DAY} THEN 1 ELSE 0 END) AS n_{w}" for w in wall]
+    per_type = [f"COUNT(CASE WHEN age <= {w * DAY} THEN 1 END) AS n_{w}" for w in wall]
     per_type += [
-        f"SUM(CASE WHEN age > {rec * DAY} AND age <= {prev_hi * DAY} THEN 1 ELSE 0 END) AS n_prev",
+        f"COUNT(CASE WHEN age > {rec * DAY} AND age <= {prev_hi * DAY} THEN 1 END) AS n_prev",
         "COUNT(*) AS n_all", "MIN(age) AS min_age", "MAX(age) AS max_age",
     ]
     for s in vals.values():
@@ -186,12 +186,15 @@ def feature_sql(spec: FeatureSpec) -> str:
         wide += [f"SUM({s}_sprev) AS {s}_sprev", f"SUM({s}_c{wmax}) AS {s}_c{wmax}",
                  f"SUM({s}_sall) AS {s}_sall", f"SUM({s}_call) AS {s}_call"]
     wide_sql = f"SELECT obs_id AS w_obs_id, {', '.join(wide)} FROM per_type GROUP BY obs_id"
-    # 4. distinct active days per window
+    # 4. distinct active days per window: one pass over (observation, day), then count days
     days = ", ".join(
-        f"COUNT(DISTINCT CASE WHEN age <= {w * DAY} THEN FLOOR(ts / {DAY}) END) AS ad_{w}"
-        for w in spec.windows
+        f"COUNT(CASE WHEN day_age <= {w * DAY} THEN 1 END) AS ad_{w}" for w in spec.windows
     )
-    active_sql = f"SELECT obs_id AS a_obs_id, {days} FROM joined WHERE age <= {wmax * DAY} GROUP BY obs_id"
+    active_sql = (
+        f"SELECT obs_id AS a_obs_id, {days} FROM (SELECT obs_id, MIN(age) AS day_age "
+        f"FROM joined WHERE age <= {wmax * DAY} GROUP BY obs_id, FLOOR(ts / {DAY})) d "
+        "GROUP BY obs_id"
+    )
 
     # 5. one row per observation with the raw aggregates and exposures
     attr = spec.attribute_slugs

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.contract import (
     CHURNED_AT,
@@ -53,50 +54,62 @@ def _connection() -> duckdb.DuckDBPyConnection:
 
 def epoch_seconds(values: pd.Series) -> np.ndarray:
     """Datetimes as float seconds since 1970 (NaT becomes NaN)."""
-    return (values - _EPOCH).dt.total_seconds().to_numpy(dtype="float64")
+    arr = values.to_numpy(dtype="datetime64[us]")
+    out = arr.view("int64") / 1e6
+    out[np.isnat(arr)] = np.nan
+    return out
 
 
-def customer_relation(customers: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+def _floats(values: np.ndarray | pd.Series) -> pa.Array:
+    """A float column as Arrow with NaN as NULL, as SQL expects of a missing value."""
+    return pa.array(np.asarray(values, dtype="float64"), type=pa.float64(), from_pandas=True)
+
+
+def _strings(values: pd.Series) -> pa.Array:
+    """A string column as Arrow, without a round trip through Python objects."""
+    return pa.Array.from_pandas(values.astype("string[pyarrow]"))
+
+
+def customer_relation(customers: pd.DataFrame, spec: FeatureSpec) -> pa.Table:
     cols = {
-        "customer_id": customers[CUSTOMER_ID].to_numpy(dtype=object),
-        "signup": epoch_seconds(customers[SIGNUP_AT]),
-        "churned": epoch_seconds(customers[CHURNED_AT])
-        if CHURNED_AT in customers
-        else np.full(len(customers), np.nan),
+        "customer_id": _strings(customers[CUSTOMER_ID]),
+        "signup": _floats(epoch_seconds(customers[SIGNUP_AT])),
+        "churned": _floats(epoch_seconds(customers[CHURNED_AT])
+                           if CHURNED_AT in customers else np.full(len(customers), np.nan)),
     }
     slugs = spec.attribute_slugs
+    n = len(customers)
     for a in spec.attributes.numeric:
-        cols[slugs[a]] = (
-            customers[a].to_numpy(dtype="float64") if a in customers else np.nan
+        cols[slugs[a]] = _floats(
+            customers[a].to_numpy(dtype="float64") if a in customers else np.full(n, np.nan)
         )
     for a in spec.attributes.categorical:
         cols[slugs[a]] = (
-            customers[a].astype(object).where(customers[a].notna(), None).to_numpy()
-            if a in customers
-            else None
+            _strings(customers[a]) if a in customers else pa.nulls(n, pa.string())
         )
     for a in spec.attributes.datetime:
-        cols[slugs[a]] = epoch_seconds(customers[a]) if a in customers else np.nan
-    return pd.DataFrame(cols)
+        cols[slugs[a]] = _floats(epoch_seconds(customers[a]) if a in customers
+                                 else np.full(n, np.nan))
+    return pa.table(cols)
 
 
-def event_relation(events: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+def event_relation(events: pd.DataFrame, spec: FeatureSpec) -> pa.Table:
     cols = {
-        "customer_id": events[CUSTOMER_ID].to_numpy(dtype=object),
-        "ts": epoch_seconds(events[TIMESTAMP]),
-        "event_type": events[EVENT_TYPE].to_numpy(dtype=object),
+        "customer_id": _strings(events[CUSTOMER_ID]),
+        "ts": _floats(epoch_seconds(events[TIMESTAMP])),
+        "event_type": _strings(events[EVENT_TYPE]),
     }
     for col, s in spec.value_slugs.items():
-        cols[f"v_{s}"] = (
+        cols[f"v_{s}"] = _floats(
             events[col].to_numpy(dtype="float64") if col in events else np.full(len(events), np.nan)
         )
-    return pd.DataFrame(cols)
+    return pa.table(cols)
 
 
-def obs_relation(obs: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
+def obs_relation(obs: pd.DataFrame) -> pa.Table:
+    return pa.table({
         "obs_id": np.arange(len(obs), dtype="int64"),
-        "customer_id": obs[CUSTOMER_ID].to_numpy(dtype=object),
+        "customer_id": _strings(obs[CUSTOMER_ID].astype(str)),
         "as_of": epoch_seconds(pd.to_datetime(obs[AS_OF])),
     })
 
@@ -109,7 +122,7 @@ class Relations:
         self.customers = customer_relation(customers, spec)
         self.events = event_relation(events, spec)
 
-    def query(self, sql: str, **extra: pd.DataFrame) -> pd.DataFrame:
+    def query(self, sql: str, **extra: pd.DataFrame | pa.Table) -> pd.DataFrame:
         con = _connection()
         con.register("customers", self.customers)
         con.register("events", self.events)
@@ -206,16 +219,17 @@ def label_observations(
     rel: Relations, times: Iterable[pd.Timestamp], label: str, horizon_days: float
 ) -> pd.DataFrame:
     """Eligible (customer_id, as_of, label) rows at the given times."""
-    times_rel = pd.DataFrame({"as_of": epoch_seconds(pd.Series(pd.to_datetime(list(times))))})
+    times_rel = pa.table({"as_of": epoch_seconds(pd.Series(pd.to_datetime(list(times))))})
     cands = rel.query(candidates_sql(), times=times_rel)
     cands = cands.sort_values(["as_of", "customer_id"], kind="stable").reset_index(drop=True)
-    obs = pd.DataFrame({"obs_id": np.arange(len(cands), dtype="int64"),
-                        "customer_id": cands["customer_id"], "as_of": cands["as_of"]})
+    obs = pa.table({"obs_id": np.arange(len(cands), dtype="int64"),
+                    "customer_id": _strings(cands["customer_id"]),
+                    "as_of": cands["as_of"].to_numpy(dtype="float64")})
     labels = rel.query(label_sql(label, horizon_days), obs=obs).sort_values("obs_id")
     keep = labels["eligible"].to_numpy() == 1
     return pd.DataFrame({
-        CUSTOMER_ID: obs["customer_id"].to_numpy()[keep],
-        AS_OF: _from_epoch(obs["as_of"][keep]).to_numpy(),
+        CUSTOMER_ID: cands["customer_id"].to_numpy()[keep],
+        AS_OF: _from_epoch(cands["as_of"][keep]).to_numpy(),
         LABEL: labels["label"].to_numpy()[keep].astype("int8"),
     })
 

@@ -46,6 +46,7 @@ class CustomerIn(_Strict):
 class PredictRequest(_Strict):
     customers: Annotated[list[CustomerIn], Field(min_length=1)]
     as_of: datetime | None = Field(None, description="Observation time; default: now (UTC).")
+    reasons: bool = Field(True, description="Include the top reasons (TreeSHAP).")
 
 
 class ExplainRequest(CustomerIn):
@@ -62,6 +63,7 @@ class FeatureRow(BaseModel):
 
 class PredictFeaturesRequest(_Strict):
     rows: Annotated[list[FeatureRow], Field(min_length=1)]
+    reasons: bool = Field(True, description="Include the top reasons (TreeSHAP).")
 
 
 class Reason(BaseModel):

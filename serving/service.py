@@ -74,11 +74,22 @@ def open_holder() -> ModelHolder:
 class HistoryItem(BaseModel):
     customer: CustomerIn
     as_of: datetime
+    reasons: bool = True
 
 
 class RowItem(BaseModel):
     row: FeatureRow
     as_of: datetime
+    reasons: bool = True
+
+
+def _scored(loaded: LoadedModel, feats: pd.DataFrame, items: list, ids: list, top_k: int,
+            bands: tuple[float, float]) -> list[Prediction]:
+    """Predict a batch; TreeSHAP runs only if some caller in the batch asked for reasons."""
+    want = [i.reasons for i in items]
+    frame, reasons = predict_features(loaded, feats, top_k, bands, with_reasons=any(want))
+    reasons = [r if w else [] for r, w in zip(reasons, want, strict=True)]
+    return predictions_from(frame, reasons, ids, loaded.version or loaded.uri)
 
 
 class Scored(BaseModel):
@@ -96,9 +107,7 @@ def _score_histories(loaded: LoadedModel, items: list[HistoryItem], top_k: int,
     cust, events, obs = histories_to_frames([i.customer for i in items],
                                             [utc_naive(i.as_of) for i in items], spec)
     feats = features_for(Relations(cust, events, spec), obs)
-    frame, reasons = predict_features(loaded, feats, top_k, bands)
-    return predictions_from(frame, reasons, [i.customer.customer_id for i in items],
-                            loaded.version or loaded.uri)
+    return _scored(loaded, feats, items, [i.customer.customer_id for i in items], top_k, bands)
 
 
 def _per_item(func, items: list) -> list[Scored]:
@@ -140,9 +149,8 @@ class Scorer:
             spec = loaded.model.spec
             feats = pd.concat([rows_to_features([i.row], spec, utc_naive(i.as_of)) for i in batch],
                               ignore_index=True)
-            frame, reasons = predict_features(loaded, feats, s.top_reasons, s.risk_bands)
-            return predictions_from(frame, reasons, [i.row.customer_id for i in batch],
-                                    loaded.version or loaded.uri)
+            return _scored(loaded, feats, batch, [i.row.customer_id for i in batch],
+                           s.top_reasons, s.risk_bands)
 
         return _per_item(run, items)
 
@@ -217,7 +225,8 @@ class ChurnService:
             histories_to_frames(request.customers, [as_of] * len(request.customers), self._spec())
         except RequestError as exc:
             return _error(exc)
-        items = [HistoryItem(customer=c, as_of=as_of.to_pydatetime()) for c in request.customers]
+        items = [HistoryItem(customer=c, as_of=as_of.to_pydatetime(), reasons=request.reasons)
+                 for c in request.customers]
         scored = await self.scorer.to_async.score_histories(items)
         return self._respond(scored, as_of)
 
@@ -231,7 +240,8 @@ class ChurnService:
             rows_to_features(request.rows, self._spec(), as_of)
         except RequestError as exc:
             return _error(exc)
-        items = [RowItem(row=r, as_of=as_of.to_pydatetime()) for r in request.rows]
+        items = [RowItem(row=r, as_of=as_of.to_pydatetime(), reasons=request.reasons)
+                 for r in request.rows]
         scored = await self.scorer.to_async.score_rows(items)
         return self._respond(scored, as_of)
 
