@@ -5,6 +5,7 @@ UV := .tools/bin/uv
 VENV := .venv
 SYNCED := $(VENV)/.synced
 DEMO := data/demo
+PORT ?= 3000
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
@@ -31,6 +32,7 @@ demo: setup
 		--events $(DEMO)/events.parquet --as-of 2026-06-30 --out $(DEMO)/scores.parquet \
 		--value-column amount_sum_30d
 	$(VENV)/bin/churn compare
+	PORT=$(PORT) $(VENV)/bin/python scripts/serve_once.py
 
 test: setup
 	$(VENV)/bin/pytest -q

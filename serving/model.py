@@ -72,15 +72,28 @@ class ChurnModel:
         self.reason_texts = reason_texts
         self.num_threads = num_threads
         self.feature_names = list(spec.feature_names)
+        cats = set(encoder.columns)
+        self._numeric = [c for c in self.feature_names if c not in cats]
+        self._num_idx = np.array([self.feature_names.index(c) for c in self._numeric], dtype=int)
+        self._cat_codes = {c: {level: float(i) for i, level in enumerate(encoder.levels_[c])}
+                           for c in encoder.columns}
 
     # -- inference ---------------------------------------------------------------------------
     def matrix(self, features: pd.DataFrame) -> np.ndarray:
-        """The numeric matrix LightGBM sees: categories encoded, columns in spec order."""
+        """The numeric matrix LightGBM sees: categories encoded, columns in spec order.
+
+        Same result as `encoder.transform(...)`, built column-wise in numpy because a
+        single-row request should not pay pandas' per-column overhead."""
         missing = [c for c in self.feature_names if c not in features.columns]
         if missing:
             raise ValueError(f"feature table lacks columns: {', '.join(missing[:5])}")
-        encoded = self.encoder.transform(features[self.feature_names])
-        return encoded.to_numpy(dtype="float64")
+        x = np.empty((len(features), len(self.feature_names)), dtype="float64")
+        x[:, self._num_idx] = features[self._numeric].to_numpy(dtype="float64", na_value=np.nan)
+        for col, codes in self._cat_codes.items():
+            values = features[col].to_numpy(dtype=object)
+            x[:, self.feature_names.index(col)] = [
+                codes.get(v, np.nan) if isinstance(v, str) else np.nan for v in values]
+        return x
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
         return self.booster.predict(x, raw_score=True, num_threads=self.num_threads)

@@ -213,31 +213,36 @@ def histories_to_frames(
 
 def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_of: pd.Timestamp) -> pd.DataFrame:
     """A feature table from JSON rows; a missing feature is an error, an unknown one too."""
-    names = set(spec.feature_names)
-    records = []
+    names = spec.feature_names
+    known = set(names)
+    cats = set(spec.categorical_features)
+    numeric = [f for f in names if f not in cats]
+    matrix = np.empty((len(rows), len(numeric)), dtype="float64")
+    categorical: dict[str, list] = {c: [] for c in spec.categorical_features}
     for i, row in enumerate(rows):
         extra = row.model_extra or {}
-        unknown = sorted(set(extra) - names)
-        if unknown:
-            raise RequestError(f"rows[{i}].{unknown[0]}", "is not a feature of the served model")
-        missing = [f for f in spec.feature_names if f not in extra]
-        if missing:
-            raise RequestError(f"rows[{i}].{missing[0]}", "missing feature (send null if unknown)")
-        records.append({CUSTOMER_ID: row.customer_id,
-                        "as_of": utc_naive(row.as_of) if row.as_of else as_of, **extra})
-    frame = pd.DataFrame.from_records(records)
-    cats = set(spec.categorical_features)
-    for f in spec.feature_names:
-        if f in cats:
-            frame[f] = frame[f].map(lambda v: None if v is None else str(v))
-            continue
-        values = pd.to_numeric(frame[f], errors="coerce")
-        bad = values.isna() & frame[f].notna()
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise RequestError(f"rows[{i}].{f}", "must be a number or null")
-        frame[f] = values.astype("float64")
-    return frame
+        if len(extra) != len(names) or not known.issuperset(extra):
+            unknown = sorted(set(extra) - known)
+            if unknown:
+                raise RequestError(f"rows[{i}].{unknown[0]}", "is not a feature of the served model")
+            missing = next(f for f in names if f not in extra)
+            raise RequestError(f"rows[{i}].{missing}", "missing feature (send null if unknown)")
+        for j, f in enumerate(numeric):
+            v = extra[f]
+            if v is None:
+                matrix[i, j] = np.nan
+            elif isinstance(v, int | float) and not isinstance(v, bool):
+                matrix[i, j] = v
+            else:
+                raise RequestError(f"rows[{i}].{f}", "must be a number or null")
+        for c, values in categorical.items():
+            v = extra[c]
+            values.append(None if v is None else str(v))
+    frame = pd.DataFrame(matrix, columns=numeric)
+    ids = [r.customer_id for r in rows]
+    times = [utc_naive(r.as_of) if r.as_of else as_of for r in rows]
+    return frame.assign(**{CUSTOMER_ID: ids, "as_of": times},
+                        **{c: pd.Series(v, dtype=object) for c, v in categorical.items()})
 
 
 def predictions_from(frame: pd.DataFrame, reasons: list[list[dict]], ids: list, version: str

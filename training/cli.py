@@ -330,8 +330,6 @@ def serve(
     model: Annotated[str, typer.Option("--model", help="MLflow model URI.")] = "models:/churn@champion",
 ) -> None:
     """Serve real-time and batch predictions over HTTP (BentoML)."""
-    import subprocess
-
     from features.settings import get_settings
     from serving.predictor import load_model
     from training.tracking import configure
@@ -349,9 +347,10 @@ def serve(
            "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(settings.mlruns / "bentoml"))}
     err.print(f"serving {loaded.name or model} version {loaded.version} on http://{host}:{port}")
     bentoml = str(Path(sys.executable).with_name("bentoml"))
-    proc = subprocess.run([bentoml, "serve", "serving.service:ChurnService", "--host", host,
-                           "--port", str(port), "--working-dir", str(root)], env=env, check=False)
-    raise typer.Exit(proc.returncode)
+    sys.stderr.flush()
+    # become the server, so its PID is ours and signals reach it directly
+    os.execve(bentoml, [bentoml, "serve", "serving.service:ChurnService", "--host", host,
+                        "--port", str(port), "--working-dir", str(root)], env)
 
 
 def _cell(v: object) -> str:

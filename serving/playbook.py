@@ -1,0 +1,169 @@
+"""The retention playbook: reason families, their actions, the offer rule and warning signs.
+
+The playbook is a small TOML file (serving/playbook.toml) that people edit; `load_playbook`
+validates it with pydantic and names the key of any mistake. Matching is pure: feature names or
+event types in, a family or a warning sign out.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PATH = Path(__file__).with_name("playbook.toml")
+DEFAULT_FAMILY = "default"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _clean_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
+    out = tuple(p.strip().lower() for p in patterns)
+    if any(not p for p in out):
+        raise ValueError("patterns must not be empty strings")
+    return out
+
+
+class Offer(_Strict):
+    """When an offer pays: probability x save_rate x value > cost."""
+
+    cost: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    save_rate: Annotated[float, Field(ge=0, le=1)]
+    value_column: Annotated[str, Field(min_length=1)]
+    value_multiplier: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class Family(_Strict):
+    """A reason family: the retention action for customers whose top reasons match it."""
+
+    title: Annotated[str, Field(min_length=1)]
+    action: Annotated[str, Field(min_length=1)]
+    patterns: tuple[str, ...]
+
+    @field_validator("patterns")
+    @classmethod
+    def _clean(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return _clean_patterns(patterns)
+
+
+class Sign(_Strict):
+    """A warning sign on the timeline: the event types that show it."""
+
+    label: Annotated[str, Field(min_length=1)]
+    patterns: Annotated[tuple[str, ...], Field(min_length=1)]
+
+    @field_validator("patterns")
+    @classmethod
+    def _clean(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return _clean_patterns(patterns)
+
+
+class Timeline(_Strict):
+    days: Annotated[int, Field(gt=0, le=3650)] = 120
+    thinning_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    signs: dict[str, Sign] = Field(default_factory=dict)
+
+
+class Playbook(_Strict):
+    offer: Offer
+    families: dict[str, Family]
+    timeline: Timeline = Field(default_factory=Timeline)
+
+    @model_validator(mode="after")
+    def _has_default(self) -> Playbook:
+        if DEFAULT_FAMILY not in self.families:
+            raise ValueError(f"families.{DEFAULT_FAMILY} is missing: it applies when no other "
+                             "family matches")
+        for name, family in self.families.items():
+            if name != DEFAULT_FAMILY and not family.patterns:
+                raise ValueError(f"families.{name}.patterns: give at least one pattern")
+        return self
+
+
+class PlaybookError(ValueError):
+    """The playbook file is unreadable or breaks the schema; the message names the key."""
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def parse_playbook(data: dict, source: str = "playbook") -> Playbook:
+    """Validate parsed TOML; every problem is one line `source: key: problem`."""
+    try:
+        return Playbook.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {_where(e['loc'])}: {msg}" if e["loc"] else f"{source}: {msg}")
+        raise PlaybookError("; ".join(lines)) from None
+
+
+def load_playbook(path: str | Path = DEFAULT_PATH) -> Playbook:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlaybookError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PlaybookError(f"{path}: not valid TOML: {exc}") from None
+    return parse_playbook(data, str(path))
+
+
+# -- matching --------------------------------------------------------------------------------
+
+
+def matches(name: str, patterns: Sequence[str]) -> bool:
+    low = name.lower()
+    return any(fnmatchcase(low, p) for p in patterns)
+
+
+@dataclass(frozen=True)
+class FamilyMatch:
+    name: str
+    family: Family
+    feature: str | None  # the top reason that matched; None for the default
+
+
+def family_for(playbook: Playbook, features: Sequence[str | None]) -> FamilyMatch:
+    """The family of the first top reason (in order of importance) that any family matches."""
+    for feature in features:
+        if not feature:
+            continue
+        for name, family in playbook.families.items():
+            if name != DEFAULT_FAMILY and matches(feature, family.patterns):
+                return FamilyMatch(name, family, feature)
+    return FamilyMatch(DEFAULT_FAMILY, playbook.families[DEFAULT_FAMILY], None)
+
+
+def sign_for(playbook: Playbook, event_type: str) -> str | None:
+    """The warning sign an event type shows, or None for plain activity."""
+    for name, sign in playbook.timeline.signs.items():
+        if matches(event_type, sign.patterns):
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class OfferDecision:
+    value: float | None  # None when the value feature is missing for this customer
+    expected_saving: float | None  # p x save_rate x value
+    pays: bool
+
+
+def offer_decision(offer: Offer, probability: float, base_value: float | None) -> OfferDecision:
+    """Whether an offer pays for this customer: p x save_rate x value > cost."""
+    if base_value is None or not math.isfinite(base_value):
+        return OfferDecision(None, None, False)
+    value = base_value * offer.value_multiplier
+    saving = probability * offer.save_rate * value
+    return OfferDecision(value, saving, saving > offer.cost)
