@@ -212,7 +212,7 @@ def observation_times(
     cadence_days: int,
     min_history_days: int = 90,
 ) -> list[pd.Timestamp]:
-    """Midnight observation times every `cadence_days`, newest first in time order reversed.
+    """Midnight observation times every `cadence_days`, oldest first.
 
     The newest is the latest midnight whose horizon is fully observed; the oldest leaves
     `min_history_days` of history before it."""

@@ -210,7 +210,8 @@ def train(
         result = run(customers, events, label, horizon, cadence, cfg, get_settings(),
                      experiment, stage)
     if as_json:
-        print_json({"run_id": result.run_id, "model_version": result.model_version,
+        print_json({"run_id": result.run_id, "model_run_id": result.model_run_id,
+                    "model_version": result.model_version,
                     "aliases": result.aliases, "metrics": result.metrics})
         return
     lgbm, base = result.metrics["lightgbm"], result.metrics["baseline"]
@@ -389,6 +390,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR" if "CHURN_LOG_LEVEL" not in os.environ
                           else level)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MPLBACKEND", "Agg")  # plots are files, never windows
     from features.contract import DataError
 
     try:

@@ -41,6 +41,7 @@ StageProgress = Callable[[str], Callable[[int, int], None]]
 class TrainResult:
     run_id: str
     model_version: str
+    model_run_id: str  # the nested `lightgbm` run that holds the model and its artifacts
     aliases: list[str]
     metrics: dict[str, dict[str, float]]
     dataset: dict[str, object] = field(default_factory=dict)
@@ -186,7 +187,7 @@ def train(
         mlflow.log_metrics({f"rows_{k}": float(len(f)) for k, f in frames.items()})
         scores = {"LightGBM": p_lgb, "baseline": p_base}
 
-        with mlflow.start_run(run_name="lightgbm", nested=True, experiment_id=exp_id):
+        with mlflow.start_run(run_name="lightgbm", nested=True, experiment_id=exp_id) as child:
             version = _log_lightgbm(model, fit, config, spec, dataset, test, ys["test"], contrib,
                                     x_test, p_lgb, p_base, scores, metrics["lightgbm"], curve,
                                     best_k, settings, tmp)
@@ -196,7 +197,7 @@ def train(
         mlflow.set_tag("churn.model_version", version)
 
     aliases = _initial_alias(client, settings.model_name, version)
-    return TrainResult(parent.info.run_id, version, aliases, metrics, dataset)
+    return TrainResult(parent.info.run_id, version, child.info.run_id, aliases, metrics, dataset)
 
 
 def _log_lightgbm(

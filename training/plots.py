@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 
 def roc_plot(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
@@ -80,19 +76,21 @@ def importance_plot(importance: pd.Series, title: str, top: int = 20) -> Figure:
     return fig
 
 
-def shap_beeswarm(contrib: np.ndarray, x: pd.DataFrame, names: list[str], top: int = 20) -> Figure:
+def shap_beeswarm(contrib: np.ndarray, x: pd.DataFrame, names: list[str], top: int = 20,
+                  title: str = "SHAP summary (test, log-odds)") -> Figure:
     import shap
 
     plt.figure()
     shap.summary_plot(contrib, x, feature_names=names, max_display=top, show=False,
                       plot_size=(8, 0.35 * top + 1.5))
     fig = plt.gcf()
-    fig.suptitle("SHAP summary (test, log-odds)")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def profit_plot(curve: dict[str, np.ndarray], best_k: int) -> Figure:
+def profit_plot(curve: dict[str, np.ndarray], best_k: int,
+                title: str = "Retention campaign profit (test)") -> Figure:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(curve["k"], curve["expected"], label="expected")
     if "realised" in curve:
@@ -100,7 +98,7 @@ def profit_plot(curve: dict[str, np.ndarray], best_k: int) -> Figure:
     ax.axvline(best_k, c="k", lw=0.8, ls="--", label=f"best k = {best_k}")
     ax.axhline(0, c="grey", lw=0.5)
     ax.set(xlabel="Customers contacted (ranked by expected profit)", ylabel="Profit",
-           title="Retention campaign profit (test)")
+           title=title)
     ax.legend()
     fig.tight_layout()
     return fig

@@ -1,0 +1,123 @@
+"""Both notebooks run top to bottom, in order, on small generated data in one CHURN_HOME.
+
+The kernel is this interpreter: a `python3` kernelspec is installed into a temporary prefix
+whose argv is `sys.executable`, and JUPYTER_PATH points there, so nothing is registered
+globally and no other Python on the machine can be picked up."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from mlflow import MlflowClient
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+ORDER = ("01-explore-and-train.ipynb", "02-review-explanations.ipynb")
+CELL_TIMEOUT_S = 600
+RUN_ID = re.compile(r"\brun ([0-9a-f]{32})\b")
+
+
+def _kernel_env(tmp: Path, home: Path) -> dict[str, str]:
+    from ipykernel.kernelspec import install
+
+    install(kernel_name="python3", prefix=str(tmp / "jupyter"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CHURN_"))}
+    env.update(
+        CHURN_HOME=str(home),
+        CHURN_NOTEBOOK_DATA=str(home / "data"),
+        CHURN_NOTEBOOK_CUSTOMERS="3000",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        JUPYTER_PATH=str(tmp / "jupyter" / "share" / "jupyter"),
+        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+        IPYTHONDIR=str(tmp / "ipython"),
+    )
+    return env
+
+
+def _outputs(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+
+
+def _images(nb: nbformat.NotebookNode) -> int:
+    return sum("image/png" in o.get("data", {}) for o in _outputs(nb))
+
+
+def _text(nb: nbformat.NotebookNode) -> str:
+    parts = [o.get("text", "") for o in _outputs(nb) if o.output_type == "stream"]
+    parts += [o.get("data", {}).get("text/plain", "") for o in _outputs(nb)]
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory) -> tuple[Path, dict[str, nbformat.NotebookNode]]:
+    """Execute copies of both notebooks in order; the committed files stay untouched."""
+    tmp = tmp_path_factory.mktemp("notebooks")
+    home = tmp / "home"
+    home.mkdir()
+    env = _kernel_env(tmp, home)
+    done: dict[str, nbformat.NotebookNode] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith(("MLFLOW_", "CHURN_"))]:
+            mp.delenv(key)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        spec = KernelSpecManager().get_kernel_spec("python3")
+        assert spec.argv[0] == sys.executable, f"kernel would run {spec.argv[0]}"
+        for name in ORDER:
+            nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+            # which interpreter really ran the cells, checked below
+            nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
+            NotebookClient(
+                nb, kernel_name="python3", timeout=CELL_TIMEOUT_S, startup_timeout=120,
+                resources={"metadata": {"path": str(home)}},
+            ).execute()
+            done[name] = nb
+    return home, done
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_notebook_runs_without_errors_in_this_venv(executed, name):
+    _, done = executed
+    nb = done[name]
+    errors = [o for o in _outputs(nb) if o.output_type == "error"]
+    assert not errors, f"{name}: {errors[0].ename}: {errors[0].evalue}"
+    last = nb.cells[-1].outputs[0]["text"].strip()
+    assert Path(last) == Path(sys.executable)
+
+
+def test_explore_and_train_shows_plots_and_a_logged_run(executed):
+    home, done = executed
+    nb = done[ORDER[0]]
+    # churn rates, warning signs, calibration and lift
+    assert _images(nb) >= 4
+    found = RUN_ID.findall(_text(nb))
+    assert found, "notebook 01 printed no run id"
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
+    assert client.get_run(found[0]).info.status == "FINISHED"
+    assert (home / "data" / "customers.parquet").exists()
+
+
+def test_review_shows_waterfalls_summary_and_campaign(executed):
+    _, done = executed
+    nb = done[ORDER[1]]
+    # three waterfalls, the beeswarm and the profit curve
+    assert _images(nb) >= 5
+    text = _text(nb)
+    assert "champion: churn version 1" in text
+    assert "best_k" in text
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_committed_notebook_has_no_outputs(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert nb.metadata.kernelspec.name == "python3"
