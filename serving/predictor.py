@@ -69,10 +69,13 @@ def top_reasons(
     order = np.argsort(-phi, axis=1, kind="stable")[:, :k]
     values = features[model.feature_names].to_numpy(dtype=object)
     out = []
+    # effect: the calibrated probability with the feature minus without it, so it agrees with
+    # the calibrated probability the customer gets
+    p_full = model.calibrate(margin)
+    p_without = model.calibrate(margin[:, None] - np.take_along_axis(phi, order, axis=1))
     for i in range(len(phi)):
         row = []
-        p_full = 1 / (1 + np.exp(-margin[i]))
-        for j in order[i]:
+        for rank, j in enumerate(order[i]):
             c = float(phi[i, j])
             name = model.feature_names[j]
             value = values[i, j]
@@ -83,7 +86,7 @@ def top_reasons(
                 "feature": name,
                 "value": value,
                 "contribution": c,
-                "effect": float(p_full - 1 / (1 + np.exp(-(margin[i] - c)))),
+                "effect": float(p_full[i] - p_without[i, rank]),
                 "text": render_reason(template, value),
             })
         out.append(row)

@@ -70,7 +70,8 @@ class Reason(BaseModel):
     feature: str
     value: Scalar
     contribution: float = Field(description="TreeSHAP contribution in log-odds.")
-    effect: float = Field(description="Change in probability this feature causes (approx.).")
+    effect: float = Field(description="Calibrated probability with this feature's contribution "
+                                      "minus without it.")
     text: str
 
 
@@ -149,17 +150,21 @@ def _plain(value: object) -> Scalar:
     return value  # type: ignore[return-value]
 
 
-def check_limits(n_customers: int, n_events: int, max_customers: int, max_events: int) -> None:
+def check_limits(n_customers: int, n_events: int, max_customers: int, max_events: int,
+                 path: str = "customers[].") -> None:
+    """413 past the configured maximum of customers or events in one request. `path` prefixes
+    field names: "customers[]." for /predict, "" for /explain's single customer."""
     if n_customers > max_customers:
         raise RequestError("customers", f"{n_customers} customers in one request; the limit is "
                            f"{max_customers}", 413)
     if n_events > max_events:
-        raise RequestError("customers[].events", f"{n_events} events in one request; the limit "
+        raise RequestError(f"{path}events", f"{n_events} events in one request; the limit "
                            f"is {max_events}", 413)
 
 
 def histories_to_frames(
-    customers: list[CustomerIn], as_ofs: list[pd.Timestamp], spec: FeatureSpec
+    customers: list[CustomerIn], as_ofs: list[pd.Timestamp], spec: FeatureSpec,
+    path: str = "customers[{i}].",
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Customers, events and (customer, as_of) pairs for the feature engine.
 
@@ -172,14 +177,14 @@ def histories_to_frames(
     for i, (c, as_of) in enumerate(zip(customers, as_ofs, strict=True)):
         signup = utc_naive(c.signup_at)
         if signup > as_of:
-            raise RequestError(f"customers[{i}].signup_at", "is after as_of")
+            raise RequestError(f"{path.format(i=i)}signup_at", "is after as_of")
         rows.append({CUSTOMER_ID: keys[i], SIGNUP_AT: signup, CHURNED_AT: pd.NaT,
                      **{a: c.attributes.get(a) for a in spec.attributes.all}})
         for j, e in enumerate(c.events):
             ts = utc_naive(e.timestamp)
             if ts >= as_of:
                 raise RequestError(
-                    f"customers[{i}].events[{j}].timestamp",
+                    f"{path.format(i=i)}events[{j}].timestamp",
                     f"{ts.isoformat()} is not before as_of {as_of.isoformat()}; "
                     "send only history before the observation time")
             ev_ids.append(keys[i])
@@ -193,14 +198,14 @@ def histories_to_frames(
         bad = coerced.isna() & frame[a].notna()
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise RequestError(f"customers[{i}].attributes.{a}", "must be a number")
+            raise RequestError(f"{path.format(i=i)}attributes.{a}", "must be a number")
         frame[a] = coerced.astype("float64")
     for a in spec.attributes.categorical:
         frame[a] = frame[a].map(lambda v: None if v is None else str(v))
     try:
         cust, _ = validate_customers(frame, "request", kinds=spec.attributes)
     except DataError as exc:
-        raise RequestError(f"customers[].{exc.column or 'attributes'}", exc.problem) from None
+        raise RequestError(f"{path.format(i='')}{exc.column or 'attributes'}", exc.problem) from None
     events = pd.DataFrame({
         CUSTOMER_ID: pd.Series(ev_ids, dtype=object),
         TIMESTAMP: pd.Series(ev_ts, dtype="datetime64[us]"),

@@ -11,9 +11,9 @@ CHURN_MODEL_URI (default models:/churn@champion), MLFLOW_TRACKING_URI or CHURN_H
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -23,13 +23,14 @@ from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from features.contract import load_tables
 from features.engine import Relations, features_for
 from features.settings import get_settings, tracking_uri
 from serving.holder import ModelHolder
 from serving.predictor import LoadedModel, features_at, predict_features, score_frame
+from serving.review import review_app
 from serving.schemas import (
     CustomerIn,
     ExplainRequest,
@@ -164,7 +165,8 @@ class Scorer:
         loaded = self.holder.current
         model, spec = loaded.model, loaded.model.spec
         try:
-            cust, events, obs = histories_to_frames([item.customer], [utc_naive(item.as_of)], spec)
+            cust, events, obs = histories_to_frames([item.customer], [utc_naive(item.as_of)], spec,
+                                                    path="")
         except RequestError as exc:
             return Scored(error=exc.body())
         feats = features_for(Relations(cust, events, spec), obs)
@@ -202,7 +204,8 @@ async def model_info(request: Request) -> JSONResponse:
     return JSONResponse(info)
 
 
-pages = Starlette(routes=[Route("/model", model_info, methods=["GET"])])
+pages = Starlette(routes=[Route("/model", model_info, methods=["GET"]),
+                         Mount("/review", app=review_app)])
 
 
 @bentoml.asgi_app(pages, path="/")
@@ -265,9 +268,9 @@ class ChurnService:
         s = self.settings
         customer = CustomerIn(**request.model_dump(exclude={"as_of"}))
         try:
-            check_limits(1, len(customer.events), 1, s.max_events_per_request)
+            check_limits(1, len(customer.events), 1, s.max_events_per_request, path="")
             as_of = resolve_as_of(request.as_of)
-            histories_to_frames([customer], [as_of], self._spec())
+            histories_to_frames([customer], [as_of], self._spec(), path="")
         except RequestError as exc:
             return _error(exc)
         result = await self.scorer.to_async.explain(
@@ -277,7 +280,7 @@ class ChurnService:
         return result
 
     @bentoml.task(route="/batch")
-    def batch(self, customers: Path, events: Path, as_of: str | None = None) -> Path:
+    def batch(self, customers: Path, events: Path, as_of: str | None = None) -> bytes:
         """Score uploaded customers and events files (CSV or Parquet) into a Parquet of scores,
         with the same columns as `churn score`. Poll /batch/status, fetch /batch/get."""
         when = resolve_as_of(None if as_of is None else pd.Timestamp(as_of).to_pydatetime())
@@ -287,9 +290,10 @@ class ChurnService:
         if feats.empty:
             raise bentoml.exceptions.InvalidArgument(f"as_of: no customer is active at {when}")
         scores = score_frame(loaded, feats, self.settings.top_reasons, self.settings.risk_bands)
-        out = Path(tempfile.mkdtemp(prefix="churn-batch-")) / "scores.parquet"
-        scores.to_parquet(out, index=False)
-        return out
+        # bytes, not a file response: BentoML's task store cannot keep a FileResponse
+        buffer = io.BytesIO()
+        scores.to_parquet(buffer, index=False)
+        return buffer.getvalue()
 
 
 def _with_suffix(path: Path) -> Path:

@@ -1,0 +1,146 @@
+"""Start `churn serve` as a real subprocess, wait until it is ready, and stop every process it
+started. Used by the HTTP integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (bind to port 0 and let the kernel choose)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _stat(pid: int) -> tuple[int, str, int] | None:
+    """(parent pid, state, start time) of a process, or None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    rest = raw[raw.rindex(")") + 2:].split()  # the command name may contain spaces
+    return int(rest[1]), rest[0], int(rest[19])
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every living descendant of `root` as {pid: start time}. BentoML's workers run in their
+    own sessions, so a process group does not reach them; the parent chain does."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        info = _stat(int(entry))
+        if info is None or info[1] == "Z":
+            continue
+        children.setdefault(info[0], []).append(int(entry))
+        starts[int(entry)] = info[2]
+    out, todo = {}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out[child] = starts[child]
+            todo.append(child)
+    return out
+
+
+def alive(processes: dict[int, int]) -> list[int]:
+    """Those of {pid: start time} that still run (a zombie or a reused pid does not count)."""
+    left = []
+    for pid, start in processes.items():
+        info = _stat(pid)
+        if info is not None and info[1] != "Z" and info[2] == start:
+            left.append(pid)
+    return left
+
+
+@dataclass
+class Server:
+    """A running `churn serve`."""
+
+    proc: subprocess.Popen
+    url: str
+    log: Path
+    tracked: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, args: list[str], cwd: Path, env: dict[str, str], log: Path, port: int) -> Server:
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        return cls(proc, f"http://127.0.0.1:{port}", log)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"churn serve exited with {self.proc.returncode} before "
+                                     f"it was ready; log:\n{tail(self.log)}")
+            try:
+                resp = httpx.get(f"{self.url}/readyz", timeout=5)
+                if resp.status_code == 200:
+                    self.track()
+                    return
+                last = f"HTTP {resp.status_code}"
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.5)
+        raise AssertionError(f"churn serve not ready after {timeout:.0f} s ({last}); "
+                             f"log:\n{tail(self.log)}")
+
+    def track(self) -> None:
+        """Remember the processes of this server (the CLI, bentoml and its workers)."""
+        self.tracked[self.proc.pid] = (_stat(self.proc.pid) or (0, "", 0))[2]
+        self.tracked.update(descendants(self.proc.pid))
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 20.0) -> tuple[list[int], list[int]]:
+        """SIGTERM the session, wait, then SIGKILL whatever is left. Returns the pids that
+        outlived SIGTERM and those still running after SIGKILL (both should be empty)."""
+        if self.running():
+            self.track()
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            if not alive(self.tracked):
+                break
+            time.sleep(0.2)
+        left = alive(self.tracked)
+        if left:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            for pid in left:  # workers live in their own sessions
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(0.2)
+        return left, alive(self.tracked)
