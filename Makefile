@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo serve test lint bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -34,7 +34,19 @@ demo: setup
 	$(VENV)/bin/churn compare
 	PORT=$(PORT) $(VENV)/bin/python scripts/serve_once.py
 
-test: setup
+# the service with the reviewer page over the demo's data, in the foreground (Ctrl+C stops it)
+serve: setup
+	CHURN_REVIEW_SCORES=$(DEMO)/scores.parquet CHURN_REVIEW_CUSTOMERS=$(DEMO)/customers.parquet \
+	CHURN_REVIEW_EVENTS=$(DEMO)/events.parquet $(VENV)/bin/churn serve --port $(PORT)
+
+# the browser test drives Debian's chromium (Playwright never downloads a browser here)
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the browser test needs Debian's chromium: sudo apt-get install chromium"; exit 1; fi; }
+
+test: setup browser
 	$(VENV)/bin/pytest -q
 
 lint: setup

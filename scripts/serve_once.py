@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,8 +21,13 @@ def main() -> int:
     log = ROOT / "data" / "demo" / "serve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     churn = str(Path(sys.executable).with_name("churn"))
+    demo = ROOT / "data" / "demo"
+    env = {**os.environ,
+           "CHURN_REVIEW_SCORES": str(demo / "scores.parquet"),
+           "CHURN_REVIEW_CUSTOMERS": str(demo / "customers.parquet"),
+           "CHURN_REVIEW_EVENTS": str(demo / "events.parquet")}
     server = subprocess.Popen([churn, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT,
+                              stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=env,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -43,7 +49,16 @@ def main() -> int:
         print(f"POST {base}/predict with examples/predict.json:")
         answer = httpx.post(f"{base}/predict", json=body, timeout=60)
         print(json.dumps(answer.json(), indent=2))
-        return 0 if answer.status_code == 200 else 1
+        if answer.status_code != 200:
+            return 1
+        page = httpx.get(f"{base}/review", timeout=60)
+        top = pd.read_parquet(demo / "scores.parquet").sort_values(
+            "expected_value_at_risk", ascending=False)["customer_id"].iloc[0]
+        customer = httpx.get(f"{base}/review/customer/{top}", timeout=60)
+        print(f"reviewer page {base}/review: HTTP {page.status_code}; "
+              f"customer {top}: HTTP {customer.status_code}")
+        print("to browse it: make serve, then open the address above")
+        return 0 if page.status_code == customer.status_code == 200 else 1
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
