@@ -17,6 +17,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+import aiohttp
 import bentoml
 import pandas as pd
 from pydantic import BaseModel
@@ -100,6 +101,19 @@ def _scored(loaded: LoadedModel, feats: pd.DataFrame, items: list, ids: list, to
 class Scored(BaseModel):
     prediction: Prediction | None = None
     error: dict | None = None
+
+
+async def call_scorer(method, arg):
+    """Call a Scorer endpoint; retry once when a pooled connection was already closed.
+
+    BentoML's client for dependencies keeps idle connections longer than the server does
+    (bentoml/BentoML#4971), so under bursts a reused connection can be dead. Scoring is
+    idempotent, so one retry on a connection-level failure is safe."""
+    try:
+        return await method(arg)
+    except aiohttp.ClientConnectionError as exc:
+        log.warning("scorer connection dropped (%s); retrying once", type(exc).__name__)
+        return await method(arg)
 
 
 def _error(exc: RequestError) -> JSONResponse:
@@ -199,7 +213,7 @@ class Scorer:
 async def model_info(request: Request) -> JSONResponse:
     """GET /model: the served model's name, version, alias, run, metrics and features."""
     service = bentoml.get_current_service()
-    info = await service.scorer.to_async.info()
+    info = await call_scorer(lambda _: service.scorer.to_async.info(), None)
     info = info.model_dump(mode="json") if isinstance(info, BaseModel) else info
     return JSONResponse(info)
 
@@ -235,7 +249,7 @@ class ChurnService:
             return _error(exc)
         items = [HistoryItem(customer=c, as_of=as_of.to_pydatetime(), reasons=request.reasons)
                  for c in request.customers]
-        scored = await self.scorer.to_async.score_histories(items)
+        scored = await call_scorer(self.scorer.to_async.score_histories, items)
         return self._respond(scored, as_of)
 
     @bentoml.api(route="/predict_features")
@@ -250,7 +264,7 @@ class ChurnService:
             return _error(exc)
         items = [RowItem(row=r, as_of=as_of.to_pydatetime(), reasons=request.reasons)
                  for r in request.rows]
-        scored = await self.scorer.to_async.score_rows(items)
+        scored = await call_scorer(self.scorer.to_async.score_rows, items)
         return self._respond(scored, as_of)
 
     def _respond(self, scored: list, as_of: pd.Timestamp) -> PredictResponse | JSONResponse:
@@ -273,8 +287,8 @@ class ChurnService:
             histories_to_frames([customer], [as_of], self._spec(), path="")
         except RequestError as exc:
             return _error(exc)
-        result = await self.scorer.to_async.explain(
-            HistoryItem(customer=customer, as_of=as_of.to_pydatetime()))
+        result = await call_scorer(self.scorer.to_async.explain,
+                                   HistoryItem(customer=customer, as_of=as_of.to_pydatetime()))
         if isinstance(result, dict) and "error" in result and result["error"]:
             return JSONResponse(result["error"], status_code=400)
         return result
