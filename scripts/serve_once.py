@@ -51,7 +51,7 @@ def main() -> int:
         print(json.dumps(answer.json(), indent=2))
         if answer.status_code != 200:
             return 1
-        page = httpx.get(f"{base}/review", timeout=60)
+        page = httpx.get(f"{base}/review", timeout=60, follow_redirects=True)
         top = pd.read_parquet(demo / "scores.parquet").sort_values(
             "expected_value_at_risk", ascending=False)["customer_id"].iloc[0]
         customer = httpx.get(f"{base}/review/customer/{top}", timeout=60)
