@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -206,7 +207,8 @@ def train(
     if label not in LABEL_KINDS:
         raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
     cfg = load_config(config)
-    with stage_bars() as stage:
+    # MLflow prints "View run ... at ..." to stdout when it talks to a server; stdout is ours
+    with stage_bars() as stage, contextlib.redirect_stdout(sys.stderr):
         result = run(customers, events, label, horizon, cadence, cfg, get_settings(),
                      experiment, stage)
     if as_json:
