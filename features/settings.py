@@ -38,20 +38,21 @@ def risk_band(probability: float, edges: tuple[float, float]) -> str:
     return "high" if probability >= high else "medium" if probability >= low else "low"
 
 
+def embedded_uri(settings: Settings) -> str:
+    return f"sqlite:///{settings.mlruns / 'mlflow.db'}"
+
+
 def tracking_uri(settings: Settings) -> str:
     """MLFLOW_TRACKING_URI when set, else SQLite under mlruns/ (the embedded default)."""
     import os
 
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    return f"sqlite:///{settings.mlruns / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri(settings)
 
 
-def local_artifact_root(settings: Settings) -> str | None:
-    """Where new experiments keep artifacts: under mlruns/ unless a server decides."""
-    import os
-
-    if os.environ.get("MLFLOW_TRACKING_URI"):
+def local_artifact_root(settings: Settings, uri: str) -> str | None:
+    """Where new experiments keep artifacts: mlruns/artifacts with the embedded store, else
+    wherever the server decides. (MLflow's set_tracking_uri also sets MLFLOW_TRACKING_URI, so
+    the URI itself, not the environment, tells which store is in use.)"""
+    if uri != embedded_uri(settings):
         return None
     return (settings.mlruns / "artifacts").as_uri()

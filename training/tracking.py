@@ -26,7 +26,8 @@ def experiment_id(name: str, settings: Settings) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    return mlflow.create_experiment(name, artifact_location=local_artifact_root(settings))
+    return mlflow.create_experiment(
+        name, artifact_location=local_artifact_root(settings, mlflow.get_tracking_uri()))
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str):

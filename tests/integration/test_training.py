@@ -30,6 +30,12 @@ def test_first_model_is_registered_as_champion(trained):
     assert str(mv.version) == "1"
 
 
+def test_artifacts_live_beside_the_embedded_store(trained):
+    exp = mlflow.get_experiment_by_name("churn")
+    assert exp.artifact_location == (trained.home / "mlruns" / "artifacts").resolve().as_uri()
+    assert any((trained.home / "mlruns" / "artifacts").rglob("MLmodel"))
+
+
 def test_lightgbm_beats_the_baseline_on_test(trained):
     m = trained.result["metrics"]
     assert m["lightgbm"]["roc_auc"] > m["baseline"]["roc_auc"]
