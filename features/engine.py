@@ -167,6 +167,11 @@ def features_for(rel: Relations, obs: pd.DataFrame) -> pd.DataFrame:
     return out[[CUSTOMER_ID, AS_OF, *spec.feature_names]]
 
 
+def active_at(customers: pd.DataFrame, t: pd.Timestamp) -> pd.Series:
+    """Customers signed up at or before `t` and not churned by it: whom `t` can score."""
+    return (customers[SIGNUP_AT] <= t) & ~(customers[CHURNED_AT] <= t)
+
+
 def compute_features(
     customers: pd.DataFrame,
     events: pd.DataFrame,
@@ -184,8 +189,7 @@ def compute_features(
     parts = []
     for i, when in enumerate(as_of):
         t = pd.Timestamp(when)
-        active = (customers[SIGNUP_AT] <= t) & ~(customers[CHURNED_AT] <= t)
-        who = customers.loc[active, CUSTOMER_ID]
+        who = customers.loc[active_at(customers, t), CUSTOMER_ID]
         parts.append(features_for(rel, pd.DataFrame({CUSTOMER_ID: who.to_numpy(), AS_OF: t})))
         if progress:
             progress(i + 1, len(as_of))
@@ -282,6 +286,6 @@ def build_snapshots(
 
 
 __all__ = [
-    "AS_OF", "DAY", "LABEL", "Relations", "build_snapshots", "compute_features",
+    "AS_OF", "DAY", "LABEL", "Relations", "active_at", "build_snapshots", "compute_features",
     "features_for", "infer_spec", "label_observations", "observation_times",
 ]

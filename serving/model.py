@@ -43,14 +43,25 @@ class CategoryEncoder:
             self.levels_[col] = sorted(level for level, _ in ranked)
         return self
 
-    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        codes = {}
+    def encode(self, features: pd.DataFrame, names: list[str]) -> np.ndarray:
+        """The float matrix LightGBM sees, columns in `names` order: numbers as they are,
+        categories as their level's code, unseen or missing levels as NaN.
+
+        Training and inference both use this one encoding. It works column by column in numpy,
+        so a single-row request does not pay pandas' per-column overhead."""
+        missing = [c for c in names if c not in features.columns]
+        if missing:
+            raise ValueError(f"feature table lacks columns: {', '.join(missing[:5])}")
+        cats = set(self.columns)
+        numeric = [i for i, c in enumerate(names) if c not in cats]
+        x = np.empty((len(features), len(names)), dtype="float64")
+        x[:, numeric] = features[[names[i] for i in numeric]].to_numpy(
+            dtype="float64", na_value=np.nan)
         for col in self.columns:
-            values = frame[col].astype(object).where(frame[col].notna(), None).to_numpy()
-            code = pd.Categorical(values, categories=self.levels_[col]).codes.astype("float64")
-            code[code < 0] = np.nan  # unseen or missing
-            codes[col] = code
-        return frame.assign(**codes)
+            codes = {level: float(i) for i, level in enumerate(self.levels_[col])}
+            x[:, names.index(col)] = [codes.get(v, np.nan) if isinstance(v, str) else np.nan
+                                      for v in features[col].to_numpy(dtype=object)]
+        return x
 
 
 class ChurnModel:
@@ -72,28 +83,11 @@ class ChurnModel:
         self.reason_texts = reason_texts
         self.num_threads = num_threads
         self.feature_names = list(spec.feature_names)
-        cats = set(encoder.columns)
-        self._numeric = [c for c in self.feature_names if c not in cats]
-        self._num_idx = np.array([self.feature_names.index(c) for c in self._numeric], dtype=int)
-        self._cat_codes = {c: {level: float(i) for i, level in enumerate(encoder.levels_[c])}
-                           for c in encoder.columns}
 
     # -- inference ---------------------------------------------------------------------------
     def matrix(self, features: pd.DataFrame) -> np.ndarray:
-        """The numeric matrix LightGBM sees: categories encoded, columns in spec order.
-
-        Same result as `encoder.transform(...)`, built column-wise in numpy because a
-        single-row request should not pay pandas' per-column overhead."""
-        missing = [c for c in self.feature_names if c not in features.columns]
-        if missing:
-            raise ValueError(f"feature table lacks columns: {', '.join(missing[:5])}")
-        x = np.empty((len(features), len(self.feature_names)), dtype="float64")
-        x[:, self._num_idx] = features[self._numeric].to_numpy(dtype="float64", na_value=np.nan)
-        for col, codes in self._cat_codes.items():
-            values = features[col].to_numpy(dtype=object)
-            x[:, self.feature_names.index(col)] = [
-                codes.get(v, np.nan) if isinstance(v, str) else np.nan for v in values]
-        return x
+        """The numeric matrix LightGBM sees: categories encoded, columns in spec order."""
+        return self.encoder.encode(features, self.feature_names)
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
         return self.booster.predict(x, raw_score=True, num_threads=self.num_threads)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CUSTOMER_ID
-from features.engine import AS_OF, Relations, features_for
+from features.engine import AS_OF, Relations, active_at, features_for
 from features.settings import risk_band
 from serving.model import ChurnModel
 from serving.reasons import render_reason
@@ -93,14 +93,24 @@ def top_reasons(
     return out
 
 
-def predict_features(
+@dataclass
+class Scores:
+    """Model output for feature rows. `contributions` (TreeSHAP, log-odds, base value last)
+    and `reasons` are empty when reasons were not asked for."""
+
+    frame: pd.DataFrame  # customer_id, churn_probability, risk_band
+    reasons: list[list[dict]]
+    contributions: np.ndarray
+
+
+def explain_features(
     loaded: LoadedModel,
     features: pd.DataFrame,
     top_k: int = 3,
     bands: tuple[float, float] = (0.1, 0.3),
     with_reasons: bool = True,
-) -> tuple[pd.DataFrame, list[list[dict]]]:
-    """Calibrated probability, risk band and top reasons for each feature row."""
+) -> Scores:
+    """Calibrated probability, risk band, top reasons and contributions for each feature row."""
     model = loaded.model
     x = model.matrix(features)
     if with_reasons:
@@ -108,6 +118,7 @@ def predict_features(
         raw = contrib.sum(axis=1)
         reasons = top_reasons(model, features, contrib, top_k)
     else:
+        contrib = np.empty((len(x), 0))
         raw = model.raw_score(x)
         reasons = [[] for _ in range(len(x))]
     proba = model.calibrate(raw)
@@ -116,7 +127,19 @@ def predict_features(
         "churn_probability": proba,
         "risk_band": [risk_band(p, bands) for p in proba],
     })
-    return frame, reasons
+    return Scores(frame, reasons, contrib)
+
+
+def predict_features(
+    loaded: LoadedModel,
+    features: pd.DataFrame,
+    top_k: int = 3,
+    bands: tuple[float, float] = (0.1, 0.3),
+    with_reasons: bool = True,
+) -> tuple[pd.DataFrame, list[list[dict]]]:
+    """Calibrated probability, risk band and top reasons for each feature row."""
+    scores = explain_features(loaded, features, top_k, bands, with_reasons)
+    return scores.frame, scores.reasons
 
 
 def reasons_columns(reasons: list[list[dict]], k: int) -> dict[str, list]:
@@ -145,10 +168,7 @@ def features_at(
     customer_ids: list[str] | None = None,
 ) -> pd.DataFrame:
     """Feature rows, with the model's own spec, for customers active at `as_of`."""
-    from features.contract import CHURNED_AT, SIGNUP_AT
-
-    active = (customers[SIGNUP_AT] <= as_of) & ~(customers[CHURNED_AT] <= as_of)
-    ids = customers.loc[active, CUSTOMER_ID]
+    ids = customers.loc[active_at(customers, as_of), CUSTOMER_ID]
     if customer_ids is not None:
         ids = ids[ids.isin(customer_ids)]
     rel = Relations(customers, events, loaded.model.spec)

@@ -55,7 +55,7 @@ from serving.playbook import (
     offer_decision,
     sign_for,
 )
-from serving.predictor import LoadedModel, features_at, predict_features
+from serving.predictor import LoadedModel, explain_features, features_at
 from serving.reasons import render_reason
 
 log = logging.getLogger(__name__)
@@ -359,11 +359,10 @@ def explain_customer(loaded: LoadedModel, customer: pd.DataFrame, events: pd.Dat
     feats = features_at(loaded, customer, events, as_of)
     if feats.empty:
         return None
-    model = loaded.model
-    contrib = model.contributions(model.matrix(feats))[0]
-    frame, reasons = predict_features(loaded, feats, top_k, bands)
-    return Explanation(feats, contrib, float(frame["churn_probability"].iloc[0]),
-                       str(frame["risk_band"].iloc[0]), reasons[0])
+    scores = explain_features(loaded, feats, top_k, bands)
+    return Explanation(feats, scores.contributions[0],
+                       float(scores.frame["churn_probability"].iloc[0]),
+                       str(scores.frame["risk_band"].iloc[0]), scores.reasons[0])
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,13 @@ from features.contract import load_tables
 from features.engine import Relations, features_for
 from features.settings import get_settings, tracking_uri
 from serving.holder import ModelHolder
-from serving.predictor import LoadedModel, features_at, predict_features, score_frame
+from serving.predictor import (
+    LoadedModel,
+    explain_features,
+    features_at,
+    predict_features,
+    score_frame,
+)
 from serving.review import review_app
 from serving.schemas import (
     CustomerIn,
@@ -184,9 +190,9 @@ class Scorer:
         except RequestError as exc:
             return Scored(error=exc.body())
         feats = features_for(Relations(cust, events, spec), obs)
-        frame, reasons = predict_features(loaded, feats, self.settings.top_reasons,
-                                          self.settings.risk_bands)
-        contrib = model.contributions(model.matrix(feats))[0]
+        scores = explain_features(loaded, feats, self.settings.top_reasons,
+                                  self.settings.risk_bands)
+        frame, reasons, contrib = scores.frame, scores.reasons, scores.contributions[0]
         values = feats[model.feature_names].to_numpy(dtype=object)[0]
         return ExplainResponse(
             customer_id=item.customer.customer_id, as_of=item.as_of,

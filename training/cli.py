@@ -36,19 +36,27 @@ class UsageError(Exception):
 
 
 @contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields a `progress(done, total)` callback."""
+def stage_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+    """Progress bars on stderr for a multi-stage job: `stage(label)` returns a
+    `progress(done, total)` callback for one stage."""
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal
-        and os.environ.get("CHURN_PROGRESS") != "1",
+        TimeElapsedColumn(), console=err,
+        disable=not err.is_terminal and os.environ.get("CHURN_PROGRESS") != "1",
     ) as bar:
-        task = bar.add_task(label, total=None)
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def stage(label: str) -> Callable[[int, int], None]:
+            task = bar.add_task(label, total=None)
+            return lambda done, total: bar.update(task, completed=done, total=total)
 
-        yield update
+        yield stage
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """One progress bar: yields a `progress(done, total)` callback."""
+    with stage_bars() as stage:
+        yield stage(label)
 
 
 def parse_time(value: str, option: str) -> datetime:
@@ -158,22 +166,6 @@ def snapshots(
         f"wrote {len(table):,} rows at {times} observation times "
         f"(churn rate {table['label'].mean():.1%}) to {out_path}"
     )
-
-
-@contextmanager
-def stage_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
-    """Progress bars for a multi-stage job: `stage(label)` returns a callback for one stage."""
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err,
-        disable=not err.is_terminal and os.environ.get("CHURN_PROGRESS") != "1",
-    ) as bar:
-
-        def stage(label: str) -> Callable[[int, int], None]:
-            task = bar.add_task(label, total=None)
-            return lambda done, total: bar.update(task, completed=done, total=total)
-
-        yield stage
 
 
 METRIC_ROWS = [

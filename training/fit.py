@@ -98,8 +98,8 @@ def fit_lightgbm(
     encoder = CategoryEncoder(spec.categorical_features).fit(train)
     names = list(spec.feature_names)
     cats = [names.index(c) for c in spec.categorical_features]
-    x_train = encoder.transform(train[names]).to_numpy(dtype="float64")
-    x_val = encoder.transform(val[names]).to_numpy(dtype="float64")
+    x_train = encoder.encode(train, names)
+    x_val = encoder.encode(val, names)
     train_set = lgb.Dataset(x_train, y_train, feature_name=names, categorical_feature=cats,
                             free_raw_data=False)
     val_set = lgb.Dataset(x_val, y_val, reference=train_set)
@@ -175,14 +175,15 @@ def fit_baseline(
     )
     pre = ColumnTransformer([("num", numeric, nums), ("cat", categorical, cats)])
     pipe = Pipeline([("pre", pre), ("lr", LogisticRegression(C=0.5, max_iter=2000))])
-    frame = train[list(spec.feature_names)].copy()
-    for c in cats:
-        frame[c] = frame[c].astype(object).where(frame[c].notna(), np.nan)
-    return pipe.fit(frame, y_train)
+    return pipe.fit(_baseline_input(train, spec), y_train)
+
+
+def _baseline_input(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """The feature columns, with missing categories as NaN, which the imputer expects."""
+    x = frame[list(spec.feature_names)]
+    return x.assign(**{c: x[c].astype(object).where(x[c].notna(), np.nan)
+                       for c in spec.categorical_features})
 
 
 def baseline_proba(pipe: Pipeline, frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
-    x = frame[list(spec.feature_names)].copy()
-    for c in spec.categorical_features:
-        x[c] = x[c].astype(object).where(x[c].notna(), np.nan)
-    return pipe.predict_proba(x)[:, 1]
+    return pipe.predict_proba(_baseline_input(frame, spec))[:, 1]
