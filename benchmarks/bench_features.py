@@ -11,7 +11,7 @@ What it does:
 1. generates a subscription history (`features.generate`, ~100 events per customer), validates it
    with the data contract and infers the feature spec;
 2. builds the feature table at one observation time for every active customer, once with
-   `features.engine.compute_features` (DuckDB) and once with `pandas_features` below (pandas
+   `features.engine.feature_table` (DuckDB) and once with `pandas_features` below (pandas
    filter / merge / groupby / unstack, no per-row Python), each in its own forked child process,
    so each peak-memory figure belongs to that build alone;
 3. checks that the two tables agree column by column (numbers with rtol = atol = 1e-9, NaN equal
@@ -19,7 +19,7 @@ What it does:
 4. prints rows, events, seconds, events per second and peak memory for both, and the ratio
    pandas seconds / DuckDB seconds against the target (DuckDB at least 10x faster).
 
-Timings include everything `compute_features` does for a caller that holds validated frames
+Timings include everything `feature_table` does for a caller that holds validated frames
 (conversion to the relational form, the query, the post-processing); the pandas build starts from
 the same validated frames and returns the same columns. Peak memory is the growth of the child's
 peak RSS (`ru_maxrss`) over its RSS at fork time, i.e. what the build needs on top of the input.
@@ -56,7 +56,7 @@ from features.contract import (  # noqa: E402
     validate_events,
 )
 from features.definitions import FeatureSpec  # noqa: E402
-from features.engine import AS_OF, compute_features, infer_spec  # noqa: E402
+from features.engine import AS_OF, feature_table, infer_spec  # noqa: E402
 from features.generate import generate  # noqa: E402
 
 TARGET = 10.0  # DuckDB must be at least this many times faster than pandas
@@ -223,8 +223,8 @@ def pandas_features(
 def duckdb_features(
     customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp, spec: FeatureSpec
 ) -> pd.DataFrame:
-    """The project's build: features.engine.compute_features at one observation time."""
-    return compute_features(customers, events, [pd.Timestamp(as_of)], spec)
+    """The project's build: features.engine.feature_table at one observation time."""
+    return feature_table(customers, events, spec, [pd.Timestamp(as_of)])
 
 
 IMPLEMENTATIONS: dict[str, Callable[..., pd.DataFrame]] = {
@@ -386,7 +386,7 @@ def profile_duckdb(customers, events, as_of, spec, threads: int | None) -> None:
     import pyarrow as pa
 
     from features.definitions import feature_sql
-    from features.engine import Relations, epoch_seconds, features_for, obs_relation
+    from features.engine import Relations, _features_of_pairs, epoch_seconds, obs_relation
 
     def timed(label, func):
         w0, c0 = time.perf_counter(), time.process_time()
@@ -410,7 +410,8 @@ def profile_duckdb(customers, events, as_of, spec, threads: int | None) -> None:
     obs_rel = obs_relation(obs)
     sql = feature_sql(spec)
     timed("feature_sql query on the relations (Relations.query)", lambda: rel.query(sql, obs=obs_rel))
-    timed("features_for: the same query + sorting and casting", lambda: features_for(rel, obs))
+    timed("_features_of_pairs: the same query + sorting and casting",
+          lambda: _features_of_pairs(rel, obs))
 
     # what the query costs with no conversion: events handed over as a zero-copy Arrow table
     arrow_events = timed("alternative: events as a zero-copy Arrow table", lambda: pa.table({

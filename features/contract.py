@@ -125,6 +125,23 @@ def _require_columns(frame: pd.DataFrame, required: tuple[str, ...], source: str
             raise DataError(source, col, f"required column is missing (columns present: {have})")
 
 
+def to_utc_naive(value: object) -> pd.Timestamp:
+    """One date or timestamp (text, datetime or Timestamp) as naive UTC: an aware value is
+    converted to UTC, a naive one is taken as UTC. ValueError when it is not a time.
+
+    The scalar twin of `parse_timestamps`; the CLI, the HTTP schemas and the reviewer page all
+    parse times with it."""
+    if isinstance(value, bool | int | float):
+        raise ValueError(f"{value!r} is a number, not a date or timestamp")
+    try:
+        ts = pd.Timestamp(value.strip() if isinstance(value, str) else value)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"cannot parse {value!r} as a date or timestamp") from None
+    if ts is pd.NaT:
+        raise ValueError(f"cannot parse {value!r} as a date or timestamp")
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
 def parse_timestamps(
     values: pd.Series, source: str, column: str, *, allow_missing: bool
 ) -> pd.Series:

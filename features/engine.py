@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
@@ -20,8 +19,6 @@ from features.contract import (
     Tables,
 )
 from features.definitions import DAY, FeatureSpec, candidates_sql, feature_sql, label_sql
-
-log = logging.getLogger(__name__)
 
 AS_OF = "as_of"
 LABEL = "label"
@@ -154,7 +151,7 @@ def _from_epoch(seconds: pd.Series) -> pd.Series:
     return (_EPOCH + pd.to_timedelta(seconds.to_numpy(), unit="s")).astype("datetime64[us]")
 
 
-def features_for(rel: Relations, obs: pd.DataFrame) -> pd.DataFrame:
+def _features_of_pairs(rel: Relations, obs: pd.DataFrame) -> pd.DataFrame:
     """Feature rows for (customer_id, as_of) pairs, in the order given."""
     spec = rel.spec
     table = rel.query(feature_sql(spec), obs=obs_relation(obs))
@@ -172,27 +169,30 @@ def active_at(customers: pd.DataFrame, t: pd.Timestamp) -> pd.Series:
     return (customers[SIGNUP_AT] <= t) & ~(customers[CHURNED_AT] <= t)
 
 
-def compute_features(
+def feature_table(
     customers: pd.DataFrame,
     events: pd.DataFrame,
-    as_of: Sequence[pd.Timestamp] | pd.DataFrame,
     spec: FeatureSpec,
+    at: Sequence[pd.Timestamp] | pd.DataFrame,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """The feature table for every active customer at each `as_of`, or for given pairs.
+    """The feature table: one row per (customer, observation time), columns customer_id, as_of
+    and `spec.feature_names`. The one public way to compute features.
 
-    `as_of` is either a list of times (every customer signed up at or before the time and not
-    churned by it), or a frame of (customer_id, as_of) pairs."""
+    `at` is either a list of times (every customer active at each time: signed up at or before
+    it and not churned by it), or a frame of (customer_id, as_of) pairs, answered in order."""
     rel = Relations(customers, events, spec)
-    if isinstance(as_of, pd.DataFrame):
-        return features_for(rel, as_of)
+    if isinstance(at, pd.DataFrame):
+        return _features_of_pairs(rel, at)
     parts = []
-    for i, when in enumerate(as_of):
+    for i, when in enumerate(at):
         t = pd.Timestamp(when)
         who = customers.loc[active_at(customers, t), CUSTOMER_ID]
-        parts.append(features_for(rel, pd.DataFrame({CUSTOMER_ID: who.to_numpy(), AS_OF: t})))
+        parts.append(_features_of_pairs(rel, pd.DataFrame({CUSTOMER_ID: who.to_numpy(), AS_OF: t})))
         if progress:
-            progress(i + 1, len(as_of))
+            progress(i + 1, len(at))
+    if not parts:
+        return _features_of_pairs(rel, pd.DataFrame({CUSTOMER_ID: [], AS_OF: []}))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -278,7 +278,7 @@ def build_snapshots(
     parts = []
     for i, t in enumerate(times):
         labelled = label_observations(rel, [t], label, horizon_days)
-        feats = features_for(rel, labelled[[CUSTOMER_ID, AS_OF]])
+        feats = _features_of_pairs(rel, labelled[[CUSTOMER_ID, AS_OF]])
         parts.append(feats.assign(**{LABEL: labelled[LABEL].to_numpy()}))
         if progress:
             progress(i + 1, len(times))
@@ -286,6 +286,6 @@ def build_snapshots(
 
 
 __all__ = [
-    "AS_OF", "DAY", "LABEL", "Relations", "active_at", "build_snapshots", "compute_features",
-    "features_for", "infer_spec", "label_observations", "observation_times",
+    "AS_OF", "DAY", "LABEL", "active_at", "build_snapshots", "feature_table", "infer_spec",
+    "label_observations", "observation_times",
 ]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.definitions import FeatureSpec
-from features.engine import compute_features
+from features.engine import feature_table
 
 AS_OF = pd.Timestamp("2024-04-10")
 SECOND = pd.Timedelta(seconds=1)
@@ -52,8 +52,8 @@ def spec_for(
     return FeatureSpec(event_types=tuple(event_types), value_columns=tuple(value_columns), **kwargs)
 
 
-def features_at(
+def feature_rows(
     customers: pd.DataFrame, events: pd.DataFrame, spec: FeatureSpec, as_of: pd.Timestamp = AS_OF
 ) -> pd.DataFrame:
     """The feature table at one time, indexed by customer id."""
-    return compute_features(customers, events, [as_of], spec).set_index("customer_id")
+    return feature_table(customers, events, spec, [as_of]).set_index("customer_id")

@@ -13,14 +13,14 @@ import pytest
 
 from features.contract import AttributeKinds, Tables, validate_events
 from features.definitions import FeatureSpec
-from features.engine import compute_features, infer_spec
+from features.engine import feature_table, infer_spec
 from tests.unit.builders import (
     AS_OF,
     DAY,
     SECOND,
     customers_frame,
     events_frame,
-    features_at,
+    feature_rows,
     spec_for,
 )
 
@@ -38,7 +38,7 @@ def _one_customer(ages, signup_days: float = 100, types=None, amounts=None, cid:
 
 
 def _row(customers, events, spec=None, as_of=AS_OF) -> pd.Series:
-    table = features_at(customers, events, spec or spec_for(), as_of)
+    table = feature_rows(customers, events, spec or spec_for(), as_of)
     assert len(table) == 1
     return table.iloc[0]
 
@@ -82,7 +82,7 @@ def reference() -> pd.DataFrame:
         ("a", "2024-04-10 00:00", "login"),            # at as_of: excluded
         ("a", "2024-04-12 00:00", "payment", 1000.0),  # after as_of: excluded
     ])
-    return features_at(customers, events, REFERENCE_SPEC)
+    return feature_rows(customers, events, REFERENCE_SPEC)
 
 
 REFERENCE_A = {
@@ -354,7 +354,7 @@ def test_several_value_columns():
 def test_which_customers_get_a_row(signup, churned, included):
     customers = customers_frame([{"customer_id": "c", "signup_at": signup, "churned_at": churned},
                                  {"customer_id": "ref", "signup_at": "2024-01-01"}])
-    table = features_at(customers, events_frame([]), spec_for())
+    table = feature_rows(customers, events_frame([]), spec_for())
     assert ("c" in table.index) is included
     assert "ref" in table.index
 
@@ -402,8 +402,8 @@ def test_event_type_not_in_spec_counts_only_in_totals():
 def test_events_of_unknown_customers_change_nothing():
     customers, events = _one_customer([1, 20], types=["login", "payment"], amounts=[NAN, 9.0])
     ghost = events_frame([("ghost", AS_OF - DAY, "login"), ("ghost", AS_OF - 2 * DAY, "payment", 5.0)])
-    with_ghost = features_at(customers, pd.concat([events, ghost], ignore_index=True), spec_for())
-    pd.testing.assert_frame_equal(with_ghost, features_at(customers, events, spec_for()))
+    with_ghost = feature_rows(customers, pd.concat([events, ghost], ignore_index=True), spec_for())
+    pd.testing.assert_frame_equal(with_ghost, feature_rows(customers, events, spec_for()))
     assert list(with_ghost.index) == ["c"]
 
 
@@ -429,14 +429,14 @@ def test_feature_names_are_unique_whatever_the_event_types(event_type):
     names = spec.feature_names
     assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
     customers, events = _one_customer([1, 2], types=["login", event_type])
-    table = features_at(customers, events, spec)
+    table = feature_rows(customers, events, spec)
     assert table.columns.is_unique
     assert table.iloc[0]["n_events_7d"] == 2  # the total, not the per-type count
     assert table.iloc[0]["days_since_last_event"] == 1.0
 
 
 # --------------------------------------------------------------------------------------------
-# compute_features: pairs, several times, no mutation
+# feature_table: pairs, several times, no mutation
 # --------------------------------------------------------------------------------------------
 
 
@@ -455,7 +455,7 @@ def _two_customers():
 def test_several_times_at_once():
     customers, events = _two_customers()
     times = [pd.Timestamp("2024-03-31"), AS_OF]
-    table = compute_features(customers, events, times, spec_for())
+    table = feature_table(customers, events, spec_for(), times)
     assert list(zip(table["customer_id"], table["as_of"])) == [
         ("x", times[0]), ("y", times[0]), ("x", AS_OF)]  # y churned before AS_OF
     assert table["events_lifetime"].tolist() == [1, 1, 2]
@@ -465,18 +465,18 @@ def test_pairs_keep_their_order_and_match_the_list_form():
     customers, events = _two_customers()
     pairs = pd.DataFrame({"customer_id": ["y", "x", "x"],
                           "as_of": [pd.Timestamp("2024-04-02"), AS_OF, pd.Timestamp("2024-03-02")]})
-    table = compute_features(customers, events, pairs, spec_for())
+    table = feature_table(customers, events, spec_for(), pairs)
     assert table["customer_id"].tolist() == ["y", "x", "x"]
     assert table["as_of"].tolist() == pairs["as_of"].tolist()
     assert table["events_lifetime"].tolist() == [2, 2, 1]
-    listed = compute_features(customers, events, [AS_OF], spec_for())
+    listed = feature_table(customers, events, spec_for(), [AS_OF])
     pd.testing.assert_frame_equal(table.iloc[[1]].reset_index(drop=True), listed)
 
 
-def test_compute_features_does_not_mutate_inputs():
+def test_feature_table_does_not_mutate_inputs():
     customers, events = _two_customers()
     before = customers.copy(), events.copy()
-    compute_features(customers, events, [AS_OF], spec_for())
+    feature_table(customers, events, spec_for(), [AS_OF])
     pd.testing.assert_frame_equal(customers, before[0])
     pd.testing.assert_frame_equal(events, before[1])
 

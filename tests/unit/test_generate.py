@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from features.contract import Tables, drop_unknown_customers, validate_customers, validate_events
-from features.engine import compute_features, infer_spec
+from features.engine import feature_table, infer_spec
 from features.generate import generate
 
 
@@ -26,7 +26,7 @@ def test_generated_data_follows_the_contract(kind):
     assert value_cols[0] == "amount"
 
     spec = infer_spec(Tables(customers, events, kinds, value_cols))
-    table = compute_features(customers, events, [pd.Timestamp("2026-03-01")], spec)
+    table = feature_table(customers, events, spec, [pd.Timestamp("2026-03-01")])
     assert list(table.columns) == ["customer_id", "as_of", *spec.feature_names]
     assert len(table) > 0
     assert table["tenure_days"].ge(0).all()

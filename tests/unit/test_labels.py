@@ -10,7 +10,7 @@ from features.definitions import label_sql
 from features.engine import (
     Relations,
     build_snapshots,
-    compute_features,
+    feature_table,
     label_observations,
     observation_times,
 )
@@ -158,7 +158,7 @@ def test_build_snapshots_joins_labels_to_point_in_time_features():
     assert list(snaps.columns) == ["customer_id", "as_of", *spec.feature_names, "label"]
     assert list(zip(snaps["customer_id"], snaps["as_of"], snaps["label"])) == [
         ("a", t1, 0), ("a", t2, 1), ("c", t2, 0)]
-    expected = compute_features(customers, events, snaps[["customer_id", "as_of"]], spec)
+    expected = feature_table(customers, events, spec, snaps[["customer_id", "as_of"]])
     pd.testing.assert_frame_equal(snaps.drop(columns="label"), expected)
     assert snaps["label"].dtype == "int8"
 

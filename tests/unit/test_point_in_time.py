@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.contract import AttributeKinds
-from features.engine import compute_features
+from features.engine import feature_table
 from tests.unit.builders import AS_OF, customers_frame, events_frame, spec_for
 
 TYPES = ("login", "payment", "ticket")
@@ -45,7 +45,7 @@ def test_events_at_or_after_as_of_change_nothing(signup_seconds, before, after):
     copied = [(c if c == "ghost" else f"{c}+", *rest) for c, *rest in before + after]
     events = events_frame(before + copied)
 
-    table = compute_features(customers, events, [AS_OF], SPEC)
+    table = feature_table(customers, events, SPEC, [AS_OF])
     base = table[~table["customer_id"].str.endswith("+")].reset_index(drop=True)
     extended = table[table["customer_id"].str.endswith("+")].reset_index(drop=True)
     assert len(base) == N_CUSTOMERS
