@@ -80,14 +80,14 @@ def payloads(home: Path, env: dict) -> tuple[list[dict], list[dict], list[dict]]
     """Per customer: our /predict body, our /predict_features body, MLflow's body."""
     os.environ.update({k: v for k, v in env.items() if k.startswith(("CHURN_", "MLFLOW_"))})
     from features.contract import load_tables
-    from features.settings import get_settings
-    from serving.predictor import features_at, load_model
-    from training.tracking import configure
+    from features.engine import feature_table
+    from scoring.settings import get_settings
+    from scoring.store import configure, load_model
 
     configure(get_settings())
     loaded = load_model("models:/churn/1")
     tables = load_tables(home / "data/customers.parquet", home / "data/events.parquet")
-    feats = features_at(loaded, tables.customers, tables.events, AS_OF).head(200)
+    feats = feature_table(tables.customers, tables.events, loaded.model.spec, [AS_OF]).head(200)
     names = loaded.model.feature_names
     ours_hist, ours_rows, mlflow_rows = [], [], []
     attrs = list(loaded.model.spec.attributes.all)

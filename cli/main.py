@@ -1,4 +1,6 @@
-"""The `churn` command line. Commands parse arguments, call library code and print results."""
+"""The `churn` command line, the composition root: it reads the settings once, wires the
+features, training, scoring and serving packages together, and nothing imports it. Commands
+parse arguments, call library code and print results."""
 
 from __future__ import annotations
 
@@ -60,17 +62,12 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def parse_time(value: str, option: str) -> datetime:
-    import pandas as pd
+    from features.contract import to_utc_naive
 
     try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise UsageError(f"{option}: cannot parse {value!r} as a date or timestamp") from None
-    if ts is pd.NaT:
-        raise UsageError(f"{option}: cannot parse {value!r} as a date or timestamp")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts
+        return to_utc_naive(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def write_parquet(frame, path: Path) -> None:
@@ -130,13 +127,13 @@ def features(
     out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
 ) -> None:
     """Write point-in-time features for every customer signed up by each --as-of."""
-    from features.engine import compute_features, infer_spec
+    from features.engine import feature_table, infer_spec
 
     times = [parse_time(v, "--as-of") for v in as_of]
     tables = _load(customers, events)
     spec = infer_spec(tables)
     with progress_bar("building features") as progress:
-        table = compute_features(tables.customers, tables.events, times, spec, progress)
+        table = feature_table(tables.customers, tables.events, spec, times, progress)
     write_parquet(table, out_path)
     out.print(f"wrote {len(table):,} rows x {len(spec.feature_names)} features to {out_path}")
 
@@ -192,7 +189,7 @@ def train(
 ) -> None:
     """Train LightGBM and a baseline on time-split snapshots; log and register in MLflow."""
     from features.definitions import LABEL_KINDS
-    from features.settings import get_settings
+    from scoring.settings import get_settings
     from training.config import load_config
     from training.pipeline import train as run
 
@@ -230,8 +227,8 @@ def promote(
     force: Annotated[bool, typer.Option("--force", help="Promote even if it does not win.")] = False,
 ) -> None:
     """Move the champion alias to a version that beats the champion on its test snapshot."""
-    from features.settings import get_settings
-    from training.registry import promote as run
+    from scoring.settings import get_settings
+    from training.promotion import promote as run
 
     result = run(get_settings(), version, force)
     if result.scores:
@@ -253,8 +250,8 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
 ) -> None:
     """Print the training runs side by side, newest first."""
-    from features.settings import get_settings
-    from training.registry import compare as run
+    from scoring.settings import get_settings
+    from training.promotion import compare as run
 
     table = run(get_settings(), experiment)
     if table.empty:
@@ -272,39 +269,47 @@ def score(
     events: EventsOpt,
     as_of: Annotated[str, typer.Option("--as-of", help="Score customers active at this time.")],
     out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
-    model: Annotated[str, typer.Option("--model", help="MLflow model URI.")] = "models:/churn@champion",
+    model: Annotated[str | None, typer.Option(
+        "--model", help="MLflow model URI (default: the settings' model_uri, the champion).")] = None,
     value_column: Annotated[str | None, typer.Option(
-        "--value-column", help="Feature or numeric attribute with each customer's value; adds "
-        "expected_value_at_risk and a contact flag.")] = None,
-    value_multiplier: Annotated[float, typer.Option(
-        "--value-multiplier", help="Periods of that value a saved customer is worth.")] = 12.0,
-    offer_cost: Annotated[float, typer.Option("--offer-cost", help="Cost of one offer.")] = 10.0,
-    save_rate: Annotated[float, typer.Option(
-        "--save-rate", min=0.0, max=1.0, help="Share of contacted churners saved.")] = 0.25,
+        "--value-column", help="Feature or numeric attribute with each customer's value "
+        "(default: the offer settings'); adds expected_value_at_risk and a contact flag.")] = None,
+    value_multiplier: Annotated[float | None, typer.Option(
+        "--value-multiplier", help="Periods of that value a saved customer is worth.")] = None,
+    offer_cost: Annotated[float | None, typer.Option("--offer-cost", help="Cost of one offer.")] = None,
+    save_rate: Annotated[float | None, typer.Option(
+        "--save-rate", min=0.0, max=1.0, help="Share of contacted churners saved.")] = None,
 ) -> None:
-    """Score every customer active at --as-of with the champion (or --model)."""
-    from features.settings import get_settings
-    from serving.predictor import add_targeting, features_at, load_model, score_frame
-    from training.pipeline import customer_value
-    from training.tracking import configure
+    """Score every customer active at --as-of with the champion (or --model).
+
+    The offer options override the offer settings (CHURN_OFFER__*). Targeting columns are added
+    when the model has the value column; naming a --value-column it lacks is an error."""
+    from scoring.predictor import offer_if_valued, score_batch
+    from scoring.settings import get_settings
+    from scoring.store import configure, load_model
 
     when = parse_time(as_of, "--as-of")
     settings = get_settings()
+    flags = {"value_column": value_column, "value_multiplier": value_multiplier,
+             "cost": offer_cost, "save_rate": save_rate}
+    offer = settings.offer.model_copy(update={k: v for k, v in flags.items() if v is not None})
+    model = model or settings.model_uri
     configure(settings)
     tables = _load(customers, events)
     try:
         loaded = load_model(model)
     except Exception as exc:
         raise UsageError(f"--model: cannot load {model!r}: {' '.join(str(exc).split())[:300]}") from None
-    with progress_bar("building features") as progress:
-        feats = features_at(loaded, tables.customers, tables.events, when)
+    targeting = offer_if_valued(offer, loaded.model.spec)
+    if targeting is None and value_column:
+        raise UsageError(f"--value-column: {value_column!r} is neither a feature nor a numeric "
+                         "attribute of the model")
+    with progress_bar("scoring") as progress:
+        scores = score_batch(loaded, tables.customers, tables.events, when, settings.top_reasons,
+                             settings.risk_bands, targeting)
         progress(1, 1)
-    if feats.empty:
+    if scores.empty:
         raise UsageError(f"--as-of: no customer is active at {when}")
-    scores = score_frame(loaded, feats, settings.top_reasons, settings.risk_bands)
-    if value_column:
-        value = customer_value(feats, value_column, loaded.model.spec) * value_multiplier
-        scores = add_targeting(scores, value, offer_cost, save_rate)
     write_parquet(scores, out_path)
     bands = scores["risk_band"].value_counts()
     out.print(
@@ -322,14 +327,15 @@ def score(
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 3000,
-    model: Annotated[str, typer.Option("--model", help="MLflow model URI.")] = "models:/churn@champion",
+    model: Annotated[str | None, typer.Option(
+        "--model", help="MLflow model URI (default: the settings' model_uri, the champion).")] = None,
 ) -> None:
     """Serve real-time and batch predictions over HTTP (BentoML)."""
-    from features.settings import get_settings
-    from serving.predictor import load_model
-    from training.tracking import configure
+    from scoring.settings import get_settings
+    from scoring.store import configure, load_model
 
     settings = get_settings()
+    model = model or settings.model_uri
     uri = configure(settings)
     try:
         loaded = load_model(model)
@@ -395,12 +401,10 @@ def main() -> None:
     except typer.Abort:
         fail("aborted", 130)
     except Exception as exc:  # the CLI never shows a traceback
-        from typer._click import exceptions as click_errors  # typer vendors click
-
-        if isinstance(exc, click_errors.ClickException):
+        if hasattr(exc, "format_message"):  # a usage error from typer's parser
             text = exc.format_message()
             param = getattr(exc, "param", None)
-            if isinstance(exc, click_errors.MissingParameter) and param is not None:
+            if type(exc).__name__ == "MissingParameter" and param is not None:
                 text = f"missing option {' / '.join(param.opts)}"
             fail(f"error: {text}", 2)
         if os.environ.get("CHURN_DEBUG"):

@@ -19,7 +19,8 @@ import pandas as pd
 
 from features.definitions import FeatureSpec
 
-MISSING_LEVEL = -1
+# MLflow models-from-code: the logged model is this file plus the artifacts `ChurnModel.save` writes
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 
 
 @dataclass

@@ -1,100 +1,23 @@
-"""The one predictor: batch scoring (`churn score`) and the HTTP service both call it."""
+"""The one predictor. `churn score`, the `/batch` task, real-time requests and the reviewer page
+all call `predict`; the two batch paths call `score_batch`, so their tables are the same."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from features.contract import CUSTOMER_ID
-from features.engine import AS_OF, Relations, active_at, features_for
-from features.settings import risk_band
-from serving.model import ChurnModel
-from serving.reasons import render_reason
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadedModel:
-    """A churn model with where it came from."""
-
-    model: ChurnModel
-    uri: str
-    name: str | None = None
-    version: str | None = None
-    run_id: str | None = None
-    aliases: list[str] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-def load_model(uri: str) -> LoadedModel:
-    """Load a churn model from MLflow (e.g. models:/churn@champion) and describe it."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    pyfunc = mlflow.pyfunc.load_model(uri)
-    model = pyfunc.unwrap_python_model().model
-    loaded = LoadedModel(model=model, uri=uri, run_id=pyfunc.metadata.run_id)
-    if uri.startswith("models:/"):
-        client = MlflowClient()
-        ref = uri[len("models:/"):]
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            mv = client.get_model_version_by_alias(name, alias)
-        else:
-            name, version = ref.split("/", 1)
-            mv = client.get_model_version(name, version)
-        loaded.name, loaded.version = mv.name, str(mv.version)
-        loaded.aliases = list(mv.aliases or [])
-        loaded.run_id = mv.run_id
-    if loaded.run_id:
-        try:
-            run = mlflow.get_run(loaded.run_id)
-            loaded.metrics = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
-        except Exception as exc:  # metrics are informative only
-            log.warning("could not read metrics of run %s: %s", loaded.run_id, exc)
-    return loaded
-
-
-def top_reasons(
-    model: ChurnModel, features: pd.DataFrame, contrib: np.ndarray, k: int
-) -> list[list[dict]]:
-    """For each row, the k features that raise the risk most, as feature/value/effect/text."""
-    n_feat = len(model.feature_names)
-    phi = contrib[:, :n_feat]
-    margin = contrib.sum(axis=1)
-    order = np.argsort(-phi, axis=1, kind="stable")[:, :k]
-    values = features[model.feature_names].to_numpy(dtype=object)
-    out = []
-    # effect: the calibrated probability with the feature minus without it, so it agrees with
-    # the calibrated probability the customer gets
-    p_full = model.calibrate(margin)
-    p_without = model.calibrate(margin[:, None] - np.take_along_axis(phi, order, axis=1))
-    for i in range(len(phi)):
-        row = []
-        for rank, j in enumerate(order[i]):
-            c = float(phi[i, j])
-            name = model.feature_names[j]
-            value = values[i, j]
-            value = None if value is None or (isinstance(value, float) and np.isnan(value)) \
-                else value
-            template = model.reason_texts.get(name, {"kind": "plain", "text": name + " = {v}"})
-            row.append({
-                "feature": name,
-                "value": value,
-                "contribution": c,
-                "effect": float(p_full[i] - p_without[i, rank]),
-                "text": render_reason(template, value),
-            })
-        out.append(row)
-    return out
+from features.definitions import FeatureSpec
+from features.engine import AS_OF, feature_table
+from scoring.reasons import top_reasons
+from scoring.settings import Offer, risk_band
+from scoring.store import LoadedModel
 
 
 @dataclass
-class Scores:
+class Predictions:
     """Model output for feature rows. `contributions` (TreeSHAP, log-odds, base value last)
     and `reasons` are empty when reasons were not asked for."""
 
@@ -103,14 +26,15 @@ class Scores:
     contributions: np.ndarray
 
 
-def explain_features(
+def predict(
     loaded: LoadedModel,
     features: pd.DataFrame,
-    top_k: int = 3,
-    bands: tuple[float, float] = (0.1, 0.3),
+    top_k: int,
+    bands: tuple[float, float],
     with_reasons: bool = True,
-) -> Scores:
-    """Calibrated probability, risk band, top reasons and contributions for each feature row."""
+) -> Predictions:
+    """Calibrated probability and risk band for each feature row; with reasons, also the top
+    reasons and every feature's TreeSHAP contribution."""
     model = loaded.model
     x = model.matrix(features)
     if with_reasons:
@@ -127,22 +51,10 @@ def explain_features(
         "churn_probability": proba,
         "risk_band": [risk_band(p, bands) for p in proba],
     })
-    return Scores(frame, reasons, contrib)
+    return Predictions(frame, reasons, contrib)
 
 
-def predict_features(
-    loaded: LoadedModel,
-    features: pd.DataFrame,
-    top_k: int = 3,
-    bands: tuple[float, float] = (0.1, 0.3),
-    with_reasons: bool = True,
-) -> tuple[pd.DataFrame, list[list[dict]]]:
-    """Calibrated probability, risk band and top reasons for each feature row."""
-    scores = explain_features(loaded, features, top_k, bands, with_reasons)
-    return scores.frame, scores.reasons
-
-
-def reasons_columns(reasons: list[list[dict]], k: int) -> dict[str, list]:
+def reason_columns(reasons: list[list[dict]], k: int) -> dict[str, list]:
     """Flatten reasons into reason_{i}_feature / _contribution / _text columns."""
     cols: dict[str, list] = {}
     for i in range(k):
@@ -153,36 +65,85 @@ def reasons_columns(reasons: list[list[dict]], k: int) -> dict[str, list]:
     return cols
 
 
-def score_frame(
-    loaded: LoadedModel, features: pd.DataFrame, top_k: int = 3,
-    bands: tuple[float, float] = (0.1, 0.3),
-) -> pd.DataFrame:
-    """The batch scoring table: probability, band, top reasons and the model version."""
-    frame, reasons = predict_features(loaded, features, top_k, bands)
-    frame = frame.assign(as_of=features[AS_OF].to_numpy(), **reasons_columns(reasons, top_k))
-    return frame.assign(model_version=loaded.version or loaded.uri)
+# -- the offer rule ---------------------------------------------------------------------------
 
 
-def features_at(
-    loaded: LoadedModel, customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp,
-    customer_ids: list[str] | None = None,
-) -> pd.DataFrame:
-    """Feature rows, with the model's own spec, for customers active at `as_of`."""
-    ids = customers.loc[active_at(customers, as_of), CUSTOMER_ID]
-    if customer_ids is not None:
-        ids = ids[ids.isin(customer_ids)]
-    rel = Relations(customers, events, loaded.model.spec)
-    return features_for(rel, pd.DataFrame({CUSTOMER_ID: ids.to_numpy(), AS_OF: as_of}))
+def customer_value(features: pd.DataFrame, offer: Offer, spec: FeatureSpec) -> np.ndarray:
+    """What saving each row's customer is worth: the offer's value column (a feature, or a
+    numeric attribute by its original name) times its multiplier."""
+    column = offer.value_column
+    if column in features.columns:
+        base = features[column].to_numpy(dtype="float64")
+    elif column in spec.attributes.numeric and spec.attribute_slugs[column] in features.columns:
+        base = features[spec.attribute_slugs[column]].to_numpy(dtype="float64")
+    else:
+        raise ValueError(
+            f"value column: {column!r} is neither a feature nor a numeric attribute of the model")
+    return base * offer.value_multiplier
 
 
-def add_targeting(
-    scores: pd.DataFrame, value: pd.Series | np.ndarray, offer_cost: float, save_rate: float
-) -> pd.DataFrame:
-    """Expected value at risk (p x value) and whether contacting pays: p x save x value > cost."""
+def expected_saving(probability: np.ndarray, value: np.ndarray, offer: Offer) -> np.ndarray:
+    """What an offer is expected to save: probability x save rate x value (missing value: 0).
+    The offer pays when this exceeds its cost."""
     value = np.nan_to_num(np.asarray(value, dtype="float64"), nan=0.0)
-    at_risk = scores["churn_probability"].to_numpy() * value
+    return np.asarray(probability, dtype="float64") * offer.save_rate * value
+
+
+def offer_if_valued(offer: Offer, spec: FeatureSpec) -> Offer | None:
+    """The offer when the model has its value column, else None (no targeting columns)."""
+    column = offer.value_column
+    if column in spec.feature_names or column in spec.attributes.numeric:
+        return offer
+    return None
+
+
+@dataclass(frozen=True)
+class OfferDecision:
+    value: float | None  # None when the customer's value is unknown
+    expected_saving: float | None
+    pays: bool
+
+
+def offer_decision(offer: Offer, probability: float, value: float | None) -> OfferDecision:
+    """The offer rule for one customer whose value (`customer_value`) is known or None."""
+    if value is None or not np.isfinite(value):
+        return OfferDecision(None, None, False)
+    saving = float(expected_saving(np.array([probability]), np.array([value]), offer)[0])
+    return OfferDecision(value, saving, saving > offer.cost)
+
+
+def add_targeting(scores: pd.DataFrame, value: np.ndarray, offer: Offer) -> pd.DataFrame:
+    """customer_value, expected_value_at_risk (p x value) and whether contacting pays."""
+    value = np.nan_to_num(np.asarray(value, dtype="float64"), nan=0.0)
+    p = scores["churn_probability"].to_numpy()
     return scores.assign(
         customer_value=value,
-        expected_value_at_risk=at_risk,
-        contact=at_risk * save_rate > offer_cost,
+        expected_value_at_risk=p * value,
+        contact=expected_saving(p, value, offer) > offer.cost,
     )
+
+
+# -- batch scoring ----------------------------------------------------------------------------
+
+
+def score_batch(
+    loaded: LoadedModel,
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    as_of: pd.Timestamp,
+    top_k: int,
+    bands: tuple[float, float],
+    offer: Offer | None,
+) -> pd.DataFrame:
+    """The scores table for every customer active at `as_of`: probability, band, top reasons,
+    model version and, with an offer, the targeting columns. Empty when nobody is active."""
+    spec = loaded.model.spec
+    feats = feature_table(customers, events, spec, [as_of])
+    if feats.empty:
+        return feats
+    out = predict(loaded, feats, top_k, bands)
+    scores = out.frame.assign(as_of=feats[AS_OF].to_numpy(), **reason_columns(out.reasons, top_k),
+                              model_version=loaded.label)
+    if offer is not None:
+        scores = add_targeting(scores, customer_value(feats, offer, spec), offer)
+    return scores

@@ -2,6 +2,6 @@
 
 import mlflow
 
-from serving.model import ChurnPyfunc
+from scoring.artifact import ChurnPyfunc
 
 mlflow.models.set_model(ChurnPyfunc())

@@ -1,8 +1,12 @@
-"""Human-readable reasons: a template per feature, stored in the model, rendered per customer."""
+"""Reasons: a sentence template per feature, stored in the model, and the top reasons of each
+scored row rendered with it."""
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
+import pandas as pd
 
 from features.definitions import FeatureSpec
 
@@ -98,3 +102,41 @@ def render_reason(template: dict, value: object) -> str:
         verb = "fell" if change < 0 else "rose"
         return f"{label} {verb} {abs(change):.0f}% {span}"
     return template["text"].format(v=v)
+
+
+def plain_value(value: object) -> object:
+    """A feature value for people and JSON: missing (None or NaN) becomes None."""
+    return None if _missing(value) else value
+
+
+def template_for(reason_texts: dict[str, dict], feature: str) -> dict:
+    return reason_texts.get(feature, {"kind": "plain", "text": feature + " = {v}"})
+
+
+def top_reasons(model, features: pd.DataFrame, contrib: np.ndarray, k: int) -> list[list[dict]]:
+    """For each row, the k features that raise the risk most, as feature/value/effect/text.
+
+    `effect` is the calibrated probability with the feature's contribution minus without it, so
+    it agrees with the calibrated probability the customer gets."""
+    n_feat = len(model.feature_names)
+    phi = contrib[:, :n_feat]
+    margin = contrib.sum(axis=1)
+    order = np.argsort(-phi, axis=1, kind="stable")[:, :k]
+    values = features[model.feature_names].to_numpy(dtype=object)
+    p_full = model.calibrate(margin)
+    p_without = model.calibrate(margin[:, None] - np.take_along_axis(phi, order, axis=1))
+    out = []
+    for i in range(len(phi)):
+        row = []
+        for rank, j in enumerate(order[i]):
+            name = model.feature_names[j]
+            value = plain_value(values[i, j])
+            row.append({
+                "feature": name,
+                "value": value,
+                "contribution": float(phi[i, j]),
+                "effect": float(p_full[i] - p_without[i, rank]),
+                "text": render_reason(template_for(model.reason_texts, name), value),
+            })
+        out.append(row)
+    return out

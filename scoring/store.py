@@ -1,21 +1,46 @@
-"""MLflow set-up, done by entry points at run time (never at import)."""
+"""The MLflow store: where it is, how to point MLflow at it, and how to load a model from it.
+
+Entry points call `configure(settings)` at run time, never at import."""
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass, field
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from features.settings import Settings, local_artifact_root, tracking_uri
+from scoring.artifact import ChurnModel
+from scoring.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def embedded_uri(settings: Settings) -> str:
+    return f"sqlite:///{settings.mlruns / 'mlflow.db'}"
+
+
+def store_uri(settings: Settings) -> str:
+    """The configured tracking URI, else SQLite under mlruns/ (the embedded default)."""
+    return settings.tracking_uri or embedded_uri(settings)
+
+
+def local_artifact_root(settings: Settings, uri: str) -> str | None:
+    """Where new experiments keep artifacts: mlruns/artifacts with the embedded store, else
+    wherever the server decides."""
+    if uri != embedded_uri(settings):
+        return None
+    return (settings.mlruns / "artifacts").as_uri()
 
 
 def configure(settings: Settings) -> str:
-    """Point MLflow at the configured store; create mlruns/ for the embedded default."""
+    """Point MLflow (tracking and registry) at the configured store; create mlruns/ for the
+    embedded default. Returns the URI."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    uri = tracking_uri(settings)
-    if uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI"):
+    uri = store_uri(settings)
+    if uri == embedded_uri(settings):
         settings.mlruns.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -36,3 +61,64 @@ def version_by_alias(client: MlflowClient, name: str, alias: str):
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A `models:/name/version` or `models:/name@alias` URI, taken apart."""
+
+    name: str
+    version: str | None = None
+    alias: str | None = None
+
+
+def parse_model_uri(uri: str) -> ModelRef | None:
+    """The registered model a `models:/` URI names; None for any other URI (runs:/, a path)."""
+    if not uri.startswith("models:/"):
+        return None
+    ref = uri[len("models:/"):]
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return ModelRef(name, alias=alias)
+    name, _, version = ref.partition("/")
+    return ModelRef(name, version=version or None)
+
+
+@dataclass
+class LoadedModel:
+    """A churn model with where it came from."""
+
+    model: ChurnModel
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    run_id: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The version, or the URI for a model outside the registry."""
+        return self.version or self.uri
+
+
+def load_model(uri: str) -> LoadedModel:
+    """Load a churn model from MLflow (e.g. models:/churn@champion) and describe it."""
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    loaded = LoadedModel(model=pyfunc.unwrap_python_model().model, uri=uri,
+                         run_id=pyfunc.metadata.run_id)
+    ref = parse_model_uri(uri)
+    if ref is not None:
+        client = MlflowClient()
+        mv = (client.get_model_version_by_alias(ref.name, ref.alias) if ref.alias
+              else client.get_model_version(ref.name, ref.version))
+        loaded.name, loaded.version = mv.name, str(mv.version)
+        loaded.aliases = list(mv.aliases or [])
+        loaded.run_id = mv.run_id
+    if loaded.run_id:
+        try:
+            run = mlflow.get_run(loaded.run_id)
+            loaded.metrics = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
+        except MlflowException as exc:  # metrics are informative only
+            log.warning("could not read metrics of run %s: %s", loaded.run_id, exc)
+    return loaded

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from mlflow import MlflowClient
 
-from serving.predictor import LoadedModel, load_model
+from scoring.store import LoadedModel, load_model, parse_model_uri
 
 log = logging.getLogger(__name__)
-
-
-def alias_target(uri: str) -> tuple[str, str] | None:
-    """(name, alias) for a models:/name@alias URI, else None (a fixed version never moves)."""
-    if uri.startswith("models:/") and "@" in uri:
-        name, alias = uri[len("models:/"):].split("@", 1)
-        return name, alias
-    return None
 
 
 class ModelHolder:
@@ -28,22 +21,23 @@ class ModelHolder:
         self.uri = uri
         self.current: LoadedModel = load_model(uri)
         self.poll_seconds = poll_seconds
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start_polling(self) -> None:
-        if alias_target(self.uri) is None or self.poll_seconds <= 0:
+        if self._alias() is None or self.poll_seconds <= 0:
             return
         self._thread = threading.Thread(target=self._poll, name="model-poll", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _alias(self) -> tuple[str, str] | None:
+        """(name, alias) when the URI names an alias; a fixed version never moves."""
+        ref = parse_model_uri(self.uri)
+        return (ref.name, ref.alias) if ref is not None and ref.alias else None
 
     def refresh(self) -> bool:
         """Load the alias's version if it moved. True when a new version was swapped in."""
-        target = alias_target(self.uri)
+        target = self._alias()
         if target is None:
             return False
         with self._lock:
@@ -58,7 +52,8 @@ class ModelHolder:
         return True
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
+        while True:
+            time.sleep(self.poll_seconds)
             try:
                 self.refresh()
             except Exception as exc:  # keep serving the current model

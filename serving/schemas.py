@@ -17,6 +17,7 @@ from features.contract import (
     SIGNUP_AT,
     TIMESTAMP,
     DataError,
+    to_utc_naive,
     validate_customers,
 )
 from features.definitions import FeatureSpec
@@ -24,11 +25,11 @@ from features.definitions import FeatureSpec
 Scalar = str | int | float | bool | None
 
 
-class _Strict(BaseModel):
+class _RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class EventIn(_Strict):
+class EventIn(_RequestModel):
     timestamp: datetime
     event_type: Annotated[str, Field(min_length=1, max_length=200)]
     amount: float | None = None
@@ -36,14 +37,14 @@ class EventIn(_Strict):
         default_factory=dict, description="Other numeric event columns, e.g. quantity.")
 
 
-class CustomerIn(_Strict):
+class CustomerIn(_RequestModel):
     customer_id: Annotated[str | int, Field(description="Any id; echoed back.")]
     signup_at: datetime
     attributes: dict[str, Scalar] = Field(default_factory=dict)
     events: list[EventIn] = Field(default_factory=list)
 
 
-class PredictRequest(_Strict):
+class PredictRequest(_RequestModel):
     customers: Annotated[list[CustomerIn], Field(min_length=1)]
     as_of: datetime | None = Field(None, description="Observation time; default: now (UTC).")
     reasons: bool = Field(True, description="Include the top reasons (TreeSHAP).")
@@ -61,7 +62,7 @@ class FeatureRow(BaseModel):
     as_of: datetime | None = None
 
 
-class PredictFeaturesRequest(_Strict):
+class PredictFeaturesRequest(_RequestModel):
     rows: Annotated[list[FeatureRow], Field(min_length=1)]
     reasons: bool = Field(True, description="Include the top reasons (TreeSHAP).")
 
@@ -129,16 +130,13 @@ class RequestError(ValueError):
         return {"error": self.problem, "field": self.field}
 
 
-def utc_naive(ts: datetime) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    return t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t
-
-
 def resolve_as_of(as_of: datetime | None) -> pd.Timestamp:
-    return utc_naive(as_of) if as_of is not None else pd.Timestamp(datetime.now(UTC)).tz_localize(None)
+    """The request's observation time as naive UTC; now when it is not given."""
+    return to_utc_naive(as_of if as_of is not None else datetime.now(UTC))
 
 
-def _plain(value: object) -> Scalar:
+def json_value(value: object) -> Scalar:
+    """A feature value as JSON: numpy scalars as Python, non-finite numbers as null."""
     if value is None:
         return None
     if isinstance(value, np.generic):
@@ -175,13 +173,13 @@ def histories_to_frames(
     rows = []
     ev_ids, ev_ts, ev_type, ev_vals = [], [], [], {c: [] for c in spec.value_columns}
     for i, (c, as_of) in enumerate(zip(customers, as_ofs, strict=True)):
-        signup = utc_naive(c.signup_at)
+        signup = to_utc_naive(c.signup_at)
         if signup > as_of:
             raise RequestError(f"{path.format(i=i)}signup_at", "is after as_of")
         rows.append({CUSTOMER_ID: keys[i], SIGNUP_AT: signup, CHURNED_AT: pd.NaT,
                      **{a: c.attributes.get(a) for a in spec.attributes.all}})
         for j, e in enumerate(c.events):
-            ts = utc_naive(e.timestamp)
+            ts = to_utc_naive(e.timestamp)
             if ts >= as_of:
                 raise RequestError(
                     f"{path.format(i=i)}events[{j}].timestamp",
@@ -245,7 +243,7 @@ def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_of: pd.Timest
             values.append(None if v is None else str(v))
     frame = pd.DataFrame(matrix, columns=numeric)
     ids = [r.customer_id for r in rows]
-    times = [utc_naive(r.as_of) if r.as_of else as_of for r in rows]
+    times = [to_utc_naive(r.as_of) if r.as_of else as_of for r in rows]
     return frame.assign(**{CUSTOMER_ID: ids, "as_of": times},
                         **{c: pd.Series(v, dtype=object) for c, v in categorical.items()})
 
@@ -255,7 +253,7 @@ def predictions_from(frame: pd.DataFrame, reasons: list[list[dict]], ids: list, 
     return [
         Prediction(
             customer_id=cid, churn_probability=float(p), risk_band=band, model_version=version,
-            reasons=[Reason(**{**r, "value": _plain(r["value"])}) for r in rs],
+            reasons=[Reason(**{**r, "value": json_value(r["value"])}) for r in rs],
         )
         for cid, p, band, rs in zip(ids, frame["churn_probability"], frame["risk_band"], reasons,
                                     strict=True)

@@ -5,15 +5,15 @@ Two services work together. `ChurnService` is the public one: it validates reque
 exposes batchable endpoints, so BentoML's adaptive batching merges concurrent callers into one
 feature query and one model call. Both call the predictor functions `churn score` uses.
 
-Start it with `churn serve` (or `bentoml serve serving.service:ChurnService`). Environment:
-CHURN_MODEL_URI (default models:/churn@champion), MLFLOW_TRACKING_URI or CHURN_HOME.
+Start it with `churn serve`, which binds 127.0.0.1 by default. It reads the settings
+(`scoring.settings`) once per process: CHURN_MODEL_URI (default models:/churn@champion),
+CHURN_HOME or MLFLOW_TRACKING_URI, bands, limits, the offer and the reviewer page's files.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 from datetime import datetime
 from pathlib import Path
 
@@ -26,17 +26,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from features.contract import load_tables
-from features.engine import Relations, features_for
-from features.settings import get_settings, tracking_uri
+from features.contract import load_tables, to_utc_naive
+from features.engine import feature_table
+from scoring.predictor import offer_if_valued, predict, score_batch
+from scoring.settings import Settings, get_settings
+from scoring.store import LoadedModel, configure
 from serving.holder import ModelHolder
-from serving.predictor import (
-    LoadedModel,
-    explain_features,
-    features_at,
-    predict_features,
-    score_frame,
-)
 from serving.review import review_app
 from serving.schemas import (
     CustomerIn,
@@ -50,31 +45,21 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
     RequestError,
-    _plain,
     check_limits,
     histories_to_frames,
+    json_value,
     predictions_from,
     resolve_as_of,
     rows_to_features,
-    utc_naive,
 )
 
 log = logging.getLogger(__name__)
 
 
-def model_uri() -> str:
-    return os.environ.get("CHURN_MODEL_URI", "models:/churn@champion")
-
-
-def open_holder() -> ModelHolder:
-    """Point MLflow at the configured store and load the model once."""
-    import mlflow
-
-    settings = get_settings()
-    uri = tracking_uri(settings)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    holder = ModelHolder(model_uri(), settings.reload_interval_s)
+def open_holder(settings: Settings) -> ModelHolder:
+    """Point MLflow at the configured store, load the model once and watch its alias."""
+    configure(settings)
+    holder = ModelHolder(settings.model_uri, settings.reload_interval_s)
     holder.start_polling()
     return holder
 
@@ -95,16 +80,19 @@ class RowItem(BaseModel):
     reasons: bool = True
 
 
-def _scored(loaded: LoadedModel, feats: pd.DataFrame, items: list, ids: list, top_k: int,
-            bands: tuple[float, float]) -> list[Prediction]:
+def _predictions_for(loaded: LoadedModel, feats: pd.DataFrame, items: list, ids: list, top_k: int,
+                     bands: tuple[float, float]) -> list[Prediction]:
     """Predict a batch; TreeSHAP runs only if some caller in the batch asked for reasons."""
     want = [i.reasons for i in items]
-    frame, reasons = predict_features(loaded, feats, top_k, bands, with_reasons=any(want))
-    reasons = [r if w else [] for r, w in zip(reasons, want, strict=True)]
-    return predictions_from(frame, reasons, ids, loaded.version or loaded.uri)
+    out = predict(loaded, feats, top_k, bands, with_reasons=any(want))
+    reasons = [r if w else [] for r, w in zip(out.reasons, want, strict=True)]
+    return predictions_from(out.frame, reasons, ids, loaded.label)
 
 
-class Scored(BaseModel):
+class ItemResult(BaseModel):
+    """One caller's answer within a merged batch: a prediction, or the error of its input."""
+
+
     prediction: Prediction | None = None
     error: dict | None = None
 
@@ -130,23 +118,24 @@ def _score_histories(loaded: LoadedModel, items: list[HistoryItem], top_k: int,
                      bands: tuple[float, float]) -> list[Prediction]:
     spec = loaded.model.spec
     cust, events, obs = histories_to_frames([i.customer for i in items],
-                                            [utc_naive(i.as_of) for i in items], spec)
-    feats = features_for(Relations(cust, events, spec), obs)
-    return _scored(loaded, feats, items, [i.customer.customer_id for i in items], top_k, bands)
+                                            [to_utc_naive(i.as_of) for i in items], spec)
+    feats = feature_table(cust, events, spec, obs)
+    return _predictions_for(loaded, feats, items, [i.customer.customer_id for i in items], top_k,
+                            bands)
 
 
-def _per_item(func, items: list) -> list[Scored]:
+def _per_item(func, items: list) -> list[ItemResult]:
     """Run a whole batch at once; if one item is bad, run them one by one so that a caller's
     bad input never fails other callers that share the batch."""
     try:
-        return [Scored(prediction=p) for p in func(items)]
+        return [ItemResult(prediction=p) for p in func(items)]
     except RequestError:
         out = []
         for item in items:
             try:
-                out.append(Scored(prediction=func([item])[0]))
+                out.append(ItemResult(prediction=func([item])[0]))
             except RequestError as exc:
-                out.append(Scored(error=exc.body()))
+                out.append(ItemResult(error=exc.body()))
         return out
 
 
@@ -156,17 +145,17 @@ class Scorer:
 
     def __init__(self) -> None:
         self.settings = get_settings()
-        self.holder = open_holder()
+        self.holder = open_holder(self.settings)
 
     @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=BATCH_LATENCY_MS)
-    def score_histories(self, items: list[HistoryItem]) -> list[Scored]:
+    def score_histories(self, items: list[HistoryItem]) -> list[ItemResult]:
         loaded = self.holder.current
         s = self.settings
         return _per_item(lambda batch: _score_histories(loaded, batch, s.top_reasons,
                                                         s.risk_bands), items)
 
     @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=BATCH_LATENCY_MS)
-    def score_rows(self, items: list[RowItem]) -> list[Scored]:
+    def score_feature_rows(self, items: list[RowItem]) -> list[ItemResult]:
         loaded = self.holder.current
         s = self.settings
 
@@ -174,36 +163,35 @@ class Scorer:
             spec = loaded.model.spec
             rows = [i.row if i.row.as_of else i.row.model_copy(update={"as_of": i.as_of})
                     for i in batch]
-            feats = rows_to_features(rows, spec, utc_naive(batch[0].as_of))
-            return _scored(loaded, feats, batch, [i.row.customer_id for i in batch],
-                           s.top_reasons, s.risk_bands)
+            feats = rows_to_features(rows, spec, to_utc_naive(batch[0].as_of))
+            return _predictions_for(loaded, feats, batch, [i.row.customer_id for i in batch],
+                                    s.top_reasons, s.risk_bands)
 
         return _per_item(run, items)
 
     @bentoml.api
-    def explain(self, item: HistoryItem) -> Scored | ExplainResponse:
+    def explain(self, item: HistoryItem) -> ItemResult | ExplainResponse:
         loaded = self.holder.current
         model, spec = loaded.model, loaded.model.spec
         try:
-            cust, events, obs = histories_to_frames([item.customer], [utc_naive(item.as_of)], spec,
-                                                    path="")
+            cust, events, obs = histories_to_frames([item.customer], [to_utc_naive(item.as_of)],
+                                                    spec, path="")
         except RequestError as exc:
-            return Scored(error=exc.body())
-        feats = features_for(Relations(cust, events, spec), obs)
-        scores = explain_features(loaded, feats, self.settings.top_reasons,
-                                  self.settings.risk_bands)
-        frame, reasons, contrib = scores.frame, scores.reasons, scores.contributions[0]
+            return ItemResult(error=exc.body())
+        feats = feature_table(cust, events, spec, obs)
+        out = predict(loaded, feats, self.settings.top_reasons, self.settings.risk_bands)
+        frame, reasons, contrib = out.frame, out.reasons, out.contributions[0]
         values = feats[model.feature_names].to_numpy(dtype=object)[0]
         return ExplainResponse(
             customer_id=item.customer.customer_id, as_of=item.as_of,
             churn_probability=float(frame["churn_probability"].iloc[0]),
             risk_band=str(frame["risk_band"].iloc[0]),
             base_value=float(contrib[-1]), raw_score=float(contrib.sum()),
-            features=[FeatureContribution(feature=f, value=_plain(v), contribution=float(c))
+            features=[FeatureContribution(feature=f, value=json_value(v), contribution=float(c))
                       for f, v, c in zip(model.feature_names, values, contrib[:-1], strict=True)],
             reasons=predictions_from(frame, reasons, [item.customer.customer_id],
-                                     loaded.version or "")[0].reasons,
-            model_version=loaded.version or loaded.uri,
+                                     loaded.label)[0].reasons,
+            model_version=loaded.label,
         )
 
     @bentoml.api
@@ -237,7 +225,7 @@ class ChurnService:
 
     def __init__(self) -> None:
         self.settings = get_settings()
-        self.holder = open_holder()  # for validation and batch jobs
+        self.holder = open_holder(self.settings)  # for validation and batch jobs
 
     def _spec(self):
         return self.holder.current.model.spec
@@ -270,11 +258,11 @@ class ChurnService:
             return _error(exc)
         items = [RowItem(row=r, as_of=as_of.to_pydatetime(), reasons=request.reasons)
                  for r in request.rows]
-        scored = await call_scorer(self.scorer.to_async.score_rows, items)
+        scored = await call_scorer(self.scorer.to_async.score_feature_rows, items)
         return self._respond(scored, as_of)
 
     def _respond(self, scored: list, as_of: pd.Timestamp) -> PredictResponse | JSONResponse:
-        results = [Scored.model_validate(s) if isinstance(s, dict) else s for s in scored]
+        results = [ItemResult.model_validate(s) if isinstance(s, dict) else s for s in scored]
         for i, r in enumerate(results):
             if r.error is not None:  # the spec changed between validation and scoring
                 return JSONResponse({**r.error, "index": i}, status_code=400)
@@ -305,11 +293,12 @@ class ChurnService:
         with the same columns as `churn score`. Poll /batch/status, fetch /batch/get."""
         when = resolve_as_of(None if as_of is None else pd.Timestamp(as_of).to_pydatetime())
         loaded = self.holder.current
+        s = self.settings
         tables = load_tables(_with_suffix(customers), _with_suffix(events))
-        feats = features_at(loaded, tables.customers, tables.events, when)
-        if feats.empty:
+        scores = score_batch(loaded, tables.customers, tables.events, when, s.top_reasons,
+                             s.risk_bands, offer_if_valued(s.offer, loaded.model.spec))
+        if scores.empty:
             raise bentoml.exceptions.InvalidArgument(f"as_of: no customer is active at {when}")
-        scores = score_frame(loaded, feats, self.settings.top_reasons, self.settings.risk_bands)
         # bytes, not a file response: BentoML's task store cannot keep a FileResponse
         buffer = io.BytesIO()
         scores.to_parquet(buffer, index=False)

@@ -40,15 +40,6 @@ class SplitConfig(_Frozen):
                                           "the next split's first observation time")
 
 
-class TargetingConfig(_Frozen):
-    value_column: str = Field("amount_sum_30d", description="feature or attribute with the "
-                                                            "customer's value per horizon")
-    value_multiplier: float = Field(12.0, gt=0, description="periods of that value a saved "
-                                                          "customer is worth")
-    offer_cost: float = Field(10.0, ge=0)
-    save_rate: float = Field(0.25, ge=0, le=1)
-
-
 class TrainConfig(_Frozen):
     seed: int = 0
     num_threads: int = Field(2, ge=1)
@@ -58,7 +49,6 @@ class TrainConfig(_Frozen):
     lightgbm: LightGBMParams = LightGBMParams()
     search: SearchConfig = SearchConfig()
     split: SplitConfig = SplitConfig()
-    targeting: TargetingConfig = TargetingConfig()
     bootstrap: int = Field(200, ge=0, description="resamples for metric confidence intervals")
 
 

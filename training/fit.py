@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,11 +18,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from features.definitions import FeatureSpec
-from serving.model import CategoryEncoder, ChurnModel
-from serving.reasons import reason_templates
+from scoring.artifact import CategoryEncoder, ChurnModel
+from scoring.reasons import reason_templates
 from training.config import TrainConfig
-
-log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 

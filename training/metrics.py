@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from scoring.predictor import expected_saving
+from scoring.settings import Offer
+
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Mean |observed - predicted| over equal-width probability bins, weighted by bin size."""
@@ -66,19 +69,17 @@ def bootstrap_auc_ci(
 
 
 def profit_curve(
-    p: np.ndarray, value: np.ndarray, offer_cost: float, save_rate: float,
-    y: np.ndarray | None = None,
+    p: np.ndarray, value: np.ndarray, offer: Offer, y: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Cumulative profit of contacting the top k customers ranked by expected profit.
 
-    Expected profit of one contact: p x save_rate x value - offer_cost. With labels, the
-    realised profit uses the actual churn (y) in place of p."""
-    value = np.nan_to_num(np.asarray(value, dtype=float), nan=0.0)
-    gain = p * save_rate * value - offer_cost
+    Expected profit of one contact: its expected saving (the offer rule) minus the offer's
+    cost. With labels, the realised profit uses the actual churn (y) in place of p."""
+    gain = expected_saving(p, value, offer) - offer.cost
     order = np.argsort(-gain, kind="stable")
     curve = {"k": np.arange(0, len(p) + 1),
              "expected": np.concatenate([[0.0], np.cumsum(gain[order])])}
     if y is not None:
-        realised = y[order] * save_rate * value[order] - offer_cost
+        realised = expected_saving(y[order], value[order], offer) - offer.cost
         curve["realised"] = np.concatenate([[0.0], np.cumsum(realised)])
     return curve

@@ -1,11 +1,11 @@
 """`churn train`: load, build snapshots, split in time, fit, evaluate, explain, log, register.
 
-Only `train` touches files and MLflow; every step it calls is data in, data out."""
+`train` composes the steps. The fitting, evaluation and plotting steps it calls are data in,
+data out; only `train` and its `_log_*` helpers read files and write to MLflow."""
 
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,18 +21,16 @@ from mlflow.models import infer_signature
 from features.contract import CUSTOMER_ID, Tables, load_tables
 from features.definitions import FeatureSpec
 from features.engine import AS_OF, LABEL, build_snapshots, infer_spec, observation_times
-from features.settings import Settings
-from serving import model as serving_model
-from serving.model import ChurnModel
-from serving.predictor import LoadedModel, reasons_columns, top_reasons
+from scoring.artifact import PYFUNC_ENTRY, ChurnModel
+from scoring.predictor import customer_value, reason_columns
+from scoring.reasons import top_reasons
+from scoring.settings import Settings
+from scoring.store import configure, experiment_id, version_by_alias
 from training import plots
 from training.config import TrainConfig, flat_params
 from training.fit import baseline_proba, fit_baseline, fit_lightgbm
 from training.metrics import bootstrap_auc_ci, classification_metrics, profit_curve
 from training.split import TimeSplit, split_times
-from training.tracking import configure, experiment_id, version_by_alias
-
-log = logging.getLogger(__name__)
 
 StageProgress = Callable[[str], Callable[[int, int], None]]
 
@@ -72,18 +70,6 @@ def describe_dataset(
         "rows": {name: len(f) for name, f in frames.items()},
         "churn_rate": {name: float(f[LABEL].mean()) for name, f in frames.items()},
     }
-
-
-def customer_value(frame: pd.DataFrame, column: str, spec: FeatureSpec) -> np.ndarray:
-    """The targeting value per row: a feature, or a customer attribute by its original name."""
-    if column in frame.columns:
-        return frame[column].to_numpy(dtype="float64")
-    attr = spec.attribute_slugs.get(column)
-    if attr and attr in frame.columns and column in spec.attributes.numeric:
-        return frame[attr].to_numpy(dtype="float64")
-    raise ValueError(
-        f"targeting.value_column: {column!r} is neither a feature nor a numeric attribute"
-    )
 
 
 def evaluate(y: np.ndarray, p: np.ndarray, config: TrainConfig) -> dict[str, float]:
@@ -159,10 +145,8 @@ def train(
     p_base = baseline_proba(baseline, test, spec)
     metrics = {"lightgbm": evaluate(ys["test"], p_lgb, config),
                "baseline": evaluate(ys["test"], p_base, config)}
-    value = customer_value(test, config.targeting.value_column, spec) \
-        * config.targeting.value_multiplier
-    curve = profit_curve(p_lgb, value, config.targeting.offer_cost, config.targeting.save_rate,
-                         ys["test"])
+    value = customer_value(test, settings.offer, spec)
+    curve = profit_curve(p_lgb, value, settings.offer, ys["test"])
     best_k = int(np.argmax(curve["expected"]))
     metrics["lightgbm"].update(
         campaign_best_k=float(best_k),
@@ -237,11 +221,11 @@ def _log_lightgbm(
     _log_figure(plots.shap_beeswarm(phi[sample], shown, names), "shap_summary")
     _log_figure(plots.profit_plot(curve, best_k), "profit_curve")
 
-    reasons = top_reasons(model, test, contrib, 3)
+    reasons = top_reasons(model, test, contrib, settings.top_reasons)
     shap_frame = pd.concat([
         test[[CUSTOMER_ID, AS_OF]].reset_index(drop=True),
         pd.DataFrame(contrib, columns=[*names, "base_value"]),
-        pd.DataFrame(reasons_columns(reasons, 3)),
+        pd.DataFrame(reason_columns(reasons, settings.top_reasons)),
     ], axis=1)
     _log_frame(shap_frame, "shap_contributions.parquet", tmp)
     _log_frame(test.assign(**{LABEL: y}), "test_snapshot.parquet", tmp)
@@ -256,7 +240,7 @@ def _log_lightgbm(
         params={"output": "probability"},
     )
     info = mlflow.pyfunc.log_model(
-        name="model", python_model=str(Path(serving_model.__file__).with_name("pyfunc_entry.py")),
+        name="model", python_model=str(PYFUNC_ENTRY),
         artifacts=artifacts, signature=signature,
         input_example=example, registered_model_name=settings.model_name,
         pip_requirements=_requirements(),
@@ -276,7 +260,8 @@ def _requirements() -> list[str]:
 def _log_baseline(pipe, config: TrainConfig, spec: FeatureSpec, dataset: dict,
                   test: pd.DataFrame, y: np.ndarray, scores: dict,
                   metrics: dict[str, float]) -> None:
-    mlflow.log_params({"model": "logistic_regression", "C": 0.5, "transform": "signed log1p",
+    mlflow.log_params({"model": "logistic_regression", "C": pipe.named_steps["lr"].C,
+                       "transform": "signed log1p",
                        "scaler": "standard", "seed": config.seed})
     mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
     mlflow.log_dict(dataset, "dataset.json")
@@ -306,4 +291,4 @@ def _initial_alias(client: MlflowClient, name: str, version: str) -> list[str]:
     return ["challenger"]
 
 
-__all__ = ["LoadedModel", "TrainResult", "train"]
+__all__ = ["TrainResult", "train"]

@@ -1,4 +1,4 @@
-"""The champion gate and run comparison over the MLflow registry."""
+"""Promotion: the champion gate over the MLflow registry, and the side-by-side run table."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from mlflow.exceptions import MlflowException
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from features.contract import CUSTOMER_ID, load_tables
-from features.engine import AS_OF, LABEL, Relations, features_for
-from features.settings import Settings
-from serving.predictor import LoadedModel, load_model
-from training.tracking import configure, version_by_alias
+from features.engine import AS_OF, LABEL, feature_table
+from scoring.settings import Settings
+from scoring.store import LoadedModel, configure, load_model, version_by_alias
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -57,8 +56,7 @@ def champion_features(champion: LoadedModel, snapshot: pd.DataFrame, dataset: di
     if cand_version == spec.version and set(spec.feature_names) <= set(snapshot.columns):
         return snapshot
     tables = load_tables(dataset["customers_file"], dataset["events_file"])
-    rel = Relations(tables.customers, tables.events, spec)
-    return features_for(rel, snapshot[[CUSTOMER_ID, AS_OF]])
+    return feature_table(tables.customers, tables.events, spec, snapshot[[CUSTOMER_ID, AS_OF]])
 
 
 def _score(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

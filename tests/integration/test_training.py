@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from serving.predictor import load_model
+from scoring.store import load_model
 
 PLOTS = ["roc", "pr", "calibration", "lift_gain", "feature_importance", "shap_summary",
          "profit_curve"]

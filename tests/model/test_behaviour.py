@@ -7,14 +7,15 @@ import pandas as pd
 import pytest
 
 from features.contract import validate_customers, validate_events
-from serving.predictor import features_at, load_model, predict_features
-from tests.integration.conftest import trained  # noqa: F401  (the shared session fixture)
+from features.engine import feature_table
+from scoring.predictor import predict
+from scoring.store import load_model
 
 AS_OF = pd.Timestamp("2026-03-01")
 
 
 @pytest.fixture(scope="module")
-def champion(trained):  # noqa: F811
+def champion(trained):
     return load_model("models:/churn@champion")
 
 
@@ -49,9 +50,8 @@ def history(collapse: bool, complaints: int, after: int = 0) -> tuple[pd.DataFra
 
 
 def probability(model, customers, events) -> float:
-    feats = features_at(model, customers, events, AS_OF)
-    frame, _ = predict_features(model, feats)
-    return float(frame["churn_probability"].iloc[0])
+    feats = feature_table(customers, events, model.model.spec, [AS_OF])
+    return float(predict(model, feats, top_k=3, bands=(0.1, 0.3)).frame["churn_probability"].iloc[0])
 
 
 def test_collapsing_logins_and_rising_complaints_raise_the_score(champion):
