@@ -1,4 +1,4 @@
-"""The retention playbook: reason families, their actions, the offer rule and warning signs.
+"""The retention playbook: reason families, their actions and the timeline's warning signs.
 
 The playbook is a small TOML file (serving/playbook.toml) that people edit; `load_playbook`
 validates it with pydantic and names the key of any mistake. Matching is pure: feature names or
@@ -7,7 +7,6 @@ event types in, a family or a warning sign out.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ DEFAULT_PATH = Path(__file__).with_name("playbook.toml")
 DEFAULT_FAMILY = "default"
 
 
-class _Strict(BaseModel):
+class _PlaybookModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -32,16 +31,7 @@ def _clean_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
     return out
 
 
-class Offer(_Strict):
-    """When an offer pays: probability x save_rate x value > cost."""
-
-    cost: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    save_rate: Annotated[float, Field(ge=0, le=1)]
-    value_column: Annotated[str, Field(min_length=1)]
-    value_multiplier: Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
-
-class Family(_Strict):
+class Family(_PlaybookModel):
     """A reason family: the retention action for customers whose top reasons match it."""
 
     title: Annotated[str, Field(min_length=1)]
@@ -54,7 +44,7 @@ class Family(_Strict):
         return _clean_patterns(patterns)
 
 
-class Sign(_Strict):
+class Sign(_PlaybookModel):
     """A warning sign on the timeline: the event types that show it."""
 
     label: Annotated[str, Field(min_length=1)]
@@ -66,14 +56,13 @@ class Sign(_Strict):
         return _clean_patterns(patterns)
 
 
-class Timeline(_Strict):
+class Timeline(_PlaybookModel):
     days: Annotated[int, Field(gt=0, le=3650)] = 120
     thinning_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
     signs: dict[str, Sign] = Field(default_factory=dict)
 
 
-class Playbook(_Strict):
-    offer: Offer
+class Playbook(_PlaybookModel):
     families: dict[str, Family]
     timeline: Timeline = Field(default_factory=Timeline)
 
@@ -152,18 +141,3 @@ def sign_for(playbook: Playbook, event_type: str) -> str | None:
             return name
     return None
 
-
-@dataclass(frozen=True)
-class OfferDecision:
-    value: float | None  # None when the value feature is missing for this customer
-    expected_saving: float | None  # p x save_rate x value
-    pays: bool
-
-
-def offer_decision(offer: Offer, probability: float, base_value: float | None) -> OfferDecision:
-    """Whether an offer pays for this customer: p x save_rate x value > cost."""
-    if base_value is None or not math.isfinite(base_value):
-        return OfferDecision(None, None, False)
-    value = base_value * offer.value_multiplier
-    saving = probability * offer.save_rate * value
-    return OfferDecision(value, saving, saving > offer.cost)

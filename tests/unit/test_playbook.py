@@ -1,4 +1,4 @@
-"""The retention playbook: validation names the bad key; reasons map to families; offers pay."""
+"""The retention playbook: validation names the bad key; reasons map to families and signs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from serving.playbook import (
     PlaybookError,
     family_for,
     load_playbook,
-    offer_decision,
     parse_playbook,
     sign_for,
 )
@@ -35,17 +34,14 @@ def without(data: dict, *path: str) -> dict:
 def test_shipped_playbook_loads_with_every_family():
     playbook = load_playbook()
     assert set(playbook.families) == FAMILIES
-    assert playbook.offer.value_column == "amount_sum_30d"
     assert set(playbook.timeline.signs) == {"contact_change", "payment", "complaints", "cancel_intent"}
 
 
 @pytest.mark.parametrize(("path", "key"), [
-    (("offer", "cost"), "offer.cost"),
-    (("offer", "value_column"), "offer.value_column"),
     (("families", "payment", "action"), "families.payment.action"),
     (("families", "complaints", "title"), "families.complaints.title"),
     (("timeline", "signs", "payment", "patterns"), "timeline.signs.payment.patterns"),
-    (("offer",), "offer"),
+    (("families",), "families"),
 ])
 def test_missing_key_is_named(path, key):
     with pytest.raises(PlaybookError, match=rf"playbook\.toml: {key}: Field required"):
@@ -53,9 +49,6 @@ def test_missing_key_is_named(path, key):
 
 
 @pytest.mark.parametrize(("path", "value", "key"), [
-    (("offer", "cost"), "ten", "offer.cost"),
-    (("offer", "save_rate"), 1.5, "offer.save_rate"),
-    (("offer", "value_multiplier"), 0, "offer.value_multiplier"),
     (("families", "payment", "patterns"), "*payment*", "families.payment.patterns"),
     (("families", "payment", "action"), 3, "families.payment.action"),
     (("timeline", "days"), "many", "timeline.days"),
@@ -94,7 +87,7 @@ def test_family_needs_patterns():
 
 def test_file_errors_name_the_file(tmp_path: Path):
     bad = tmp_path / "playbook.toml"
-    bad.write_text("[offer\ncost = 1")
+    bad.write_text("[timeline\ndays = 1")
     with pytest.raises(PlaybookError, match=r"playbook\.toml: not valid TOML"):
         load_playbook(bad)
     with pytest.raises(PlaybookError, match="file not found"):
@@ -148,19 +141,3 @@ def test_patterns_come_from_the_file():
 ])
 def test_warning_sign_of_an_event_type(event_type, sign):
     assert sign_for(load_playbook(), event_type) == sign
-
-
-@pytest.mark.parametrize(("p", "base", "saving", "pays"), [
-    (0.5, 100.0, 150.0, True),  # 0.5 x 0.25 x (100 x 12) > 10
-    (0.3, 20.0, 18.0, True),
-    (0.01, 100.0, 3.0, False),
-    (0.1, 4.0, 1.2, False),
-    (0.9, None, None, False),  # value unknown: no offer
-    (0.9, float("nan"), None, False),
-])
-def test_offer_pays_when_expected_saving_exceeds_cost(p, base, saving, pays):
-    offer = load_playbook().offer
-    assert (offer.cost, offer.save_rate, offer.value_multiplier) == (10.0, 0.25, 12.0)
-    decision = offer_decision(offer, p, base)
-    assert decision.expected_saving == (None if saving is None else pytest.approx(saving))
-    assert decision.pays is pays
