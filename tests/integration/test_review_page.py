@@ -17,7 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import CHURN, Trained
+from tests.helpers import CHURN, Trained
 from tests.integration.server import Server, free_port
 
 AS_OF = "2026-06-15"
@@ -85,18 +85,19 @@ def review(trained: Trained, tmp_path_factory) -> Iterator[Review]:
 
 def _in_process(path: str) -> httpx.Response:
     """GET from the review app in this process (no server), with the current environment."""
-    from serving.review import get_review_settings, review_app
+    from scoring.settings import get_settings
+    from serving.review import review_app
 
     async def get() -> httpx.Response:
         transport = httpx.ASGITransport(app=review_app)
         async with httpx.AsyncClient(transport=transport, base_url="http://review") as client:
             return await client.get(path)
 
-    get_review_settings.cache_clear()
+    get_settings.cache_clear()
     try:
         return asyncio.run(get())
     finally:
-        get_review_settings.cache_clear()
+        get_settings.cache_clear()
 
 
 def _ids(page: str) -> list[str]:
@@ -222,12 +223,12 @@ def test_bad_playbook_is_a_page_naming_the_key(review: Review, tmp_path: Path, m
     from serving.playbook import DEFAULT_PATH
 
     bad = tmp_path / "playbook.toml"
-    bad.write_text(DEFAULT_PATH.read_text().replace("save_rate = 0.25", 'save_rate = "a lot"'))
+    bad.write_text(DEFAULT_PATH.read_text().replace("days = 120", 'days = "a lot"'))
     monkeypatch.setenv("CHURN_REVIEW_SCORES", str(review.scores_path))
     monkeypatch.setenv("CHURN_REVIEW_PLAYBOOK", str(bad))
     response = _in_process("/")
     assert response.status_code == 500
-    assert "offer.save_rate" in response.text and "Traceback" not in response.text
+    assert "timeline.days" in response.text and "Traceback" not in response.text
 
 
 def test_browser_opens_a_customer_from_the_list(review: Review, tmp_path: Path):
@@ -255,26 +256,3 @@ def test_browser_opens_a_customer_from_the_list(review: Review, tmp_path: Path):
         finally:
             browser.close()
     assert (tmp_path / "review-customer.png").stat().st_size > 10_000
-
-
-def test_timeline_marks_thinning_weeks_and_warning_signs():
-    """Pure: a steady weekly habit that collapses, a complaint, an unknown event type."""
-    from serving.playbook import load_playbook
-    from serving.review import customer_timeline, timeline_svg
-
-    as_of = pd.Timestamp("2026-06-15")
-    rows = [(as_of - pd.Timedelta(days=7 * k + 1), "login") for k in range(3, 20) for _ in range(5)]
-    rows += [(as_of - pd.Timedelta(days=3), "login"), (as_of - pd.Timedelta(days=9), "webinar"),
-             (as_of - pd.Timedelta(days=4), "complaint"), (as_of - pd.Timedelta(days=200), "complaint"),
-             (as_of, "cancel_intent")]  # at as_of: not history
-    events = pd.DataFrame(rows, columns=["timestamp", "event_type"]).assign(customer_id="1")
-    data = customer_timeline(events, as_of, load_playbook())
-    assert len(data.weeks) == 17
-    assert [w.thinning for w in data.weeks[-3:]] == [True, True, True]
-    assert data.weeks[-4].thinning is False and data.weeks[-4].activity == 5
-    assert [(s.event_type, s.sign) for s in data.signs] == [("complaint", "complaints")]
-    complaints = next(s for s in data.summaries if s.sign == "complaints")
-    assert (complaints.recent, complaints.earlier, complaints.rising) == (1, 0, True)
-    assert data.activity_types == ["login", "webinar"]  # unknown types are plain activity
-    svg = str(timeline_svg(data))
-    assert svg.startswith("<svg") and svg.count('class="sign"') == 1

@@ -1,0 +1,93 @@
+"""A customer's recent interactions: weekly activity, weeks where it thins out, and the
+warning-sign events the playbook names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from features.contract import EVENT_TYPE, TIMESTAMP
+from serving.playbook import Playbook, sign_for
+
+
+@dataclass
+class Week:
+    start: pd.Timestamp
+    activity: int
+    thinning: bool
+
+
+@dataclass
+class SignEvent:
+    at: pd.Timestamp
+    event_type: str
+    sign: str
+    label: str
+
+
+@dataclass
+class SignSummary:
+    sign: str
+    label: str
+    recent: int  # in the last 30 days
+    earlier: int  # in the 30 days before
+    total: int  # in the whole timeline
+
+    @property
+    def rising(self) -> bool:
+        return self.recent > self.earlier
+
+
+@dataclass
+class TimelineData:
+    start: pd.Timestamp
+    as_of: pd.Timestamp
+    weeks: list[Week]
+    signs: list[SignEvent]
+    summaries: list[SignSummary]
+    activity_types: list[str]
+
+    @property
+    def thinning_weeks(self) -> int:
+        return sum(w.thinning for w in self.weeks)
+
+
+def customer_timeline(events: pd.DataFrame, as_of: pd.Timestamp, playbook: Playbook) -> TimelineData:
+    """The last `timeline.days` before as_of: weekly activity (event types that are no warning
+    sign), weeks where it thins out, and the warning-sign events (event types mapped by the
+    playbook's patterns)."""
+    cfg = playbook.timeline
+    start = as_of - timedelta(days=cfg.days)
+    n_weeks = cfg.days // 7
+    lookback = 4
+    first = as_of - timedelta(days=7 * (n_weeks + lookback))
+    ev = events[(events[TIMESTAMP] >= min(first, start)) & (events[TIMESTAMP] < as_of)]
+    types = ev[EVENT_TYPE].astype(str)
+    sign_of = {t: sign_for(playbook, t) for t in types.unique()}
+    is_sign = types.map(sign_of).notna().to_numpy(dtype=bool)
+    activity = ev[~is_sign]
+    ages = ((as_of - activity[TIMESTAMP]) / timedelta(days=7)).to_numpy()  # weeks before as_of
+    counts = np.bincount(np.floor(ages).astype(int), minlength=n_weeks + lookback)[: n_weeks + lookback]
+    weeks = []
+    for k in range(n_weeks - 1, -1, -1):  # oldest first
+        before = counts[k + 1: k + 1 + lookback]
+        # only against a habit of at least one event a week, so sporadic users do not flicker
+        thin = bool(before.mean() >= 1 and counts[k] < cfg.thinning_ratio * before.mean())
+        weeks.append(Week(as_of - timedelta(days=7 * (k + 1)), int(counts[k]), thin))
+    shown = ev[is_sign & (ev[TIMESTAMP] >= start).to_numpy()]
+    signs = [SignEvent(t, str(e), sign_of[str(e)], cfg.signs[sign_of[str(e)]].label)
+             for t, e in zip(shown[TIMESTAMP], shown[EVENT_TYPE])]
+    month = timedelta(days=30)
+    summaries = []
+    for name, sign in cfg.signs.items():
+        times = [s.at for s in signs if s.sign == name]
+        summaries.append(SignSummary(
+            name, sign.label, sum(t >= as_of - month for t in times),
+            sum(as_of - 2 * month <= t < as_of - month for t in times), len(times)))
+    recent_activity = activity[activity[TIMESTAMP] >= start][EVENT_TYPE].astype(str)
+    return TimelineData(start, as_of, weeks, signs, summaries,
+                        sorted(recent_activity.unique()))
+
