@@ -1,22 +1,36 @@
-"""The direction of imports: features <- training, features <- serving; serving never training."""
+"""The direction of imports: features <- scoring <- training, serving <- cli.
+
+`features` is at the bottom. `scoring` holds the model artifact and the predictor, which
+training writes and serving reads. `training` and `serving` never import each other. `cli` is
+the composition root on top, and nothing imports it: not the packages, the tests, the
+benchmarks, the scripts nor the notebooks (they run the `churn` command instead)."""
 
 from __future__ import annotations
 
 import ast
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("features", "training", "serving")
+PACKAGES = ("features", "scoring", "training", "serving", "cli")
+FORBIDDEN = {
+    "features": {"scoring", "training", "serving", "cli"},
+    "scoring": {"training", "serving", "cli"},
+    "training": {"serving", "cli"},
+    "serving": {"training", "cli"},
+    "cli": set(),
+}
 
 
-def imported_packages(path: Path) -> set[str]:
+def imported_packages(path: Path, source: str | None = None) -> set[str]:
     """Top-level packages a module imports, resolving relative imports against its package."""
     package = path.relative_to(ROOT).parts[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text() if source is None else source, filename=str(path))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -32,27 +46,45 @@ def imported_packages(path: Path) -> set[str]:
     return found
 
 
-def _modules(package: str) -> list[Path]:
-    return sorted((ROOT / package).rglob("*.py"))
+def _modules(*folders: str) -> list[Path]:
+    return sorted(p for f in folders for p in (ROOT / f).rglob("*.py"))
 
 
-@pytest.mark.parametrize(
-    ("package", "forbidden"),
-    [("features", {"training", "serving"}), ("serving", {"training"})],
-)
-def test_import_direction(package, forbidden):
+def _notebook_code(path: Path) -> str:
+    """A notebook's code cells as one module; IPython magics (% and !) are left out."""
+    cells = json.loads(path.read_text())["cells"]
+    lines = [line for c in cells if c["cell_type"] == "code"
+             for line in "".join(c["source"]).splitlines()]
+    return "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_import_direction(package):
     offenders = {
-        str(path.relative_to(ROOT)): sorted(imported_packages(path) & forbidden)
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) & FORBIDDEN[package])
         for path in _modules(package)
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_nothing_imports_the_cli():
+    outside = [p for p in _modules("features", "scoring", "training", "serving", "tests",
+                                   "benchmarks", "scripts") if p.parts[len(ROOT.parts)] != "cli"]
+    assert outside
+    offenders = [str(p.relative_to(ROOT)) for p in outside if "cli" in imported_packages(p)]
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    offenders += [str(nb.relative_to(ROOT)) for nb in notebooks
+                  if "cli" in imported_packages(nb, _notebook_code(nb))]
+    assert offenders == []
 
 
 def test_the_scanner_sees_imports():
     """Guard against a vacuous pass: known imports are found, relative ones resolved."""
     assert _modules("features")
     assert "features" in imported_packages(ROOT / "features" / "engine.py")
-    assert "features" in imported_packages(ROOT / "training" / "cli.py")  # imports inside functions
+    assert "training" in imported_packages(ROOT / "cli" / "main.py")  # imports inside functions
+    assert "scoring" in imported_packages(ROOT / "serving" / "service.py")
 
 
 def test_relative_imports_are_resolved(tmp_path, monkeypatch):

@@ -1,0 +1,59 @@
+"""Helpers shared by the test tiers: the `churn` CLI as a subprocess in a home of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CHURN = str(Path(sys.executable).with_name("churn"))
+
+FAST_CONFIG = """
+bootstrap = 50
+num_threads = 2
+[search]
+trials = 2
+"""
+
+# a deliberately weak model: one boosting round of two leaves
+WEAK_CONFIG = """
+bootstrap = 0
+[lightgbm]
+num_leaves = 2
+max_rounds = 1
+[search]
+trials = 0
+"""
+
+
+@dataclass
+class Trained:
+    home: Path
+    data: Path
+    env: dict[str, str]
+    result: dict
+
+    @property
+    def customers(self) -> Path:
+        return self.data / "customers.parquet"
+
+    @property
+    def events(self) -> Path:
+        return self.data / "events.parquet"
+
+    def churn(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([CHURN, *args], cwd=self.home, env=self.env, capture_output=True, check=False,
+                              text=True, timeout=900)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"churn {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+        return proc
+
+
+def churn_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CHURN_"))}
+    env.update(CHURN_HOME=str(home), MLFLOW_DISABLE_TELEMETRY="true")
+    return env
+
+
