@@ -29,8 +29,7 @@ demo: setup
 		--events $(DEMO)/events.parquet --label explicit --horizon 30 --cadence 30
 	$(VENV)/bin/churn promote
 	$(VENV)/bin/churn score --customers $(DEMO)/customers.parquet \
-		--events $(DEMO)/events.parquet --as-of 2026-06-30 --out $(DEMO)/scores.parquet \
-		--value-column amount_sum_30d
+		--events $(DEMO)/events.parquet --as-of 2026-06-30 --out $(DEMO)/scores.parquet
 	$(VENV)/bin/churn compare
 	PORT=$(PORT) $(VENV)/bin/python scripts/serve_once.py
 
