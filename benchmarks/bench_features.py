@@ -177,7 +177,7 @@ def pandas_features(
         out[f"active_days_{w}d"] = act[w].to_numpy(dtype="float64")
     out["days_since_last_event"] = min_age / DAY
     out["events_lifetime"] = n_all
-    out["events_per_day_lifetime"] = n_all / np.maximum(tenure, 1.0)
+    out["events_per_day_lifetime"] = n_all / np.maximum(np.nan_to_num(max_age) / DAY, 1.0)
     out[f"events_per_active_day_{wmax}d"] = _ratio(raw(tot, f"n_{wmax}"), act[wmax].to_numpy())
     out["mean_gap_days"] = mean_gap
     out["overdue_ratio"] = overdue
@@ -206,7 +206,8 @@ def pandas_features(
     for a in spec.attributes.categorical:
         out[attr[a]] = obs[a].astype(object).where(obs[a].notna(), None).to_numpy()
     for a in spec.attributes.datetime:
-        out[f"{attr[a]}_days"] = (t_s - _seconds(obs[a])) / DAY
+        since = (t_s - _seconds(obs[a])) / DAY
+        out[f"{attr[a]}_days"] = np.where(since >= 0, since, np.nan)  # a future date is unknown
 
     # a feature added to definitions.py but not here comes out all-NaN, so the check flags it
     unknown = np.full(n, np.nan)

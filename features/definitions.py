@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from features.contract import AttributeKinds
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"  # 2: lifetime rate since the first recorded event; no future dates
 DAY = 86400.0
 
 
@@ -207,8 +207,10 @@ def feature_sql(spec: FeatureSpec) -> str:
     ]
     base_cols += [f"c.{attr[a]} AS {attr[a]}" for a in spec.attributes.numeric]
     base_cols += [f"c.{attr[a]} AS {attr[a]}" for a in spec.attributes.categorical]
+    # a date attribute after the observation time cannot be known then: missing, not negative
     base_cols += [
-        f"(o.as_of - c.{attr[a]}) / {DAY} AS {attr[a]}_days" for a in spec.attributes.datetime
+        f"CASE WHEN c.{attr[a]} <= o.as_of THEN (o.as_of - c.{attr[a]}) / {DAY} END "
+        f"AS {attr[a]}_days" for a in spec.attributes.datetime
     ]
     base_sql = (
         f"SELECT {', '.join(base_cols)} FROM obs o "
@@ -229,7 +231,10 @@ def feature_sql(spec: FeatureSpec) -> str:
     out += [
         f"t_min_age / {DAY} AS days_since_last_event",
         f"{z('t_n_all')} AS events_lifetime",
-        f"CAST({z('t_n_all')} AS DOUBLE) / GREATEST(tenure_days, 1.0) AS events_per_day_lifetime",
+        # per day since the customer's first recorded event, not since signup: a customer who
+        # signed up before the log began would otherwise look quieter the earlier the log starts
+        f"CAST({z('t_n_all')} AS DOUBLE) / GREATEST({z('t_max_age')} / {DAY}, 1.0)"
+        " AS events_per_day_lifetime",
         f"CAST(t_n_{wmax} AS DOUBLE) / NULLIF(ad_{wmax}, 0) AS events_per_active_day_{wmax}d",
         f"CASE WHEN t_n_all >= 2 THEN (t_max_age - t_min_age) / {DAY} / (t_n_all - 1) END"
         " AS mean_gap_days",

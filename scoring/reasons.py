@@ -28,7 +28,7 @@ def reason_templates(spec: FeatureSpec) -> dict[str, dict]:
     wmax = max(spec.windows)
     t["days_since_last_event"] = {"kind": "days_since", "label": "activity"}
     t["events_lifetime"] = {"kind": "plain", "text": "{v:.0f} events since the log began"}
-    t["events_per_day_lifetime"] = {"kind": "plain", "text": "{v:.2f} events per day of tenure"}
+    t["events_per_day_lifetime"] = {"kind": "plain", "text": "{v:.2f} events per day since the first recorded one"}
     t[f"events_per_active_day_{wmax}d"] = {
         "kind": "plain", "text": f"{{v:.1f}} events per active day in the last {wmax} days"}
     t["mean_gap_days"] = {"kind": "plain", "text": "Usually {v:.1f} days between events"}

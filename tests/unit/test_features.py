@@ -93,7 +93,7 @@ REFERENCE_A = {
     "n_events_90d": 5, "active_days_90d": 4,
     "days_since_last_event": 0.25,
     "events_lifetime": 6,
-    "events_per_day_lifetime": 6 / 100,
+    "events_per_day_lifetime": 6 / 96,  # since the first recorded event, 96 days before
     "events_per_active_day_90d": 5 / 4,
     "mean_gap_days": (96 - 0.25) / 5,
     "overdue_ratio": 0.25 / ((96 - 0.25) / 5),
@@ -367,12 +367,17 @@ def test_signup_on_observation_day_has_zero_tenure():
     assert row["events_per_day_lifetime"] == 0.0
 
 
-@pytest.mark.parametrize(("tenure", "per_day"), [(2.5, 1 / 2.5), (0.5, 1.0)])
-def test_tenure_is_fractional_days(tenure, per_day):
-    customers, events = _one_customer([0.25], signup_days=tenure)
+@pytest.mark.parametrize(("tenure", "ages", "per_day"), [
+    (2.5, [0.25], 1.0),  # over at least one day
+    (0.5, [0.25], 1.0),
+    (400.0, [0.25, 3.25], 2 / 3.25),  # since the first recorded event, whatever the tenure
+    (40.0, [0.25, 3.25], 2 / 3.25),
+])
+def test_tenure_is_fractional_days_and_the_lifetime_rate_ignores_it(tenure, ages, per_day):
+    customers, events = _one_customer(ages, signup_days=tenure)
     row = _row(customers, events)
     assert row["tenure_days"] == tenure
-    assert row["events_per_day_lifetime"] == pytest.approx(per_day)  # over max(tenure, 1)
+    assert row["events_per_day_lifetime"] == pytest.approx(per_day)
 
 
 def test_duplicate_events_both_count():
@@ -507,3 +512,15 @@ def test_infer_spec_takes_the_most_frequent_types():
     assert spec.value_columns == ("amount",)
     assert spec.attributes == kinds
     assert spec.windows == (7, 30)
+
+
+def test_a_date_attribute_after_the_observation_time_is_missing():
+    """A CRM field updated at cancellation (or any date after as_of) cannot be known at as_of."""
+    spec = spec_for(attributes=AttributeKinds(datetime=("contract_end",)))
+    customers = customers_frame([
+        {"customer_id": "past", "signup_at": "2024-01-01", "contract_end": "2024-03-31"},
+        {"customer_id": "future", "signup_at": "2024-01-01", "contract_end": "2024-05-01"},
+    ]).astype({"contract_end": "datetime64[us]"})
+    table = feature_rows(customers, events_frame([]), spec)
+    assert table.loc["past", "attr_contract_end_days"] == 10.0
+    assert np.isnan(table.loc["future", "attr_contract_end_days"])
