@@ -131,7 +131,7 @@ def features(
 
     times = [parse_time(v, "--as-of") for v in as_of]
     tables = _load(customers, events)
-    spec = infer_spec(tables)
+    spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
     with progress_bar("building features") as progress:
         table = feature_table(tables.customers, tables.events, spec, times, progress)
     write_parquet(table, out_path)
@@ -149,14 +149,20 @@ def snapshots(
 ) -> None:
     """Write labelled training snapshots at a regular cadence."""
     from features.definitions import LABEL_KINDS
-    from features.engine import build_snapshots, infer_spec
+    from features.definitions import WINDOWS
+    from features.engine import build_snapshots, infer_spec, observation_times
 
     if label not in LABEL_KINDS:
         raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
     tables = _load(customers, events)
-    spec = infer_spec(tables)
+    times = observation_times(tables.customers, tables.events, horizon, cadence, max(WINDOWS))
+    if not times:
+        raise UsageError("no observation time has both enough history and a fully observed "
+                         "horizon; use a shorter --horizon or more data")
+    spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
     with progress_bar("building snapshots") as progress:
-        table = build_snapshots(tables, spec, label, horizon, cadence, progress=progress)
+        table = build_snapshots(tables, spec, label, horizon, cadence, times=times,
+                                progress=progress)
     write_parquet(table, out_path)
     times = table["as_of"].nunique()
     out.print(

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from features.contract import AttributeKinds
 
+WINDOWS = (7, 30, 90)  # trailing feature windows in days
 FEATURE_VERSION = "2"  # 2: lifetime rate since the first recorded event; no future dates
 DAY = 86400.0
 
@@ -57,7 +58,7 @@ class FeatureSpec:
     event_types: tuple[str, ...]
     value_columns: tuple[str, ...] = ()
     attributes: AttributeKinds = field(default_factory=AttributeKinds)
-    windows: tuple[int, ...] = (7, 30, 90)
+    windows: tuple[int, ...] = WINDOWS
     trend_recent: int = 30
     trend_earlier: int = 60
     version: str = FEATURE_VERSION

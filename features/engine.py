@@ -28,9 +28,17 @@ _local = threading.local()
 Progress = Callable[[int, int], None]
 
 
-def infer_spec(tables: Tables, max_event_types: int = 30, **kwargs) -> FeatureSpec:
-    """The feature spec for a dataset: its most frequent event types, value columns, attributes."""
-    counts = tables.events[EVENT_TYPE].value_counts()
+def infer_spec(tables: Tables, before: pd.Timestamp | None = None, max_event_types: int = 30,
+               **kwargs) -> FeatureSpec:
+    """The feature spec for a dataset: its most frequent event types, value columns, attributes.
+
+    Only events strictly before `before` are counted, so the columns of a feature table are a
+    function of the past alone: training passes its last training time, `churn features` its
+    latest observation time. Rarer and later types still count in the totals."""
+    events = tables.events
+    if before is not None:
+        events = events[events[TIMESTAMP] < pd.Timestamp(before)]
+    counts = events[EVENT_TYPE].value_counts()
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_event_types]
     return FeatureSpec(
         event_types=tuple(sorted(t for t, _ in ranked)),

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from features.contract import CUSTOMER_ID, Tables, load_tables
-from features.definitions import FeatureSpec
+from features.definitions import WINDOWS, FeatureSpec
 from features.engine import AS_OF, LABEL, build_snapshots, infer_spec, observation_times
 from scoring.artifact import PYFUNC_ENTRY, ChurnModel
 from scoring.predictor import customer_value, reason_columns
@@ -104,9 +104,8 @@ def train(
 ) -> TrainResult:
     configure(settings)
     tables = load_tables(customers_path, events_path)
-    spec = infer_spec(tables, max_event_types=config.max_event_types)
     times = observation_times(tables.customers, tables.events, horizon, cadence,
-                              max(spec.windows))
+                              max(WINDOWS))
     needed = config.split.validation_times + config.split.test_times + 1
     if len(times) < needed:
         raise ValueError(
@@ -115,6 +114,8 @@ def train(
         )
     split = split_times(times, horizon, config.split.validation_times, config.split.test_times,
                         config.split.purge)
+    # the columns are chosen from what training sees: events before the last training time
+    spec = infer_spec(tables, before=max(split.train), max_event_types=config.max_event_types)
     used = sorted(split.train + split.validation + split.test)
     snaps = build_snapshots(tables, spec, label, horizon, cadence, times=used,
                             progress=stage("building snapshots"))

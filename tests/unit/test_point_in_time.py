@@ -1,4 +1,5 @@
-"""Property: nothing at or after the observation time can change a feature for that time."""
+"""Property: nothing at or after the observation time can change a feature for that time, nor
+which features (columns) the table has."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.contract import AttributeKinds
-from features.engine import feature_table
+from features.contract import AttributeKinds, Tables
+from features.engine import feature_table, infer_spec
 from tests.unit.builders import AS_OF, customers_frame, events_frame, spec_for
 
 TYPES = ("login", "payment", "ticket")
@@ -51,3 +52,30 @@ def test_events_at_or_after_as_of_change_nothing(signup_seconds, before, after):
     assert len(base) == N_CUSTOMERS
     pd.testing.assert_frame_equal(
         extended.assign(customer_id=extended["customer_id"].str.rstrip("+")), base)
+
+
+new_types = st.sampled_from(("refund", "cancel_intent", "zzz"))  # types the past never had
+late_events = st.lists(
+    st.tuples(st.sampled_from([f"c{i}" for i in range(N_CUSTOMERS)]),
+              st.integers(0, 120 * 86400), new_types, amounts),
+    min_size=1, max_size=40,
+).map(lambda rows: [(c, AS_OF + pd.Timedelta(seconds=s), t, a) for c, s, t, a in rows])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(signup_seconds=signups, before=past, after=late_events)
+def test_events_at_or_after_as_of_change_no_column(signup_seconds, before, after):
+    """The spec is learned from the past: many late events of new types add no column."""
+    customers = customers_frame(
+        {"customer_id": f"c{i}", "signup_at": AS_OF - pd.Timedelta(seconds=s), "seats": float(i)}
+        for i, s in enumerate(signup_seconds)
+    )
+    kinds, values = AttributeKinds(numeric=("seats",)), ("amount",)
+    past_only = Tables(customers, events_frame(before), kinds, values)
+    everything = Tables(customers, events_frame(before + after), kinds, values)
+    spec_past = infer_spec(past_only, before=AS_OF)
+    spec_all = infer_spec(everything, before=AS_OF)
+    assert spec_all == spec_past
+    table_past = feature_table(customers, past_only.events, spec_past, [AS_OF])
+    table_all = feature_table(customers, everything.events, spec_all, [AS_OF])
+    pd.testing.assert_frame_equal(table_all, table_past)
