@@ -18,12 +18,14 @@ from scoring.store import LoadedModel
 
 @dataclass
 class Predictions:
-    """Model output for feature rows. `contributions` (TreeSHAP, log-odds, base value last)
-    and `reasons` are empty when reasons were not asked for."""
+    """Model output for feature rows. `reasons` raise the risk, `lowering` lower it; they and
+    `contributions` (TreeSHAP, log-odds, base value last) are empty when reasons were not asked
+    for."""
 
     frame: pd.DataFrame  # customer_id, churn_probability, risk_band
     reasons: list[list[dict]]
     contributions: np.ndarray
+    lowering: list[list[dict]]
 
 
 def predict(
@@ -34,24 +36,27 @@ def predict(
     with_reasons: bool = True,
 ) -> Predictions:
     """Calibrated probability and risk band for each feature row; with reasons, also the top
-    reasons and every feature's TreeSHAP contribution."""
+    reasons that raise the risk, those that lower it, and every feature's TreeSHAP
+    contribution."""
     model = loaded.model
     x = model.matrix(features)
     if with_reasons:
         contrib = model.contributions(x)
         raw = contrib.sum(axis=1)
         reasons = top_reasons(model, features, contrib, top_k)
+        lowering = top_reasons(model, features, contrib, top_k, raising=False)
     else:
         contrib = np.empty((len(x), 0))
         raw = model.raw_score(x)
         reasons = [[] for _ in range(len(x))]
+        lowering = [[] for _ in range(len(x))]
     proba = model.calibrate(raw)
     frame = pd.DataFrame({
         CUSTOMER_ID: features[CUSTOMER_ID].to_numpy() if CUSTOMER_ID in features else None,
         "churn_probability": proba,
         "risk_band": [risk_band(p, bands) for p in proba],
     })
-    return Predictions(frame, reasons, contrib)
+    return Predictions(frame, reasons, contrib, lowering)
 
 
 def reason_columns(reasons: list[list[dict]], k: int) -> dict[str, list]:

@@ -28,7 +28,8 @@ def reason_templates(spec: FeatureSpec) -> dict[str, dict]:
     wmax = max(spec.windows)
     t["days_since_last_event"] = {"kind": "days_since", "label": "activity"}
     t["events_lifetime"] = {"kind": "plain", "text": "{v:.0f} events since the log began"}
-    t["events_per_day_lifetime"] = {"kind": "plain", "text": "{v:.2f} events per day since the first recorded one"}
+    t["events_per_day_lifetime"] = {"kind": "plain",
+                                    "text": "{v:.2f} events per day since the first recorded one"}
     t[f"events_per_active_day_{wmax}d"] = {
         "kind": "plain", "text": f"{{v:.1f}} events per active day in the last {wmax} days"}
     t["mean_gap_days"] = {"kind": "plain", "text": "Usually {v:.1f} days between events"}
@@ -113,15 +114,20 @@ def template_for(reason_texts: dict[str, dict], feature: str) -> dict:
     return reason_texts.get(feature, {"kind": "plain", "text": feature + " = {v}"})
 
 
-def top_reasons(model, features: pd.DataFrame, contrib: np.ndarray, k: int) -> list[list[dict]]:
-    """For each row, the k features that raise the risk most, as feature/value/effect/text.
+def top_reasons(model, features: pd.DataFrame, contrib: np.ndarray, k: int,
+                raising: bool = True) -> list[list[dict]]:
+    """For each row, up to k features that raise the risk most (or, with `raising=False`, that
+    lower it most), as feature/value/contribution/effect/text. Only features whose contribution
+    has that sign are listed, so a low-risk customer is never told a factor that lowers the risk
+    is why they are at risk.
 
     `effect` is the calibrated probability with the feature's contribution minus without it, so
     it agrees with the calibrated probability the customer gets."""
     n_feat = len(model.feature_names)
     phi = contrib[:, :n_feat]
+    signed = phi if raising else -phi
+    order = np.argsort(-signed, axis=1, kind="stable")[:, :k]
     margin = contrib.sum(axis=1)
-    order = np.argsort(-phi, axis=1, kind="stable")[:, :k]
     values = features[model.feature_names].to_numpy(dtype=object)
     p_full = model.calibrate(margin)
     p_without = model.calibrate(margin[:, None] - np.take_along_axis(phi, order, axis=1))
@@ -129,6 +135,8 @@ def top_reasons(model, features: pd.DataFrame, contrib: np.ndarray, k: int) -> l
     for i in range(len(phi)):
         row = []
         for rank, j in enumerate(order[i]):
+            if signed[i, j] <= 0:
+                break
             name = model.feature_names[j]
             value = plain_value(values[i, j])
             row.append({

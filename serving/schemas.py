@@ -80,7 +80,9 @@ class Prediction(BaseModel):
     customer_id: str | int
     churn_probability: float
     risk_band: str
-    reasons: list[Reason]
+    reasons: list[Reason] = Field(description="Up to the top few factors that raise the risk.")
+    lowering_reasons: list[Reason] = Field(
+        default_factory=list, description="Up to the top few factors that lower the risk.")
     model_version: str
 
 
@@ -105,6 +107,7 @@ class ExplainResponse(BaseModel):
     raw_score: float = Field(description="base_value plus every contribution (log-odds).")
     features: list[FeatureContribution]
     reasons: list[Reason]
+    lowering_reasons: list[Reason]
     model_version: str
 
 
@@ -248,13 +251,15 @@ def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_of: pd.Timest
                         **{c: pd.Series(v, dtype=object) for c, v in categorical.items()})
 
 
-def predictions_from(frame: pd.DataFrame, reasons: list[list[dict]], ids: list, version: str
-                     ) -> list[Prediction]:
+def _reasons(rows: list[dict]) -> list[Reason]:
+    return [Reason(**{**r, "value": json_value(r["value"])}) for r in rows]
+
+
+def predictions_from(frame: pd.DataFrame, reasons: list[list[dict]], lowering: list[list[dict]],
+                     ids: list, version: str) -> list[Prediction]:
     return [
-        Prediction(
-            customer_id=cid, churn_probability=float(p), risk_band=band, model_version=version,
-            reasons=[Reason(**{**r, "value": json_value(r["value"])}) for r in rs],
-        )
-        for cid, p, band, rs in zip(ids, frame["churn_probability"], frame["risk_band"], reasons,
-                                    strict=True)
+        Prediction(customer_id=cid, churn_probability=float(p), risk_band=band,
+                   model_version=version, reasons=_reasons(up), lowering_reasons=_reasons(down))
+        for cid, p, band, up, down in zip(ids, frame["churn_probability"], frame["risk_band"],
+                                          reasons, lowering, strict=True)
     ]

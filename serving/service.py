@@ -86,7 +86,8 @@ def _predictions_for(loaded: LoadedModel, feats: pd.DataFrame, items: list, ids:
     want = [i.reasons for i in items]
     out = predict(loaded, feats, top_k, bands, with_reasons=any(want))
     reasons = [r if w else [] for r, w in zip(out.reasons, want, strict=True)]
-    return predictions_from(out.frame, reasons, ids, loaded.label)
+    lowering = [r if w else [] for r, w in zip(out.lowering, want, strict=True)]
+    return predictions_from(out.frame, reasons, lowering, ids, loaded.label)
 
 
 class ItemResult(BaseModel):
@@ -180,17 +181,17 @@ class Scorer:
             return ItemResult(error=exc.body())
         feats = feature_table(cust, events, spec, obs)
         out = predict(loaded, feats, self.settings.top_reasons, self.settings.risk_bands)
-        frame, reasons, contrib = out.frame, out.reasons, out.contributions[0]
+        contrib = out.contributions[0]
         values = feats[model.feature_names].to_numpy(dtype=object)[0]
+        pred = predictions_from(out.frame, out.reasons, out.lowering, [item.customer.customer_id],
+                                loaded.label)[0]
         return ExplainResponse(
             customer_id=item.customer.customer_id, as_of=item.as_of,
-            churn_probability=float(frame["churn_probability"].iloc[0]),
-            risk_band=str(frame["risk_band"].iloc[0]),
+            churn_probability=pred.churn_probability, risk_band=pred.risk_band,
             base_value=float(contrib[-1]), raw_score=float(contrib.sum()),
             features=[FeatureContribution(feature=f, value=json_value(v), contribution=float(c))
                       for f, v, c in zip(model.feature_names, values, contrib[:-1], strict=True)],
-            reasons=predictions_from(frame, reasons, [item.customer.customer_id],
-                                     loaded.label)[0].reasons,
+            reasons=pred.reasons, lowering_reasons=pred.lowering_reasons,
             model_version=loaded.label,
         )
 

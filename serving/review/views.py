@@ -28,6 +28,7 @@ class Explanation:
     probability: float
     band: str
     reasons: list[dict]
+    lowering: list[dict]
 
 
 def explain_customer(loaded: LoadedModel, customer: pd.DataFrame, events: pd.DataFrame,
@@ -40,7 +41,7 @@ def explain_customer(loaded: LoadedModel, customer: pd.DataFrame, events: pd.Dat
         return None
     out = predict(loaded, feats, top_k, bands)
     return Explanation(feats, out.contributions[0], float(out.frame["churn_probability"].iloc[0]),
-                       str(out.frame["risk_band"].iloc[0]), out.reasons[0])
+                       str(out.frame["risk_band"].iloc[0]), out.reasons[0], out.lowering[0])
 
 
 def waterfall_steps(loaded: LoadedModel, explanation: Explanation, max_steps: int
@@ -86,6 +87,7 @@ class CustomerView:
     probability: float
     band: str
     reasons: list[dict]
+    lowering: list[dict]
     waterfall: Markup
     timeline: Markup
     timeline_data: TimelineData
@@ -119,7 +121,8 @@ def customer_view(loaded: LoadedModel, data: Data, customer_id: str, as_of: pd.T
     return CustomerView(
         customer_id=customer_id, as_of=day(as_of), attributes=attrs,
         probability=explanation.probability, band=explanation.band,
-        reasons=explanation.reasons, waterfall=waterfall_svg(p_base, steps, p_final),
+        reasons=explanation.reasons, lowering=explanation.lowering,
+        waterfall=waterfall_svg(p_base, steps, p_final),
         timeline=timeline_svg(timeline), timeline_data=timeline,
         family=family, offer=offer_decision(offer, explanation.probability, value),
         offer_rule=offer, model_version=loaded.label, batch=batch_row,

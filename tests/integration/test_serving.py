@@ -161,18 +161,23 @@ def test_predict_returns_probabilities_bands_and_reasons(http, samples, referenc
     assert len(preds) == len(samples)
     for sent, pred in zip(samples, preds, strict=True):
         assert set(pred) == {"customer_id", "churn_probability", "risk_band", "reasons",
-                             "model_version"}
+                             "lowering_reasons", "model_version"}
         assert pred["customer_id"] == sent["customer_id"]
         assert 0 < pred["churn_probability"] < 1
         assert pred["risk_band"] in BANDS
         assert pred["model_version"] == body["model_version"]
-        assert len(pred["reasons"]) == 3
-        for reason in pred["reasons"]:
+        assert 1 <= len(pred["reasons"]) <= 3 and 1 <= len(pred["lowering_reasons"]) <= 3
+        for reason in pred["reasons"] + pred["lowering_reasons"]:
             assert set(reason) == {"feature", "value", "contribution", "effect", "text"}
             assert reason["feature"] and reason["text"]
             assert math.isfinite(reason["contribution"]) and math.isfinite(reason["effect"])
+        # reasons raise the risk, largest first; the lowering ones lower it, largest first
         contributions = [r["contribution"] for r in pred["reasons"]]
-        assert contributions == sorted(contributions, reverse=True)
+        assert contributions == sorted(contributions, reverse=True) and min(contributions) > 0
+        lowering = [r["contribution"] for r in pred["lowering_reasons"]]
+        assert lowering == sorted(lowering) and max(lowering) < 0
+        assert all(r["effect"] > 0 for r in pred["reasons"])
+        assert all(r["effect"] < 0 for r in pred["lowering_reasons"])
 
 
 def test_predict_equals_churn_score(reference, samples, scores):
@@ -186,7 +191,7 @@ def test_predict_equals_churn_score(reference, samples, scores):
         assert pred["risk_band"] == row["risk_band"]
         assert pred["model_version"] == row["model_version"]
         assert [r["feature"] for r in pred["reasons"]] == [
-            row[f"reason_{i}_feature"] for i in (1, 2, 3)]
+            row[f"reason_{i}_feature"] for i in (1, 2, 3) if row[f"reason_{i}_feature"]]
 
 
 def test_predict_features_equals_predict(http, samples, reference):
@@ -225,8 +230,12 @@ def test_explain_lists_every_feature_and_adds_up(http, samples, reference):
     assert body["risk_band"] == want["risk_band"]
     assert [r["feature"] for r in body["reasons"]] == [r["feature"] for r in want["reasons"]]
     top = sorted(body["features"], key=lambda f: -f["contribution"])[:3]
+    top = [f for f in top if f["contribution"] > 0]
     assert [r["contribution"] for r in body["reasons"]] == pytest.approx(
         [f["contribution"] for f in top], abs=TOL)
+    bottom = [f for f in sorted(body["features"], key=lambda f: f["contribution"])[:3]
+              if f["contribution"] < 0]
+    assert [r["feature"] for r in body["lowering_reasons"]] == [f["feature"] for f in bottom]
 
 
 def test_model_describes_the_champion(http):
