@@ -435,7 +435,7 @@ def _alive_expectation(s: FloatArray, u: FloatArray, a: float, bx: FloatArray) -
     shape = np.shape(s)
     s, u, bx = np.ravel(s), np.ravel(u), np.ravel(bx)
     c = a + bx - 1.0
-    scale = (c + 1.0) / (a - 1.0)
+    scale = c / (a - 1.0)
     with np.errstate(all="ignore"):
         pfaff = scale * (1.0 - special.hyp2f1(s, a - 1.0, c, -u))
         euler = scale * (
