@@ -148,8 +148,7 @@ def snapshots(
     cadence: CadenceOpt = 30,
 ) -> None:
     """Write labelled training snapshots at a regular cadence."""
-    from features.definitions import LABEL_KINDS
-    from features.definitions import WINDOWS
+    from features.definitions import LABEL_KINDS, WINDOWS
     from features.engine import build_snapshots, infer_spec, observation_times
 
     if label not in LABEL_KINDS:
@@ -172,12 +171,16 @@ def snapshots(
 
 
 METRIC_ROWS = [
-    ("roc_auc", "ROC-AUC"), ("roc_auc_ci_low", "ROC-AUC 95% CI low"),
-    ("roc_auc_ci_high", "ROC-AUC 95% CI high"), ("pr_auc", "PR-AUC"), ("brier", "Brier"),
-    ("log_loss", "log loss"), ("lift_top10", "lift @10%"), ("capture_top10", "capture @10%"),
-    ("ece", "ECE"), ("mean_predicted", "mean predicted"), ("base_rate", "base rate"),
-    ("rows", "rows"),
+    ("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC"), ("brier", "Brier"), ("log_loss", "log loss"),
+    ("lift_top10", "lift @10%"), ("capture_top10", "capture @10%"), ("ece", "ECE"),
+    ("mean_predicted", "mean predicted"), ("base_rate", "base rate"), ("rows", "rows"),
 ]
+
+
+def interval_text(metrics: dict[str, float], key: str) -> str:
+    """'low–high' for a metric with an interval, else empty."""
+    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+    return f"{low:.4f}–{high:.4f}" if low is not None and high is not None else ""
 
 
 @app.command()
@@ -212,11 +215,13 @@ def train(
                     "aliases": result.aliases, "metrics": result.metrics})
         return
     lgbm, base = result.metrics["lightgbm"], result.metrics["baseline"]
+    level = f"{lgbm['ci_level']:.0%} interval" if "ci_level" in lgbm else "interval"
     print_table(
         f"Test metrics ({result.dataset['rows']['test']:,} rows at "
-        f"{', '.join(result.dataset['observation_times']['test'])})",
-        ["metric", "LightGBM", "baseline"],
-        [[title, lgbm[key], base[key]] for key, title in METRIC_ROWS],
+        f"{', '.join(result.dataset['observation_times']['test'])}; intervals resample customers)",
+        ["metric", "LightGBM", level, "baseline", level],
+        [[title, lgbm[key], interval_text(lgbm, key), base[key], interval_text(base, key)]
+         for key, title in METRIC_ROWS],
     )
     out.print(
         f"run {result.run_id} · registered churn version {result.model_version} "
@@ -231,19 +236,27 @@ def promote(
     version: Annotated[str | None, typer.Option(
         "--version", help="Model version to promote (default: the challenger, else the latest).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Promote even if it does not win.")] = False,
+    level: Annotated[float | None, typer.Option(
+        "--level", min=0.5, max=0.999,
+        help="Confidence level of the intervals (default: CHURN_PROMOTION_LEVEL, 0.95).")] = None,
 ) -> None:
-    """Move the champion alias to a version that beats the champion on its test snapshot."""
+    """Move the champion alias to a version that beats the champion on the same held-out rows,
+    beyond the noise of a paired, customer-clustered bootstrap."""
     from scoring.settings import get_settings
     from training.promotion import promote as run
 
-    result = run(get_settings(), version, force)
+    result = run(get_settings(), version, force, level)
     if result.scores:
         c, h = result.scores["candidate"], result.scores["champion"]
+        d = result.differences
         print_table(
-            f"Version {result.candidate} vs champion {result.champion} on "
-            f"{result.rows:,} test rows of version {result.candidate}",
-            ["metric", f"candidate v{result.candidate}", f"champion v{result.champion}"],
-            [["ROC-AUC", c["roc_auc"], h["roc_auc"]], ["Brier", c["brier"], h["brier"]]],
+            f"Version {result.candidate} vs champion {result.champion} on {result.rows:,} rows "
+            f"({result.customers:,} customers) at {', '.join(result.times)}",
+            ["metric", f"candidate v{result.candidate}", f"champion v{result.champion}",
+             "difference", f"{result.level:.0%} interval (paired)"],
+            [[title, c[key], h[key], f"{d[key].estimate:+.4f}",
+              f"{d[key].low:+.4f} to {d[key].high:+.4f}"]
+             for key, title in (("roc_auc", "ROC-AUC"), ("brier", "Brier"))],
         )
     verdict = "promoted to champion" if result.promoted else "not promoted"
     out.print(f"version {result.candidate}: {verdict}: {result.reason}")

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     experiment: str = "churn"
     model_uri: str = Field("models:/churn@champion", description="The model the service loads.")
     reload_interval_s: float = Field(10.0, description="How often the service checks the alias.")
+    promotion_level: float = Field(0.95, gt=0, lt=1,
+                                   description="Confidence level of the promotion gate's intervals.")
 
     # post-processing of scores
     risk_bands: tuple[float, float] = (0.1, 0.3)  # low below the first, high from the second

@@ -49,7 +49,10 @@ class TrainConfig(_Frozen):
     lightgbm: LightGBMParams = LightGBMParams()
     search: SearchConfig = SearchConfig()
     split: SplitConfig = SplitConfig()
-    bootstrap: int = Field(200, ge=0, description="resamples for metric confidence intervals")
+    confidence_level: float = Field(0.95, gt=0, lt=1, description="level of metric intervals")
+    bootstrap: int | None = Field(
+        None, ge=0, description="customer resamples for metric intervals; default: enough for the "
+                                "level (1,000 at 95%); 0 skips the intervals")
 
 
 def load_config(path: Path | None = None) -> TrainConfig:

@@ -7,6 +7,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 
 from scoring.predictor import expected_saving
 from scoring.settings import Offer
+from training.intervals import cluster_bootstrap
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -51,21 +52,23 @@ def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def bootstrap_auc_ci(
-    y: np.ndarray, p: np.ndarray, resamples: int = 200, seed: int = 0
-) -> tuple[float, float]:
-    """A 95% percentile bootstrap interval for ROC-AUC."""
-    if resamples <= 0 or len(np.unique(y)) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    stats = []
-    n = len(y)
-    for _ in range(resamples):
-        i = rng.integers(0, n, n)
-        if y[i].min() != y[i].max():
-            stats.append(roc_auc_score(y[i], p[i]))
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return float(lo), float(hi)
+def metrics_with_intervals(
+    y: np.ndarray, p: np.ndarray, customers: np.ndarray, level: float, resamples: int | None,
+    seed: int,
+) -> dict[str, float]:
+    """Every test metric, and for ROC-AUC, PR-AUC, Brier and lift at 10% an interval at `level`
+    from a bootstrap that resamples customers (a customer seen at several observation times is
+    one unit), as `{metric}_ci_low` / `{metric}_ci_high`. `resamples=0` skips the intervals."""
+    metrics = classification_metrics(y, p)
+    if resamples == 0 or len(np.unique(y)) < 2:
+        return metrics
+    intervals = cluster_bootstrap(y, p, customers, level=level, resamples=resamples, seed=seed)
+    for name, iv in intervals.items():
+        metrics[name] = iv.estimate  # lift: the tie-aware estimate the interval is built around
+        metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = iv.low, iv.high
+    metrics["ci_level"] = level
+    metrics["ci_resamples"] = float(intervals["roc_auc"].resamples)
+    return metrics
 
 
 def profit_curve(

@@ -29,7 +29,7 @@ from scoring.store import configure, experiment_id, version_by_alias
 from training import plots
 from training.config import TrainConfig, flat_params
 from training.fit import baseline_proba, fit_baseline, fit_lightgbm
-from training.metrics import bootstrap_auc_ci, classification_metrics, profit_curve
+from training.metrics import metrics_with_intervals, profit_curve
 from training.split import TimeSplit, split_times
 
 StageProgress = Callable[[str], Callable[[int, int], None]]
@@ -72,10 +72,10 @@ def describe_dataset(
     }
 
 
-def evaluate(y: np.ndarray, p: np.ndarray, config: TrainConfig) -> dict[str, float]:
-    metrics = classification_metrics(y, p)
-    lo, hi = bootstrap_auc_ci(y, p, config.bootstrap, config.seed)
-    return {**metrics, "roc_auc_ci_low": lo, "roc_auc_ci_high": hi}
+def evaluate(y: np.ndarray, p: np.ndarray, customers: np.ndarray, config: TrainConfig
+             ) -> dict[str, float]:
+    return metrics_with_intervals(y, p, customers, config.confidence_level, config.bootstrap,
+                                  config.seed)
 
 
 def _log_figure(fig, name: str) -> None:
@@ -144,8 +144,9 @@ def train(
     contrib = model.contributions(x_test)
     p_lgb = model.calibrate(contrib.sum(axis=1))
     p_base = baseline_proba(baseline, test, spec)
-    metrics = {"lightgbm": evaluate(ys["test"], p_lgb, config),
-               "baseline": evaluate(ys["test"], p_base, config)}
+    customers_test = test[CUSTOMER_ID].to_numpy()
+    metrics = {"lightgbm": evaluate(ys["test"], p_lgb, customers_test, config),
+               "baseline": evaluate(ys["test"], p_base, customers_test, config)}
     value = customer_value(test, settings.offer, spec)
     curve = profit_curve(p_lgb, value, settings.offer, ys["test"])
     best_k = int(np.argmax(curve["expected"]))

@@ -16,18 +16,37 @@ from features.contract import CUSTOMER_ID, load_tables
 from features.engine import AS_OF, LABEL, feature_table
 from scoring.settings import Settings
 from scoring.store import LoadedModel, configure, load_model, version_by_alias
+from training.intervals import Interval, paired_difference
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 @dataclass
 class Promotion:
+    """The gate's decision, with the evidence it was made on."""
+
     candidate: str
     champion: str | None
     promoted: bool
     reason: str
+    level: float = 0.95
     rows: int = 0
+    customers: int = 0
+    times: list[str] = field(default_factory=list)
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    # candidate minus champion on the same rows, with paired customer-bootstrap intervals
+    differences: dict[str, Interval] = field(default_factory=dict)
+
+    def record(self) -> dict[str, object]:
+        """What the registry tag keeps: the decision, the reason and every interval."""
+        return {
+            "against": self.champion, "promoted": self.promoted, "reason": self.reason,
+            "level": self.level, "rows": self.rows, "customers": self.customers,
+            "times": self.times,
+            **{f"{who}_{k}": v for who, s in self.scores.items() for k, v in s.items()},
+            **{f"{m}_difference_{part}": getattr(iv, part) for m, iv in self.differences.items()
+               for part in ("estimate", "low", "high")},
+        }
 
 
 def _candidate_version(client: MlflowClient, name: str, version: str | None) -> str:
@@ -52,72 +71,134 @@ def champion_features(champion: LoadedModel, snapshot: pd.DataFrame, dataset: di
     table is reused when it holds every column the champion needs; otherwise the features are
     rebuilt from the data files the candidate was trained on."""
     spec = champion.model.spec
-    cand_version = dataset.get("feature_version", spec.version)
-    if cand_version == spec.version and set(spec.feature_names) <= set(snapshot.columns):
+    if dataset.get("feature_version") == spec.version and set(spec.feature_names) <= set(snapshot.columns):
         return snapshot
     tables = load_tables(dataset["customers_file"], dataset["events_file"])
     return feature_table(tables.customers, tables.events, spec, snapshot[[CUSTOMER_ID, AS_OF]])
 
 
-def _score(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    return {"roc_auc": float(roc_auc_score(y, p)), "brier": float(brier_score_loss(y, p))}
+def evaluation_record(client: MlflowClient, name: str, version: str) -> dict:
+    """What a registered version was trained and evaluated on (its run's dataset.json) and its
+    feature version."""
+    run_id = client.get_model_version(name, version).run_id
+    dataset = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/dataset.json"))
+    dataset["feature_version"] = mlflow.get_run(run_id).data.params.get("feature_version")
+    dataset["run_id"] = run_id
+    return dataset
 
 
-def promote(
-    settings: Settings, version: str | None = None, force: bool = False,
-    brier_tolerance: float = 0.002,
-) -> Promotion:
-    """Move `champion` to the candidate if it beats the champion on the candidate's test set.
+def comparability_problems(candidate: dict, champion: dict) -> list[str]:
+    """Why the two models answer different questions: label, horizon or feature version."""
+    problems = []
+    for key, what in (("label", "label"), ("horizon_days", "horizon (days)"),
+                      ("feature_version", "feature version")):
+        if str(candidate.get(key)) != str(champion.get(key)):
+            problems.append(f"{what} differs: candidate {candidate.get(key)}, "
+                            f"champion {champion.get(key)}")
+    return problems
 
-    Both models are re-scored side by side here. The candidate wins with a higher ROC-AUC and
-    a Brier score no worse than the champion's plus `brier_tolerance`. A loser keeps (or gets)
-    the `challenger` alias. Moving `champion` is a single registry call."""
+
+def comparison_times(candidate: dict, champion: dict) -> list[str]:
+    """The candidate's test times that neither model trained, validated or calibrated on: every
+    training and validation label window of both ends at or before the time."""
+    horizon = pd.Timedelta(days=int(candidate["horizon_days"]))
+    seen = [pd.Timestamp(t) for record in (candidate, champion)
+            for split in ("train", "validation") for t in record["observation_times"][split]]
+    last_seen = max(seen) + horizon if seen else pd.Timestamp.min
+    return [t for t in candidate["observation_times"]["test"] if pd.Timestamp(t) >= last_seen]
+
+
+def decide(differences: dict[str, Interval], level: float) -> tuple[bool, str]:
+    """Promote only when the ROC-AUC gain's interval lies above zero and the Brier score is not
+    worse beyond its own interval."""
+    auc, brier = differences["roc_auc"], differences["brier"]
+    pct = f"{level:.0%}"
+    auc_text = f"ROC-AUC {auc.estimate:+.4f} [{auc.low:+.4f}, {auc.high:+.4f}]"
+    brier_text = f"Brier {brier.estimate:+.4f} [{brier.low:+.4f}, {brier.high:+.4f}]"
+    if not auc.low > 0:
+        why = "lies below zero" if auc.high < 0 else "includes zero: the gain may be noise"
+        return False, f"the {pct} interval of the gain in {auc_text} {why}"
+    if brier.low > 0:
+        return False, f"{auc_text} is a real gain, but {brier_text} is worse beyond its {pct} interval"
+    return True, f"{auc_text} lies above zero at {pct}, and {brier_text} is no worse beyond noise"
+
+
+def promote(settings: Settings, version: str | None = None, force: bool = False,
+            level: float | None = None) -> Promotion:
+    """Move `champion` to the candidate only if it beats the champion on the same rows.
+
+    The rows are the candidate's test snapshot at the times neither model trained, validated
+    or calibrated on; both models must answer the same question (label, horizon, feature
+    version). The decision uses paired, customer-clustered bootstrap intervals of the ROC-AUC
+    and Brier differences at `level`. A loser keeps (or gets) the `challenger` alias; `--force`
+    promotes anyway and says so. Every decision, refusals included, is tagged on the version."""
     configure(settings)
+    level = settings.promotion_level if level is None else level
     client = MlflowClient()
     name = settings.model_name
     candidate = _candidate_version(client, name, version)
     current = version_by_alias(client, name, CHAMPION)
     if current is None:
-        client.set_registered_model_alias(name, CHAMPION, candidate)
-        return Promotion(candidate, None, True, "there was no champion yet")
-    if str(current.version) == candidate:
-        return Promotion(candidate, candidate, False, "the candidate is already champion")
-
-    run_id = client.get_model_version(name, candidate).run_id
-    snapshot = pd.read_parquet(
-        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="test_snapshot.parquet")
-    )
-    dataset = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/dataset.json"))
-    dataset["feature_version"] = mlflow.get_run(run_id).data.params.get("feature_version")
-    cand = load_model(f"models:/{name}/{candidate}")
-    champ = load_model(f"models:/{name}/{current.version}")
-    y = snapshot[LABEL].to_numpy()
-    scores = {
-        "candidate": _score(y, cand.model.predict_proba(snapshot)),
-        "champion": _score(y, champ.model.predict_proba(champion_features(champ, snapshot, dataset))),
-    }
-    c, h = scores["candidate"], scores["champion"]
-    wins = c["roc_auc"] > h["roc_auc"] and c["brier"] <= h["brier"] + brier_tolerance
-    if wins:
-        reason = "higher ROC-AUC and Brier within tolerance"
-    elif c["roc_auc"] <= h["roc_auc"]:
-        reason = "ROC-AUC not higher than the champion's"
+        result = Promotion(candidate, None, True, "there was no champion yet", level)
+    elif str(current.version) == candidate:
+        return Promotion(candidate, candidate, False, "the candidate is already champion", level)
     else:
-        reason = f"Brier worse than the champion's by more than {brier_tolerance}"
-    promoted = wins or force
-    if force and not wins:
-        reason = f"forced ({reason})"
-    if promoted:
-        client.set_registered_model_alias(name, CHAMPION, candidate)
+        result = _judge(client, name, candidate, str(current.version), level)
+        if force and not result.promoted:
+            result.promoted, result.reason = True, f"forced ({result.reason})"
+    _apply(client, name, result)
+    return result
+
+
+def _judge(client: MlflowClient, name: str, candidate: str, champion: str, level: float
+           ) -> Promotion:
+    cand_rec = evaluation_record(client, name, candidate)
+    champ_rec = evaluation_record(client, name, champion)
+    problems = comparability_problems(cand_rec, champ_rec)
+    if problems:
+        return Promotion(candidate, champion, False,
+                         "not comparable: " + "; ".join(problems), level)
+    times = comparison_times(cand_rec, champ_rec)
+    if not times:
+        return Promotion(
+            candidate, champion, False,
+            "no test time of the candidate is free of both models' training and validation "
+            "labels (the champion may have been trained on later data); train the candidate on "
+            "a newer export", level)
+    snapshot = pd.read_parquet(mlflow.artifacts.download_artifacts(
+        run_id=cand_rec["run_id"], artifact_path="test_snapshot.parquet"))
+    snapshot = snapshot[snapshot[AS_OF].isin(pd.to_datetime(times))].reset_index(drop=True)
+    cand = load_model(f"models:/{name}/{candidate}")
+    champ = load_model(f"models:/{name}/{champion}")
+    y = snapshot[LABEL].to_numpy()
+    p_cand = cand.model.predict_proba(snapshot)
+    p_champ = champ.model.predict_proba(champion_features(champ, snapshot, cand_rec))
+    customers = snapshot[CUSTOMER_ID].to_numpy()
+    result = Promotion(candidate, champion, False, "", level, len(y), len(np.unique(customers)),
+                       times)
+    if len(np.unique(y)) < 2:
+        result.reason = "the comparison rows hold only one class; a gate cannot rank on them"
+        return result
+    result.scores = {who: {"roc_auc": float(roc_auc_score(y, p)), "brier": float(brier_score_loss(y, p))}
+                     for who, p in (("candidate", p_cand), ("champion", p_champ))}
+    result.differences = {k: v for k, v in paired_difference(y, p_cand, p_champ, customers,
+                                                             level=level).items()
+                          if k in ("roc_auc", "brier")}
+    result.promoted, result.reason = decide(result.differences, level)
+    return result
+
+
+def _apply(client: MlflowClient, name: str, result: Promotion) -> None:
+    """Move the aliases and tag the decision on the candidate version."""
+    if result.promoted:
+        client.set_registered_model_alias(name, CHAMPION, result.candidate)
         challenger = version_by_alias(client, name, CHALLENGER)
-        if challenger is not None and str(challenger.version) == candidate:
+        if challenger is not None and str(challenger.version) == result.candidate:
             client.delete_registered_model_alias(name, CHALLENGER)
     else:
-        client.set_registered_model_alias(name, CHALLENGER, candidate)
-    client.set_model_version_tag(name, candidate, "promotion", json.dumps({
-        "against": str(current.version), "promoted": promoted, "reason": reason, **{
-            f"{who}_{k}": v for who, s in scores.items() for k, v in s.items()}}))
-    return Promotion(candidate, str(current.version), promoted, reason, len(y), scores)
+        client.set_registered_model_alias(name, CHALLENGER, result.candidate)
+    client.set_model_version_tag(name, result.candidate, "promotion",
+                                 json.dumps(result.record(), default=float))
 
 
 def compare(settings: Settings, experiment: str | None = None) -> pd.DataFrame:

@@ -1,0 +1,151 @@
+"""Honest evaluation: purged time splits, the calibration switch, and the promotion gate's
+rules (comparable models, clean comparison times, decisions beyond noise)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.fit import fit_calibration
+from training.intervals import Interval
+from training.metrics import classification_metrics, metrics_with_intervals
+from training.promotion import comparability_problems, comparison_times, decide
+from training.split import split_times
+
+# --------------------------------------------------------------------------------------------
+# split_times and purging
+# --------------------------------------------------------------------------------------------
+
+MONTHLY = [pd.Timestamp("2025-01-01") + pd.Timedelta(days=30 * i) for i in range(10)]
+
+
+def test_split_is_in_time_order_without_purging():
+    split = split_times(MONTHLY, 30, validation=2, test=2, purge=False)
+    assert split.test == MONTHLY[-2:] and split.validation == MONTHLY[-4:-2]
+    assert split.train == MONTHLY[:-4] and split.purged == []
+
+
+def test_purging_drops_times_whose_labels_reach_into_the_next_split():
+    # a 45-day horizon at a 30-day cadence: each split's last time overlaps the next one
+    split = split_times(MONTHLY, 45, validation=2, test=2, purge=True)
+    assert split.test == MONTHLY[-2:]
+    assert split.validation == [MONTHLY[-5], MONTHLY[-4]]  # MONTHLY[-3] + 45d > first test time
+    assert split.purged == [MONTHLY[-6], MONTHLY[-3]]
+    assert split.train == MONTHLY[:-6]
+    for t in split.train:
+        assert t + pd.Timedelta(days=45) <= split.validation[0]
+    for t in split.validation:
+        assert t + pd.Timedelta(days=45) <= split.test[0]
+
+
+def test_a_horizon_equal_to_the_cadence_purges_nothing():
+    assert split_times(MONTHLY, 30, 2, 2, purge=True).purged == []
+
+
+def test_too_few_times_is_a_clear_error():
+    with pytest.raises(ValueError, match="not enough observation times"):
+        split_times(MONTHLY[:4], 45, 2, 2, purge=True)
+
+
+# --------------------------------------------------------------------------------------------
+# calibration
+# --------------------------------------------------------------------------------------------
+
+
+def _miscalibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores whose log-odds are twice too large and shifted up: a booster's overconfidence."""
+    rng = np.random.default_rng(seed)
+    true_logit = rng.normal(-2.5, 1.0, n)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-true_logit))).astype(int)
+    p = 1 / (1 + np.exp(-(1.5 * true_logit + 2.5)))
+    return p, y
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "isotonic", "auto"])
+def test_calibration_brings_probabilities_to_the_observed_rate(kind):
+    p_val, y_val = _miscalibrated(20_000, 0)
+    p_test, y_test = _miscalibrated(20_000, 1)
+    xs, ys = fit_calibration(p_val, y_val, kind)
+    raw, calibrated = classification_metrics(y_test, p_test), classification_metrics(
+        y_test, np.interp(p_test, xs, ys))
+    # the uncalibrated scores fail both checks; the calibrated ones pass them
+    assert abs(raw["mean_predicted"] - raw["base_rate"]) > 0.3 * raw["base_rate"]
+    assert raw["ece"] > 0.05
+    assert abs(calibrated["mean_predicted"] - calibrated["base_rate"]) < 0.1 * calibrated["base_rate"]
+    assert calibrated["ece"] < 0.01
+    assert calibrated["roc_auc"] == pytest.approx(raw["roc_auc"], abs=0.005)  # order kept
+
+
+def test_auto_uses_platt_below_a_thousand_churners_and_isotonic_above():
+    p, y = _miscalibrated(5_000, 2)
+    assert y.sum() < 1000
+    np.testing.assert_array_equal(fit_calibration(p, y, "auto")[1], fit_calibration(p, y, "sigmoid")[1])
+    p, y = _miscalibrated(60_000, 3)
+    assert y.sum() >= 1000
+    np.testing.assert_array_equal(fit_calibration(p, y, "auto")[1], fit_calibration(p, y, "isotonic")[1])
+
+
+def test_metrics_carry_customer_clustered_intervals():
+    rng = np.random.default_rng(4)
+    customers = np.repeat(np.arange(300), 3)
+    y = (rng.uniform(size=900) < 0.2).astype(int)
+    p = np.clip(0.2 + 0.3 * (y - 0.2) + rng.normal(0, 0.1, 900), 0.01, 0.99)
+    m = metrics_with_intervals(y, p, customers, level=0.9, resamples=300, seed=0)
+    for key in ("roc_auc", "pr_auc", "brier", "lift_top10"):
+        assert m[f"{key}_ci_low"] <= m[key] <= m[f"{key}_ci_high"]
+    assert m["ci_level"] == 0.9 and m["ci_resamples"] == 300
+    assert "roc_auc_ci_low" not in metrics_with_intervals(y, p, customers, 0.9, 0, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# the promotion gate's rules
+# --------------------------------------------------------------------------------------------
+
+
+def record(train, validation, test, label="explicit", horizon=30, version="2") -> dict:
+    return {"label": label, "horizon_days": horizon, "feature_version": version,
+            "observation_times": {"train": train, "validation": validation, "test": test}}
+
+
+CANDIDATE = record(["2025-01-01", "2025-01-31"], ["2025-03-02", "2025-04-01"],
+                   ["2025-05-01", "2025-05-31"])
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"label": "inactivity"}, "label differs"),
+    ({"horizon": 60}, "horizon (days) differs"),
+    ({"version": "1"}, "feature version differs"),
+])
+def test_unlike_models_are_not_comparable(change, named):
+    champion = record(["2024-11-01"], ["2024-12-01"], ["2025-01-01"], **change)
+    problems = comparability_problems(CANDIDATE, champion)
+    assert len(problems) == 1 and named in problems[0]
+    assert comparability_problems(CANDIDATE, record(["2024-11-01"], [], [])) == []
+
+
+def test_comparison_times_are_clean_of_both_models_labels():
+    older = record(["2024-10-01"], ["2024-11-01"], ["2024-12-01"])
+    assert comparison_times(CANDIDATE, older) == ["2025-05-01", "2025-05-31"]
+    # a champion that validated on 2025-04-15 saw labels up to 2025-05-15: only the last test
+    # time is clean
+    overlapping = record(["2025-03-01"], ["2025-04-15"], ["2025-05-15"])
+    assert comparison_times(CANDIDATE, overlapping) == ["2025-05-31"]
+    # a champion trained on a later export trained on the candidate's test times
+    later = record(["2025-05-01", "2025-05-31"], ["2025-06-30"], ["2025-07-30"])
+    assert comparison_times(CANDIDATE, later) == []
+
+
+def iv(estimate, low, high) -> Interval:
+    return Interval(estimate, low, high, 0.95, 1000)
+
+
+@pytest.mark.parametrize(("auc", "brier", "promoted", "says"), [
+    (iv(0.02, 0.005, 0.035), iv(-0.001, -0.002, 0.0), True, "lies above zero"),
+    (iv(0.01, -0.004, 0.024), iv(-0.001, -0.002, 0.0), False, "includes zero"),
+    (iv(-0.05, -0.07, -0.03), iv(0.002, 0.001, 0.003), False, "lies below zero"),
+    (iv(0.02, 0.005, 0.035), iv(0.004, 0.002, 0.006), False, "worse beyond"),
+])
+def test_the_gate_promotes_only_beyond_noise(auc, brier, promoted, says):
+    decision, reason = decide({"roc_auc": auc, "brier": brier}, 0.95)
+    assert decision is promoted and says in reason and "95%" in reason
