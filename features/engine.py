@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
@@ -16,6 +17,7 @@ from features.contract import (
     EVENT_TYPE,
     SIGNUP_AT,
     TIMESTAMP,
+    AttributeKinds,
     Tables,
 )
 from features.definitions import DAY, FeatureSpec, candidates_sql, feature_sql, label_sql
@@ -28,13 +30,46 @@ _local = threading.local()
 Progress = Callable[[int, int], None]
 
 
+log = logging.getLogger(__name__)
+
+# a date attribute later than signup for more than this share of customers changes after signup
+CHANGING_DATE_SHARE = 0.05
+
+
+def changing_date_attributes(tables: Tables) -> tuple[str, ...]:
+    """Date attributes that change after signup (a last-order date, a cancellation request, a
+    contract end rewritten at churn): later than the customer's signup day for more than 5% of
+    the customers that have one.
+
+    Static attributes are known only as of the export, and applied to every past observation
+    time. A date that changes after signup would then tell the model about the future: its
+    value, or even that it is missing because it lies after the observation time. Such columns
+    are left out. Dates fixed at signup (a date of birth, an acquisition date) stay."""
+    customers = tables.customers
+    changing = []
+    for a in tables.attributes.datetime:
+        known = customers[a].notna()
+        later = customers[a] > customers[SIGNUP_AT].dt.floor("D") + pd.Timedelta(days=1)
+        if known.any() and (later & known).sum() > CHANGING_DATE_SHARE * known.sum():
+            changing.append(a)
+    return tuple(changing)
+
+
 def infer_spec(tables: Tables, before: pd.Timestamp | None = None, max_event_types: int = 30,
                **kwargs) -> FeatureSpec:
     """The feature spec for a dataset: its most frequent event types, value columns, attributes.
 
     Only events strictly before `before` are counted, so the columns of a feature table are a
     function of the past alone: training passes its last training time, `churn features` its
-    latest observation time. Rarer and later types still count in the totals."""
+    latest observation time. Rarer and later types still count in the totals. Date attributes
+    that change after signup are left out (`changing_date_attributes`)."""
+    changing = changing_date_attributes(tables)
+    if changing:
+        log.warning("left out date attributes that change after signup (their export value would "
+                    "leak the future into past observations): %s", ", ".join(changing))
+    kinds = tables.attributes
+    attributes = AttributeKinds(kinds.numeric, kinds.categorical,
+                                tuple(a for a in kinds.datetime if a not in changing))
     events = tables.events
     if before is not None:
         events = events[events[TIMESTAMP] < pd.Timestamp(before)]
@@ -43,7 +78,7 @@ def infer_spec(tables: Tables, before: pd.Timestamp | None = None, max_event_typ
     return FeatureSpec(
         event_types=tuple(sorted(t for t, _ in ranked)),
         value_columns=tables.value_columns,
-        attributes=tables.attributes,
+        attributes=attributes,
         **kwargs,
     )
 

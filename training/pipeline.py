@@ -20,7 +20,14 @@ from mlflow.models import infer_signature
 
 from features.contract import CUSTOMER_ID, Tables, load_tables
 from features.definitions import WINDOWS, FeatureSpec
-from features.engine import AS_OF, LABEL, build_snapshots, infer_spec, observation_times
+from features.engine import (
+    AS_OF,
+    LABEL,
+    build_snapshots,
+    changing_date_attributes,
+    infer_spec,
+    observation_times,
+)
 from scoring.artifact import PYFUNC_ENTRY, ChurnModel
 from scoring.predictor import customer_value, reason_columns
 from scoring.reasons import top_reasons
@@ -51,9 +58,12 @@ def _no_progress(_: str) -> Callable[[int, int], None]:
 
 def describe_dataset(
     tables: Tables, customers_path: Path, events_path: Path, label: str, horizon: int,
-    cadence: int, split: TimeSplit, frames: dict[str, pd.DataFrame],
+    cadence: int, split: TimeSplit, frames: dict[str, pd.DataFrame], spec: FeatureSpec,
 ) -> dict[str, object]:
     return {
+        # static attributes hold their value at export time, applied to every past time
+        "attributes": {"as_of": "export", "used": list(spec.attributes.all),
+                       "left_out_changing_dates": list(changing_date_attributes(tables))},
         "customers_file": str(Path(customers_path).resolve()),
         "events_file": str(Path(events_path).resolve()),
         "customers": len(tables.customers),
@@ -132,7 +142,7 @@ def train(
             )
     ys = {name: f[LABEL].to_numpy() for name, f in frames.items()}
     dataset = describe_dataset(tables, customers_path, events_path, label, horizon, cadence,
-                               split, frames)
+                               split, frames, spec)
 
     fit = fit_lightgbm(frames["train"], ys["train"], frames["validation"], ys["validation"],
                        spec, config, progress=stage("tuning LightGBM on validation"))
@@ -166,7 +176,8 @@ def train(
         mlflow.log_params({"label": label, "horizon_days": horizon, "cadence_days": cadence,
                            "feature_version": spec.version,
                            "customers_file": dataset["customers_file"],
-                           "events_file": dataset["events_file"]})
+                           "events_file": dataset["events_file"],
+                           "attributes_as_of": "export"})
         mlflow.log_dict(dataset, "dataset.json")
         for name, m in metrics.items():
             mlflow.log_metrics({f"{name}_test_{k}": v for k, v in m.items() if np.isfinite(v)})

@@ -13,7 +13,7 @@ import pytest
 
 from features.contract import AttributeKinds, Tables, validate_events
 from features.definitions import FeatureSpec
-from features.engine import feature_table, infer_spec
+from features.engine import changing_date_attributes, feature_table, infer_spec
 from tests.unit.builders import (
     AS_OF,
     DAY,
@@ -524,3 +524,20 @@ def test_a_date_attribute_after_the_observation_time_is_missing():
     table = feature_rows(customers, events_frame([]), spec)
     assert table.loc["past", "attr_contract_end_days"] == 10.0
     assert np.isnan(table.loc["future", "attr_contract_end_days"])
+
+
+def test_date_attributes_that_change_after_signup_are_left_out(caplog):
+    """Static attributes are known as of the export; a date that moves after signup (a last
+    order, a cancellation request) would leak the future into every past observation."""
+    customers = customers_frame([
+        {"customer_id": str(i), "signup_at": "2024-01-01",
+         "date_of_birth": "1990-05-01", "signed_contract": "2024-01-01",
+         "last_order": "2024-01-01" if i < 90 else "2024-03-15"}
+        for i in range(100)
+    ]).astype({c: "datetime64[us]" for c in ("date_of_birth", "signed_contract", "last_order")})
+    kinds = AttributeKinds(datetime=("date_of_birth", "signed_contract", "last_order"))
+    tables = Tables(customers, events_frame([]), kinds, ())
+    assert changing_date_attributes(tables) == ("last_order",)  # 10% later than signup
+    spec = infer_spec(tables)
+    assert spec.attributes.datetime == ("date_of_birth", "signed_contract")
+    assert "last_order" in caplog.text
