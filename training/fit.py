@@ -97,8 +97,10 @@ def fit_lightgbm(
     cats = [names.index(c) for c in spec.categorical_features]
     x_train = encoder.encode(train, names)
     x_val = encoder.encode(val, names)
+    # one Dataset serves every trial; without feature_pre_filter=False, a trial with a smaller
+    # min_child_samples than the first fails ("Reducing min_data_in_leaf ...")
     train_set = lgb.Dataset(x_train, y_train, feature_name=names, categorical_feature=cats,
-                            free_raw_data=False)
+                            free_raw_data=False, params={"feature_pre_filter": False})
     val_set = lgb.Dataset(x_val, y_val, reference=train_set)
 
     best: dict[str, object] = {"auc": -1.0}

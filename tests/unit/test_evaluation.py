@@ -149,3 +149,31 @@ def iv(estimate, low, high) -> Interval:
 def test_the_gate_promotes_only_beyond_noise(auc, brier, promoted, says):
     decision, reason = decide({"roc_auc": auc, "brier": brier}, 0.95)
     assert decision is promoted and says in reason and "95%" in reason
+
+
+def test_the_search_may_lower_min_child_samples_below_the_starting_point():
+    """Every trial shares one LightGBM Dataset; a trial with a smaller min_child_samples than
+    the first used to fail with 'Reducing min_data_in_leaf with feature_pre_filter=true'."""
+    from tests.unit.builders import spec_for
+    from training.config import TrainConfig
+    from training.fit import fit_lightgbm
+
+    spec = spec_for()
+    rng = np.random.default_rng(5)
+    names = list(spec.feature_names)
+
+    def frame(n):
+        x = pd.DataFrame(rng.normal(size=(n, len(names))), columns=names)
+        y = (rng.uniform(size=n) < 1 / (1 + np.exp(-2 * x[names[0]]))).astype(int).to_numpy()
+        return x, y
+
+    (train, y_train), (val, y_val) = frame(2000), frame(800)
+    config = TrainConfig.model_validate({
+        "num_threads": 1,
+        "lightgbm": {"min_child_samples_frac": 0.2, "min_child_samples_floor": 1, "max_rounds": 30},
+        "search": {"trials": 4},
+    })
+    fit = fit_lightgbm(train, y_train, val, y_val, spec, config)
+    assert len(fit.trials) == 4
+    assert min(t["min_child_samples_frac"] for t in fit.trials[1:]) < 0.2
+    assert fit.validation_auc > 0.7
