@@ -171,6 +171,10 @@ def pandas_features(
     out: dict[str, object] = {
         "tenure_days": tenure,
         "days_to_anniversary": 365.0 - (tenure - 365.0 * np.floor(tenure / 365.0)),
+        "history_days": np.clip(
+            (t_s - np.maximum(_seconds(obs[SIGNUP_AT]),
+                              -np.inf if spec.log_start is None else spec.log_start)) / DAY,
+            0.0, float(wmax)),
     }
     for w in spec.windows:
         out[f"n_events_{w}d"] = z(tot, f"n_{w}")

@@ -95,7 +95,8 @@ EventsOpt = Annotated[Path, typer.Option("--events", help="Events table (CSV or 
 LabelOpt = Annotated[str, typer.Option(
     "--label", help="explicit: churned_at in (t, t+horizon]; inactivity: no event in it.")]
 HorizonOpt = Annotated[int, typer.Option("--horizon", min=1, help="Label horizon in days.")]
-CadenceOpt = Annotated[int, typer.Option("--cadence", min=1, help="Days between snapshots.")]
+CadenceOpt = Annotated[int | None, typer.Option(
+    "--cadence", min=1, help="Days between snapshots (default: chosen from the log's length).")]
 
 
 @app.command()
@@ -145,22 +146,20 @@ def snapshots(
     label: LabelOpt,
     horizon: HorizonOpt,
     out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
-    cadence: CadenceOpt = 30,
+    cadence: CadenceOpt = None,
 ) -> None:
     """Write labelled training snapshots at a regular cadence."""
-    from features.definitions import LABEL_KINDS, WINDOWS
-    from features.engine import build_snapshots, infer_spec, observation_times
+    from features.definitions import LABEL_KINDS
+    from features.engine import build_snapshots, infer_spec, plan_observations
 
     if label not in LABEL_KINDS:
         raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
     tables = _load(customers, events)
-    times = observation_times(tables.customers, tables.events, horizon, cadence, max(WINDOWS))
-    if not times:
-        raise UsageError("no observation time has both enough history and a fully observed "
-                         "horizon; use a shorter --horizon or more data")
+    plan = plan_observations(tables.customers, tables.events, horizon, cadence)
+    times = plan.times
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
     with progress_bar("building snapshots") as progress:
-        table = build_snapshots(tables, spec, label, horizon, cadence, times=times,
+        table = build_snapshots(tables, spec, label, horizon, plan.cadence_days, times=times,
                                 progress=progress)
     write_parquet(table, out_path)
     times = table["as_of"].nunique()
@@ -189,7 +188,7 @@ def train(
     events: EventsOpt,
     label: LabelOpt,
     horizon: HorizonOpt,
-    cadence: CadenceOpt = 30,
+    cadence: CadenceOpt = None,
     experiment: Annotated[str | None, typer.Option(
         "--experiment", help="MLflow experiment (default: churn).")] = None,
     config: Annotated[Path | None, typer.Option(
@@ -214,6 +213,12 @@ def train(
                     "model_version": result.model_version,
                     "aliases": result.aliases, "metrics": result.metrics})
         return
+    data = result.dataset
+    err.print(f"cadence {data['cadence_days']} days ({data['cadence_chosen']}; {data['log_days']:.0f} "
+              f"days of log); validation by {data['validation_scheme'].replace('_', ' ')}, test by "
+              f"{data['test_scheme'].replace('_', ' ')}")
+    for note in data["notes"]:
+        err.print(f"[yellow]note:[/] {note}")
     lgbm, base = result.metrics["lightgbm"], result.metrics["baseline"]
     level = f"{lgbm['ci_level']:.0%} interval" if "ci_level" in lgbm else "interval"
     print_table(
@@ -223,12 +228,11 @@ def train(
         [[title, lgbm[key], interval_text(lgbm, key), base[key], interval_text(base, key)]
          for key, title in METRIC_ROWS],
     )
-    out.print(
-        f"run {result.run_id} · registered churn version {result.model_version} "
-        f"({', '.join(result.aliases)}) · best campaign: contact "
-        f"{int(lgbm['campaign_best_k'])} customers, expected profit "
-        f"{lgbm['campaign_expected_profit']:,.0f}"
-    )
+    campaign = (f" · best campaign: contact {int(lgbm['campaign_best_k'])} customers, expected "
+                f"profit {lgbm['campaign_expected_profit']:,.0f} (realised on the test labels "
+                f"{lgbm['campaign_realised_profit']:,.0f})" if "campaign_best_k" in lgbm else "")
+    out.print(f"run {result.run_id} · registered churn version {result.model_version} "
+              f"({', '.join(result.aliases)}){campaign}")
 
 
 @app.command()

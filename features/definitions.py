@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from features.contract import AttributeKinds
 
 WINDOWS = (7, 30, 90)  # trailing feature windows in days
-FEATURE_VERSION = "2"  # 2: lifetime rate since the first recorded event; no future dates
+# 2: lifetime rate since the first recorded event; no future dates. 3: history_days
+FEATURE_VERSION = "3"
 DAY = 86400.0
 
 
@@ -61,6 +62,9 @@ class FeatureSpec:
     windows: tuple[int, ...] = WINDOWS
     trend_recent: int = 30
     trend_earlier: int = 60
+    # when the log began (epoch seconds): rows can tell "no events in 90 days" from "the log
+    # began 20 days ago"
+    log_start: float | None = None
     version: str = FEATURE_VERSION
 
     # -- names ---------------------------------------------------------------------------------
@@ -84,7 +88,7 @@ class FeatureSpec:
     @property
     def feature_names(self) -> tuple[str, ...]:
         """Every feature column in output order (without customer_id and as_of)."""
-        names = ["tenure_days", "days_to_anniversary"]
+        names = ["tenure_days", "days_to_anniversary", "history_days"]
         for w in self.windows:
             names += [f"n_events_{w}d", f"active_days_{w}d"]
         names += [
@@ -202,6 +206,8 @@ def feature_sql(spec: FeatureSpec) -> str:
     base_cols = [
         "o.obs_id", "o.customer_id", "o.as_of",
         f"(o.as_of - c.signup) / {DAY} AS tenure_days",
+        "o.as_of - " + (f"GREATEST(c.signup, {float(spec.log_start)})"
+                        if spec.log_start is not None else "c.signup") + " AS history_seconds",
         f"LEAST(GREATEST((o.as_of - c.signup) / {DAY} - {float(rec)}, 0.0), "
         f"{float(spec.trend_earlier)}) AS exp_prev",
         "w.*", "a.*",
@@ -226,7 +232,9 @@ def feature_sql(spec: FeatureSpec) -> str:
 
     # renewals: annual contracts are mostly left around the signup anniversary
     out = ["obs_id", "customer_id", "as_of", "tenure_days",
-           "365.0 - (tenure_days - 365.0 * FLOOR(tenure_days / 365.0)) AS days_to_anniversary"]
+           "365.0 - (tenure_days - 365.0 * FLOOR(tenure_days / 365.0)) AS days_to_anniversary",
+           # days of this customer's history the log holds, up to the longest window
+           f"LEAST(GREATEST(history_seconds / {DAY}, 0.0), {float(wmax)}) AS history_days"]
     for w in spec.windows:
         out += [f"{z(f't_n_{w}')} AS n_events_{w}d", f"{z(f'ad_{w}')} AS active_days_{w}d"]
     out += [
@@ -282,30 +290,26 @@ def candidates_sql() -> str:
 
 
 def label_sql(kind: str, horizon_days: float) -> str:
-    """(obs_id, eligible, label) for every row of `obs`.
+    """(obs_id, label) for every row of `obs`: every customer active at as_of (signed up at or
+    before it, not churned by it) gets a label, the same population `churn score` scores.
 
     explicit: churned if `churned` falls in (as_of, as_of + horizon].
-    inactivity: churned if no event falls in (as_of, as_of + horizon]. A customer is only
-    eligible if not already lapsed at as_of: signed up or active within the last horizon."""
+    inactivity: churned if no event falls in (as_of, as_of + horizon]. A customer who has been
+    quiet for a long time is still a customer: a shop wants to win them back, so they are
+    labelled (and scored) like everyone else."""
     if kind not in LABEL_KINDS:
         raise ValueError(f"label must be one of {', '.join(LABEL_KINDS)}, not {kind!r}")
     h = horizon_days * DAY
     if kind == "explicit":
         return (
-            "SELECT o.obs_id, 1 AS eligible, CASE WHEN c.churned > o.as_of AND "
+            "SELECT o.obs_id, CASE WHEN c.churned > o.as_of AND "
             f"c.churned <= o.as_of + {h} THEN 1 ELSE 0 END AS label "
             "FROM obs o JOIN customers c ON c.customer_id = o.customer_id"
         )
     return (
-        "WITH near AS (SELECT o.obs_id, "
-        "MAX(CASE WHEN e.ts < o.as_of THEN e.ts END) AS last_before, "
-        "SUM(CASE WHEN e.ts > o.as_of THEN 1 ELSE 0 END) AS n_after "
+        "WITH after AS (SELECT o.obs_id, COUNT(*) AS n_after "
         "FROM obs o JOIN events e ON e.customer_id = o.customer_id "
-        f"AND e.ts > o.as_of - {h} AND e.ts <= o.as_of + {h} GROUP BY o.obs_id) "
-        "SELECT o.obs_id, "
-        f"CASE WHEN GREATEST(c.signup, COALESCE(n.last_before, c.signup)) > o.as_of - {h} "
-        "THEN 1 ELSE 0 END AS eligible, "
-        "CASE WHEN COALESCE(n.n_after, 0) = 0 THEN 1 ELSE 0 END AS label "
-        "FROM obs o JOIN customers c ON c.customer_id = o.customer_id "
-        "LEFT JOIN near n ON n.obs_id = o.obs_id"
+        f"AND e.ts > o.as_of AND e.ts <= o.as_of + {h} GROUP BY o.obs_id) "
+        "SELECT o.obs_id, CASE WHEN COALESCE(a.n_after, 0) = 0 THEN 1 ELSE 0 END AS label "
+        "FROM obs o LEFT JOIN after a ON a.obs_id = o.obs_id"
     )

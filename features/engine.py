@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -75,6 +77,8 @@ def infer_spec(tables: Tables, before: pd.Timestamp | None = None, max_event_typ
         events = events[events[TIMESTAMP] < pd.Timestamp(before)]
     counts = events[EVENT_TYPE].value_counts()
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_event_types]
+    kwargs.setdefault("log_start", float(epoch_seconds(events[TIMESTAMP]).min())
+                      if len(events) else None)
     return FeatureSpec(
         event_types=tuple(sorted(t for t, _ in ranked)),
         value_columns=tables.value_columns,
@@ -252,23 +256,27 @@ def data_end(customers: pd.DataFrame, events: pd.DataFrame) -> pd.Timestamp:
     return pd.Timestamp(max(ends))
 
 
+MIN_HISTORY_DAYS = 28  # history before the first observation time
+TARGET_TIMES = 12  # observation times the automatic cadence aims for
+
+
 def observation_times(
     customers: pd.DataFrame,
     events: pd.DataFrame,
     horizon_days: int,
     cadence_days: int,
-    min_history_days: int = 90,
+    min_history_days: int = MIN_HISTORY_DAYS,
 ) -> list[pd.Timestamp]:
     """Midnight observation times every `cadence_days`, oldest first.
 
-    The newest is the latest midnight whose horizon is fully observed; the oldest leaves
-    `min_history_days` of history before it."""
+    The newest is the latest midnight whose horizon is fully observed; the oldest is the first
+    midnight after `min_history_days` of log, rounded down to the day."""
     if horizon_days <= 0 or cadence_days <= 0:
         raise ValueError("horizon and cadence must be positive numbers of days")
     end = data_end(customers, events)
     start = pd.Timestamp(events[TIMESTAMP].min())
     last = (end - pd.Timedelta(days=horizon_days)).floor("D")
-    first = start + pd.Timedelta(days=min_history_days)
+    first = (start + pd.Timedelta(days=min_history_days)).floor("D")
     times = []
     t = last
     while t >= first:
@@ -277,10 +285,55 @@ def observation_times(
     return sorted(times)
 
 
+@dataclass(frozen=True)
+class ObservationPlan:
+    """The observation times of a log, and how their cadence was chosen."""
+
+    times: list[pd.Timestamp]
+    cadence_days: int
+    automatic: bool
+    log_days: float
+
+
+def plan_observations(
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    horizon_days: int,
+    cadence_days: int | None = None,
+    min_history_days: int = MIN_HISTORY_DAYS,
+) -> ObservationPlan:
+    """Observation times for any log that covers the horizon plus `min_history_days`.
+
+    Without a cadence, it is chosen from the log's length: about TARGET_TIMES times, never
+    closer than a week nor further apart than the horizon. A log too short for one time is a
+    ValueError that names the smallest change that would work."""
+    if horizon_days <= 0:
+        raise ValueError("--horizon: must be a positive number of days")
+    end = data_end(customers, events)
+    start = pd.Timestamp(events[TIMESTAMP].min())
+    log_days = (end - start) / pd.Timedelta(days=1)
+    first = (start + pd.Timedelta(days=min_history_days)).floor("D")
+    last = (end - pd.Timedelta(days=horizon_days)).floor("D")
+    if last < first:
+        longest = int(log_days - min_history_days - 1)
+        fix = (f"use --horizon {longest} or less, or a longer log" if longest >= 1
+               else "use a longer log")
+        raise ValueError(
+            f"the log covers {log_days:.0f} days ({start:%Y-%m-%d} to {end:%Y-%m-%d}); "
+            f"--horizon {horizon_days} needs at least {horizon_days + min_history_days + 1} "
+            f"(the horizon plus {min_history_days} days of history and the day it ends): {fix}")
+    automatic = cadence_days is None
+    if cadence_days is None:
+        span = (last - first).days
+        cadence_days = min(max(7, math.ceil(span / (TARGET_TIMES - 1))), max(7, horizon_days))
+    times = observation_times(customers, events, horizon_days, cadence_days, min_history_days)
+    return ObservationPlan(times, cadence_days, automatic, log_days)
+
+
 def label_observations(
     rel: Relations, times: Iterable[pd.Timestamp], label: str, horizon_days: float
 ) -> pd.DataFrame:
-    """Eligible (customer_id, as_of, label) rows at the given times."""
+    """(customer_id, as_of, label) for every customer active at each of the given times."""
     times_rel = pa.table({"as_of": epoch_seconds(pd.Series(pd.to_datetime(list(times))))})
     cands = rel.query(candidates_sql(), times=times_rel)
     cands = cands.sort_values(["as_of", "customer_id"], kind="stable").reset_index(drop=True)
@@ -288,11 +341,10 @@ def label_observations(
                     "customer_id": _strings(cands["customer_id"]),
                     "as_of": cands["as_of"].to_numpy(dtype="float64")})
     labels = rel.query(label_sql(label, horizon_days), obs=obs).sort_values("obs_id")
-    keep = labels["eligible"].to_numpy() == 1
     return pd.DataFrame({
-        CUSTOMER_ID: cands["customer_id"].to_numpy()[keep],
-        AS_OF: _from_epoch(cands["as_of"][keep]).to_numpy(),
-        LABEL: labels["label"].to_numpy()[keep].astype("int8"),
+        CUSTOMER_ID: cands["customer_id"].to_numpy(),
+        AS_OF: _from_epoch(cands["as_of"]).to_numpy(),
+        LABEL: labels["label"].to_numpy().astype("int8"),
     })
 
 
@@ -310,7 +362,7 @@ def build_snapshots(
     if times is None:
         times = observation_times(
             tables.customers, tables.events, horizon_days, cadence_days,
-            max(spec.windows) if min_history_days is None else min_history_days,
+            MIN_HISTORY_DAYS if min_history_days is None else min_history_days,
         )
     if not times:
         raise ValueError(

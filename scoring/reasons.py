@@ -19,6 +19,7 @@ def reason_templates(spec: FeatureSpec) -> dict[str, dict]:
     """One template per feature: its kind and the words to render it with."""
     t: dict[str, dict] = {
         "tenure_days": {"kind": "tenure"},
+        "history_days": {"kind": "plain", "text": "{v:.0f} days of history in the log"},
         "days_to_anniversary": {"kind": "plain",
                                 "text": "{v:,.0f} days to the signup anniversary (renewal)"},
     }

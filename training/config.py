@@ -44,6 +44,8 @@ class TrainConfig(_Frozen):
     seed: int = 0
     num_threads: int = Field(2, ge=1)
     max_event_types: int = Field(30, ge=1)
+    min_history_days: int = Field(28, ge=0, description="log history before the first "
+                                                        "observation time")
     calibration: Literal["auto", "isotonic", "sigmoid"] = Field(
         "auto", description="auto: Platt (sigmoid) below 1000 validation churners, else isotonic")
     lightgbm: LightGBMParams = LightGBMParams()

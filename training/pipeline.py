@@ -19,17 +19,18 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from features.contract import CUSTOMER_ID, Tables, load_tables
-from features.definitions import WINDOWS, FeatureSpec
+from features.definitions import FeatureSpec
 from features.engine import (
     AS_OF,
     LABEL,
+    ObservationPlan,
     build_snapshots,
     changing_date_attributes,
     infer_spec,
-    observation_times,
+    plan_observations,
 )
 from scoring.artifact import PYFUNC_ENTRY, ChurnModel
-from scoring.predictor import customer_value, reason_columns
+from scoring.predictor import customer_value, offer_if_valued, reason_columns
 from scoring.reasons import top_reasons
 from scoring.settings import Settings
 from scoring.store import configure, experiment_id, version_by_alias
@@ -37,7 +38,7 @@ from training import plots
 from training.config import TrainConfig, flat_params
 from training.fit import baseline_proba, fit_baseline, fit_lightgbm
 from training.metrics import metrics_with_intervals, profit_curve
-from training.split import TimeSplit, split_times
+from training.split import TimeSplit, split_rows, split_times
 
 StageProgress = Callable[[str], Callable[[int, int], None]]
 
@@ -58,9 +59,14 @@ def _no_progress(_: str) -> Callable[[int, int], None]:
 
 def describe_dataset(
     tables: Tables, customers_path: Path, events_path: Path, label: str, horizon: int,
-    cadence: int, split: TimeSplit, frames: dict[str, pd.DataFrame], spec: FeatureSpec,
+    plan: ObservationPlan, split: TimeSplit, frames: dict[str, pd.DataFrame], spec: FeatureSpec,
 ) -> dict[str, object]:
     return {
+        "log_days": round(plan.log_days, 1),
+        "cadence_chosen": "automatically from the log's length" if plan.automatic else "--cadence",
+        "validation_scheme": split.validation_scheme,
+        "test_scheme": split.test_scheme,
+        "notes": list(split.notes),
         # static attributes hold their value at export time, applied to every past time
         "attributes": {"as_of": "export", "used": list(spec.attributes.all),
                        "left_out_changing_dates": list(changing_date_attributes(tables))},
@@ -71,7 +77,7 @@ def describe_dataset(
         "dropped_unknown_events": tables.dropped_unknown_events,
         "label": label,
         "horizon_days": horizon,
-        "cadence_days": cadence,
+        "cadence_days": plan.cadence_days,
         "observation_times": {
             name: [str(t.date()) for t in times]
             for name, times in (("train", split.train), ("validation", split.validation),
@@ -106,34 +112,25 @@ def train(
     events_path: Path,
     label: str,
     horizon: int,
-    cadence: int,
+    cadence: int | None,
     config: TrainConfig,
     settings: Settings,
     experiment: str | None = None,
     stage: StageProgress = _no_progress,
 ) -> TrainResult:
+    """Train on the log at `customers_path`/`events_path`; `cadence=None` chooses it from the
+    log's length."""
     configure(settings)
     tables = load_tables(customers_path, events_path)
-    times = observation_times(tables.customers, tables.events, horizon, cadence,
-                              max(WINDOWS))
-    needed = config.split.validation_times + config.split.test_times + 1
-    if len(times) < needed:
-        raise ValueError(
-            f"only {len(times)} observation times fit in the data with --horizon {horizon} and "
-            f"--cadence {cadence}; training needs at least {needed}"
-        )
-    split = split_times(times, horizon, config.split.validation_times, config.split.test_times,
-                        config.split.purge)
+    plan = plan_observations(tables.customers, tables.events, horizon, cadence,
+                             config.min_history_days)
+    split = split_times(plan.times, horizon, config.split.validation_times,
+                        config.split.test_times, config.split.purge)
     # the columns are chosen from what training sees: events before the last training time
     spec = infer_spec(tables, before=max(split.train), max_event_types=config.max_event_types)
-    used = sorted(split.train + split.validation + split.test)
-    snaps = build_snapshots(tables, spec, label, horizon, cadence, times=used,
+    snaps = build_snapshots(tables, spec, label, horizon, plan.cadence_days, times=split.used,
                             progress=stage("building snapshots"))
-    frames = {
-        "train": snaps[snaps[AS_OF].isin(split.train)].reset_index(drop=True),
-        "validation": snaps[snaps[AS_OF].isin(split.validation)].reset_index(drop=True),
-        "test": snaps[snaps[AS_OF].isin(split.test)].reset_index(drop=True),
-    }
+    frames = split_rows(snaps, split, AS_OF, CUSTOMER_ID, config.seed)
     for name, frame in frames.items():
         if frame[LABEL].nunique() < 2:
             raise ValueError(
@@ -141,7 +138,7 @@ def train(
                 f" ({len(frame)} rows); use more customers, a longer --horizon or another --label"
             )
     ys = {name: f[LABEL].to_numpy() for name, f in frames.items()}
-    dataset = describe_dataset(tables, customers_path, events_path, label, horizon, cadence,
+    dataset = describe_dataset(tables, customers_path, events_path, label, horizon, plan,
                                split, frames, spec)
 
     fit = fit_lightgbm(frames["train"], ys["train"], frames["validation"], ys["validation"],
@@ -157,14 +154,21 @@ def train(
     customers_test = test[CUSTOMER_ID].to_numpy()
     metrics = {"lightgbm": evaluate(ys["test"], p_lgb, customers_test, config),
                "baseline": evaluate(ys["test"], p_base, customers_test, config)}
-    value = customer_value(test, settings.offer, spec)
-    curve = profit_curve(p_lgb, value, settings.offer, ys["test"])
-    best_k = int(np.argmax(curve["expected"]))
-    metrics["lightgbm"].update(
-        campaign_best_k=float(best_k),
-        campaign_expected_profit=float(curve["expected"][best_k]),
-        campaign_realised_profit=float(curve["realised"][best_k]),
-    )
+    offer = offer_if_valued(settings.offer, spec)
+    curve, best_k = None, 0
+    if offer is not None:
+        curve = profit_curve(p_lgb, customer_value(test, offer, spec), offer, ys["test"])
+        best_k = int(np.argmax(curve["expected"]))
+        metrics["lightgbm"].update(
+            campaign_best_k=float(best_k),
+            campaign_expected_profit=float(curve["expected"][best_k]),
+            campaign_realised_profit=float(curve["realised"][best_k]),
+        )
+    else:
+        dataset["notes"] = [*dataset["notes"], (
+            f"no profit curve: the offer's value column {settings.offer.value_column!r} is "
+            "neither a feature nor a numeric attribute of this log (set CHURN_OFFER__VALUE_COLUMN "
+            "to one, e.g. a spend feature)")]
 
     exp_id = experiment_id(experiment or settings.experiment, settings)
     client = MlflowClient()
@@ -173,7 +177,10 @@ def train(
         tags={"churn.kind": "train", "churn.label": label},
     ) as parent:
         tmp = Path(tmpdir)
-        mlflow.log_params({"label": label, "horizon_days": horizon, "cadence_days": cadence,
+        mlflow.log_params({"label": label, "horizon_days": horizon,
+                           "cadence_days": plan.cadence_days,
+                           "validation_scheme": split.validation_scheme,
+                           "test_scheme": split.test_scheme,
                            "feature_version": spec.version,
                            "customers_file": dataset["customers_file"],
                            "events_file": dataset["events_file"],
@@ -201,7 +208,7 @@ def _log_lightgbm(
     model: ChurnModel, fit, config: TrainConfig, spec: FeatureSpec, dataset: dict,
     test: pd.DataFrame, y: np.ndarray, contrib: np.ndarray, x_test: np.ndarray,
     p_lgb: np.ndarray, p_base: np.ndarray, scores: dict, metrics: dict[str, float],
-    curve: dict, best_k: int, settings: Settings, tmp: Path,
+    curve: dict | None, best_k: int, settings: Settings, tmp: Path,
 ) -> str:
     names = list(spec.feature_names)
     mlflow.log_params(flat_params(config))
@@ -232,7 +239,8 @@ def _log_lightgbm(
                                                        replace=False)
     shown = pd.DataFrame(x_test[sample], columns=names)
     _log_figure(plots.shap_beeswarm(phi[sample], shown, names), "shap_summary")
-    _log_figure(plots.profit_plot(curve, best_k), "profit_curve")
+    if curve is not None:
+        _log_figure(plots.profit_plot(curve, best_k), "profit_curve")
 
     reasons = top_reasons(model, test, contrib, settings.top_reasons)
     shap_frame = pd.concat([

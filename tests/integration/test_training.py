@@ -204,3 +204,21 @@ def test_score_failure_leaves_no_output(trained, args, message):
     assert proc.returncode == 2 and message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("label", ["explicit", "inactivity"])
+def test_snapshots_and_score_see_the_same_customers(trained, label):
+    """The population test, through the CLI as a user runs it: at a snapshot time, `churn
+    snapshots` labels exactly the customers `churn score` scores."""
+    snaps_path = trained.home / f"snaps-{label}.parquet"
+    trained.churn("snapshots", "--customers", str(trained.customers), "--events",
+                  str(trained.events), "--label", label, "--horizon", "30", "--out",
+                  str(snaps_path))
+    snaps = pd.read_parquet(snaps_path)
+    t = pd.Timestamp(snaps["as_of"].max())
+    scores_path = trained.home / f"scores-{label}.parquet"
+    trained.churn("score", "--customers", str(trained.customers), "--events", str(trained.events),
+                  "--as-of", str(t), "--out", str(scores_path))
+    scored = set(pd.read_parquet(scores_path)["customer_id"].astype(str))
+    labelled = set(snaps.loc[snaps["as_of"] == t, "customer_id"].astype(str))
+    assert labelled == scored and len(scored) > 1000

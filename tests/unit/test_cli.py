@@ -62,7 +62,7 @@ BAD = {
     "horizon-too-long": (
         ["snapshots", "--customers", "{dir}/customers.parquet", "--events", "{dir}/events.parquet",
          "--label", "explicit", "--horizon", "3000", "--out", "{dir}/bad/x.parquet"],
-        2, ["error:", "no observation time"],
+        2, ["error:", "--horizon 3000 needs at least", "use --horizon"],
     ),
     "bad-kind": (
         ["generate", "--customers", "10", "--kind", "wholesale", "--out", "{dir}/bad"],

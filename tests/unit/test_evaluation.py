@@ -11,7 +11,7 @@ from training.fit import fit_calibration
 from training.intervals import Interval
 from training.metrics import classification_metrics, metrics_with_intervals
 from training.promotion import comparability_problems, comparison_times, decide
-from training.split import split_times
+from training.split import split_rows, split_times
 
 # --------------------------------------------------------------------------------------------
 # split_times and purging
@@ -43,9 +43,41 @@ def test_a_horizon_equal_to_the_cadence_purges_nothing():
     assert split_times(MONTHLY, 30, 2, 2, purge=True).purged == []
 
 
-def test_too_few_times_is_a_clear_error():
-    with pytest.raises(ValueError, match="not enough observation times"):
-        split_times(MONTHLY[:4], 45, 2, 2, purge=True)
+def test_without_room_for_a_purged_validation_it_holds_out_customers():
+    split = split_times(MONTHLY[:5], 45, 2, 2, purge=True)
+    assert (split.test_scheme, split.validation_scheme) == ("time", "customer_groups")
+    assert split.test == MONTHLY[3:5] and split.validation == []
+    assert split.train == MONTHLY[:2]  # MONTHLY[2] + 45 days reaches the first test time
+    assert any("20% of the training customers" in n for n in split.notes)
+
+
+def test_a_single_test_time_when_two_leave_no_training_time():
+    times = MONTHLY[:3]  # 60 days of times with a 45-day horizon
+    split = split_times(times, 45, 2, 2, purge=True)
+    assert split.test == [MONTHLY[2]] and split.train == [MONTHLY[0]]
+    assert split.validation_scheme == "customer_groups"
+    assert any("latest time only" in n for n in split.notes)
+
+
+@pytest.mark.parametrize("n_times", [1, 2])
+def test_a_log_shorter_than_two_horizons_tests_on_held_out_customers(n_times):
+    split = split_times(MONTHLY[:n_times], 45, 2, 2, purge=True)
+    assert (split.test_scheme, split.validation_scheme) == ("customer_groups", "customer_groups")
+    assert split.train == MONTHLY[:n_times] and split.test == []
+    assert any("not out of time" in n for n in split.notes)
+
+
+def test_rows_split_by_customer_groups_never_share_a_customer():
+    ids = np.repeat([f"c{i}" for i in range(500)], 2)
+    snaps = pd.DataFrame({"customer_id": ids, "as_of": np.tile(MONTHLY[:2], 500),
+                          "label": np.zeros(1000, dtype=int)})
+    split = split_times(MONTHLY[:2], 45, 2, 2)
+    frames = split_rows(snaps, split, "as_of", "customer_id")
+    sets = {k: set(f["customer_id"]) for k, f in frames.items()}
+    assert not (sets["train"] & sets["validation"]) and not (sets["train"] & sets["test"])
+    assert not (sets["validation"] & sets["test"])
+    assert sum(len(f) for f in frames.values()) == 1000
+    assert 0.12 < len(frames["test"]) / 1000 < 0.28 and 0.12 < len(frames["validation"]) / 1000 < 0.28
 
 
 # --------------------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ def reference() -> pd.DataFrame:
 
 REFERENCE_A = {
     "tenure_days": 100.0,
+    "history_days": 90.0,  # tenure, up to the longest window (no log start in the spec)
     "days_to_anniversary": 265.0,
     "n_events_7d": 3, "active_days_7d": 2,
     "n_events_30d": 4, "active_days_30d": 3,
@@ -116,6 +117,7 @@ REFERENCE_A = {
 
 REFERENCE_B = {  # signed up 100 days ago, never active, attributes missing
     "tenure_days": 100.0,
+    "history_days": 90.0,
     "days_to_anniversary": 265.0,
     "n_events_7d": 0, "active_days_7d": 0, "n_events_30d": 0, "active_days_30d": 0,
     "n_events_90d": 0, "active_days_90d": 0,
@@ -541,3 +543,22 @@ def test_date_attributes_that_change_after_signup_are_left_out(caplog):
     spec = infer_spec(tables)
     assert spec.attributes.datetime == ("date_of_birth", "signed_contract")
     assert "last_order" in caplog.text
+
+
+@pytest.mark.parametrize(("signup_days", "log_days", "history"), [
+    (100, 20, 20.0),   # the log began 20 days ago: only 20 days of this customer are known
+    (10, 20, 10.0),    # signed up after the log began: their tenure
+    (400, 365, 90.0),  # capped at the longest window: never beyond what training saw
+])
+def test_history_days_tells_a_short_log_from_a_quiet_customer(signup_days, log_days, history):
+    customers, events = _one_customer([], signup_days=signup_days)
+    log_start = (AS_OF - log_days * DAY).value / 1e9
+    row = _row(customers, events, spec_for(log_start=log_start))
+    assert row["history_days"] == history
+
+
+def test_infer_spec_records_when_the_log_began():
+    customers, events = _one_customer([30, 5], signup_days=100)
+    tables = Tables(customers, events, AttributeKinds(), ())
+    assert infer_spec(tables).log_start == (AS_OF - 30 * DAY).value / 1e9
+    assert infer_spec(tables, before=AS_OF - 40 * DAY).log_start is None

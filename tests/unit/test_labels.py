@@ -64,7 +64,7 @@ def test_explicit_label_ignores_events():
 
 
 # --------------------------------------------------------------------------------------------
-# inactivity: no event in (t, t + horizon]; eligible only if not already lapsed at t
+# inactivity: no event in (t, t + horizon]; everyone active at t is labelled, lapsed or not
 # --------------------------------------------------------------------------------------------
 
 
@@ -78,9 +78,9 @@ def test_explicit_label_ignores_events():
         pytest.param(LONG_AGO, [-5 * DAY, SECOND], 0, id="event-1s-after-t"),
         pytest.param(LONG_AGO, [-5 * DAY, pd.Timedelta(0)], 1, id="event-at-t-is-not-after"),
         pytest.param(LONG_AGO, [-(H * DAY) + SECOND], 1, id="active-just-inside-horizon-before"),
-        pytest.param(LONG_AGO, [-40 * DAY], None, id="lapsed-not-eligible"),
-        pytest.param(LONG_AGO, [-40 * DAY, 5 * DAY], None, id="lapsed-returning-not-eligible"),
-        pytest.param(LONG_AGO, [], None, id="never-active-old-signup-not-eligible"),
+        pytest.param(LONG_AGO, [-40 * DAY], 1, id="lapsed-stays-lapsed"),
+        pytest.param(LONG_AGO, [-40 * DAY, 5 * DAY], 0, id="lapsed-returns"),
+        pytest.param(LONG_AGO, [], 1, id="never-active-old-signup"),
         pytest.param(T - 10 * DAY, [], 1, id="new-signup-silent"),
         pytest.param(T - 10 * DAY, [3 * DAY], 0, id="new-signup-active"),
         pytest.param(T, [DAY], 0, id="signup-at-t"),
@@ -175,7 +175,9 @@ def test_build_snapshots_inactivity():
         ("lapsed", T - 60 * DAY, "login"),
     ])
     snaps = build_snapshots(_tables(customers, events), spec_for(), "inactivity", H, 30, times=[T])
-    assert dict(zip(snaps["customer_id"], snaps["label"])) == {"leaves": 1, "stays": 0}
+    # the lapsed customer is labelled too: training sees the population that scoring scores
+    assert dict(zip(snaps["customer_id"], snaps["label"])) == {"leaves": 1, "stays": 0,
+                                                                "lapsed": 1}
     assert snaps.set_index("customer_id").loc["leaves", "n_events_7d"] == 1
 
 
@@ -185,7 +187,7 @@ def test_build_snapshots_chooses_times_itself():
                            for k in range(40)])  # 2024-01-01 .. 2024-06-14
     tables = _tables(customers, events)
     snaps = build_snapshots(tables, spec_for(), "inactivity", H, 20)
-    times = observation_times(customers, events, H, 20, min_history_days=90)
+    times = observation_times(customers, events, H, 20)
     assert times  # enough data for at least one time
     assert sorted(snaps["as_of"].unique()) == times
 

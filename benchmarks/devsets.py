@@ -1,0 +1,698 @@
+"""Development datasets for the quality benchmark, written in the project's data contract.
+
+Each ``make_<name>(folder, seed)`` writes ``customers.parquet`` and ``events.parquet`` into ``folder`` and
+returns a ``DevSet`` that says how the benchmark should use it: the label kind, the horizon and the
+``cutoff`` at which the product (trained on ``truncate(customers, events, cutoff)``) scores, with outcomes
+judged in ``(cutoff, cutoff + horizon]`` on the full files. Every file ends at the end of its log, so
+``cutoff + horizon`` never reaches past what was observed.
+
+Dev sets:
+
+* ``subscription``: ``features.generate`` (kind "subscription"), cut to its last ~120 days of log;
+  explicit churn dates, horizon 31 days.
+* ``shop_btyd``: a shop whose purchases follow a BG/NBD process with known parameters (``BTYD_PARAMS``),
+  customers acquired over the first ~3 months of a ~9-month log; inactivity label, horizon 91 days.
+* ``shop_generator``: ``features.generate`` (kind "retail"); inactivity label, horizon 91 days.
+* ``fightchurn_crm6``: the ChurnSim simulator of the ``fightchurn`` package (PyPI, 1.2.0), product
+  ``crm6`` (a multi-user B2B CRM with monthly, 6-monthly and annual plans), run without its PostgreSQL
+  database in a separate interpreter that has ``fightchurn`` installed; explicit churn dates, horizon 31.
+
+Run ``python benchmarks/devsets.py`` to build them all into /tmp/devsets and print their sizes, churn
+rates at the cutoff and the ROC-AUC of each classical baseline (``benchmarks/baselines.py``).
+
+Only numpy and pandas are imported at module level: the fightchurn worker (``--fightchurn-worker``)
+runs this file in an interpreter that has fightchurn and pandas 2 but not the project's dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DAY = pd.Timedelta(days=1)
+CUSTOMERS_FILE = "customers.parquet"
+EVENTS_FILE = "events.parquet"
+
+# BG/NBD parameters of the `shop_btyd` dev set (days). r / alpha = 0.0125 purchases per day while
+# active (about 4.6 a year) with a strongly skewed spread across customers (Gamma shape 0.5); after each
+# repeat purchase a customer leaves for good with probability p ~ Beta(0.7, 2.8) (mean 0.2, so about
+# five repeat purchases on average before dropping out). Chosen to look like an online shop where most
+# customers buy a few times a year and many never come back; they are not fitted to any real data set.
+BTYD_PARAMS = {"r": 0.5, "alpha": 40.0, "a": 0.7, "b": 2.8}
+BTYD_LOG_START = pd.Timestamp("2025-01-01")
+
+FIGHTCHURN_VERSION = "1.2.0"
+FIGHTCHURN_VENV = Path("/tmp/fc-venv")
+# What the worker needs in its interpreter. fightchurn itself pins pandas~=2.0 and python-dateutil~=2.8
+# (and, through its metadata, PostgreSQL drivers, xgboost, shap, ...), so it cannot join the project's
+# environment; installed --no-deps, the simulator runs with these alone (PostgreSQL and hydra imports are
+# stubbed out by the worker, which never touches a database).
+FIGHTCHURN_REQUIREMENTS = (
+    "numpy>=2", "pandas>=2.2", "omegaconf>=2.3", "filelock", "joblib", "python-dateutil"
+)
+
+
+@dataclass(frozen=True)
+class DevSet:
+    """One dev set on disk and how the benchmark should score it."""
+
+    name: str
+    folder: Path
+    label: str  # "explicit" | "inactivity"
+    horizon_days: int
+    cutoff: pd.Timestamp  # score here; outcomes in (cutoff, cutoff + horizon] come from the full files
+    description: str
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the true BG/NBD parameters
+
+    @property
+    def customers_path(self) -> Path:
+        return self.folder / CUSTOMERS_FILE
+
+    @property
+    def events_path(self) -> Path:
+        return self.folder / EVENTS_FILE
+
+    def load(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The full (customers, events) frames as written."""
+        return pd.read_parquet(self.customers_path), pd.read_parquet(self.events_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the dev sets
+# ---------------------------------------------------------------------------------------------
+
+
+def truncate(
+    customers: pd.DataFrame, events: pd.DataFrame, at: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The data as they looked at ``at``: nothing at or after ``at`` survives.
+
+    Customers who signed up after ``at`` are removed, churn dates at or after ``at`` become empty (NaT)
+    and only events strictly before ``at`` (of customers still listed) are kept.
+    """
+    at = pd.Timestamp(at)
+    cust = customers.loc[customers["signup_at"] <= at].copy()
+    if "churned_at" in cust:
+        cust["churned_at"] = cust["churned_at"].where(cust["churned_at"] < at)
+    ev = events.loc[(events["timestamp"] < at) & events["customer_id"].isin(cust["customer_id"])]
+    return cust.reset_index(drop=True), ev.reset_index(drop=True)
+
+
+def _write(folder: Path, customers: pd.DataFrame, events: pd.DataFrame) -> None:
+    """Sort, type and write the two Parquet files of the contract."""
+    folder.mkdir(parents=True, exist_ok=True)
+    customers = customers.copy()
+    events = events.copy()
+    customers["customer_id"] = customers["customer_id"].astype(str)
+    events["customer_id"] = events["customer_id"].astype(str)
+    for column in ("signup_at", "churned_at"):
+        if column in customers:
+            customers[column] = pd.to_datetime(customers[column]).astype("datetime64[us]")
+    events["timestamp"] = pd.to_datetime(events["timestamp"]).astype("datetime64[us]")
+    events["event_type"] = events["event_type"].astype(str)
+    events = events.sort_values(["customer_id", "timestamp"], kind="stable").reset_index(drop=True)
+    customers = customers.sort_values("customer_id").reset_index(drop=True)
+    customers.to_parquet(folder / CUSTOMERS_FILE, index=False)
+    events.to_parquet(folder / EVENTS_FILE, index=False)
+
+
+def _log_end(customers: pd.DataFrame, events: pd.DataFrame) -> pd.Timestamp:
+    """The last moment observed: the latest event or churn date (as the product's `data_end`)."""
+    ends = [events["timestamp"].max()]
+    if "churned_at" in customers and customers["churned_at"].notna().any():
+        ends.append(customers["churned_at"].max())
+    return pd.Timestamp(max(ends))
+
+
+def _cutoff(end: pd.Timestamp, horizon_days: int) -> pd.Timestamp:
+    """The latest midnight whose horizon lies inside the log."""
+    return (end - pd.Timedelta(days=horizon_days)).floor("D")
+
+
+# ---------------------------------------------------------------------------------------------
+# a. subscription: the project's generator, short history, explicit churn
+# ---------------------------------------------------------------------------------------------
+
+
+def make_subscription(
+    folder: Path, seed: int = 0, n_generated: int = 8000, log_days: int = 120, horizon_days: int = 31
+) -> DevSet:
+    """The generator's subscription history, keeping only its last ``log_days`` of events.
+
+    Customers who churned before the log starts are dropped (a recent export would not list them);
+    the others keep their real signup dates, so tenure is known beyond the log. About 60% of the
+    ``n_generated`` customers survive into the last 120 days (~5,000 of 8,000, ~190k events).
+    """
+    from features.generate import generate
+
+    customers, events = generate(n_generated, seed=seed, kind="subscription")
+    end = _log_end(customers, events)
+    start = end - pd.Timedelta(days=log_days)
+    keep = customers["churned_at"].isna() | (customers["churned_at"] >= start)
+    customers = customers.loc[keep].reset_index(drop=True)
+    events = events.loc[(events["timestamp"] >= start) & events["customer_id"].isin(customers["customer_id"])]
+    _write(folder, customers, events)
+    return DevSet(
+        name="subscription",
+        folder=folder,
+        label="explicit",
+        horizon_days=horizon_days,
+        cutoff=_cutoff(end, horizon_days),
+        description=(
+            f"features.generate subscription (seed {seed}, {n_generated} generated), only the last "
+            f"{log_days} days of events; explicit churn dates"
+        ),
+        extra={"log_start": start, "log_end": end},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# b. shop_btyd: purchases from a BG/NBD process with known parameters
+# ---------------------------------------------------------------------------------------------
+
+
+def make_shop_btyd(
+    folder: Path,
+    seed: int = 0,
+    n_customers: int = 4000,
+    log_days: int = 273,
+    acquisition_days: int = 91,
+    horizon_days: int = 91,
+) -> DevSet:
+    """A shop simulated from BG/NBD (``BTYD_PARAMS``): first purchases (signups) spread uniformly over
+    the first ``acquisition_days`` of a ``log_days`` log, then the model's repeat purchases.
+
+    Each purchase is a ``purchase`` event with an ``amount`` (per-customer mean spend ~ lognormal around
+    45, each order lognormal around it with sigma 0.35, independent of frequency as in Gamma-Gamma)
+    and a ``quantity`` (1 + Poisson, growing with the order value). Continuous purchase days become
+    timestamps rounded to the second. No churn dates: the label is inactivity.
+    """
+    from features.btyd import BGNBDParams, simulate_bgnbd_events
+
+    rng = np.random.default_rng([seed, 1])
+    params = BGNBDParams(**BTYD_PARAMS)
+    first_day = rng.uniform(0.0, acquisition_days, n_customers)
+    age = log_days - first_day
+    cohort = simulate_bgnbd_events(params, n_customers, age, seed=np.random.default_rng([seed, 2]))
+    ids = np.array([f"B{i:06d}" for i in range(n_customers)])
+    owner = cohort.customer
+    seconds = np.round((first_day[owner] + cohort.time) * 86400.0)
+    mean_spend = rng.lognormal(np.log(45.0), 0.5, n_customers)
+    amount = np.round(mean_spend[owner] * rng.lognormal(0.0, 0.35, owner.size), 2)
+    quantity = 1 + rng.poisson(np.clip(amount / 40.0, 0.2, None))
+    events = pd.DataFrame({
+        "customer_id": ids[owner],
+        "timestamp": BTYD_LOG_START + pd.to_timedelta(seconds, unit="s"),
+        "event_type": "purchase",
+        "amount": amount,
+        "quantity": quantity.astype("float64"),
+    })
+    customers = pd.DataFrame({
+        "customer_id": ids,
+        "signup_at": BTYD_LOG_START + pd.to_timedelta(np.round(first_day * 86400.0), unit="s"),
+        "channel": rng.choice(["web", "app", "store"], n_customers, p=[0.55, 0.3, 0.15]),
+    })
+    _write(folder, customers, events)
+    end = BTYD_LOG_START + pd.Timedelta(days=log_days)
+    return DevSet(
+        name="shop_btyd",
+        folder=folder,
+        label="inactivity",
+        horizon_days=horizon_days,
+        cutoff=_cutoff(end, horizon_days),
+        description=(
+            f"BG/NBD shop r={params.r}, alpha={params.alpha} d, a={params.a}, b={params.b}; "
+            f"{n_customers} customers acquired over {acquisition_days} d of a {log_days}-day log"
+        ),
+        extra={"params": params.to_dict(), "log_start": BTYD_LOG_START, "log_end": end},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# c. shop_generator: the project's retail generator
+# ---------------------------------------------------------------------------------------------
+
+
+def make_shop_generator(
+    folder: Path, seed: int = 0, n_customers: int = 4000, horizon_days: int = 91
+) -> DevSet:
+    """The generator's retail history (two years of visits, purchases, returns, tickets); no churn dates."""
+    from features.generate import generate
+
+    customers, events = generate(n_customers, seed=seed, kind="retail")
+    _write(folder, customers, events)
+    end = _log_end(customers, events)
+    return DevSet(
+        name="shop_generator",
+        folder=folder,
+        label="inactivity",
+        horizon_days=horizon_days,
+        cutoff=_cutoff(end, horizon_days),
+        description=f"features.generate retail (seed {seed}, {n_customers} customers), inactivity label",
+        extra={"log_end": end},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# d. fightchurn: ChurnSim (Fighting Churn with Data) without its database
+# ---------------------------------------------------------------------------------------------
+
+
+def fightchurn_python(python: str | Path | None = None, create: bool = False) -> str:
+    """An interpreter that can import ``fightchurn``.
+
+    Order: ``python``; ``$FIGHTCHURN_PYTHON``; this interpreter if it has fightchurn; the scratch venv
+    ``/tmp/fc-venv``. With ``create=True`` a missing scratch venv is made and fightchurn installed into
+    it from PyPI (``--no-deps`` plus ``FIGHTCHURN_REQUIREMENTS``; about 30 s). Raises RuntimeError with
+    the command to run otherwise.
+    """
+    if python is not None:
+        return str(python)
+    if os.environ.get("FIGHTCHURN_PYTHON"):
+        return os.environ["FIGHTCHURN_PYTHON"]
+    if importlib.util.find_spec("fightchurn") is not None:
+        return sys.executable
+    venv_python = FIGHTCHURN_VENV / "bin" / "python"
+    if venv_python.exists():
+        return str(venv_python)
+    install = [
+        [sys.executable, "-m", "venv", str(FIGHTCHURN_VENV)],
+        [str(venv_python), "-m", "pip", "install", "-q", "--no-deps", f"fightchurn=={FIGHTCHURN_VERSION}"],
+        [str(venv_python), "-m", "pip", "install", "-q", *FIGHTCHURN_REQUIREMENTS],
+    ]
+    if not create:
+        shown = " && ".join(" ".join(cmd) for cmd in install)
+        raise RuntimeError(f"no interpreter with fightchurn; create one with: {shown}")
+    for cmd in install:
+        subprocess.run(cmd, check=True)
+    return str(venv_python)
+
+
+def make_fightchurn_crm6(
+    folder: Path,
+    seed: int = 0,
+    init_customers: int = 1000,
+    start: str = "2023-01-01",
+    end: str = "2024-01-01",
+    horizon_days: int = 31,
+    python: str | Path | None = None,
+    processes: int = 2,
+) -> DevSet:
+    """ChurnSim's ``crm6`` product, simulated for ``start``..``end`` and written in our contract.
+
+    ChurnSim (fightchurn 1.2.0) creates ``init_customers`` in the first month and 4% more new ones each
+    month; each customer draws monthly behaviour rates (27 CRM actions and a user count) from a
+    correlated log-normal per channel, and at each month end its utility (diminishing returns on its
+    cumulative action counts, minus price, times a satisfaction propensity and age effect) sets the
+    chance of a churn intent; monthly plans churn at the renewal after one intent, 6-monthly and annual
+    plans mid-term after 2 or 3 (plus 2% acausal churn a month).
+
+    What is ours, not ChurnSim's (see ``_fightchurn_worker``): no PostgreSQL (customers are simulated
+    in memory); its per-day per-action Python loop over ``DataFrame.iterrows`` (~60 ms a customer-month)
+    is replaced by a vectorised draw of the same distributions; and events are written as one row per
+    (customer, day, action) with ``quantity`` = number of actions that day (``amount`` = summed deal
+    value for the two valued actions), stamped at that day's last action, because the raw log has
+    ~1,400 events per customer-month (~17 users per account). Subscriptions become ``signup_at``,
+    ``churned_at`` (end of the last subscription when it ended before ``end``), ``renewal`` events with
+    the plan's MRR as ``amount`` and ``upgrade``/``downgrade`` events when the MRR changes.
+    """
+    python = fightchurn_python(python)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fc-raw-") as raw:
+        procs = []
+        for chunk in range(processes):
+            args = {
+                "product": "crm6", "seed": seed, "init_customers": init_customers, "start": start,
+                "end": end, "chunk": chunk, "chunks": processes, "out": str(Path(raw) / f"part{chunk}"),
+            }
+            cmd = [python, str(Path(__file__).resolve()), "--fightchurn-worker", json.dumps(args)]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        for proc in procs:
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"fightchurn worker failed ({proc.returncode}):\n{err[-3000:]}")
+        customers, events = _fightchurn_frames(Path(raw), processes, pd.Timestamp(end))
+    _write(folder, customers, events)
+    log_end = pd.Timestamp(end)
+    return DevSet(
+        name="fightchurn_crm6",
+        folder=folder,
+        label="explicit",
+        horizon_days=horizon_days,
+        cutoff=_cutoff(log_end, horizon_days),
+        description=(
+            f"fightchurn {FIGHTCHURN_VERSION} ChurnSim product crm6 (seed {seed}, {init_customers} initial "
+            f"customers, {start}..{end}), daily per-action rows with quantity; explicit churn dates"
+        ),
+        extra={"log_start": pd.Timestamp(start), "log_end": log_end},
+    )
+
+
+def _fightchurn_frames(raw: Path, chunks: int, end: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Merge the workers' raw output into contract frames."""
+    cust_parts, event_parts, sub_parts = [], [], []
+    for chunk in range(chunks):
+        part = raw / f"part{chunk}"
+        meta = json.loads((part / "meta.json").read_text())
+        cust = pd.DataFrame(meta["customers"])
+        cust["key"] = chunk * 10_000_000 + cust["local_id"]
+        cust_parts.append(cust)
+        subs = pd.DataFrame(meta["subscriptions"])
+        subs["key"] = chunk * 10_000_000 + subs["local_id"]
+        sub_parts.append(subs)
+        arrays = np.load(part / "events.npz")
+        event_parts.append(pd.DataFrame({
+            "key": chunk * 10_000_000 + arrays["local_id"],
+            "ordinal": arrays["ordinal"],
+            "second": arrays["second"],
+            "event_type": np.asarray(meta["behaviors"], dtype=object)[arrays["behavior"]],
+            "quantity": arrays["count"].astype("float64"),
+            "amount": arrays["value"],
+        }))
+    cust = pd.concat(cust_parts, ignore_index=True)
+    cust = cust.sort_values(["start", "key"], kind="stable").reset_index(drop=True)
+    cust["customer_id"] = [f"FC{i:06d}" for i in range(len(cust))]
+    id_of = pd.Series(cust["customer_id"].to_numpy(), index=cust["key"].to_numpy())
+
+    subs = pd.concat(sub_parts, ignore_index=True)
+    subs = subs.sort_values(["key", "start"], kind="stable").reset_index(drop=True)
+    last_end = pd.to_datetime(subs.groupby("key")["end"].max())
+    churned = last_end.where(last_end <= end)
+
+    epoch_ordinal = date(1970, 1, 1).toordinal()
+
+    def stamp(ordinal: pd.Series, second: pd.Series | int = 0) -> pd.Series:
+        return pd.to_datetime((ordinal - epoch_ordinal) * 86400 + second, unit="s")
+
+    ev = pd.concat(event_parts, ignore_index=True)
+    ev["timestamp"] = stamp(ev["ordinal"], ev["second"])
+    ev["amount"] = ev["amount"].where(ev["amount"].notna() & (ev["amount"] != 0))
+    ev["customer_id"] = id_of.reindex(ev["key"]).to_numpy()
+
+    # subscription events: a renewal at each later period start, and plan changes by MRR
+    subs["start_ts"] = pd.to_datetime(subs["start"])
+    subs["prev_mrr"] = subs.groupby("key")["mrr"].shift()
+    later = subs["prev_mrr"].notna()
+    sub_events = [
+        pd.DataFrame({"key": subs.loc[later, "key"], "timestamp": subs.loc[later, "start_ts"],
+                      "event_type": "renewal", "amount": subs.loc[later, "mrr"].astype(float)}),
+    ]
+    changes = (("upgrade", subs["mrr"] > subs["prev_mrr"]), ("downgrade", subs["mrr"] < subs["prev_mrr"]))
+    for name, moved in changes:
+        sel = later & moved
+        sub_events.append(pd.DataFrame({"key": subs.loc[sel, "key"], "timestamp": subs.loc[sel, "start_ts"],
+                                        "event_type": name, "amount": np.nan}))
+    sub_ev = pd.concat(sub_events, ignore_index=True)
+    sub_ev["customer_id"] = id_of.reindex(sub_ev["key"]).to_numpy()
+    sub_ev["quantity"] = np.nan
+
+    columns = ["customer_id", "timestamp", "event_type", "amount", "quantity"]
+    events = pd.concat([ev[columns], sub_ev[columns]], ignore_index=True)
+    events = events.loc[events["timestamp"] < end]
+    signup = pd.to_datetime(cust["start"])
+    customers = pd.DataFrame({
+        "customer_id": cust["customer_id"],
+        "signup_at": signup,
+        "churned_at": churned.reindex(cust["key"]).to_numpy(),
+        "channel": cust["channel"],
+        "country": cust["country"].fillna(""),
+        "date_of_birth": cust["date_of_birth"],
+        "initial_plan": cust["plan"],
+        "initial_bill_months": cust["bill_period"].astype("int64"),
+    })
+    customers = customers.loc[customers["signup_at"] < end]
+    # a churn date on the signup day would make the customer never a candidate; ChurnSim cannot produce it
+    return customers, events
+
+
+def _fast_generate_events(self: Any, start_date: date, end_date: date) -> list[float]:
+    """Drop-in for ChurnSim's ``Customer.generate_events``: the same draws, vectorised over days and actions.
+
+    As in ChurnSim, per day: one shared day-of-week multiplier ``m``; users ``round(m * Poisson(users))``
+    capped by the plan; per action ``round(m * Poisson(daily_rate) * users)`` capped so the month's
+    total stays within the plan limit; each valued action worth ``round(exp(Normal(log(mean), 1)), 2)``;
+    cumulative ``event_counts`` updated the same way (users as the ceiling of their daily average).
+    Instead of one tuple per action it keeps one row per (day, action) with the count, the value sum
+    and the last action's second of the day.
+    """
+    from fightchurn.churnsim.customer import Customer
+
+    days = (end_date - start_date).days
+    if self.event_counts is None:
+        self.reset_event_counts()
+    rates = self.behavior_rates
+    positions = rates.index.to_numpy()
+    names = rates["behavior"].to_numpy()
+    daily = rates["daily_rate"].to_numpy(dtype="float64")
+    means = [v if v is not None and not (isinstance(v, float) and math.isnan(v)) else None
+             for v in rates["mean_value"].to_numpy(dtype=object)]
+    if days <= 0:
+        return self.event_counts
+    dates = [start_date + timedelta(days=i) for i in range(days)]
+    mult = np.array([Customer.get_day_multiplier(d, self.args) for d in dates])
+    if self.users is None:
+        users = np.ones(days, dtype=np.int64)
+    else:
+        users = np.round(mult * np.random.poisson(self.users, days)).astype(np.int64)
+        if "users" in self.limits:
+            users = np.minimum(users, int(self.limits["users"]))
+    draws = np.random.poisson(daily[None, :], (days, len(daily)))
+    counts = np.round(mult[:, None] * draws * users[:, None]).astype(np.int64)
+    for j, name in enumerate(names):
+        if name in self.limits:
+            capped = np.minimum(np.cumsum(counts[:, j]), int(self.limits[name]))
+            counts[:, j] = np.diff(capped, prepend=0)
+    day_idx, col = np.nonzero(counts)
+    n = counts[day_idx, col]
+    value = np.zeros(n.size)
+    for j, mean in enumerate(means):
+        if mean is None:
+            self.event_counts[positions[j]] += int(counts[:, j].sum())
+            continue
+        rows = np.flatnonzero(col == j)
+        total = int(n[rows].sum())
+        if total == 0:
+            continue
+        each = np.round(np.exp(np.random.normal(np.log(mean), 1.0, total)), 2)
+        sums = np.add.reduceat(each, np.concatenate([[0], np.cumsum(n[rows])[:-1]]))
+        value[rows] = sums
+        self.event_counts[positions[j]] += float(each.sum())
+    if self.users is not None:
+        self.event_counts[-1] += int(users.sum())
+        self.event_counts[-1] = int(math.ceil(self.event_counts[-1] / days))
+    # the last of n uniform seconds of the day
+    second = np.floor(86400.0 * np.random.random(n.size) ** (1.0 / np.maximum(n, 1))).astype(np.int64)
+    ordinal = np.array([d.toordinal() for d in dates], dtype=np.int64)[day_idx]
+    self.events.append((ordinal, positions[col].astype(np.int64), n, value, np.minimum(second, 86399)))
+    return self.event_counts
+
+
+def _stub_module(name: str, **attrs: Any) -> None:
+    """Put a placeholder module in sys.modules when the real one is not installed."""
+    if importlib.util.find_spec(name) is None:
+        module = types.ModuleType(name)
+        for key, value in attrs.items():
+            setattr(module, key, value)
+        sys.modules[name] = module
+
+
+def _fightchurn_worker(args: dict[str, Any]) -> None:
+    """Run ChurnSim for this worker's share of customers and save raw arrays (runs in fightchurn's venv).
+
+    Mirrors ``ChurnSimulation.run_simulation`` month by month (``init_customers`` in the first month,
+    then ``ceil(previous * (1 + growth))`` new customers a month) with ``simulate_customer``, leaving
+    out the database writes. Worker ``chunk`` of ``chunks`` simulates every ``chunks``-th customer. The
+    day-of-week multipliers ChurnSim shares across customers are drawn up front from the seed, so all
+    workers use the same ones.
+    """
+    _stub_module("psycopg2", connect=None)
+    _stub_module("postgres", Postgres=None)
+    _stub_module("hydra", main=lambda **_: lambda fn: fn)
+    tmp = tempfile.mkdtemp(prefix="fc-sim-")
+    os.environ["CHURN_OUT_DIR"] = tmp
+    from importlib.resources import files
+
+    from dateutil.relativedelta import relativedelta
+    from omegaconf import OmegaConf
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        from fightchurn.churnsim import churnsim
+        from fightchurn.churnsim.customer import Customer
+
+        Customer.ID_FILE = os.path.join(tmp, "id.txt")
+        Customer.ID_LOCK_FILE = os.path.join(tmp, "id.lock")
+        Customer.generate_events = _fast_generate_events
+        conf = files("fightchurn.churnsim") / "conf"
+        cfg = OmegaConf.merge(OmegaConf.load(str(conf / "default.yaml")),
+                              OmegaConf.load(str(conf / f"{args['product']}.yaml")))
+        for key in ("defaults", "hydra"):
+            cfg.pop(key, None)
+        cfg.init_customers = int(args["init_customers"])
+        cfg.start_date, cfg.end_date = args["start"], args["end"]
+        cfg.random_seed = int(args["seed"])
+        sim = churnsim.ChurnSimulation(cfg)
+
+        # shared day multipliers, identical in every worker
+        dow_rng = np.random.RandomState(int(args["seed"]))
+        day = sim.start_date
+        while day <= sim.end_date + relativedelta(months=13):
+            scale = cfg.weekend_scale if day.weekday() >= 4 else cfg.weekday_scale
+            low, high = Customer.get_min_max_dow_scale(scale)
+            Customer.date_multipliers[day] = dow_rng.uniform(low, high)
+            day += timedelta(days=1)
+
+        chunk, chunks = int(args["chunk"]), int(args["chunks"])
+        random.seed(int(args["seed"]) * 1000 + chunk)
+        np.random.seed(int(args["seed"]) * 1000 + chunk)
+        simulated = []
+        month, n_new, position = sim.start_date, sim.init_customers, 0
+        while month < sim.end_date:
+            for _ in range(n_new):
+                if position % chunks == chunk:
+                    simulated.append(sim.simulate_customer(month))
+                position += 1
+            n_new = int(math.ceil(n_new * (1.0 + sim.monthly_growth_rate))) if month > sim.start_date else \
+                int(math.ceil(sim.init_customers * sim.monthly_growth_rate))
+            month = month + relativedelta(months=1)
+
+    plans = set(sim.plans.index)
+    customers, subscriptions, parts = [], [], []
+    for local_id, cust in enumerate(simulated):
+        main = [s for s in cust.subscriptions if s[0] in plans]
+        first = main[0]
+        customers.append({
+            "local_id": local_id, "start": cust.start_date.isoformat(), "channel": cust.channel,
+            "country": None if cust.country == "None" else cust.country,
+            "date_of_birth": cust.date_of_birth.isoformat(), "plan": first[0], "bill_period": int(first[6]),
+        })
+        subscriptions.extend(
+            {"local_id": local_id, "start": s[1].isoformat(), "end": s[2].isoformat(), "mrr": float(s[3])}
+            for s in main
+        )
+        for chunk_rows in cust.events:
+            parts.append((np.full(chunk_rows[0].size, local_id, dtype=np.int64), *chunk_rows))
+    behaviors = list(next(iter(sim.behavior_models.values())).behave_names)
+    out = Path(args["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    columns = list(zip(*parts, strict=True)) if parts else [[np.zeros(0)]] * 6
+    np.savez(
+        out / "events.npz",
+        local_id=np.concatenate(columns[0]).astype(np.int64),
+        ordinal=np.concatenate(columns[1]).astype(np.int64),
+        behavior=np.concatenate(columns[2]).astype(np.int64),
+        count=np.concatenate(columns[3]).astype(np.int64),
+        value=np.concatenate(columns[4]).astype(np.float64),
+        second=np.concatenate(columns[5]).astype(np.int64),
+    )
+    (out / "meta.json").write_text(json.dumps(
+        {"customers": customers, "subscriptions": subscriptions, "behaviors": behaviors}
+    ))
+
+
+# ---------------------------------------------------------------------------------------------
+# All of them, and the self-check
+# ---------------------------------------------------------------------------------------------
+
+MAKERS = {
+    "subscription": make_subscription,
+    "shop_btyd": make_shop_btyd,
+    "shop_generator": make_shop_generator,
+    "fightchurn_crm6": make_fightchurn_crm6,
+}
+
+
+def build_all(root: Path, seed: int = 0, names: list[str] | None = None) -> list[DevSet]:
+    """Build the named dev sets (default: all) into ``root/<name>``."""
+    return [MAKERS[name](root / name, seed=seed) for name in (names or list(MAKERS))]
+
+
+def _product_times(dev: DevSet, customers: pd.DataFrame, events: pd.DataFrame, cadence: int) -> str:
+    """How many observation times the product's default split finds on the training data."""
+    from features.definitions import WINDOWS
+    from features.engine import observation_times
+    from training.split import split_times
+
+    times = observation_times(customers, events, dev.horizon_days, cadence, max(WINDOWS))
+    try:
+        split = split_times(times, dev.horizon_days, 2, 2, True)
+    except (ValueError, IndexError):
+        return f"{len(times)} times: too few"
+    return f"{len(times)} times ({len(split.train)}/{len(split.validation)}/{len(split.test)})"
+
+
+def _self_check(root: Path, seed: int, names: list[str] | None) -> None:
+    """Build the dev sets and print sizes, churn rates and each baseline's ROC-AUC at the cutoff."""
+    from sklearn.metrics import roc_auc_score
+
+    from benchmarks.baselines import BASELINES, labels_at
+
+    for name in names or list(MAKERS):
+        began = time.perf_counter()
+        dev = MAKERS[name](root / name, seed=seed)
+        built = time.perf_counter() - began
+        customers, events = dev.load()
+        train_c, train_e = truncate(customers, events, dev.cutoff)
+        labels = labels_at(customers, events, dev.cutoff, dev.horizon_days, dev.label)
+        print(f"\n== {dev.name}: {dev.description}")
+        print(f"   built in {built:.0f} s; {len(customers):,} customers, {len(events):,} events "
+              f"({events['timestamp'].min():%Y-%m-%d} .. {events['timestamp'].max():%Y-%m-%d}), "
+              f"{events['event_type'].nunique()} event types")
+        print(f"   label {dev.label}, horizon {dev.horizon_days} d, cutoff {dev.cutoff:%Y-%m-%d}; "
+              f"training data {len(train_c):,} customers, {len(train_e):,} events")
+        print(f"   eligible at cutoff {len(labels):,}, churn rate {labels.mean():.3f} "
+              f"({int(labels.sum())} churners)")
+        print("   product observation times on training data: " + "; ".join(
+            f"cadence {c}: {_product_times(dev, train_c, train_e, c)}" for c in (7, 14, 30)))
+        for base, run in BASELINES.items():
+            began = time.perf_counter()
+            try:
+                scores = run(train_c, train_e, dev.cutoff, dev.horizon_days, dev.label)
+            except Exception as exc:  # noqa: BLE001 - report and go on with the next baseline
+                print(f"   {base:<14} failed: {type(exc).__name__}: {exc}")
+                continue
+            took = time.perf_counter() - began
+            common = labels.index.intersection(scores.index)
+            y, s = labels.loc[common], scores.loc[common]
+            auc = roc_auc_score(y, s) if y.nunique() == 2 else float("nan")
+            mean = f", mean score {s.mean():.3f}" if base != "recency" else ""
+            print(f"   {base:<14} AUC {auc:.4f} on {len(common):,} of {len(labels):,}{mean} ({took:.1f} s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: the self-check, or (internal) the fightchurn worker."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("/tmp/devsets"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", choices=list(MAKERS), help="dev sets to build (default: all)")
+    parser.add_argument("--fightchurn-worker", metavar="JSON", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.fightchurn_worker:
+        _fightchurn_worker(json.loads(args.fightchurn_worker))
+        return
+    _self_check(args.root, args.seed, args.only)
+
+
+if __name__ == "__main__":
+    main()
