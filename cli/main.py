@@ -219,14 +219,17 @@ def train(
               f"{data['test_scheme'].replace('_', ' ')}")
     for note in data["notes"]:
         err.print(f"[yellow]note:[/] {note}")
-    lgbm, base = result.metrics["lightgbm"], result.metrics["baseline"]
+    lgbm = result.metrics["lightgbm"]
     level = f"{lgbm['ci_level']:.0%} interval" if "ci_level" in lgbm else "interval"
+    shown = [(name, title) for name, title in (("lightgbm", "LightGBM"), ("baseline", "logistic"),
+                                               ("bgnbd", "BG/NBD")) if name in result.metrics]
+    test_at = ", ".join(data["observation_times"]["test"]) or "held-out customers"
     print_table(
-        f"Test metrics ({result.dataset['rows']['test']:,} rows at "
-        f"{', '.join(result.dataset['observation_times']['test'])}; intervals resample customers)",
-        ["metric", "LightGBM", level, "baseline", level],
-        [[title, lgbm[key], interval_text(lgbm, key), base[key], interval_text(base, key)]
-         for key, title in METRIC_ROWS],
+        f"Test metrics ({data['rows']['test']:,} rows at {test_at}; intervals resample customers)",
+        ["metric", *[c for _, title in shown for c in (title, level)]],
+        [[label, *[c for name, _ in shown for c in (result.metrics[name][key],
+                                                      interval_text(result.metrics[name], key))]]
+         for key, label in METRIC_ROWS],
     )
     campaign = (f" · best campaign: contact {int(lgbm['campaign_best_k'])} customers, expected "
                 f"profit {lgbm['campaign_expected_profit']:,.0f} (realised on the test labels "

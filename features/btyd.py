@@ -35,6 +35,7 @@ __all__ = [
     "expected_purchases",
     "fit_bgnbd",
     "p_alive",
+    "p_no_purchase",
     "rfm_summary",
     "simulate_bgnbd",
     "simulate_bgnbd_events",
@@ -367,6 +368,23 @@ def fit_bgnbd(
 # --------------------------------------------------------------------------------------------
 # Predictions
 # --------------------------------------------------------------------------------------------
+
+
+def p_no_purchase(
+    params: BGNBDParams, horizon_days: float, frequency: npt.ArrayLike, recency: npt.ArrayLike,
+    age: npt.ArrayLike,
+) -> FloatArray:
+    """P(no purchase in (T, T + horizon] | x, t_x, T): the BG/NBD probability that an inactivity
+    label ("no event in the horizon") is 1.
+
+    Either the customer has already dropped out (1 - P(alive)), or they are alive and their
+    Poisson process makes no purchase in the horizon; a customer can only drop out right after
+    a purchase, so that is E[exp(-lambda h)] under the posterior lambda ~ Gamma(r + x, alpha + T):
+    ((alpha + T) / (alpha + T + h))**(r + x)."""
+    x, _, T = _rfm_arrays(frequency, recency, age)
+    alive = p_alive(params, frequency, recency, age)
+    quiet = np.exp((params.r + x) * (np.log(params.alpha + T) - np.log(params.alpha + T + horizon_days)))
+    return (1.0 - alive) + alive * quiet
 
 
 def p_alive(

@@ -20,6 +20,10 @@ from dataclasses import asdict, dataclass, field
 from features.contract import AttributeKinds
 
 WINDOWS = (7, 30, 90)  # trailing feature windows in days
+# buy-till-you-die summaries computed by the query (whole days: repeat days, first to last, first
+# to the observation time) and the model-based ones computed from them with BG/NBD parameters
+BTYD_SQL_FEATURES = ("btyd_frequency", "btyd_recency_days", "btyd_age_days")
+BTYD_MODEL_FEATURES = ("btyd_p_alive", "btyd_p_inactive", "btyd_expected_events")
 # 2: lifetime rate since the first recorded event; no future dates. 3: history_days
 FEATURE_VERSION = "3"
 DAY = 86400.0
@@ -65,6 +69,11 @@ class FeatureSpec:
     # when the log began (epoch seconds): rows can tell "no events in 90 days" from "the log
     # began 20 days ago"
     log_start: float | None = None
+    # buy-till-you-die features: frequency, recency and age per row, and from BG/NBD parameters
+    # fitted on the past (`btyd_params`: r, alpha, a, b) P(alive), P(no event in the horizon)
+    # and the expected number of events in it
+    btyd_horizon_days: float | None = None
+    btyd_params: dict[str, float] | None = None
     version: str = FEATURE_VERSION
 
     # -- names ---------------------------------------------------------------------------------
@@ -103,10 +112,17 @@ class FeatureSpec:
             names += [f"{s}_sum_{w}d" for w in self.windows]
             names += [f"{s}_mean_{max(self.windows)}d", f"{s}_mean_lifetime", f"{s}_trend"]
         attr = self.attribute_slugs
+        names += list(self.btyd_features)
         names += [attr[a] for a in self.attributes.numeric]
         names += [attr[a] for a in self.attributes.categorical]
         names += [f"{attr[a]}_days" for a in self.attributes.datetime]
         return tuple(names)
+
+    @property
+    def btyd_features(self) -> tuple[str, ...]:
+        if self.btyd_horizon_days is None:
+            return ()
+        return (*BTYD_SQL_FEATURES, *BTYD_MODEL_FEATURES)
 
     # -- serialisation ---------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -212,6 +228,10 @@ def feature_sql(spec: FeatureSpec) -> str:
         f"{float(spec.trend_earlier)}) AS exp_prev",
         "w.*", "a.*",
     ]
+    btyd = spec.btyd_horizon_days is not None
+    if btyd:  # repeat days, first to last day, first day to the observation time
+        base_cols += ["b.b_x AS btyd_frequency", "b.b_tx AS btyd_recency_days",
+                      f"(o.as_of - b.b_first * {DAY}) / {DAY} AS btyd_age_days"]
     base_cols += [f"c.{attr[a]} AS {attr[a]}" for a in spec.attributes.numeric]
     base_cols += [f"c.{attr[a]} AS {attr[a]}" for a in spec.attributes.categorical]
     # a date attribute after the observation time cannot be known then: missing, not negative
@@ -219,9 +239,15 @@ def feature_sql(spec: FeatureSpec) -> str:
         f"CASE WHEN c.{attr[a]} <= o.as_of THEN (o.as_of - c.{attr[a]}) / {DAY} END "
         f"AS {attr[a]}_days" for a in spec.attributes.datetime
     ]
+    btyd_sql = (
+        "SELECT obs_id AS b_obs_id, COUNT(*) - 1 AS b_x, MAX(day) - MIN(day) AS b_tx, "
+        f"MIN(day) AS b_first FROM (SELECT DISTINCT obs_id, FLOOR(ts / {DAY}) AS day FROM joined) d "
+        "GROUP BY obs_id"
+    )
     base_sql = (
         f"SELECT {', '.join(base_cols)} FROM obs o "
-        "LEFT JOIN customers c ON c.customer_id = o.customer_id "
+        + ("LEFT JOIN btyd b ON b.b_obs_id = o.obs_id " if btyd else "")
+        + "LEFT JOIN customers c ON c.customer_id = o.customer_id "
         "LEFT JOIN wide w ON w.w_obs_id = o.obs_id "
         "LEFT JOIN active a ON a.a_obs_id = o.obs_id"
     )
@@ -264,13 +290,15 @@ def feature_sql(spec: FeatureSpec) -> str:
             f"{s}_sall / NULLIF({s}_call, 0) AS {s}_mean_lifetime",
             f"{_trend(z(f'{s}_s{rec}'), z(f'{s}_sprev'), spec)} AS {s}_trend",
         ]
+    # the BG/NBD columns are computed from these after the query (features.engine)
+    out += [f"CAST({c} AS DOUBLE) AS {c}" for c in BTYD_SQL_FEATURES] if btyd else []
     out += [attr[a] for a in spec.attributes.numeric]
     out += [attr[a] for a in spec.attributes.categorical]
     out += [f"{attr[a]}_days" for a in spec.attributes.datetime]
     return (
         f"WITH joined AS ({joined}), per_type AS ({per_type_sql}), wide AS ({wide_sql}), "
-        f"active AS ({active_sql}), base AS ({base_sql}) "
-        f"SELECT {', '.join(out)} FROM base"
+        f"active AS ({active_sql}), " + (f"btyd AS ({btyd_sql}), " if btyd else "")
+        + f"base AS ({base_sql}) SELECT {', '.join(out)} FROM base"
     )
 
 

@@ -6,13 +6,14 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.btyd import BGNBDParams, expected_purchases, fit_bgnbd, p_alive, p_no_purchase
 from features.contract import (
     CHURNED_AT,
     CUSTOMER_ID,
@@ -22,7 +23,15 @@ from features.contract import (
     AttributeKinds,
     Tables,
 )
-from features.definitions import DAY, FeatureSpec, candidates_sql, feature_sql, label_sql
+from features.definitions import (
+    BTYD_MODEL_FEATURES,
+    BTYD_SQL_FEATURES,
+    DAY,
+    FeatureSpec,
+    candidates_sql,
+    feature_sql,
+    label_sql,
+)
 
 AS_OF = "as_of"
 LABEL = "label"
@@ -198,17 +207,65 @@ def _from_epoch(seconds: pd.Series) -> pd.Series:
     return (_EPOCH + pd.to_timedelta(seconds.to_numpy(), unit="s")).astype("datetime64[us]")
 
 
-def _features_of_pairs(rel: Relations, obs: pd.DataFrame) -> pd.DataFrame:
-    """Feature rows for (customer_id, as_of) pairs, in the order given."""
+MIN_BTYD_CUSTOMERS = 20  # customers with a purchase needed to fit BG/NBD parameters
+
+
+def fit_btyd_params(table: pd.DataFrame) -> dict[str, float] | None:
+    """BG/NBD parameters fitted on the frequency, recency and age columns of feature rows (all
+    from events before each row's time); None when too few customers have an event."""
+    rows = table[list(BTYD_SQL_FEATURES)].dropna()
+    if len(rows) < MIN_BTYD_CUSTOMERS or not (rows["btyd_frequency"] > 0).any():
+        return None
+    params = fit_bgnbd(rows["btyd_frequency"], rows["btyd_recency_days"], rows["btyd_age_days"],
+                       penalizer=1e-3)
+    return params.to_dict()
+
+
+def _with_btyd(table: pd.DataFrame, spec: FeatureSpec, params: dict[str, float] | None
+               ) -> pd.DataFrame:
+    """P(alive), P(no event in the horizon) and expected events, from the row's frequency,
+    recency and age and BG/NBD parameters fitted on the past; NaN without parameters."""
+    if params is None:
+        return table.assign(**{c: np.nan for c in BTYD_MODEL_FEATURES})
+    p = BGNBDParams.from_dict(params)
+    x, t_x, age = (table[c].to_numpy(dtype="float64") for c in BTYD_SQL_FEATURES)
+    h = float(spec.btyd_horizon_days)
+    return table.assign(
+        btyd_p_alive=p_alive(p, x, t_x, age),
+        btyd_p_inactive=p_no_purchase(p, h, x, t_x, age),
+        btyd_expected_events=expected_purchases(p, h, x, t_x, age),
+    )
+
+
+def _features_of_pairs(rel: Relations, obs: pd.DataFrame, fit_btyd: bool = False) -> pd.DataFrame:
+    """Feature rows for (customer_id, as_of) pairs, in the order given.
+
+    With buy-till-you-die features, their BG/NBD parameters are the spec's (fitted when the
+    model was trained), or with `fit_btyd` fitted on these rows, for snapshots at one time."""
     spec = rel.spec
     table = rel.query(feature_sql(spec), obs=obs_relation(obs))
     table = table.sort_values("obs_id", kind="stable").reset_index(drop=True)
     out = table.drop(columns=["obs_id"]).assign(as_of=_from_epoch(table["as_of"]))
+    if spec.btyd_horizon_days is not None:
+        out = _with_btyd(out, spec, fit_btyd_params(out) if fit_btyd else spec.btyd_params)
     numeric = [c for c in spec.feature_names if c not in spec.categorical_features]
     out[numeric] = out[numeric].astype("float64")
     for c in spec.categorical_features:
         out[c] = out[c].astype(object).where(out[c].notna(), None)
     return out[[CUSTOMER_ID, AS_OF, *spec.feature_names]]
+
+
+def with_btyd(tables: Tables, spec: FeatureSpec, horizon_days: float, at: pd.Timestamp
+              ) -> FeatureSpec:
+    """The spec plus buy-till-you-die features for a `horizon_days` label, with BG/NBD
+    parameters fitted on the customers active at `at` and their events before it (training
+    passes its last training time; scoring then uses these parameters)."""
+    spec = replace(spec, btyd_horizon_days=float(horizon_days), btyd_params=None)
+    t = pd.Timestamp(at)
+    who = tables.customers.loc[active_at(tables.customers, t), CUSTOMER_ID]
+    rows = _features_of_pairs(Relations(tables.customers, tables.events, spec),
+                              pd.DataFrame({CUSTOMER_ID: who.to_numpy(), AS_OF: t}))
+    return replace(spec, btyd_params=fit_btyd_params(rows))
 
 
 def active_at(customers: pd.DataFrame, t: pd.Timestamp) -> pd.Series:
@@ -373,7 +430,8 @@ def build_snapshots(
     parts = []
     for i, t in enumerate(times):
         labelled = label_observations(rel, [t], label, horizon_days)
-        feats = _features_of_pairs(rel, labelled[[CUSTOMER_ID, AS_OF]])
+        # BG/NBD parameters fitted at each time on that time's past alone
+        feats = _features_of_pairs(rel, labelled[[CUSTOMER_ID, AS_OF]], fit_btyd=True)
         parts.append(feats.assign(**{LABEL: labelled[LABEL].to_numpy()}))
         if progress:
             progress(i + 1, len(times))

@@ -28,6 +28,7 @@ from features.engine import (
     changing_date_attributes,
     infer_spec,
     plan_observations,
+    with_btyd,
 )
 from scoring.artifact import PYFUNC_ENTRY, ChurnModel
 from scoring.predictor import customer_value, offer_if_valued, reason_columns
@@ -128,6 +129,8 @@ def train(
                         config.split.test_times, config.split.purge)
     # the columns are chosen from what training sees: events before the last training time
     spec = infer_spec(tables, before=max(split.train), max_event_types=config.max_event_types)
+    if label == "inactivity":  # repeat-buying signals, with BG/NBD fitted on the past
+        spec = with_btyd(tables, spec, horizon, max(split.train))
     snaps = build_snapshots(tables, spec, label, horizon, plan.cadence_days, times=split.used,
                             progress=stage("building snapshots"))
     frames = split_rows(snaps, split, AS_OF, CUSTOMER_ID, config.seed)
@@ -154,6 +157,10 @@ def train(
     customers_test = test[CUSTOMER_ID].to_numpy()
     metrics = {"lightgbm": evaluate(ys["test"], p_lgb, customers_test, config),
                "baseline": evaluate(ys["test"], p_base, customers_test, config)}
+    p_bgnbd = None
+    if spec.btyd_features:  # the classical shop model beside them, on the same rows
+        p_bgnbd = bgnbd_proba(frames["train"], ys["train"], test)
+        metrics["bgnbd"] = evaluate(ys["test"], p_bgnbd, customers_test, config)
     offer = offer_if_valued(settings.offer, spec)
     curve, best_k = None, 0
     if offer is not None:
@@ -190,6 +197,8 @@ def train(
             mlflow.log_metrics({f"{name}_test_{k}": v for k, v in m.items() if np.isfinite(v)})
         mlflow.log_metrics({f"rows_{k}": float(len(f)) for k, f in frames.items()})
         scores = {"LightGBM": p_lgb, "baseline": p_base}
+        if p_bgnbd is not None:
+            scores["BG/NBD"] = p_bgnbd
 
         with mlflow.start_run(run_name="lightgbm", nested=True, experiment_id=exp_id) as child:
             version = _log_lightgbm(model, fit, config, spec, dataset, test, ys["test"], contrib,
@@ -198,6 +207,9 @@ def train(
         with mlflow.start_run(run_name="baseline", nested=True, experiment_id=exp_id):
             _log_baseline(baseline, config, spec, dataset, test, ys["test"], scores,
                           metrics["baseline"])
+        if p_bgnbd is not None:
+            with mlflow.start_run(run_name="bgnbd", nested=True, experiment_id=exp_id):
+                _log_bgnbd(spec, dataset, ys["test"], p_bgnbd, metrics["bgnbd"])
         mlflow.set_tag("churn.model_version", version)
 
     aliases = _initial_alias(client, settings.model_name, version)
@@ -301,6 +313,29 @@ def _log_baseline(pipe, config: TrainConfig, spec: FeatureSpec, dataset: dict,
         pip_requirements=_requirements(),
         skops_trusted_types=["numpy.dtype", "training.fit._signed_log"],
     )
+
+
+def bgnbd_proba(train: pd.DataFrame, y_train: np.ndarray, test: pd.DataFrame) -> np.ndarray:
+    """The BG/NBD baseline: P(no event in the horizon) from parameters fitted at each test time
+    on the events before it (the snapshot's btyd_p_inactive). A customer without any event yet
+    has no BG/NBD history; they get the churn rate of such customers in training."""
+    p = test["btyd_p_inactive"].to_numpy(dtype="float64")
+    unseen = train["btyd_p_inactive"].isna().to_numpy()
+    fallback = float(y_train[unseen].mean()) if unseen.any() else float(y_train.mean())
+    return np.clip(np.where(np.isnan(p), fallback, p), 1e-6, 1 - 1e-6)
+
+
+def _log_bgnbd(spec: FeatureSpec, dataset: dict, y: np.ndarray, p: np.ndarray,
+               metrics: dict[str, float]) -> None:
+    mlflow.log_params({"model": "bgnbd", "fitted": "at each test time, on the events before it",
+                       **{f"params_at_last_training_time.{k}": v
+                          for k, v in (spec.btyd_params or {}).items()}})
+    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
+    mlflow.log_dict(dataset, "dataset.json")
+    only = {"BG/NBD": p}
+    _log_figure(plots.roc_plot(y, only), "roc")
+    _log_figure(plots.calibration_plot(y, only), "calibration")
+    _log_figure(plots.lift_plot(y, only), "lift_gain")
 
 
 def _initial_alias(client: MlflowClient, name: str, version: str) -> list[str]:

@@ -27,6 +27,7 @@ from features.btyd import (
     expected_purchases,
     fit_bgnbd,
     p_alive,
+    p_no_purchase,
     rfm_summary,
     simulate_bgnbd,
     simulate_bgnbd_events,
@@ -454,3 +455,24 @@ def test_rfm_summary_feeds_the_fit_like_the_simulation() -> None:
     assert from_log.a / (from_log.a + from_log.b) == pytest.approx(
         from_simulation.a / (from_simulation.a + from_simulation.b), rel=0.15
     )
+
+
+def test_p_no_purchase_matches_a_simulated_hold_out() -> None:
+    """P(no purchase in the horizon), the inactivity label's BG/NBD probability, agrees with how
+    often simulated customers make no purchase in a hold-out, overall and by frequency."""
+    horizon = 90.0
+    rng = np.random.default_rng(41)
+    calibration = rng.uniform(180.0, 365.0, N_CUSTOMERS)
+    for params in (PAPER_LIKE, FREQUENT):
+        cohort = simulate_bgnbd_events(params, N_CUSTOMERS, calibration + horizon, seed=rng)
+        frequency, recency, age = cohort.summary(cutoff=calibration)
+        quiet = cohort.purchases_between(calibration, calibration + horizon) == 0
+        predicted = p_no_purchase(params, horizon, frequency, recency, age)
+        assert np.all((predicted >= 0) & (predicted <= 1))
+        for group in (np.ones(N_CUSTOMERS, bool), frequency == 0, frequency >= 3):
+            gap = quiet[group] - predicted[group]
+            se = gap.std(ddof=1) / math.sqrt(group.sum())
+            assert abs(gap.mean()) < 4 * se, (params, int(group.sum()), gap.mean(), se)
+        # and it ranks: customers it calls quiet are quiet more often
+        top = predicted >= np.quantile(predicted, 0.8)
+        assert quiet[top].mean() > quiet[~top].mean() + 0.1

@@ -3,12 +3,13 @@ which features (columns) the table has."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.contract import AttributeKinds, Tables
-from features.engine import feature_table, infer_spec
+from features.engine import build_snapshots, feature_table, infer_spec
 from tests.unit.builders import AS_OF, customers_frame, events_frame, spec_for
 
 TYPES = ("login", "payment", "ticket")
@@ -79,3 +80,27 @@ def test_events_at_or_after_as_of_change_no_column(signup_seconds, before, after
     table_past = feature_table(customers, past_only.events, spec_past, [AS_OF])
     table_all = feature_table(customers, everything.events, spec_all, [AS_OF])
     pd.testing.assert_frame_equal(table_all, table_past)
+
+
+BTYD_SPEC = spec_for(TYPES, ("amount",), btyd_horizon_days=30.0)
+rng_days = np.random.default_rng(7)
+# 30 customers with repeat purchases before AS_OF, so BG/NBD parameters can be fitted
+REGULARS = [(f"r{i}", AS_OF - pd.Timedelta(days=int(d), hours=3), "payment", 10.0)
+            for i in range(30) for d in rng_days.choice(np.arange(1, 140), size=4, replace=False)]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=past, after=future)
+def test_buy_till_you_die_features_see_only_the_past(before, after):
+    """Frequency, recency, age and the BG/NBD probabilities fitted at a snapshot time are the
+    same whatever happens at or after that time."""
+    ids = [f"c{i}" for i in range(N_CUSTOMERS)] + [f"r{i}" for i in range(30)] + ["ghost"]
+    customers = customers_frame({"customer_id": c, "signup_at": AS_OF - pd.Timedelta(days=200)}
+                                for c in ids)
+    kinds, values = AttributeKinds(), ("amount",)
+    past_only = Tables(customers, events_frame(REGULARS + before), kinds, values)
+    everything = Tables(customers, events_frame(REGULARS + before + after), kinds, values)
+    snaps = [build_snapshots(t, BTYD_SPEC, "inactivity", 30, 30, times=[AS_OF]).drop(columns="label")
+             for t in (past_only, everything)]
+    pd.testing.assert_frame_equal(snaps[1], snaps[0])
+    assert snaps[0]["btyd_p_alive"].notna().sum() >= 30  # parameters were fitted
