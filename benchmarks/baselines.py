@@ -56,13 +56,21 @@ def candidates_at(customers: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
 
 
 def labels_at(
-    customers: pd.DataFrame, events: pd.DataFrame, at: pd.Timestamp, horizon_days: float, label: str
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    at: pd.Timestamp,
+    horizon_days: float,
+    label: str,
+    active_only: bool = False,
 ) -> pd.Series:
-    """The product's label at ``at`` for every eligible customer (int8, indexed by customer_id).
+    """The product's label at ``at`` for every candidate (int8, indexed by customer_id).
 
-    explicit: 1 if ``churned_at`` falls in (at, at + horizon]; every candidate is eligible.
-    inactivity: 1 if no event falls in (at, at + horizon]; a candidate is eligible only if it signed up
-    or had an event within (at - horizon, at), i.e. it had not already lapsed.
+    explicit: 1 if ``churned_at`` falls in (at, at + horizon].
+    inactivity: 1 if no event falls in (at, at + horizon].
+    Every candidate (signed up at or before ``at``, not churned by it) is labelled, as the product's
+    ``features.definitions.label_sql`` does since it labels lapsed customers too. ``active_only=True``
+    keeps, for inactivity, only candidates who signed up or had an event within (at - horizon, at)
+    (the product's earlier rule; lapsed customers are nearly all "churners" and easy to rank).
     Needs the data up to ``at + horizon``: call it on the full log, or on a truncated log with
     ``at + horizon`` at or before the truncation time.
     """
@@ -80,11 +88,13 @@ def labels_at(
     ts = events["timestamp"]
     near = events.loc[(ts > start) & (ts <= end), ["customer_id", "timestamp"]]
     after = near.loc[near["timestamp"] > at, "customer_id"].astype(str).unique()
+    y = ~ids.isin(after)
+    if not active_only:
+        return pd.Series(y.astype("int8"), index=ids, name="label")
     before = near.loc[near["timestamp"] < at].groupby(near["customer_id"].astype(str))["timestamp"].max()
     signup = pd.Series(cands["signup_at"].to_numpy(), index=ids)
     recent = np.maximum(signup.to_numpy(), before.reindex(ids).fillna(signup).to_numpy())
     eligible = recent > np.datetime64(start)
-    y = ~ids.isin(after)
     return pd.Series(y[eligible].astype("int8"), index=ids[eligible], name="label")
 
 
@@ -95,9 +105,10 @@ def snapshot_times(
     cadence_days: int = 7,
     min_history_days: int = 28,
 ) -> list[pd.Timestamp]:
-    """Midnight observation times every ``cadence_days``, newest ``floor(as_of - horizon)``, oldest at least
-    ``min_history_days`` after the first event, oldest first. Their labels are all known at ``as_of``."""
-    newest = (pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days)).floor("D")
+    """Midnight observation times every ``cadence_days``, oldest first: the newest is the latest midnight
+    whose horizon ends strictly before ``as_of`` (an event at ``as_of`` itself is not yet seen), the oldest
+    at least ``min_history_days`` after the first event. Their labels are all known at ``as_of``."""
+    newest = (pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days) - pd.Timedelta(seconds=1)).floor("D")
     oldest = pd.Timestamp(events["timestamp"].min()) + pd.Timedelta(days=min_history_days)
     times = []
     t = newest
@@ -108,11 +119,14 @@ def snapshot_times(
 
 
 class _Log:
-    """The events sorted by time with integer customer and type codes, for fast per-time features."""
+    """The events before ``as_of``, sorted by time, with integer customer and type codes."""
 
-    def __init__(self, customers: pd.DataFrame, events: pd.DataFrame, max_types: int = 30) -> None:
+    def __init__(
+        self, customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp, max_types: int = 30
+    ) -> None:
+        customers = customers.loc[customers["signup_at"] <= as_of]
         self.ids = pd.Index(customers["customer_id"].astype(str).unique())
-        ev = events.loc[events["customer_id"].astype(str).isin(self.ids)]
+        ev = events.loc[(events["timestamp"] < as_of) & events["customer_id"].astype(str).isin(self.ids)]
         order = np.argsort(_seconds(ev["timestamp"]), kind="stable")
         self.ts = _seconds(ev["timestamp"])[order]
         self.cust = self.ids.get_indexer(ev["customer_id"].astype(str))[order]
@@ -164,7 +178,7 @@ def recency_scores(
     del horizon_days
     as_of = pd.Timestamp(as_of)
     cands = candidates_at(customers, as_of)
-    log = _Log(cands, events)
+    log = _Log(cands, events, as_of)
     days = _recency_days(log, _seconds(pd.Index([as_of]))[0])
     return pd.Series(days, index=pd.Index(log.ids, name="customer_id"), name="recency_days")
 
@@ -180,10 +194,10 @@ def calibrated_recency_scores(
     """Churn probability from a logistic regression of the label on ``log1p(recency days)``.
 
     Fitted on labelled snapshots at ``snapshot_times`` (every ``cadence_days``, labels inside the data
-    before ``as_of``), with the eligibility rules of ``labels_at``; scored at ``as_of``.
+    before ``as_of``), every candidate labelled as by ``labels_at``; scored at ``as_of``.
     """
     as_of = pd.Timestamp(as_of)
-    log = _Log(customers, events)
+    log = _Log(customers, events, as_of)
     xs, ys = [], []
     for t in snapshot_times(events, as_of, horizon_days, cadence_days, min_history_days=0):
         y = labels_at(customers, events, t, horizon_days, label)
@@ -246,7 +260,9 @@ def bgnbd_scores(
     The fitted parameters are stored in ``scores.attrs["params"]``.
     """
     as_of = pd.Timestamp(as_of)
-    ev = events if purchase_types is None else events.loc[events["event_type"].isin(list(purchase_types))]
+    ev = events.loc[events["timestamp"] < as_of]
+    if purchase_types is not None:
+        ev = ev.loc[ev["event_type"].isin(list(purchase_types))]
     ids = ev["customer_id"].astype(str).to_numpy()
     times = _seconds(ev["timestamp"])
     cust_all = customers.loc[customers["signup_at"] <= as_of]
@@ -293,6 +309,11 @@ def _transform(x: np.ndarray, logged: np.ndarray, mean: np.ndarray, std: np.ndar
     return (out - mean) / std
 
 
+def _l1_logistic(c: float) -> LogisticRegression:
+    """The book's model: L1-penalised logistic regression with liblinear (seeded: it shuffles)."""
+    return LogisticRegression(l1_ratio=1.0, solver="liblinear", C=c, random_state=0)
+
+
 def _choose_c(x: np.ndarray, y: np.ndarray, grid: Sequence[float], n_splits: int = 3) -> float:
     """C with the best mean ROC-AUC over forward time-series folds of the time-ordered rows.
 
@@ -308,7 +329,7 @@ def _choose_c(x: np.ndarray, y: np.ndarray, grid: Sequence[float], n_splits: int
             tr, te = slice(0, bounds[k]), slice(bounds[k], bounds[k + 1])
             if len(np.unique(y[tr])) < 2 or len(np.unique(y[te])) < 2:
                 continue
-            model = LogisticRegression(l1_ratio=1.0, solver="liblinear", C=c).fit(x[tr], y[tr])
+            model = _l1_logistic(c).fit(x[tr], y[tr])
             aucs.append(roc_auc_score(y[te], model.predict_proba(x[te])[:, 1]))
         if aucs and np.mean(aucs) > best_auc:
             best, best_auc = float(c), float(np.mean(aucs))
@@ -340,7 +361,7 @@ def book_logistic_scores(
     (chapter 6) is left out. The chosen C and the weights are in ``scores.attrs``.
     """
     as_of = pd.Timestamp(as_of)
-    log = _Log(customers, events, max_types=max_types)
+    log = _Log(customers, events, as_of, max_types=max_types)
     xs, ys = [], []
     for t in snapshot_times(events, as_of, horizon_days, cadence_days, min_history_days=window_days):
         y = labels_at(customers, events, t, horizon_days, label)
@@ -362,7 +383,7 @@ def book_logistic_scores(
     std = np.where(std > 0, std, 1.0)
     z = (plain - mean) / std
     c = _choose_c(z, y, c_grid)
-    model = LogisticRegression(l1_ratio=1.0, solver="liblinear", C=c).fit(z, y)
+    model = _l1_logistic(c).fit(z, y)
     cands = candidates_at(customers, as_of)
     rows = log.ids.get_indexer(cands["customer_id"].astype(str))
     features = _book_features(log, _seconds(pd.Index([as_of]))[0], window_days)[rows]

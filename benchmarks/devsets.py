@@ -21,7 +21,8 @@ Run ``python benchmarks/devsets.py`` to build them all into /tmp/devsets and pri
 rates at the cutoff and the ROC-AUC of each classical baseline (``benchmarks/baselines.py``).
 
 Only numpy and pandas are imported at module level: the fightchurn worker (``--fightchurn-worker``)
-runs this file in an interpreter that has fightchurn and pandas 2 but not the project's dependencies.
+runs this file in an interpreter that has fightchurn (and numpy, pandas >= 2.2, omegaconf, filelock,
+joblib, python-dateutil) but not the project's dependencies.
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ BTYD_PARAMS = {"r": 0.5, "alpha": 40.0, "a": 0.7, "b": 2.8}
 BTYD_LOG_START = pd.Timestamp("2025-01-01")
 
 FIGHTCHURN_VERSION = "1.2.0"
+# Our settings for ChurnSim's crm6 (see make_fightchurn_crm6). Its own churn settings (monthly acausal
+# churn 0.02, churn transition scale 0.001 and offset -4) put a month's churn chance at 2-5% even for
+# customers with negative utility, so ~95% of churn is the acausal draw and no model can rank it. Here a
+# customer with zero utility has a ~20% monthly churn intent, one at the median utility (~7,000) ~1%,
+# and the acausal rate is 0.5% a month. Churn intent is a fixed trait per customer, so the unhappy leave
+# early; a fast-growing customer base (20% more new customers each month, from 400 in the first month
+# instead of crm6's 4% from 2,000) keeps enough young customers, and churners, at the cutoff within
+# ~1M event rows.
+CRM6_CHURN = {
+    "growth_rate": 0.2,
+    "acausal_churn": 0.005,
+    "transition": {"churn": {"scale": 0.0005, "offset": -1.4}},
+}
 FIGHTCHURN_VENV = Path("/tmp/fc-venv")
 # What the worker needs in its interpreter. fightchurn itself pins pandas~=2.0 and python-dateutil~=2.8
 # (and, through its metadata, PostgreSQL drivers, xgboost, shap, ...), so it cannot join the project's
@@ -107,15 +121,17 @@ class DevSet:
 def truncate(
     customers: pd.DataFrame, events: pd.DataFrame, at: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The data as they looked at ``at``: nothing at or after ``at`` survives.
+    """The data as they looked at ``at``: no event at or after ``at``, no churn date after it.
 
-    Customers who signed up after ``at`` are removed, churn dates at or after ``at`` become empty (NaT)
-    and only events strictly before ``at`` (of customers still listed) are kept.
+    Customers who signed up after ``at`` are removed, churn dates after ``at`` become empty (NaT) and only
+    events strictly before ``at`` (of customers still listed) are kept. A churn date exactly at ``at``
+    stays: the product counts it as churned by ``at`` (candidates need ``churned_at > as_of``), and
+    blanking it would make that customer a candidate here but not in the full data.
     """
     at = pd.Timestamp(at)
     cust = customers.loc[customers["signup_at"] <= at].copy()
     if "churned_at" in cust:
-        cust["churned_at"] = cust["churned_at"].where(cust["churned_at"] < at)
+        cust["churned_at"] = cust["churned_at"].where(cust["churned_at"] <= at)
     ev = events.loc[(events["timestamp"] < at) & events["customer_id"].isin(cust["customer_id"])]
     return cust.reset_index(drop=True), ev.reset_index(drop=True)
 
@@ -196,7 +212,7 @@ def make_subscription(
 def make_shop_btyd(
     folder: Path,
     seed: int = 0,
-    n_customers: int = 4000,
+    n_customers: int = 10000,
     log_days: int = 273,
     acquisition_days: int = 91,
     horizon_days: int = 91,
@@ -313,39 +329,65 @@ def fightchurn_python(python: str | Path | None = None, create: bool = False) ->
 def make_fightchurn_crm6(
     folder: Path,
     seed: int = 0,
-    init_customers: int = 1000,
+    product: str = "crm6",
+    overrides: dict[str, Any] | None = None,
+    init_customers: int = 400,
+    monthly_counts: bool = True,
     start: str = "2023-01-01",
     end: str = "2024-01-01",
     horizon_days: int = 31,
     python: str | Path | None = None,
     processes: int = 2,
 ) -> DevSet:
-    """ChurnSim's ``crm6`` product, simulated for ``start``..``end`` and written in our contract.
+    """A ChurnSim product (default ``crm6``), simulated for ``start``..``end`` and written in our contract.
 
-    ChurnSim (fightchurn 1.2.0) creates ``init_customers`` in the first month and 4% more new ones each
-    month; each customer draws monthly behaviour rates (27 CRM actions and a user count) from a
-    correlated log-normal per channel, and at each month end its utility (diminishing returns on its
-    cumulative action counts, minus price, times a satisfaction propensity and age effect) sets the
-    chance of a churn intent; monthly plans churn at the renewal after one intent, 6-monthly and annual
-    plans mid-term after 2 or 3 (plus 2% acausal churn a month).
+    ChurnSim (fightchurn 1.2.0) creates ``init_customers`` in the first month, ``growth_rate`` times as
+    many in the second, and ``1 + growth_rate`` times the previous month's intake after that (crm6: 4%,
+    ours: 20%); each customer draws monthly behaviour rates (25 CRM actions, two deal
+    values and a user count; ~17 users per account) from a correlated log-normal per channel (web,
+    appstore1, appstore2), picks a plan (monthly, 6-monthly or annual; add-ons), and at each month end
+    its utility (diminishing returns on its action counts relative to the population means, minus
+    price, times a satisfaction propensity and a company-age effect) sets the chance of a churn intent
+    through a logistic "transition"; monthly plans churn at the renewal after one intent, 6-monthly and
+    annual plans mid-term after 2 or 3; up- and downgrades follow the same utility.
 
-    What is ours, not ChurnSim's (see ``_fightchurn_worker``): no PostgreSQL (customers are simulated
-    in memory); its per-day per-action Python loop over ``DataFrame.iterrows`` (~60 ms a customer-month)
-    is replaced by a vectorised draw of the same distributions; and events are written as one row per
-    (customer, day, action) with ``quantity`` = number of actions that day (``amount`` = summed deal
-    value for the two valued actions), stamped at that day's last action, because the raw log has
-    ~1,400 events per customer-month (~17 users per account). Subscriptions become ``signup_at``,
-    ``churned_at`` (end of the last subscription when it ended before ``end``), ``renewal`` events with
-    the plan's MRR as ``amount`` and ``upgrade``/``downgrade`` events when the MRR changes.
+    What is ours, not ChurnSim's (see ``_fightchurn_worker``):
+
+    * no PostgreSQL: customers are simulated in memory with ``ChurnSimulation.simulate_customer``;
+    * its per-day per-action Python loop over ``DataFrame.iterrows`` (~60 ms a customer-month) is
+      replaced by a vectorised draw of the same distributions (``_fast_generate_events``);
+    * ``monthly_counts`` (default True): utility from each month's action counts, as ChurnSim's live
+      mode does; its batch loop never resets the counts, so utility saturates after a few months;
+    * ``overrides`` (default ``CRM6_CHURN``) are merged into the product config: crm6's own churn
+      settings leave ~95% of churn to the acausal 2% a month; pass ``{}`` (and ``monthly_counts=False``)
+      for ChurnSim's crm6 exactly (about 1.7% of customers churn in a 31-day horizon);
+    * events are one row per (customer, day, action) with ``quantity`` = number of actions that day
+      (``amount`` = summed deal value for the two valued actions), stamped at that day's last action,
+      because the raw log has ~1,400 events per customer-month.
+
+    Subscriptions become ``signup_at``, ``churned_at`` (end of the last subscription when it ended
+    before ``end``), ``renewal`` events with the MRR paid as ``amount``, ``upgrade``/``downgrade`` events
+    when the plan's tier (user limit) moves and ``billing_change`` events when the billing period does;
+    static attributes are the channel, country, company "date of birth",
+    and the plan and billing period chosen at signup.
     """
     python = fightchurn_python(python)
+    settings = CRM6_CHURN if overrides is None else overrides
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fc-raw-") as raw:
         procs = []
         for chunk in range(processes):
             args = {
-                "product": "crm6", "seed": seed, "init_customers": init_customers, "start": start,
-                "end": end, "chunk": chunk, "chunks": processes, "out": str(Path(raw) / f"part{chunk}"),
+                "product": product,
+                "overrides": settings,
+                "monthly_counts": monthly_counts,
+                "seed": seed,
+                "init_customers": init_customers,
+                "start": start,
+                "end": end,
+                "chunk": chunk,
+                "chunks": processes,
+                "out": str(Path(raw) / f"part{chunk}"),
             }
             cmd = [python, str(Path(__file__).resolve()), "--fightchurn-worker", json.dumps(args)]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -357,14 +399,16 @@ def make_fightchurn_crm6(
     _write(folder, customers, events)
     log_end = pd.Timestamp(end)
     return DevSet(
-        name="fightchurn_crm6",
+        name=f"fightchurn_{product}",
         folder=folder,
         label="explicit",
         horizon_days=horizon_days,
         cutoff=_cutoff(log_end, horizon_days),
         description=(
-            f"fightchurn {FIGHTCHURN_VERSION} ChurnSim product crm6 (seed {seed}, {init_customers} initial "
-            f"customers, {start}..{end}), daily per-action rows with quantity; explicit churn dates"
+            f"fightchurn {FIGHTCHURN_VERSION} ChurnSim product {product} (seed {seed}, {init_customers} "
+            f"initial customers, {start}..{end}, overrides "
+            f"{json.dumps(settings)}, monthly counts {monthly_counts}), "
+            "daily per-action rows with quantity; explicit churn dates"
         ),
         extra={"log_start": pd.Timestamp(start), "log_end": log_end},
     )
@@ -411,15 +455,20 @@ def _fightchurn_frames(raw: Path, chunks: int, end: pd.Timestamp) -> tuple[pd.Da
     ev["amount"] = ev["amount"].where(ev["amount"].notna() & (ev["amount"] != 0))
     ev["customer_id"] = id_of.reindex(ev["key"]).to_numpy()
 
-    # subscription events: a renewal at each later period start, and plan changes by MRR
+    # subscription events: a renewal at each later period start (amount: the MRR paid), and plan
+    # changes: up or down a tier (the plan's user limit), or a change of billing period
     subs["start_ts"] = pd.to_datetime(subs["start"])
-    subs["prev_mrr"] = subs.groupby("key")["mrr"].shift()
-    later = subs["prev_mrr"].notna()
+    previous = subs.groupby("key")[["tier", "bill_period"]].shift()
+    later = previous["tier"].notna()
     sub_events = [
         pd.DataFrame({"key": subs.loc[later, "key"], "timestamp": subs.loc[later, "start_ts"],
                       "event_type": "renewal", "amount": subs.loc[later, "mrr"].astype(float)}),
     ]
-    changes = (("upgrade", subs["mrr"] > subs["prev_mrr"]), ("downgrade", subs["mrr"] < subs["prev_mrr"]))
+    changes = (
+        ("upgrade", subs["tier"] > previous["tier"]),
+        ("downgrade", subs["tier"] < previous["tier"]),
+        ("billing_change", subs["bill_period"] != previous["bill_period"]),
+    )
     for name, moved in changes:
         sel = later & moved
         sub_events.append(pd.DataFrame({"key": subs.loc[sel, "key"], "timestamp": subs.loc[sel, "start_ts"],
@@ -443,7 +492,6 @@ def _fightchurn_frames(raw: Path, chunks: int, end: pd.Timestamp) -> tuple[pd.Da
         "initial_bill_months": cust["bill_period"].astype("int64"),
     })
     customers = customers.loc[customers["signup_at"] < end]
-    # a churn date on the signup day would make the customer never a candidate; ChurnSim cannot produce it
     return customers, events
 
 
@@ -509,6 +557,16 @@ def _fast_generate_events(self: Any, start_date: date, end_date: date) -> list[f
     return self.event_counts
 
 
+def _with_fresh_counts(generate: Any) -> Any:
+    """``generate_events`` that starts each call (one month in batch mode) from zero counts."""
+
+    def wrapped(self: Any, start_date: date, end_date: date) -> list[float]:
+        self.event_counts = None
+        return generate(self, start_date, end_date)
+
+    return wrapped
+
+
 def _stub_module(name: str, **attrs: Any) -> None:
     """Put a placeholder module in sys.modules when the real one is not installed."""
     if importlib.util.find_spec(name) is None:
@@ -543,12 +601,15 @@ def _fightchurn_worker(args: dict[str, Any]) -> None:
 
         Customer.ID_FILE = os.path.join(tmp, "id.txt")
         Customer.ID_LOCK_FILE = os.path.join(tmp, "id.lock")
-        Customer.generate_events = _fast_generate_events
+        Customer.generate_events = (
+            _with_fresh_counts(_fast_generate_events) if args.get("monthly_counts") else _fast_generate_events
+        )
         conf = files("fightchurn.churnsim") / "conf"
         cfg = OmegaConf.merge(OmegaConf.load(str(conf / "default.yaml")),
                               OmegaConf.load(str(conf / f"{args['product']}.yaml")))
         for key in ("defaults", "hydra"):
             cfg.pop(key, None)
+        cfg = OmegaConf.merge(cfg, OmegaConf.create(args.get("overrides") or {}))
         cfg.init_customers = int(args["init_customers"])
         cfg.start_date, cfg.end_date = args["start"], args["end"]
         cfg.random_seed = int(args["seed"])
@@ -578,6 +639,9 @@ def _fightchurn_worker(args: dict[str, Any]) -> None:
             month = month + relativedelta(months=1)
 
     plans = set(sim.plans.index)
+    # a plan's tier: its user limit when the product has one, else its list price
+    tier_column = "users" if "users" in sim.plans.columns else "mrr"
+    tiers = sim.plans[tier_column].to_dict()
     customers, subscriptions, parts = [], [], []
     for local_id, cust in enumerate(simulated):
         main = [s for s in cust.subscriptions if s[0] in plans]
@@ -588,7 +652,8 @@ def _fightchurn_worker(args: dict[str, Any]) -> None:
             "date_of_birth": cust.date_of_birth.isoformat(), "plan": first[0], "bill_period": int(first[6]),
         })
         subscriptions.extend(
-            {"local_id": local_id, "start": s[1].isoformat(), "end": s[2].isoformat(), "mrr": float(s[3])}
+            {"local_id": local_id, "start": s[1].isoformat(), "end": s[2].isoformat(), "mrr": float(s[3]),
+             "tier": float(tiers[s[0]]), "bill_period": int(s[6])}
             for s in main
         )
         for chunk_rows in cust.events:
@@ -628,18 +693,19 @@ def build_all(root: Path, seed: int = 0, names: list[str] | None = None) -> list
     return [MAKERS[name](root / name, seed=seed) for name in (names or list(MAKERS))]
 
 
-def _product_times(dev: DevSet, customers: pd.DataFrame, events: pd.DataFrame, cadence: int) -> str:
-    """How many observation times the product's default split finds on the training data."""
-    from features.definitions import WINDOWS
-    from features.engine import observation_times
-    from training.split import split_times
-
-    times = observation_times(customers, events, dev.horizon_days, cadence, max(WINDOWS))
+def _product_plan(dev: DevSet, customers: pd.DataFrame, events: pd.DataFrame) -> str:
+    """The observation times and split the product's own planning picks on the training data."""
     try:
-        split = split_times(times, dev.horizon_days, 2, 2, True)
-    except (ValueError, IndexError):
-        return f"{len(times)} times: too few"
-    return f"{len(times)} times ({len(split.train)}/{len(split.validation)}/{len(split.test)})"
+        from features.engine import plan_observations
+        from training.split import split_times
+
+        plan = plan_observations(customers, events, dev.horizon_days)
+        split = split_times(plan.times, dev.horizon_days, 2, 2, True)
+    except Exception as exc:  # noqa: BLE001 - the product may refuse; say why
+        return f"refused: {exc}"
+    return (f"{len(plan.times)} times every {plan.cadence_days} d; train/validation/test "
+            f"{len(split.train)}/{len(split.validation) or split.validation_scheme}/"
+            f"{len(split.test) or split.test_scheme}")
 
 
 def _self_check(root: Path, seed: int, names: list[str] | None) -> None:
@@ -661,10 +727,17 @@ def _self_check(root: Path, seed: int, names: list[str] | None) -> None:
               f"{events['event_type'].nunique()} event types")
         print(f"   label {dev.label}, horizon {dev.horizon_days} d, cutoff {dev.cutoff:%Y-%m-%d}; "
               f"training data {len(train_c):,} customers, {len(train_e):,} events")
-        print(f"   eligible at cutoff {len(labels):,}, churn rate {labels.mean():.3f} "
+        print(f"   labelled at cutoff (the product's candidates) {len(labels):,}, "
+              f"churn rate {labels.mean():.3f} "
               f"({int(labels.sum())} churners)")
-        print("   product observation times on training data: " + "; ".join(
-            f"cadence {c}: {_product_times(dev, train_c, train_e, c)}" for c in (7, 14, 30)))
+        print(f"   product plan on the training data: {_product_plan(dev, train_c, train_e)}")
+        active = labels.index
+        if dev.label == "inactivity":
+            active = labels_at(
+                customers, events, dev.cutoff, dev.horizon_days, dev.label, active_only=True
+            ).index
+            print(f"   of them active within the last horizon: {len(active):,}, churn rate "
+                  f"{labels.loc[active].mean():.3f}")
         for base, run in BASELINES.items():
             began = time.perf_counter()
             try:
@@ -677,7 +750,14 @@ def _self_check(root: Path, seed: int, names: list[str] | None) -> None:
             y, s = labels.loc[common], scores.loc[common]
             auc = roc_auc_score(y, s) if y.nunique() == 2 else float("nan")
             mean = f", mean score {s.mean():.3f}" if base != "recency" else ""
-            print(f"   {base:<14} AUC {auc:.4f} on {len(common):,} of {len(labels):,}{mean} ({took:.1f} s)")
+            line = f"   {base:<14} AUC {auc:.4f} on {len(common):,} of {len(labels):,}{mean}"
+            if dev.label == "inactivity":
+                sub = common.intersection(active)
+                line += f"; active only AUC {roc_auc_score(y.loc[sub], s.loc[sub]):.4f}"
+            print(f"{line} ({took:.1f} s)")
+            if base == "bgnbd" and "params" in dev.extra:
+                fitted = ", ".join(f"{k}={v:.3g}" for k, v in scores.attrs["params"].items())
+                print(f"   {'':<14} fitted {fitted} (true {dev.extra['params']})")
 
 
 def main(argv: list[str] | None = None) -> None:

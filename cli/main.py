@@ -106,6 +106,8 @@ def generate(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     kind: Annotated[str, typer.Option(
         "--kind", help="subscription (with churn dates) or retail (none).")] = "subscription",
+    history_days: Annotated[int | None, typer.Option(
+        "--history-days", min=1, help="Keep only the log's last DAYS days (a short history).")] = None,
 ) -> None:
     """Generate a realistic interaction history (customers.parquet, events.parquet)."""
     from features.generate import KINDS
@@ -114,7 +116,8 @@ def generate(
     if kind not in KINDS:
         raise UsageError(f"--kind: must be one of {', '.join(KINDS)}, not {kind!r}")
     with progress_bar("simulating weeks") as progress:
-        cust, events = run(customers, seed=seed, kind=kind, progress=progress)
+        cust, events = run(customers, seed=seed, kind=kind, progress=progress,
+                           history_days=history_days)
     write_parquet(cust, out_dir / "customers.parquet")
     write_parquet(events, out_dir / "events.parquet")
     out.print(f"wrote {len(cust):,} customers and {len(events):,} events to {out_dir}")
@@ -211,7 +214,10 @@ def train(
     if as_json:
         print_json({"run_id": result.run_id, "model_run_id": result.model_run_id,
                     "model_version": result.model_version,
-                    "aliases": result.aliases, "metrics": result.metrics})
+                    "aliases": result.aliases, "metrics": result.metrics,
+                    "dataset": {k: result.dataset[k] for k in (
+                        "cadence_days", "cadence_chosen", "log_days", "validation_scheme",
+                        "test_scheme", "notes", "observation_times", "rows")}})
         return
     data = result.dataset
     err.print(f"cadence {data['cadence_days']} days ({data['cadence_chosen']}; {data['log_days']:.0f} "

@@ -360,7 +360,7 @@ def fit_bgnbd(
     if not best.success:
         log.warning("BG/NBD fit did not converge (%s); returning the best point found", best.message)
     if np.any(np.abs(best.x) >= _LOG_BOUND - 1e-6):
-        log.warning("BG/NBD fit reached a parameter bound; consider a small penalizer")
+        log.info("BG/NBD fit reached a parameter bound; consider a small penalizer")
     r, alpha_s, a, b = np.exp(best.x)
     return BGNBDParams(r=float(r), alpha=float(alpha_s / scale), a=float(a), b=float(b))
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.contract import CHURNED_AT, CUSTOMER_ID, TIMESTAMP
+
 KINDS = ("subscription", "retail")
 END = pd.Timestamp("2026-06-30")
 WEEKS = 130  # simulated weeks
@@ -59,8 +61,15 @@ def generate(
     seed: int = 0,
     kind: str = "subscription",
     progress: Callable[[int, int], None] | None = None,
+    history_days: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (customers, events) frames that follow the data contract."""
+    """Return (customers, events) frames that follow the data contract.
+
+    With `history_days`, the log holds only its last `history_days` days, as an export from a
+    system that began logging recently: earlier events are gone, and customers who churned
+    before the log began are not in it (those who signed up earlier keep their signup date)."""
+    if history_days is not None and history_days < 1:
+        raise ValueError("history_days must be at least 1")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if n_customers < 1:
@@ -180,7 +189,16 @@ def generate(
         if progress:
             progress(w + 1, WEEKS)
 
-    return _frames(rng, kind, n, signup_s, churn_s, plan, annual, seats, ev)
+    customers, events = _frames(rng, kind, n, signup_s, churn_s, plan, annual, seats, ev)
+    if history_days is None:
+        return customers, events
+    log_start = END - pd.Timedelta(days=history_days)
+    if CHURNED_AT in customers:
+        gone = customers[CHURNED_AT].notna() & (customers[CHURNED_AT] < log_start)
+        customers = customers[~gone].reset_index(drop=True)
+    events = events[(events[TIMESTAMP] >= log_start)
+                    & events[CUSTOMER_ID].isin(customers[CUSTOMER_ID])].reset_index(drop=True)
+    return customers, events
 
 
 def _frames(rng, kind, n, signup_s, churn_s, plan, annual, seats, ev):

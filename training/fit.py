@@ -101,7 +101,7 @@ def fit_lightgbm(
     # min_child_samples than the first fails ("Reducing min_data_in_leaf ...")
     train_set = lgb.Dataset(x_train, y_train, feature_name=names, categorical_feature=cats,
                             free_raw_data=False, params={"feature_pre_filter": False})
-    val_set = lgb.Dataset(x_val, y_val, reference=train_set)
+    val_set = lgb.Dataset(x_val, y_val, reference=train_set, params={"feature_pre_filter": False})
 
     best: dict[str, object] = {"auc": -1.0}
     trials: list[dict[str, object]] = []

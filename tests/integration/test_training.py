@@ -222,3 +222,31 @@ def test_snapshots_and_score_see_the_same_customers(trained, label):
     scored = set(pd.read_parquet(scores_path)["customer_id"].astype(str))
     labelled = set(snaps.loc[snaps["as_of"] == t, "customer_id"].astype(str))
     assert labelled == scored and len(scored) > 1000
+
+
+@pytest.mark.parametrize(("kind", "label", "horizon", "days"), [
+    ("retail", "inactivity", 91, 150),  # a shop whose log began five months ago
+    ("subscription", "explicit", 31, 120),  # four months of a subscription product
+])
+def test_the_default_command_trains_on_a_short_log(trained, tmp_path, kind, label, horizon, days):
+    """No cadence, no config beyond a short search: the cadence and the split schemes are
+    chosen from the log and recorded; a shop run carries the BG/NBD baseline."""
+    data = tmp_path / kind
+    trained.churn("generate", "--customers", "2500", "--seed", "2", "--kind", kind,
+                  "--history-days", str(days), "--out", str(data))
+    proc = trained.churn("train", "--customers", str(data / "customers.parquet"), "--events",
+                         str(data / "events.parquet"), "--label", label, "--horizon", str(horizon),
+                         "--experiment", f"short-{kind}", "--config", "fast.toml", "--json")
+    result = json.loads(proc.stdout)
+    dataset = result["dataset"]
+    assert dataset["cadence_chosen"].startswith("automatically") and dataset["cadence_days"] == 7
+    assert dataset["log_days"] <= days + 1
+    assert dataset["validation_scheme"] == "customer_groups" and dataset["notes"]
+    if label == "inactivity":  # 150 days hold no time a 91-day horizon before the latest
+        assert dataset["test_scheme"] == "customer_groups"
+        assert "bgnbd" in result["metrics"]
+        assert 0.5 < result["metrics"]["bgnbd"]["roc_auc"] < 1
+    else:
+        assert dataset["test_scheme"] == "time" and dataset["observation_times"]["test"]
+    assert 0.5 < result["metrics"]["lightgbm"]["roc_auc"] < 1
+    assert result["metrics"]["lightgbm"]["roc_auc_ci_low"] < result["metrics"]["lightgbm"]["roc_auc"]
