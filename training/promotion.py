@@ -158,6 +158,10 @@ def _judge(client: MlflowClient, name: str, candidate: str, champion: str, level
     if problems:
         return Promotion(candidate, champion, False,
                          "not comparable: " + "; ".join(problems), level)
+    if not cand_rec["observation_times"]["test"]:
+        return Promotion(candidate, champion, False,
+                         "the candidate has no out-of-time test (its log was too short for one); "
+                         "train it on a longer log", level)
     times = comparison_times(cand_rec, champ_rec)
     if not times:
         return Promotion(
