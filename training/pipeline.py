@@ -25,7 +25,6 @@ from features.engine import (
     LABEL,
     ObservationPlan,
     build_snapshots,
-    changing_date_attributes,
     infer_spec,
     plan_observations,
     with_btyd,
@@ -70,7 +69,8 @@ def describe_dataset(
         "notes": list(split.notes),
         # static attributes hold their value at export time, applied to every past time
         "attributes": {"as_of": "export", "used": list(spec.attributes.all),
-                       "left_out_changing_dates": list(changing_date_attributes(tables))},
+                       "left_out_changing_dates": [a for a in tables.attributes.datetime
+                                                   if a not in spec.attributes.datetime]},
         "customers_file": str(Path(customers_path).resolve()),
         "events_file": str(Path(events_path).resolve()),
         "customers": len(tables.customers),

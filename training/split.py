@@ -89,7 +89,8 @@ def split_times(
 def customer_buckets(customer_ids: np.ndarray, seed: int = 0) -> np.ndarray:
     """A bucket 0-9 per row, the same for every row of a customer."""
     ids = pd.Series(np.asarray(customer_ids, dtype=object)).astype(str)
-    hashed = pd.util.hash_pandas_object(ids, index=False, hash_key=f"churn{seed:012d}"[:16])
+    # the hash key must be exactly 16 characters, and every digit of the seed must be in it
+    hashed = pd.util.hash_pandas_object(ids, index=False, hash_key=f"churn{seed % 10**11:011d}")
     return (hashed.to_numpy() % 10).astype(int)
 
 

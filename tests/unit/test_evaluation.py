@@ -209,3 +209,13 @@ def test_the_search_may_lower_min_child_samples_below_the_starting_point():
     assert len(fit.trials) == 4
     assert min(t["min_child_samples_frac"] for t in fit.trials[1:]) < 0.2
     assert fit.validation_auc > 0.7
+
+
+def test_customer_buckets_are_stable_per_customer_and_change_with_the_seed():
+    from training.split import customer_buckets
+
+    ids = np.array([f"c{i}" for i in range(2000)])
+    a, again, b = customer_buckets(ids, 0), customer_buckets(ids, 0), customer_buckets(ids, 1)
+    np.testing.assert_array_equal(a, again)
+    assert (a != b).mean() > 0.5  # another seed draws other groups
+    assert set(np.unique(a)) == set(range(10))
