@@ -1,4 +1,9 @@
-"""Point-in-time feature and label definitions, written once as relational SQL.
+"""Point-in-time feature and label definitions.
+
+Every feature is one entry (`feature_entries`: a name and an expression over aggregates of the
+customer's past events, `features.expr`). `feature_sql` renders the entries as one query for
+batch work; `features.online` evaluates the same entries with NumPy for small requests. Labels
+and eligibility are written here as SQL.
 
 The SQL sticks to what DuckDB and Spark SQL both accept (CASE, SUM, COUNT DISTINCT, LEAST,
 GREATEST, arithmetic on DOUBLE). Every timestamp is a DOUBLE of epoch seconds, so no
@@ -16,8 +21,27 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from features.contract import AttributeKinds
+from features.expr import (
+    COUNT_KINDS,
+    DAY,
+    Agg,
+    Expr,
+    Feature,
+    Row,
+    aggregates,
+    case,
+    coalesce,
+    floor,
+    greatest,
+    least,
+    nullif,
+    sql_literal,
+    to_sql,
+)
+from features.expr import rows as expr_rows
 
 WINDOWS = (7, 30, 90)  # trailing feature windows in days
 # buy-till-you-die summaries computed by the query (whole days: repeat days, first to last, first
@@ -26,7 +50,6 @@ BTYD_SQL_FEATURES = ("btyd_frequency", "btyd_recency_days", "btyd_age_days")
 BTYD_MODEL_FEATURES = ("btyd_p_alive", "btyd_p_inactive", "btyd_expected_events")
 # 2: lifetime rate since the first recorded event; no future dates. 3: history_days
 FEATURE_VERSION = "3"
-DAY = 86400.0
 
 
 def slug(name: str) -> str:
@@ -77,45 +100,37 @@ class FeatureSpec:
     version: str = FEATURE_VERSION
 
     # -- names ---------------------------------------------------------------------------------
-    @property
+    @cached_property
     def type_slugs(self) -> dict[str, str]:
         return _unique_slugs(self.event_types, RESERVED_SLUGS)
 
-    @property
+    @cached_property
     def value_slugs(self) -> dict[str, str]:
         return _unique_slugs(self.value_columns)
 
-    @property
+    @cached_property
     def attribute_slugs(self) -> dict[str, str]:
         return {a: f"attr_{s}" for a, s in _unique_slugs(self.attributes.all).items()}
 
-    @property
+    @cached_property
     def categorical_features(self) -> tuple[str, ...]:
         slugs = self.attribute_slugs
         return tuple(slugs[a] for a in self.attributes.categorical)
 
-    @property
+    @cached_property
+    def entries(self) -> tuple[Feature, ...]:
+        """The feature entries (`feature_entries`), built once per spec."""
+        return tuple(feature_entries(self))
+
+    @cached_property
     def feature_names(self) -> tuple[str, ...]:
-        """Every feature column in output order (without customer_id and as_of)."""
-        names = ["tenure_days", "days_to_anniversary", "history_days"]
-        for w in self.windows:
-            names += [f"n_events_{w}d", f"active_days_{w}d"]
-        names += [
-            "days_since_last_event", "events_lifetime", "events_per_day_lifetime",
-            f"events_per_active_day_{max(self.windows)}d",
-            "mean_gap_days", "overdue_ratio", "trend_events",
-        ]
-        for s in self.type_slugs.values():
-            names += [f"n_{s}_{w}d" for w in self.windows]
-            names += [f"days_since_{s}", f"trend_{s}"]
-        for s in self.value_slugs.values():
-            names += [f"{s}_sum_{w}d" for w in self.windows]
-            names += [f"{s}_mean_{max(self.windows)}d", f"{s}_mean_lifetime", f"{s}_trend"]
-        attr = self.attribute_slugs
-        names += list(self.btyd_features)
-        names += [attr[a] for a in self.attributes.numeric]
-        names += [attr[a] for a in self.attributes.categorical]
-        names += [f"{attr[a]}_days" for a in self.attributes.datetime]
+        """Every feature column in output order (without customer_id and as_of): the entries,
+        with the BG/NBD model columns after the btyd_* summaries."""
+        names = []
+        for f in self.entries:
+            names.append(f.name)
+            if f.name == BTYD_SQL_FEATURES[-1]:
+                names += BTYD_MODEL_FEATURES
         return tuple(names)
 
     @property
@@ -138,7 +153,7 @@ class FeatureSpec:
 
 
 # ---------------------------------------------------------------------------------------------
-# Features
+# Features: one entry each, rendered as SQL here and evaluated with NumPy in features.online
 # ---------------------------------------------------------------------------------------------
 
 
@@ -146,160 +161,183 @@ def _windows_all(spec: FeatureSpec) -> list[int]:
     return sorted(set(spec.windows) | {spec.trend_recent, spec.trend_recent + spec.trend_earlier})
 
 
-def _trend(recent: str, earlier: str, spec: FeatureSpec) -> str:
+def _trend(recent: Expr, earlier: Expr, spec: FeatureSpec) -> Expr:
     """Symmetric change of the daily rate, recent vs. earlier window, in [-1, 1].
 
     The earlier window's exposure is cut at signup, and the trend is NULL when that window
     lies wholly before signup. Both rates zero gives 0 (no change)."""
-    r = f"(CAST({recent} AS DOUBLE) / {float(spec.trend_recent)})"
-    p = f"(CAST({earlier} AS DOUBLE) / exp_prev)"
-    return (
-        f"CASE WHEN exp_prev <= 0 THEN NULL WHEN {r} + {p} = 0 THEN 0.0 "
-        f"ELSE ({r} - {p}) / ({r} + {p}) END"
-    )
+    exposure = least(greatest(_tenure() - float(spec.trend_recent), 0.0), float(spec.trend_earlier))
+    r = recent / float(spec.trend_recent)
+    p = earlier / nullif(exposure, 0.0)
+    known = exposure > 0.0
+    return case((known.and_((r + p).eq(0.0)), 0.0), (known, (r - p) / nullif(r + p, 0.0)))
+
+
+def _tenure() -> Expr:
+    return (Row("as_of") - Row("signup")) / DAY
+
+
+def feature_entries(spec: FeatureSpec) -> list[Feature]:
+    """Every feature the query computes, one entry each, in output order (the BG/NBD model
+    columns are added after the query, from the btyd_* summaries: features.engine)."""
+    rec, prev_hi = spec.trend_recent, spec.trend_recent + spec.trend_earlier
+    wmax = max(spec.windows)
+    n_all, min_age, max_age = Agg("count"), Agg("min_age"), Agg("max_age")
+    since = Row("as_of") - (greatest(Row("signup"), float(spec.log_start))
+                            if spec.log_start is not None else Row("signup"))
+    tenure = _tenure()
+    out = [
+        Feature("tenure_days", tenure),
+        # renewals: annual contracts are mostly left around the signup anniversary
+        Feature("days_to_anniversary", 365.0 - (tenure - 365.0 * floor(tenure / 365.0))),
+        # days of this customer's history the log holds, up to the longest window
+        Feature("history_days", least(greatest(since / DAY, 0.0), float(wmax))),
+    ]
+    for w in spec.windows:
+        out += [Feature(f"n_events_{w}d", Agg("count", hi=w)),
+                Feature(f"active_days_{w}d", Agg("days", hi=w))]
+    out += [
+        Feature("days_since_last_event", min_age / DAY),
+        Feature("events_lifetime", n_all),
+        # per day since the customer's first recorded event, not since signup: a customer who
+        # signed up before the log began would otherwise look quieter the earlier the log starts
+        Feature("events_per_day_lifetime", n_all / greatest(coalesce(max_age, 0.0) / DAY, 1.0)),
+        Feature(f"events_per_active_day_{wmax}d",
+                Agg("count", hi=wmax) / nullif(Agg("days", hi=wmax), 0.0)),
+        Feature("mean_gap_days", case((n_all >= 2, (max_age - min_age) / DAY / (n_all - 1.0)))),
+        Feature("overdue_ratio", case(((n_all >= 2).and_(max_age > min_age),
+                                       min_age / ((max_age - min_age) / (n_all - 1.0))))),
+        Feature("trend_events", _trend(Agg("count", hi=rec), Agg("count", lo=rec, hi=prev_hi),
+                                       spec)),
+    ]
+    for etype, s in spec.type_slugs.items():
+        out += [Feature(f"n_{s}_{w}d", Agg("count", etype, hi=w)) for w in spec.windows]
+        out += [
+            Feature(f"days_since_{s}", Agg("min_age", etype) / DAY),
+            Feature(f"trend_{s}", _trend(Agg("count", etype, hi=rec),
+                                         Agg("count", etype, lo=rec, hi=prev_hi), spec)),
+        ]
+    for s in spec.value_slugs.values():
+        def total(lo=None, hi=None, s=s):
+            return Agg("sum", lo=lo, hi=hi, value=s)
+
+        def known(lo=None, hi=None, s=s):
+            return Agg("count_values", lo=lo, hi=hi, value=s)
+
+        out += [Feature(f"{s}_sum_{w}d", coalesce(total(hi=w), 0.0)) for w in spec.windows]
+        out += [
+            Feature(f"{s}_mean_{wmax}d", total(hi=wmax) / nullif(known(hi=wmax), 0.0)),
+            Feature(f"{s}_mean_lifetime", total() / nullif(known(), 0.0)),
+            Feature(f"{s}_trend", _trend(coalesce(total(hi=rec), 0.0),
+                                         coalesce(total(lo=rec, hi=prev_hi), 0.0), spec)),
+        ]
+    if spec.btyd_horizon_days is not None:
+        # repeat days, first to last active day, first active day to the observation time
+        first_day, last_day = floor(Agg("min_ts") / DAY), floor(Agg("max_ts") / DAY)
+        out += [
+            Feature("btyd_frequency", case((n_all >= 1, Agg("days") - 1.0))),
+            Feature("btyd_recency_days", last_day - first_day),
+            Feature("btyd_age_days", (Row("as_of") - first_day * DAY) / DAY),
+        ]
+    attr = spec.attribute_slugs
+    out += [Feature(attr[a], Row(attr[a])) for a in spec.attributes.numeric]
+    out += [Feature(attr[a], Row(attr[a]), categorical=True) for a in spec.attributes.categorical]
+    # a date attribute after the observation time cannot be known then: missing, not negative
+    out += [Feature(f"{attr[a]}_days", case((Row(attr[a]) <= Row("as_of"),
+                                             (Row("as_of") - Row(attr[a])) / DAY)))
+            for a in spec.attributes.datetime]
+    return out
+
+
+def _window_condition(agg: Agg) -> str:
+    conds = []
+    if agg.lo is not None:
+        conds.append(f"age > {sql_literal(agg.lo * DAY)}")
+    if agg.hi is not None:
+        conds.append(f"age <= {sql_literal(agg.hi * DAY)}")
+    return " AND ".join(conds)
+
+
+def _partial_sql(agg: Agg) -> str:
+    """The aggregate over one (observation, event type) group of joined rows."""
+    cond = _window_condition(agg)
+    source = {"count": "1", "sum": f"v_{agg.value}", "count_values": f"v_{agg.value}",
+              "min_age": "age", "max_age": "age", "min_ts": "ts", "max_ts": "ts"}[agg.kind]
+    func = {"count": "COUNT", "sum": "SUM", "count_values": "COUNT", "min_age": "MIN",
+            "max_age": "MAX", "min_ts": "MIN", "max_ts": "MAX"}[agg.kind]
+    if not cond:
+        return "COUNT(*)" if agg.kind == "count" else f"{func}({source})"
+    return f"{func}(CASE WHEN {cond} THEN {source} END)"
 
 
 def feature_sql(spec: FeatureSpec) -> str:
-    """One SELECT that yields (obs_id, customer_id, as_of, <spec.feature_names>)."""
-    wall = _windows_all(spec)
-    rec, prev_hi = spec.trend_recent, spec.trend_recent + spec.trend_earlier
-    wmax = max(spec.windows)
-    vals = spec.value_slugs
+    """One SELECT that yields (obs_id, customer_id, as_of, <feature_entries names>), generated
+    from the entries: per (observation, event type) partial aggregates, pivoted to one row per
+    observation, distinct active days from one pass over (observation, day), then the features'
+    expressions."""
+    entries = spec.entries
+    aggs = aggregates(entries)
+    names: dict[tuple, str] = {a.key: f"g{i}" for i, a in enumerate(aggs)}
+    by_type = [a for a in aggs if a.kind != "days"]
+    by_day = [a for a in aggs if a.kind == "days"]
+    partials: dict[tuple, str] = {}
+    for a in by_type:
+        partials.setdefault(a.partial_key, f"p{len(partials)}")
 
     # 1. each observation joined with its customer's past events
     joined = (
         "SELECT o.obs_id, e.event_type, e.ts, o.as_of - e.ts AS age"
-        + "".join(f", e.v_{s}" for s in vals.values())
+        + "".join(f", e.v_{s}" for s in spec.value_slugs.values())
         + " FROM obs o JOIN events e ON e.customer_id = o.customer_id WHERE e.ts < o.as_of"
     )
-    # 2. aggregated per observation and event type
-    per_type = [f"COUNT(CASE WHEN age <= {w * DAY} THEN 1 END) AS n_{w}" for w in wall]
-    per_type += [
-        f"COUNT(CASE WHEN age > {rec * DAY} AND age <= {prev_hi * DAY} THEN 1 END) AS n_prev",
-        "COUNT(*) AS n_all", "MIN(age) AS min_age", "MAX(age) AS max_age",
-    ]
-    for s in vals.values():
-        per_type += [f"SUM(CASE WHEN age <= {w * DAY} THEN v_{s} END) AS {s}_s{w}" for w in wall]
-        per_type += [
-            f"SUM(CASE WHEN age > {rec * DAY} AND age <= {prev_hi * DAY} THEN v_{s} END)"
-            f" AS {s}_sprev",
-            f"COUNT(CASE WHEN age <= {wmax * DAY} THEN v_{s} END) AS {s}_c{wmax}",
-            f"SUM(v_{s}) AS {s}_sall", f"COUNT(v_{s}) AS {s}_call",
-        ]
-    per_type_sql = (
-        f"SELECT obs_id, event_type, {', '.join(per_type)} FROM joined GROUP BY obs_id, event_type"
-    )
+    # 2. partial aggregates per observation and event type
+    first = {p: a for a in reversed(by_type) for p in [a.partial_key]}
+    per_type = ", ".join(f"{_partial_sql(first[k])} AS {p}" for k, p in partials.items())
+    per_type_sql = f"SELECT obs_id, event_type, {per_type} FROM joined GROUP BY obs_id, event_type"
     # 3. pivoted to one row per observation
-    wide = [f"SUM(n_{w}) AS t_n_{w}" for w in wall]
-    wide += ["SUM(n_prev) AS t_n_prev", "SUM(n_all) AS t_n_all",
-             "MIN(min_age) AS t_min_age", "MAX(max_age) AS t_max_age"]
-    for etype, s in spec.type_slugs.items():
-        lit = _sql_str(etype)
-        wide += [
-            f"SUM(CASE WHEN event_type = {lit} THEN n_{w} ELSE 0 END) AS k_{s}_{w}" for w in wall
-        ]
-        wide += [
-            f"SUM(CASE WHEN event_type = {lit} THEN n_prev ELSE 0 END) AS k_{s}_prev",
-            f"MIN(CASE WHEN event_type = {lit} THEN min_age END) AS k_{s}_min_age",
-        ]
-    for s in vals.values():
-        wide += [f"SUM({s}_s{w}) AS {s}_s{w}" for w in wall]
-        wide += [f"SUM({s}_sprev) AS {s}_sprev", f"SUM({s}_c{wmax}) AS {s}_c{wmax}",
-                 f"SUM({s}_sall) AS {s}_sall", f"SUM({s}_call) AS {s}_call"]
+    wide = []
+    for a in by_type:
+        p = partials[a.partial_key]
+        func = "MIN" if a.kind.startswith("min") else "MAX" if a.kind.startswith("max") else "SUM"
+        inner = p if a.event_type is None else (
+            f"CASE WHEN event_type = {_sql_str(a.event_type)} THEN {p} END")
+        wide.append(f"{func}({inner}) AS {names[a.key]}")
     wide_sql = f"SELECT obs_id AS w_obs_id, {', '.join(wide)} FROM per_type GROUP BY obs_id"
-    # 4. distinct active days per window: one pass over (observation, day), then count days
-    days = ", ".join(
-        f"COUNT(CASE WHEN day_age <= {w * DAY} THEN 1 END) AS ad_{w}" for w in spec.windows
-    )
-    active_sql = (
-        f"SELECT obs_id AS a_obs_id, {days} FROM (SELECT obs_id, MIN(age) AS day_age "
-        f"FROM joined WHERE age <= {wmax * DAY} GROUP BY obs_id, FLOOR(ts / {DAY})) d "
-        "GROUP BY obs_id"
-    )
+    ctes = [f"joined AS ({joined})", f"per_type AS ({per_type_sql})", f"wide AS ({wide_sql})"]
+    # 4. distinct active days: one pass over (observation, day), then count days per window
+    if by_day:
+        bounded = all(a.hi is not None for a in by_day)
+        where = f"WHERE age <= {sql_literal(max(a.hi for a in by_day) * DAY)} " if bounded else ""
+        days = ", ".join(
+            (f"COUNT(CASE WHEN day_age <= {sql_literal(a.hi * DAY)} THEN 1 END)"
+             if a.hi is not None else "COUNT(*)") + f" AS {names[a.key]}" for a in by_day)
+        ctes.append(
+            f"active AS (SELECT obs_id AS a_obs_id, {days} FROM (SELECT obs_id, MIN(age) AS day_age "
+            f"FROM joined {where}GROUP BY obs_id, FLOOR(ts / {sql_literal(DAY)})) d "
+            "GROUP BY obs_id)")
 
-    # 5. one row per observation with the raw aggregates and exposures
-    attr = spec.attribute_slugs
-    base_cols = [
-        "o.obs_id", "o.customer_id", "o.as_of",
-        f"(o.as_of - c.signup) / {DAY} AS tenure_days",
-        "o.as_of - " + (f"GREATEST(c.signup, {float(spec.log_start)})"
-                        if spec.log_start is not None else "c.signup") + " AS history_seconds",
-        f"LEAST(GREATEST((o.as_of - c.signup) / {DAY} - {float(rec)}, 0.0), "
-        f"{float(spec.trend_earlier)}) AS exp_prev",
-        "w.*", "a.*",
-    ]
-    btyd = spec.btyd_horizon_days is not None
-    if btyd:  # repeat days, first to last day, first day to the observation time
-        base_cols += ["b.b_x AS btyd_frequency", "b.b_tx AS btyd_recency_days",
-                      f"(o.as_of - b.b_first * {DAY}) / {DAY} AS btyd_age_days"]
-    base_cols += [f"c.{attr[a]} AS {attr[a]}" for a in spec.attributes.numeric]
-    base_cols += [f"c.{attr[a]} AS {attr[a]}" for a in spec.attributes.categorical]
-    # a date attribute after the observation time cannot be known then: missing, not negative
-    base_cols += [
-        f"CASE WHEN c.{attr[a]} <= o.as_of THEN (o.as_of - c.{attr[a]}) / {DAY} END "
-        f"AS {attr[a]}_days" for a in spec.attributes.datetime
-    ]
-    btyd_sql = (
-        "SELECT obs_id AS b_obs_id, COUNT(*) - 1 AS b_x, MAX(day) - MIN(day) AS b_tx, "
-        f"MIN(day) AS b_first FROM (SELECT DISTINCT obs_id, FLOOR(ts / {DAY}) AS day FROM joined) d "
-        "GROUP BY obs_id"
-    )
+    # 5. one row per observation: its row columns and aggregates (counts of nothing are 0)
+    base_cols = ["o.obs_id", "o.customer_id", "o.as_of"]
+    base_cols += [f"c.{r} AS {r}" for r in expr_rows(entries) if r != "as_of"]
+    for a in aggs:
+        col = ("a." if a.kind == "days" else "w.") + names[a.key]
+        col = f"COALESCE({col}, 0)" if a.kind in COUNT_KINDS else col
+        base_cols.append(f"CAST({col} AS DOUBLE) AS {names[a.key]}")
     base_sql = (
         f"SELECT {', '.join(base_cols)} FROM obs o "
-        + ("LEFT JOIN btyd b ON b.b_obs_id = o.obs_id " if btyd else "")
-        + "LEFT JOIN customers c ON c.customer_id = o.customer_id "
-        "LEFT JOIN wide w ON w.w_obs_id = o.obs_id "
-        "LEFT JOIN active a ON a.a_obs_id = o.obs_id"
+        "LEFT JOIN customers c ON c.customer_id = o.customer_id "
+        "LEFT JOIN wide w ON w.w_obs_id = o.obs_id"
+        + (" LEFT JOIN active a ON a.a_obs_id = o.obs_id" if by_day else "")
     )
+    ctes.append(f"base AS ({base_sql})")
 
     # 6. the features
-    def z(col: str) -> str:
-        return f"COALESCE({col}, 0)"
+    def name_of(node: Expr) -> str:
+        return names[node.key] if isinstance(node, Agg) else node.name
 
-    # renewals: annual contracts are mostly left around the signup anniversary
-    out = ["obs_id", "customer_id", "as_of", "tenure_days",
-           "365.0 - (tenure_days - 365.0 * FLOOR(tenure_days / 365.0)) AS days_to_anniversary",
-           # days of this customer's history the log holds, up to the longest window
-           f"LEAST(GREATEST(history_seconds / {DAY}, 0.0), {float(wmax)}) AS history_days"]
-    for w in spec.windows:
-        out += [f"{z(f't_n_{w}')} AS n_events_{w}d", f"{z(f'ad_{w}')} AS active_days_{w}d"]
-    out += [
-        f"t_min_age / {DAY} AS days_since_last_event",
-        f"{z('t_n_all')} AS events_lifetime",
-        # per day since the customer's first recorded event, not since signup: a customer who
-        # signed up before the log began would otherwise look quieter the earlier the log starts
-        f"CAST({z('t_n_all')} AS DOUBLE) / GREATEST({z('t_max_age')} / {DAY}, 1.0)"
-        " AS events_per_day_lifetime",
-        f"CAST(t_n_{wmax} AS DOUBLE) / NULLIF(ad_{wmax}, 0) AS events_per_active_day_{wmax}d",
-        f"CASE WHEN t_n_all >= 2 THEN (t_max_age - t_min_age) / {DAY} / (t_n_all - 1) END"
-        " AS mean_gap_days",
-        "CASE WHEN t_n_all >= 2 AND t_max_age > t_min_age THEN "
-        "t_min_age / ((t_max_age - t_min_age) / (t_n_all - 1)) END AS overdue_ratio",
-        f"{_trend(z(f't_n_{rec}'), z('t_n_prev'), spec)} AS trend_events",
-    ]
-    for s in spec.type_slugs.values():
-        out += [f"{z(f'k_{s}_{w}')} AS n_{s}_{w}d" for w in spec.windows]
-        out += [
-            f"k_{s}_min_age / {DAY} AS days_since_{s}",
-            f"{_trend(z(f'k_{s}_{rec}'), z(f'k_{s}_prev'), spec)} AS trend_{s}",
-        ]
-    for s in vals.values():
-        out += [f"{z(f'{s}_s{w}')} AS {s}_sum_{w}d" for w in spec.windows]
-        out += [
-            f"{s}_s{wmax} / NULLIF({s}_c{wmax}, 0) AS {s}_mean_{wmax}d",
-            f"{s}_sall / NULLIF({s}_call, 0) AS {s}_mean_lifetime",
-            f"{_trend(z(f'{s}_s{rec}'), z(f'{s}_sprev'), spec)} AS {s}_trend",
-        ]
-    # the BG/NBD columns are computed from these after the query (features.engine)
-    out += [f"CAST({c} AS DOUBLE) AS {c}" for c in BTYD_SQL_FEATURES] if btyd else []
-    out += [attr[a] for a in spec.attributes.numeric]
-    out += [attr[a] for a in spec.attributes.categorical]
-    out += [f"{attr[a]}_days" for a in spec.attributes.datetime]
-    return (
-        f"WITH joined AS ({joined}), per_type AS ({per_type_sql}), wide AS ({wide_sql}), "
-        f"active AS ({active_sql}), " + (f"btyd AS ({btyd_sql}), " if btyd else "")
-        + f"base AS ({base_sql}) SELECT {', '.join(out)} FROM base"
-    )
+    out = ["obs_id", "customer_id", "as_of"]
+    out += [f"{to_sql(f.expr, name_of)} AS {f.name}" for f in entries]
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(out)} FROM base"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features import online
 from features.btyd import BGNBDParams, expected_purchases, fit_bgnbd, p_alive, p_no_purchase
 from features.contract import (
     CHURNED_AT,
@@ -35,7 +36,6 @@ from features.definitions import (
 
 AS_OF = "as_of"
 LABEL = "label"
-_EPOCH = pd.Timestamp("1970-01-01")
 _local = threading.local()
 
 Progress = Callable[[int, int], None]
@@ -190,6 +190,13 @@ class Relations:
         self.customers = customer_relation(customers, spec)
         self.events = event_relation(events, spec)
 
+    @classmethod
+    def from_arrow(cls, customers: pa.Table, events: pa.Table, spec: FeatureSpec) -> Relations:
+        """Relations already in the relational form (`customer_relation`, `event_relation`)."""
+        rel = cls.__new__(cls)
+        rel.spec, rel.customers, rel.events = spec, customers, events
+        return rel
+
     def query(self, sql: str, **extra: pd.DataFrame | pa.Table) -> pd.DataFrame:
         con = _connection()
         con.register("customers", self.customers)
@@ -203,8 +210,14 @@ class Relations:
                 con.unregister(name)
 
 
-def _from_epoch(seconds: pd.Series) -> pd.Series:
-    return (_EPOCH + pd.to_timedelta(seconds.to_numpy(), unit="s")).astype("datetime64[us]")
+def _from_epoch(seconds: np.ndarray | pd.Series) -> np.ndarray:
+    """Epoch seconds as datetime64[us] (NaN as NaT). Whole microseconds are exact, and any
+    year a datetime holds is in range (nanosecond timedeltas end in 2262)."""
+    secs = np.asarray(seconds, dtype="float64")
+    micros = np.round(np.nan_to_num(secs) * 1e6).astype("int64")
+    out = micros.view("datetime64[us]").copy()
+    out[np.isnan(secs)] = np.datetime64("NaT")
+    return out
 
 
 MIN_BTYD_CUSTOMERS = 20  # customers with a purchase needed to fit BG/NBD parameters
@@ -221,38 +234,73 @@ def fit_btyd_params(table: pd.DataFrame) -> dict[str, float] | None:
     return params.to_dict()
 
 
-def _with_btyd(table: pd.DataFrame, spec: FeatureSpec, params: dict[str, float] | None
-               ) -> pd.DataFrame:
-    """P(alive), P(no event in the horizon) and expected events, from the row's frequency,
+def _btyd_columns(summaries: pd.DataFrame, spec: FeatureSpec, params: dict[str, float] | None
+                  ) -> dict[str, np.ndarray]:
+    """P(alive), P(no event in the horizon) and expected events, from the rows' frequency,
     recency and age and BG/NBD parameters fitted on the past; NaN without parameters."""
+    n = len(summaries)
     if params is None:
-        return table.assign(**{c: np.nan for c in BTYD_MODEL_FEATURES})
+        return {c: np.full(n, np.nan) for c in BTYD_MODEL_FEATURES}
     p = BGNBDParams.from_dict(params)
-    x, t_x, age = (table[c].to_numpy(dtype="float64") for c in BTYD_SQL_FEATURES)
+    x, t_x, age = (summaries[c].to_numpy(dtype="float64") for c in BTYD_SQL_FEATURES)
     h = float(spec.btyd_horizon_days)
-    return table.assign(
-        btyd_p_alive=p_alive(p, x, t_x, age),
-        btyd_p_inactive=p_no_purchase(p, h, x, t_x, age),
-        btyd_expected_events=expected_purchases(p, h, x, t_x, age),
-    )
+    return {
+        "btyd_p_alive": np.asarray(p_alive(p, x, t_x, age), dtype="float64"),
+        "btyd_p_inactive": np.asarray(p_no_purchase(p, h, x, t_x, age), dtype="float64"),
+        "btyd_expected_events": np.asarray(expected_purchases(p, h, x, t_x, age), dtype="float64"),
+    }
 
 
-def _features_of_pairs(rel: Relations, obs: pd.DataFrame, fit_btyd: bool = False) -> pd.DataFrame:
+# below this many events the NumPy evaluator is used, above it DuckDB (measured crossover:
+# benchmarks/bench_features.py --crossover)
+ONLINE_MAX_EVENTS = 200_000
+EVALUATORS = ("auto", "sql", "numpy")
+
+
+def _features_of_pairs(rel: Relations, obs: pd.DataFrame | pa.Table, fit_btyd: bool = False,
+                       evaluator: str = "auto") -> pd.DataFrame:
     """Feature rows for (customer_id, as_of) pairs, in the order given.
 
-    With buy-till-you-die features, their BG/NBD parameters are the spec's (fitted when the
-    model was trained), or with `fit_btyd` fitted on these rows, for snapshots at one time."""
+    `evaluator` picks the query engine ("sql") or the NumPy evaluator ("numpy"), both from the
+    same feature entries; "auto" uses NumPy for small inputs. With buy-till-you-die features,
+    their BG/NBD parameters are the spec's (fitted when the model was trained), or with
+    `fit_btyd` fitted on these rows, for snapshots at one time."""
     spec = rel.spec
-    table = rel.query(feature_sql(spec), obs=obs_relation(obs))
-    table = table.sort_values("obs_id", kind="stable").reset_index(drop=True)
-    out = table.drop(columns=["obs_id"]).assign(as_of=_from_epoch(table["as_of"]))
+    if evaluator not in EVALUATORS:
+        raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, not {evaluator!r}")
+    if evaluator == "auto":
+        evaluator = "numpy" if rel.events.num_rows <= ONLINE_MAX_EVENTS else "sql"
+    obs_rel = obs if isinstance(obs, pa.Table) else obs_relation(obs)
+    if evaluator == "numpy":
+        cols = online.evaluate(spec, rel.customers, rel.events, obs_rel)
+    else:
+        table = rel.query(feature_sql(spec), obs=obs_rel)
+        table = table.sort_values("obs_id", kind="stable")
+        cols = {c: table[c].to_numpy() for c in table.columns}
+    return _finish(cols, spec, fit_btyd)
+
+
+def _finish(cols: dict[str, np.ndarray], spec: FeatureSpec, fit_btyd: bool) -> pd.DataFrame:
+    """The feature table from an evaluator's columns: times as datetimes, the BG/NBD columns,
+    numbers as float64, missing categories as None, in `spec.feature_names` order."""
+    out: dict[str, np.ndarray] = {
+        CUSTOMER_ID: np.asarray(cols["customer_id"], dtype=object),
+        AS_OF: _from_epoch(cols["as_of"]),
+    }
+    categorical = set(spec.categorical_features)
+    for name in spec.feature_names:
+        if name in categorical:
+            values = pd.Series(cols[name], dtype=object)
+            out[name] = values.where(values.notna(), None).to_numpy(dtype=object)
+        elif name in cols:
+            out[name] = np.asarray(cols[name], dtype="float64")
     if spec.btyd_horizon_days is not None:
-        out = _with_btyd(out, spec, fit_btyd_params(out) if fit_btyd else spec.btyd_params)
-    numeric = [c for c in spec.feature_names if c not in spec.categorical_features]
-    out[numeric] = out[numeric].astype("float64")
-    for c in spec.categorical_features:
-        out[c] = out[c].astype(object).where(out[c].notna(), None)
-    return out[[CUSTOMER_ID, AS_OF, *spec.feature_names]]
+        summaries = pd.DataFrame({c: out[c] for c in BTYD_SQL_FEATURES})
+        params = fit_btyd_params(summaries) if fit_btyd else spec.btyd_params
+        out.update(_btyd_columns(summaries, spec, params))
+    # object columns stay object (pandas would infer its string dtype from an array)
+    return pd.DataFrame({c: pd.Series(out[c], dtype=object) if c in categorical else out[c]
+                         for c in (CUSTOMER_ID, AS_OF, *spec.feature_names)})
 
 
 def with_btyd(tables: Tables, spec: FeatureSpec, horizon_days: float, at: pd.Timestamp
@@ -279,25 +327,39 @@ def feature_table(
     spec: FeatureSpec,
     at: Sequence[pd.Timestamp] | pd.DataFrame,
     progress: Progress | None = None,
+    evaluator: str = "auto",
 ) -> pd.DataFrame:
     """The feature table: one row per (customer, observation time), columns customer_id, as_of
     and `spec.feature_names`. The one public way to compute features.
 
     `at` is either a list of times (every customer active at each time: signed up at or before
-    it and not churned by it), or a frame of (customer_id, as_of) pairs, answered in order."""
+    it and not churned by it), or a frame of (customer_id, as_of) pairs, answered in order.
+    `evaluator` is "auto" (NumPy for small inputs, DuckDB for large), "sql" or "numpy"; all
+    give the same table."""
     rel = Relations(customers, events, spec)
     if isinstance(at, pd.DataFrame):
-        return _features_of_pairs(rel, at)
+        return _features_of_pairs(rel, at, evaluator=evaluator)
     parts = []
     for i, when in enumerate(at):
         t = pd.Timestamp(when)
         who = customers.loc[active_at(customers, t), CUSTOMER_ID]
-        parts.append(_features_of_pairs(rel, pd.DataFrame({CUSTOMER_ID: who.to_numpy(), AS_OF: t})))
+        parts.append(_features_of_pairs(rel, pd.DataFrame({CUSTOMER_ID: who.to_numpy(), AS_OF: t}),
+                                        evaluator=evaluator))
         if progress:
             progress(i + 1, len(at))
     if not parts:
-        return _features_of_pairs(rel, pd.DataFrame({CUSTOMER_ID: [], AS_OF: []}))
+        return _features_of_pairs(rel, pd.DataFrame({CUSTOMER_ID: [], AS_OF: []}),
+                                  evaluator=evaluator)
     return pd.concat(parts, ignore_index=True)
+
+
+def features_of_relations(customers: pa.Table, events: pa.Table, obs: pa.Table,
+                          spec: FeatureSpec, evaluator: str = "auto") -> pd.DataFrame:
+    """The feature table for observations already in the relational form (customers, events
+    and obs as documented in `features.definitions`): what a request path uses after it has
+    validated its input once. Rows in `obs` order."""
+    rel = Relations.from_arrow(customers, events, spec)
+    return _features_of_pairs(rel, obs, evaluator=evaluator)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,7 +462,7 @@ def label_observations(
     labels = rel.query(label_sql(label, horizon_days), obs=obs).sort_values("obs_id")
     return pd.DataFrame({
         CUSTOMER_ID: cands["customer_id"].to_numpy(),
-        AS_OF: _from_epoch(cands["as_of"]).to_numpy(),
+        AS_OF: _from_epoch(cands["as_of"]),
         LABEL: labels["label"].to_numpy().astype("int8"),
     })
 
@@ -439,6 +501,7 @@ def build_snapshots(
 
 
 __all__ = [
-    "AS_OF", "DAY", "LABEL", "active_at", "build_snapshots", "feature_table", "infer_spec",
+    "AS_OF", "DAY", "LABEL", "active_at", "build_snapshots", "feature_table",
+    "features_of_relations", "infer_spec",
     "label_observations", "observation_times",
 ]

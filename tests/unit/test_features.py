@@ -1,6 +1,8 @@
 """Every point-in-time feature on hand-built histories, with values worked out by hand.
 
-The observation time is AS_OF = 2024-04-10 00:00. Ages are measured back from it.
+The observation time is AS_OF = 2024-04-10 00:00. Ages are measured back from it. Every test
+runs twice: on the SQL query (DuckDB) and on the NumPy evaluator, both generated from the same
+feature entries.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ from tests.unit.builders import (
 )
 
 NAN = float("nan")
+
+
+@pytest.fixture(autouse=True, params=["sql", "numpy"])
+def evaluator(request, monkeypatch):
+    """Force one evaluator for every feature build of the test."""
+    import features.engine as engine
+
+    monkeypatch.setattr(engine, "ONLINE_MAX_EVENTS", -1 if request.param == "sql" else 10**12)
+    return request.param
 
 
 def _one_customer(ages, signup_days: float = 100, types=None, amounts=None, cid: str = "c"):
