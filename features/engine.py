@@ -234,15 +234,15 @@ def fit_btyd_params(table: pd.DataFrame) -> dict[str, float] | None:
     return params.to_dict()
 
 
-def _btyd_columns(summaries: pd.DataFrame, spec: FeatureSpec, params: dict[str, float] | None
+def _btyd_columns(summaries: dict[str, np.ndarray], spec: FeatureSpec, params: dict[str, float] | None
                   ) -> dict[str, np.ndarray]:
     """P(alive), P(no event in the horizon) and expected events, from the rows' frequency,
     recency and age and BG/NBD parameters fitted on the past; NaN without parameters."""
-    n = len(summaries)
+    n = len(summaries[BTYD_SQL_FEATURES[0]])
     if params is None:
         return {c: np.full(n, np.nan) for c in BTYD_MODEL_FEATURES}
     p = BGNBDParams.from_dict(params)
-    x, t_x, age = (summaries[c].to_numpy(dtype="float64") for c in BTYD_SQL_FEATURES)
+    x, t_x, age = (summaries[c] for c in BTYD_SQL_FEATURES)
     h = float(spec.btyd_horizon_days)
     return {
         "btyd_p_alive": np.asarray(p_alive(p, x, t_x, age), dtype="float64"),
@@ -283,24 +283,23 @@ def _features_of_pairs(rel: Relations, obs: pd.DataFrame | pa.Table, fit_btyd: b
 def _finish(cols: dict[str, np.ndarray], spec: FeatureSpec, fit_btyd: bool) -> pd.DataFrame:
     """The feature table from an evaluator's columns: times as datetimes, the BG/NBD columns,
     numbers as float64, missing categories as None, in `spec.feature_names` order."""
-    out: dict[str, np.ndarray] = {
-        CUSTOMER_ID: np.asarray(cols["customer_id"], dtype=object),
+    categorical = set(spec.categorical_features)
+    if spec.btyd_horizon_days is not None:
+        summaries = {c: np.asarray(cols[c], dtype="float64") for c in BTYD_SQL_FEATURES}
+        params = (fit_btyd_params(pd.DataFrame(summaries)) if fit_btyd else spec.btyd_params)
+        cols = {**cols, **_btyd_columns(summaries, spec, params)}
+    out: dict[str, object] = {
+        CUSTOMER_ID: pd.Series(np.asarray(cols["customer_id"], dtype=object), dtype=object),
         AS_OF: _from_epoch(cols["as_of"]),
     }
-    categorical = set(spec.categorical_features)
-    for name in spec.feature_names:
-        if name in categorical:
-            values = pd.Series(cols[name], dtype=object)
-            out[name] = values.where(values.notna(), None).to_numpy(dtype=object)
-        elif name in cols:
-            out[name] = np.asarray(cols[name], dtype="float64")
-    if spec.btyd_horizon_days is not None:
-        summaries = pd.DataFrame({c: out[c] for c in BTYD_SQL_FEATURES})
-        params = fit_btyd_params(summaries) if fit_btyd else spec.btyd_params
-        out.update(_btyd_columns(summaries, spec, params))
-    # object columns stay object (pandas would infer its string dtype from an array)
-    return pd.DataFrame({c: pd.Series(out[c], dtype=object) if c in categorical else out[c]
-                         for c in (CUSTOMER_ID, AS_OF, *spec.feature_names)})
+    for c in spec.feature_names:
+        if c in categorical:
+            values = np.asarray(cols[c], dtype=object)
+            # object columns stay object (pandas would infer its string dtype from an array)
+            out[c] = pd.Series(np.where(pd.isna(values), None, values), dtype=object)
+        else:
+            out[c] = np.asarray(cols[c], dtype="float64")
+    return pd.DataFrame(out)
 
 
 def with_btyd(tables: Tables, spec: FeatureSpec, horizon_days: float, at: pd.Timestamp

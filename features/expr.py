@@ -275,25 +275,53 @@ _NP_FUNCTIONS: dict[str, Callable] = {
 }
 
 
-def numpy_function(expr: Expr) -> Callable[[dict], np.ndarray | float]:
-    """The expression compiled to a function of {source_key: array} that returns a float64
-    array (NaN for NULL) or a scalar, or for a comparison a boolean array (false where SQL
-    would give NULL)."""
+def shape_key(expr: Expr) -> tuple:
+    """The expression's structure with every aggregate as a blank: entries with the same shape
+    (a count per window and type, a trend per type) can be evaluated together."""
+    if isinstance(expr, Agg):
+        return ("agg",)
+    if isinstance(expr, Row):
+        return ("row", expr.name)
+    if isinstance(expr, Const):
+        return ("const", float(expr.value))
+    if isinstance(expr, Op):
+        return ("op", expr.op, shape_key(expr.a), shape_key(expr.b))
+    if isinstance(expr, Fn):
+        return ("fn", expr.name, *map(shape_key, expr.args))
+    if isinstance(expr, Case):
+        return ("case", tuple((shape_key(c), shape_key(v)) for c, v in expr.whens),
+                None if expr.otherwise is None else shape_key(expr.otherwise))
+    raise TypeError(f"not an expression: {expr!r}")
+
+
+def agg_leaves(expr: Expr) -> list[Agg]:
+    """The expression's aggregates in traversal order (one per blank of its shape)."""
+    return [node for node in walk(expr) if isinstance(node, Agg)]
+
+
+def numpy_function(expr: Expr, key_of: Callable[[Expr], object] | None = None
+                   ) -> Callable[[dict], np.ndarray | float]:
+    """The expression compiled to a function of {key: array} that returns a float64 array
+    (NaN for NULL) or a scalar, or for a comparison a boolean array (false where SQL would give
+    NULL). `key_of` names the env entry of an aggregate or row (default: `source_key`)."""
+    key_of = key_of or source_key
     if isinstance(expr, Const):
         value = float(expr.value)
         return lambda env: value
     if isinstance(expr, (Agg, Row)):
-        key = source_key(expr)
+        key = key_of(expr)
         return lambda env: env[key]
     if isinstance(expr, Op):
-        func, a, b = _NP_OPS[expr.op], numpy_function(expr.a), numpy_function(expr.b)
+        func, a, b = (_NP_OPS[expr.op], numpy_function(expr.a, key_of),
+                      numpy_function(expr.b, key_of))
         return lambda env: func(a(env), b(env))
     if isinstance(expr, Fn):
-        func, args = _NP_FUNCTIONS[expr.name], [numpy_function(a) for a in expr.args]
+        func, args = _NP_FUNCTIONS[expr.name], [numpy_function(a, key_of) for a in expr.args]
         return lambda env: func(*(a(env) for a in args))
     if isinstance(expr, Case):
-        whens = [(numpy_function(c), numpy_function(v)) for c, v in reversed(expr.whens)]
-        otherwise = None if expr.otherwise is None else numpy_function(expr.otherwise)
+        whens = [(numpy_function(c, key_of), numpy_function(v, key_of))
+                 for c, v in reversed(expr.whens)]
+        otherwise = None if expr.otherwise is None else numpy_function(expr.otherwise, key_of)
 
         def run(env):
             out = np.nan if otherwise is None else otherwise(env)

@@ -25,7 +25,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.definitions import FeatureSpec
-from features.expr import COUNT_KINDS, DAY, Agg, aggregates, numpy_function, rows
+from features.expr import (
+    COUNT_KINDS,
+    DAY,
+    Agg,
+    agg_leaves,
+    aggregates,
+    numpy_function,
+    rows,
+    shape_key,
+    source_key,
+)
 
 
 def _codes(values: pa.ChunkedArray | pa.Array, value_set: pa.Array) -> np.ndarray:
@@ -117,10 +127,10 @@ def _reduce(agg: Agg, partial: np.ndarray, type_index: int | None) -> np.ndarray
     elif agg.kind.startswith("max"):
         out = _all_nan_safe(np.fmax.reduce, partial)
     elif agg.kind in COUNT_KINDS:
-        out = partial.sum(axis=1)
+        out = partial.sum(axis=1)  # counts are never missing
     else:
         out = _all_nan_safe(np.nansum, partial)
-    return np.nan_to_num(out, nan=0.0) if agg.kind in COUNT_KINDS else out
+    return out
 
 
 def _all_nan_safe(func, partial: np.ndarray) -> np.ndarray:
@@ -156,15 +166,38 @@ def _active_days(aggs: list[Agg], n: int, obs_idx: np.ndarray, ts: np.ndarray, a
 
 
 @dataclass(frozen=True)
+class Group:
+    """Entries of one shape, evaluated at once on (observations x entries) arrays: blank i of
+    the shape takes aggregate `aggs[j][i]` in column j."""
+
+    names: tuple[str, ...]
+    aggs: tuple[tuple[tuple, ...], ...]  # per entry, the keys of its aggregates in order
+    func: Callable
+
+
+@dataclass(frozen=True)
 class Program:
-    """The entries of one spec, compiled once: aggregates to compute, then each feature's
-    function of them."""
+    """The entries of one spec, compiled once: aggregates to compute, then the entries in
+    groups of the same shape (a count per window and type is one NumPy call, not dozens)."""
 
     type_index: dict[str, int]
     aggs: tuple[Agg, ...]
     day_aggs: tuple[Agg, ...]
     numeric_rows: tuple[str, ...]
-    features: tuple[tuple[str, Callable | None, str | None], ...]  # name, function, category row
+    groups: tuple[Group, ...]
+    categorical: tuple[tuple[str, str], ...]  # feature name, customer column
+
+
+def _group(entries: list) -> Group:
+    first = entries[0].expr
+    slots = {id(node): ("slot", i) for i, node in enumerate(agg_leaves(first))}
+
+    def key_of(node):
+        return slots[id(node)] if isinstance(node, Agg) else source_key(node)
+
+    return Group(names=tuple(f.name for f in entries),
+                 aggs=tuple(tuple(a.key for a in agg_leaves(f.expr)) for f in entries),
+                 func=numpy_function(first, key_of))
 
 
 def program(spec: FeatureSpec) -> Program:
@@ -174,17 +207,31 @@ def program(spec: FeatureSpec) -> Program:
         entries = spec.entries
         aggs = aggregates(list(entries))
         categorical = {f.expr.name for f in entries if f.categorical}
+        shapes: dict[tuple, list] = {}
+        for f in entries:
+            if not f.categorical:
+                shapes.setdefault(shape_key(f.expr), []).append(f)
         cached = Program(
             type_index={t: i for i, t in enumerate(spec.event_types)},
             aggs=tuple(a for a in aggs if a.kind != "days"),
             day_aggs=tuple(a for a in aggs if a.kind == "days"),
             numeric_rows=tuple(r for r in rows(list(entries))
                                if r != "as_of" and r not in categorical),
-            features=tuple((f.name, None, f.expr.name) if f.categorical
-                           else (f.name, numpy_function(f.expr), None) for f in entries),
+            groups=tuple(_group(group) for group in shapes.values()),
+            categorical=tuple((f.name, f.expr.name) for f in entries if f.categorical),
         )
         spec.__dict__["_online_program"] = cached
     return cached
+
+
+def _run_group(group: Group, env: dict, n: int) -> dict[str, np.ndarray]:
+    """Evaluate a group: aggregates stacked as columns, rows as (n, 1) to broadcast."""
+    k = len(group.names)
+    local = {key: value[:, None] for key, value in env.items() if key[0] == "row"}
+    for i in range(len(group.aggs[0])):
+        local[("slot", i)] = np.column_stack([env[keys[i]] for keys in group.aggs])
+    value = np.broadcast_to(np.asarray(group.func(local), dtype="float64"), (n, k))
+    return {name: value[:, j] for j, name in enumerate(group.names)}
 
 
 def evaluate(spec: FeatureSpec, customers: pa.Table, events: pa.Table, obs: pa.Table
@@ -228,15 +275,12 @@ def evaluate(spec: FeatureSpec, customers: pa.Table, events: pa.Table, obs: pa.T
         "as_of": as_of,
     }
     with np.errstate(divide="ignore", invalid="ignore"):
-        for name, func, category in prog.features:
-            if func is None:
-                vals = np.asarray(customers.column(category).to_pylist(), dtype=object)
-                out[name] = (np.where(known, vals[row_index], None) if len(vals)
-                             else np.full(n, None, dtype=object))
-            else:
-                value = func(env)
-                out[name] = (np.full(n, value) if np.ndim(value) == 0
-                             else np.asarray(value, dtype="float64"))
+        for group in prog.groups:
+            out.update(_run_group(group, env, n))
+    for name, column in prog.categorical:
+        vals = np.asarray(customers.column(column).to_pylist(), dtype=object)
+        out[name] = (np.where(known, vals[row_index], None) if len(vals)
+                     else np.full(n, None, dtype=object))
     return out
 
 
