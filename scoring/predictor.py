@@ -33,23 +33,39 @@ def predict(
     features: pd.DataFrame,
     top_k: int,
     bands: tuple[float, float],
-    with_reasons: bool = True,
+    with_reasons: bool | np.ndarray = True,
 ) -> Predictions:
     """Calibrated probability and risk band for each feature row; with reasons, also the top
     reasons that raise the risk, those that lower it, and every feature's TreeSHAP
-    contribution."""
+    contribution.
+
+    `with_reasons` may be a boolean per row: TreeSHAP then runs only for the rows that asked,
+    and the others get empty reasons and NaN contributions."""
     model = loaded.model
     x = model.matrix(features)
-    if with_reasons:
+    n = len(x)
+    wanted = np.broadcast_to(np.asarray(with_reasons, dtype=bool), (n,))
+    reasons: list[list[dict]] = [[] for _ in range(n)]
+    lowering: list[list[dict]] = [[] for _ in range(n)]
+    if wanted.all() and n:
         contrib = model.contributions(x)
         raw = contrib.sum(axis=1)
         reasons = top_reasons(model, features, contrib, top_k)
         lowering = top_reasons(model, features, contrib, top_k, raising=False)
-    else:
-        contrib = np.empty((len(x), 0))
+    elif wanted.any():
+        rows = np.flatnonzero(wanted)
+        contrib = np.full((n, x.shape[1] + 1), np.nan)
+        contrib[rows] = model.contributions(x[rows])
         raw = model.raw_score(x)
-        reasons = [[] for _ in range(len(x))]
-        lowering = [[] for _ in range(len(x))]
+        raw[rows] = contrib[rows].sum(axis=1)
+        part = features.iloc[rows]
+        for i, up, down in zip(rows, top_reasons(model, part, contrib[rows], top_k),
+                               top_reasons(model, part, contrib[rows], top_k, raising=False),
+                               strict=True):
+            reasons[i], lowering[i] = up, down
+    else:
+        contrib = np.empty((n, 0))
+        raw = model.raw_score(x) if n else np.empty(0)
     proba = model.calibrate(raw)
     frame = pd.DataFrame({
         CUSTOMER_ID: features[CUSTOMER_ID].to_numpy() if CUSTOMER_ID in features else None,

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     risk_bands: tuple[float, float] = (0.1, 0.3)  # low below the first, high from the second
     top_reasons: int = Field(3, ge=1, le=20)
 
+    # real time: requests scored in the public process at once before the rest go to the
+    # batching scorer process (0: always the scorer)
+    local_max_inflight: int = Field(1, ge=0)
+
     # request limits
     max_customers_per_request: int = 1000
     max_events_per_request: int = 100_000

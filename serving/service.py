@@ -18,7 +18,9 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+import anyio
 import bentoml
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -27,7 +29,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from features.contract import load_tables, to_utc_naive
-from features.engine import feature_table
+from features.engine import features_of_relations
 from scoring.predictor import offer_if_valued, predict, score_batch
 from scoring.settings import Settings, get_settings
 from scoring.store import LoadedModel, configure
@@ -46,7 +48,7 @@ from serving.schemas import (
     PredictResponse,
     RequestError,
     check_limits,
-    histories_to_frames,
+    histories_to_relations,
     json_value,
     predictions_from,
     resolve_as_of,
@@ -72,22 +74,21 @@ class HistoryItem(BaseModel):
     customer: CustomerIn
     as_of: datetime
     reasons: bool = True
+    path: str = ""  # prefix of this customer's field names in the caller's request
 
 
 class RowItem(BaseModel):
     row: FeatureRow
     as_of: datetime
     reasons: bool = True
+    index: int = 0  # position of the row in the caller's request
 
 
-def _predictions_for(loaded: LoadedModel, feats: pd.DataFrame, items: list, ids: list, top_k: int,
-                     bands: tuple[float, float]) -> list[Prediction]:
-    """Predict a batch; TreeSHAP runs only if some caller in the batch asked for reasons."""
-    want = [i.reasons for i in items]
-    out = predict(loaded, feats, top_k, bands, with_reasons=any(want))
-    reasons = [r if w else [] for r, w in zip(out.reasons, want, strict=True)]
-    lowering = [r if w else [] for r, w in zip(out.lowering, want, strict=True)]
-    return predictions_from(out.frame, reasons, lowering, ids, loaded.label)
+def _predictions_for(loaded: LoadedModel, feats: pd.DataFrame, wants: list[bool], ids: list,
+                     top_k: int, bands: tuple[float, float]) -> list[Prediction]:
+    """Predict a batch; TreeSHAP runs only for the rows that asked for reasons."""
+    out = predict(loaded, feats, top_k, bands, with_reasons=np.asarray(wants, dtype=bool))
+    return predictions_from(out.frame, out.reasons, out.lowering, ids, loaded.label)
 
 
 class ItemResult(BaseModel):
@@ -115,29 +116,86 @@ def _error(exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status)
 
 
-def _score_histories(loaded: LoadedModel, items: list[HistoryItem], top_k: int,
-                     bands: tuple[float, float]) -> list[Prediction]:
+def score_histories(loaded: LoadedModel, items: list[HistoryItem], top_k: int,
+                    bands: tuple[float, float]) -> list[ItemResult]:
+    """One result per item, in order. Each history is validated and converted once; a bad one
+    gets its error and never fails the others; the good ones share one feature build and one
+    model call."""
     spec = loaded.model.spec
-    cust, events, obs = histories_to_frames([i.customer for i in items],
-                                            [to_utc_naive(i.as_of) for i in items], spec)
-    feats = feature_table(cust, events, spec, obs)
-    return _predictions_for(loaded, feats, items, [i.customer.customer_id for i in items], top_k,
-                            bands)
+    histories = histories_to_relations([i.customer for i in items], [i.as_of for i in items],
+                                       spec, [i.path for i in items])
+    results: list[ItemResult | None] = [None] * len(items)
+    for i, exc in histories.errors.items():
+        results[i] = ItemResult(error=exc.body())
+    if histories.accepted:
+        feats = features_of_relations(histories.customers, histories.events, histories.obs, spec)
+        chosen = [items[i] for i in histories.accepted]
+        preds = _predictions_for(loaded, feats, [i.reasons for i in chosen],
+                                 [i.customer.customer_id for i in chosen], top_k, bands)
+        for i, p in zip(histories.accepted, preds, strict=True):
+            results[i] = ItemResult(prediction=p)
+    return results  # type: ignore[return-value]
 
 
-def _per_item(func, items: list) -> list[ItemResult]:
-    """Run a whole batch at once; if one item is bad, run them one by one so that a caller's
-    bad input never fails other callers that share the batch."""
+def score_rows(loaded: LoadedModel, items: list[RowItem], top_k: int,
+               bands: tuple[float, float]) -> list[ItemResult]:
+    """One result per feature row, in order; a bad row gets its error alone."""
+    spec = loaded.model.spec
+    results: list[ItemResult | None] = [None] * len(items)
+    good: list[int] = []
+    for i, item in enumerate(items):
+        try:
+            rows_to_features([item.row], spec, to_utc_naive(item.as_of), indices=[item.index])
+            good.append(i)
+        except RequestError as exc:
+            results[i] = ItemResult(error=exc.body())
+    if good:
+        chosen = [items[i] for i in good]
+        rows = [i.row if i.row.as_of else i.row.model_copy(update={"as_of": i.as_of})
+                for i in chosen]
+        feats = rows_to_features(rows, spec, to_utc_naive(chosen[0].as_of))
+        preds = _predictions_for(loaded, feats, [i.reasons for i in chosen],
+                                 [i.row.customer_id for i in chosen], top_k, bands)
+        for i, p in zip(good, preds, strict=True):
+            results[i] = ItemResult(prediction=p)
+    return results  # type: ignore[return-value]
+
+
+def explain_history(loaded: LoadedModel, item: HistoryItem, top_k: int,
+                    bands: tuple[float, float]) -> ItemResult | ExplainResponse:
+    """Every feature's value and contribution for one customer, or the error of its input."""
+    model, spec = loaded.model, loaded.model.spec
+    histories = histories_to_relations([item.customer], [item.as_of], spec, [item.path])
+    if histories.errors:
+        return ItemResult(error=histories.errors[0].body())
+    feats = features_of_relations(histories.customers, histories.events, histories.obs, spec)
+    out = predict(loaded, feats, top_k, bands)
+    contrib = out.contributions[0]
+    values = feats[model.feature_names].to_numpy(dtype=object)[0]
+    pred = predictions_from(out.frame, out.reasons, out.lowering, [item.customer.customer_id],
+                            loaded.label)[0]
+    return ExplainResponse(
+        customer_id=item.customer.customer_id, as_of=item.as_of,
+        churn_probability=pred.churn_probability, risk_band=pred.risk_band,
+        base_value=float(contrib[-1]), raw_score=float(contrib.sum()),
+        features=[FeatureContribution(feature=f, value=json_value(v), contribution=float(c))
+                  for f, v, c in zip(model.feature_names, values, contrib[:-1], strict=True)],
+        reasons=pred.reasons, lowering_reasons=pred.lowering_reasons,
+        model_version=loaded.label,
+    )
+
+
+def _isolated(func, items: list) -> list[ItemResult]:
+    """Run a whole batch at once; if it fails unexpectedly, run the items one by one, so that
+    one caller's input that breaks the engine never fails the callers sharing its batch."""
     try:
-        return [ItemResult(prediction=p) for p in func(items)]
-    except RequestError:
-        out = []
-        for item in items:
-            try:
-                out.append(ItemResult(prediction=func([item])[0]))
-            except RequestError as exc:
-                out.append(ItemResult(error=exc.body()))
-        return out
+        return func(items)
+    except Exception:
+        if len(items) == 1:
+            log.exception("scoring failed")
+            return [ItemResult(error={"error": "could not score this input", "field": "",
+                                      "status": 500})]
+        return [_isolated(func, [item])[0] for item in items]
 
 
 @bentoml.service(name="churn_scorer", workers=1, threads=4, traffic={"timeout": 120})
@@ -152,48 +210,21 @@ class Scorer:
     def score_histories(self, items: list[HistoryItem]) -> list[ItemResult]:
         loaded = self.holder.current
         s = self.settings
-        return _per_item(lambda batch: _score_histories(loaded, batch, s.top_reasons,
-                                                        s.risk_bands), items)
+        return _isolated(lambda batch: score_histories(loaded, batch, s.top_reasons, s.risk_bands),
+                         items)
 
     @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=BATCH_LATENCY_MS)
     def score_feature_rows(self, items: list[RowItem]) -> list[ItemResult]:
         loaded = self.holder.current
         s = self.settings
-
-        def run(batch: list[RowItem]) -> list[Prediction]:
-            spec = loaded.model.spec
-            rows = [i.row if i.row.as_of else i.row.model_copy(update={"as_of": i.as_of})
-                    for i in batch]
-            feats = rows_to_features(rows, spec, to_utc_naive(batch[0].as_of))
-            return _predictions_for(loaded, feats, batch, [i.row.customer_id for i in batch],
-                                    s.top_reasons, s.risk_bands)
-
-        return _per_item(run, items)
+        return _isolated(lambda batch: score_rows(loaded, batch, s.top_reasons, s.risk_bands),
+                         items)
 
     @bentoml.api
     def explain(self, item: HistoryItem) -> ItemResult | ExplainResponse:
-        loaded = self.holder.current
-        model, spec = loaded.model, loaded.model.spec
-        try:
-            cust, events, obs = histories_to_frames([item.customer], [to_utc_naive(item.as_of)],
-                                                    spec, path="")
-        except RequestError as exc:
-            return ItemResult(error=exc.body())
-        feats = feature_table(cust, events, spec, obs)
-        out = predict(loaded, feats, self.settings.top_reasons, self.settings.risk_bands)
-        contrib = out.contributions[0]
-        values = feats[model.feature_names].to_numpy(dtype=object)[0]
-        pred = predictions_from(out.frame, out.reasons, out.lowering, [item.customer.customer_id],
-                                loaded.label)[0]
-        return ExplainResponse(
-            customer_id=item.customer.customer_id, as_of=item.as_of,
-            churn_probability=pred.churn_probability, risk_band=pred.risk_band,
-            base_value=float(contrib[-1]), raw_score=float(contrib.sum()),
-            features=[FeatureContribution(feature=f, value=json_value(v), contribution=float(c))
-                      for f, v, c in zip(model.feature_names, values, contrib[:-1], strict=True)],
-            reasons=pred.reasons, lowering_reasons=pred.lowering_reasons,
-            model_version=loaded.label,
-        )
+        s = self.settings
+        return _isolated(lambda batch: [explain_history(self.holder.current, batch[0],
+                                                        s.top_reasons, s.risk_bands)], [item])[0]
 
     @bentoml.api
     def info(self) -> ModelInfo:
@@ -226,10 +257,23 @@ class ChurnService:
 
     def __init__(self) -> None:
         self.settings = get_settings()
-        self.holder = open_holder(self.settings)  # for validation and batch jobs
+        self.holder = open_holder(self.settings)  # for in-process scoring and batch jobs
+        self._local = 0  # requests being scored in this process now
 
-    def _spec(self):
-        return self.holder.current.model.spec
+    async def _score(self, local, remote, arg):
+        """Score in this process while fewer than `local_max_inflight` requests are being
+        scored here, else hand over to the batching Scorer.
+
+        A lone request then pays neither the dispatcher's wait nor a second process hop, and
+        under concurrency the rest is merged into batches by the Scorer in its own process
+        (benchmarks/bench_serving.py measures both ways)."""
+        if self._local < self.settings.local_max_inflight:
+            self._local += 1
+            try:
+                return await anyio.to_thread.run_sync(local, arg)
+            finally:
+                self._local -= 1
+        return await call_scorer(remote, arg)
 
     @bentoml.api(route="/predict")
     async def predict(self, request: PredictRequest, /) -> PredictResponse:
@@ -239,12 +283,16 @@ class ChurnService:
             check_limits(len(request.customers), sum(len(c.events) for c in request.customers),
                          s.max_customers_per_request, s.max_events_per_request)
             as_of = resolve_as_of(request.as_of)
-            histories_to_frames(request.customers, [as_of] * len(request.customers), self._spec())
         except RequestError as exc:
             return _error(exc)
-        items = [HistoryItem(customer=c, as_of=as_of.to_pydatetime(), reasons=request.reasons)
-                 for c in request.customers]
-        scored = await call_scorer(self.scorer.to_async.score_histories, items)
+        when = as_of.to_pydatetime()
+        items = [HistoryItem.model_construct(customer=c, as_of=when, reasons=request.reasons,
+                                             path=f"customers[{i}].")
+                 for i, c in enumerate(request.customers)]
+        scored = await self._score(
+            lambda batch: _isolated(lambda b: score_histories(self.holder.current, b,
+                                                              s.top_reasons, s.risk_bands), batch),
+            self.scorer.to_async.score_histories, items)
         return self._respond(scored, as_of)
 
     @bentoml.api(route="/predict_features")
@@ -254,19 +302,24 @@ class ChurnService:
         as_of = resolve_as_of(None)
         try:
             check_limits(len(request.rows), 0, s.max_customers_per_request, 1)
-            rows_to_features(request.rows, self._spec(), as_of)
         except RequestError as exc:
             return _error(exc)
-        items = [RowItem(row=r, as_of=as_of.to_pydatetime(), reasons=request.reasons)
-                 for r in request.rows]
-        scored = await call_scorer(self.scorer.to_async.score_feature_rows, items)
+        when = as_of.to_pydatetime()
+        items = [RowItem.model_construct(row=r, as_of=when, reasons=request.reasons, index=i)
+                 for i, r in enumerate(request.rows)]
+        scored = await self._score(
+            lambda batch: _isolated(lambda b: score_rows(self.holder.current, b, s.top_reasons,
+                                                         s.risk_bands), batch),
+            self.scorer.to_async.score_feature_rows, items)
         return self._respond(scored, as_of)
 
     def _respond(self, scored: list, as_of: pd.Timestamp) -> PredictResponse | JSONResponse:
         results = [ItemResult.model_validate(s) if isinstance(s, dict) else s for s in scored]
         for i, r in enumerate(results):
-            if r.error is not None:  # the spec changed between validation and scoring
-                return JSONResponse({**r.error, "index": i}, status_code=400)
+            if r.error is not None:  # the first bad customer or row names its field
+                body = dict(r.error)
+                status = body.pop("status", 400)
+                return JSONResponse({**body, "index": i}, status_code=status)
         preds = [r.prediction for r in results]
         return PredictResponse(as_of=as_of.to_pydatetime(), predictions=preds,
                                model_version=preds[0].model_version if preds else "")
@@ -275,17 +328,25 @@ class ChurnService:
     async def explain(self, request: ExplainRequest, /) -> ExplainResponse:
         """Every feature's value and contribution for one customer, with the base value."""
         s = self.settings
-        customer = CustomerIn(**request.model_dump(exclude={"as_of"}))
+        customer = CustomerIn.model_construct(**{k: getattr(request, k)
+                                                 for k in CustomerIn.model_fields})
         try:
             check_limits(1, len(customer.events), 1, s.max_events_per_request, path="")
             as_of = resolve_as_of(request.as_of)
-            histories_to_frames([customer], [as_of], self._spec(), path="")
         except RequestError as exc:
             return _error(exc)
-        result = await call_scorer(self.scorer.to_async.explain,
-                                   HistoryItem(customer=customer, as_of=as_of.to_pydatetime()))
-        if isinstance(result, dict) and "error" in result and result["error"]:
-            return JSONResponse(result["error"], status_code=400)
+        item = HistoryItem.model_construct(customer=customer, as_of=as_of.to_pydatetime(),
+                                           reasons=True, path="")
+        result = await self._score(
+            lambda it: _isolated(lambda b: [explain_history(self.holder.current, b[0],
+                                                            s.top_reasons, s.risk_bands)], [it])[0],
+            self.scorer.to_async.explain, item)
+        if isinstance(result, dict) and result.get("error"):
+            result = ItemResult.model_validate(result)
+        if isinstance(result, ItemResult):
+            body = dict(result.error or {})
+            status = body.pop("status", 400)
+            return JSONResponse(body, status_code=status)
         return result
 
     @bentoml.task(route="/batch")

@@ -43,12 +43,12 @@ def champion() -> str:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(trained, tmp_path_factory):
+def _serve(trained, tmp_path_factory, **env):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     srv = Server.start([CHURN, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                       cwd=trained.home, env={**trained.env, **SERVER_ENV}, log=log, port=port)
+                       cwd=trained.home, env={**trained.env, **SERVER_ENV, **env}, log=log,
+                       port=port)
     try:
         srv.wait_ready(120)
         yield srv
@@ -59,9 +59,35 @@ def server(trained, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def server(trained, tmp_path_factory):
+    """The default server: a lone request is scored in the public process."""
+    yield from _serve(trained, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def scorer_server(trained, tmp_path_factory):
+    """Every request handed to the batching Scorer process (CHURN_LOCAL_MAX_INFLIGHT=0)."""
+    yield from _serve(trained, tmp_path_factory, CHURN_LOCAL_MAX_INFLIGHT="0")
+
+
+@pytest.fixture(scope="module")
 def http(server):
     with httpx.Client(base_url=server.url, timeout=120) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def scorer_http(scorer_server):
+    with httpx.Client(base_url=scorer_server.url, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(params=["in-process", "scorer"])
+def path(request) -> tuple[Server, httpx.Client]:
+    """Both ways a request can be scored: (server, client)."""
+    if request.param == "in-process":
+        return request.getfixturevalue("server"), request.getfixturevalue("http")
+    return request.getfixturevalue("scorer_server"), request.getfixturevalue("scorer_http")
 
 
 def customer_body(row, events: pd.DataFrame) -> dict:
@@ -153,8 +179,13 @@ def explain(http: httpx.Client, customer: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def test_predict_returns_probabilities_bands_and_reasons(http, samples, reference):
-    body = reference
+def test_predict_returns_probabilities_bands_and_reasons(path, samples, reference):
+    body = predict(path[1], samples)
+    for got, want in zip(body["predictions"], reference["predictions"], strict=True):
+        # both ways score alike
+        assert abs(got["churn_probability"] - want["churn_probability"]) <= TOL
+        assert got["risk_band"] == want["risk_band"]
+        assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
     assert pd.Timestamp(body["as_of"]) == AS_OF
     assert body["model_version"] == champion()
     preds = body["predictions"]
@@ -194,7 +225,8 @@ def test_predict_equals_churn_score(reference, samples, scores):
             row[f"reason_{i}_feature"] for i in (1, 2, 3) if row[f"reason_{i}_feature"]]
 
 
-def test_predict_features_equals_predict(http, samples, reference):
+def test_predict_features_equals_predict(path, samples, reference):
+    http = path[1]
     features = http.get("/model").json()["features"]
     rows = []
     for customer in samples:
@@ -212,7 +244,8 @@ def test_predict_features_equals_predict(http, samples, reference):
         assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
 
 
-def test_explain_lists_every_feature_and_adds_up(http, samples, reference):
+def test_explain_lists_every_feature_and_adds_up(path, samples, reference):
+    http = path[1]
     customer, want = samples[0], reference["predictions"][0]
     body = explain(http, customer)
     assert body["customer_id"] == customer["customer_id"]
@@ -340,8 +373,8 @@ def named_fields(body: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("name", list(BAD))
-def test_bad_input_names_the_field_and_the_server_keeps_serving(name, http, server, samples,
-                                                                reference):
+def test_bad_input_names_the_field_and_the_server_keeps_serving(name, path, samples, reference):
+    server, http = path
     path, payload, statuses, field = BAD[name]
     if payload in ("missing", "unknown"):
         features = http.get("/model").json()["features"]
@@ -382,9 +415,10 @@ def test_unknown_categories_are_accepted(http, customer):
     assert 0 < pred["churn_probability"] < 1 and pred["risk_band"] in BANDS
 
 
-def test_concurrent_callers_get_their_own_predictions(server, samples, reference):
+def test_concurrent_callers_get_their_own_predictions(path, samples, reference):
     """Adaptive batching merges concurrent requests into one model call; nobody gets another
     caller's customer back, even when every caller uses the same customer id."""
+    server = path[0]
     want = {i: p["churn_probability"] for i, p in enumerate(reference["predictions"])}
     jobs = [i for _ in range(4) for i in range(len(samples))]
     got: dict[int, list[tuple[int, dict]]] = {}
@@ -407,6 +441,58 @@ def test_concurrent_callers_get_their_own_predictions(server, samples, reference
             (pred,) = body["predictions"]
             assert pred["customer_id"] == "same"
             assert abs(pred["churn_probability"] - want[i]) <= TOL
+
+
+def test_reasons_off_skips_them(path, samples, reference):
+    resp = path[1].post("/predict", json={"customers": samples[:2], "as_of": AS_OF_TEXT,
+                                          "reasons": False})
+    assert resp.status_code == 200, resp.text
+    got_all = resp.json()["predictions"]
+    assert len(got_all) == 2
+    for got, want in zip(got_all, reference["predictions"][:2], strict=True):
+        assert got["reasons"] == [] and got["lowering_reasons"] == []
+        assert abs(got["churn_probability"] - want["churn_probability"]) <= TOL
+
+
+def test_a_bad_customer_is_named_by_its_place_in_the_request(path, samples):
+    late = cust(events=[{"timestamp": "2026-07-01T00:00:00", "event_type": "login"}])
+    resp = path[1].post("/predict", json=req(samples[0], GOOD, late))
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["field"] == "customers[2].events[0].timestamp"
+
+
+# requests that once failed the whole merged batch, and with it every other caller in it
+HOSTILE = [
+    req(cust(events=[{"timestamp": "2026-07-01T00:00:00", "event_type": "login"}])),
+    {"customers": [cust()], "as_of": "2300-01-01T00:00:00.5Z"},
+    {"customers": [cust(signup_at="2300-01-01T00:00:00")], "as_of": "2300-01-02T00:00:00.5Z"},
+]
+
+
+def test_bad_callers_never_fail_good_ones_sharing_a_batch(path, samples, reference):
+    server = path[0]
+    want = reference["predictions"][0]["churn_probability"]
+    good: list[tuple[int, dict]] = []
+    bad: list[tuple[int, dict]] = []
+
+    def call(body: dict, out: list) -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            r = client.post("/predict", json=body)
+        out.append((r.status_code, r.json()))
+
+    jobs = [(req(samples[0]), good)] * 12 + [(h, bad) for h in HOSTILE for _ in range(4)]
+    threads = [threading.Thread(target=call, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(good) == 12 and len(bad) == 4 * len(HOSTILE)
+    for status, body in good:
+        assert status == 200, body
+        assert abs(body["predictions"][0]["churn_probability"] - want) <= TOL
+    for status, body in bad:
+        assert 400 <= status < 500 or status == 200, body  # a far-future as_of is allowed
+        assert status != 200 or body["predictions"][0]["customer_id"] == 7
 
 
 # --------------------------------------------------------------------------------------------
