@@ -32,7 +32,7 @@ NAN = float("nan")
 @pytest.fixture(autouse=True, params=["sql", "numpy"])
 def evaluator(request, monkeypatch):
     """Force one evaluator for every feature build of the test."""
-    import features.engine as engine
+    from features import engine
 
     monkeypatch.setattr(engine, "ONLINE_MAX_EVENTS", -1 if request.param == "sql" else 10**12)
     return request.param

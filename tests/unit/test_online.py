@@ -121,7 +121,7 @@ def test_no_events_at_all():
 
 def test_a_feature_added_as_one_entry_reaches_both_evaluators(monkeypatch):
     """Adding a feature means adding one entry: both evaluators compute it, and agree."""
-    import features.definitions as definitions
+    from features import definitions
 
     original = definitions.feature_entries
 
