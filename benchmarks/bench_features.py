@@ -1,22 +1,25 @@
-"""Benchmark: the DuckDB feature build against a plain pandas groupby build of the same features.
+"""Benchmark: the DuckDB and NumPy feature builds against a plain pandas groupby build.
 
 Run on demand (it is not a test and pytest does not collect it):
 
     .venv/bin/python benchmarks/bench_features.py                    # ~10M events, a few minutes
     .venv/bin/python benchmarks/bench_features.py --customers 5000   # quick run
     .venv/bin/python benchmarks/bench_features.py --profile          # + where DuckDB spends time
+    .venv/bin/python benchmarks/bench_features.py --crossover --customers 100000
+                                                # DuckDB vs NumPy by size (the engine's threshold)
 
 What it does:
 
 1. generates a subscription history (`features.generate`, ~100 events per customer), validates it
    with the data contract and infers the feature spec;
-2. builds the feature table at one observation time for every active customer, once with
-   `features.engine.feature_table` (DuckDB) and once with `pandas_features` below (pandas
+2. builds the feature table at one observation time for every active customer with
+   `features.engine.feature_table` on DuckDB, then with its NumPy evaluator (both generated from
+   the same feature entries), and once with `pandas_features` below (pandas
    filter / merge / groupby / unstack, no per-row Python), each in its own forked child process,
    so each peak-memory figure belongs to that build alone;
-3. checks that the two tables agree column by column (numbers with rtol = atol = 1e-9, NaN equal
+3. checks that the DuckDB and NumPy tables each agree with pandas column by column (numbers with rtol = atol = 1e-9, NaN equal
    to NaN; categories exactly), which is what makes the speed ratio honest;
-4. prints rows, events, seconds, events per second and peak memory for both, and the ratio
+4. prints rows, events, seconds, events per second and peak memory for each, and the ratio
    pandas seconds / DuckDB seconds against the target (DuckDB at least 10x faster).
 
 Timings include everything `feature_table` does for a caller that holds validated frames
@@ -228,12 +231,20 @@ def pandas_features(
 def duckdb_features(
     customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp, spec: FeatureSpec
 ) -> pd.DataFrame:
-    """The project's build: features.engine.feature_table at one observation time."""
-    return feature_table(customers, events, spec, [pd.Timestamp(as_of)])
+    """The project's batch build: features.engine.feature_table on DuckDB at one time."""
+    return feature_table(customers, events, spec, [pd.Timestamp(as_of)], evaluator="sql")
+
+
+def numpy_features(
+    customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp, spec: FeatureSpec
+) -> pd.DataFrame:
+    """The project's in-process build: the NumPy evaluator of the same feature entries."""
+    return feature_table(customers, events, spec, [pd.Timestamp(as_of)], evaluator="numpy")
 
 
 IMPLEMENTATIONS: dict[str, Callable[..., pd.DataFrame]] = {
     "duckdb": duckdb_features,
+    "numpy": numpy_features,
     "pandas": pandas_features,
 }
 
@@ -409,7 +420,7 @@ def profile_duckdb(customers, events, as_of, spec, threads: int | None) -> None:
           lambda a=as_objects: pd.DataFrame({CUSTOMER_ID: a}))
     del as_objects
     timed("  of which: epoch_seconds(events timestamp)", lambda: epoch_seconds(events[TIMESTAMP]))
-    print(f"  (relation dtypes: {', '.join(f'{k}={v}' for k, v in rel.events.dtypes.items())})")
+    print(f"  (relation types: {', '.join(f'{f.name}={f.type}' for f in rel.events.schema)})")
     active = (customers[SIGNUP_AT] <= t) & ~(customers[CHURNED_AT] <= t)
     obs = pd.DataFrame({CUSTOMER_ID: customers.loc[active, CUSTOMER_ID].to_numpy(), AS_OF: t})
     obs_rel = obs_relation(obs)
@@ -462,6 +473,37 @@ def prepare(n_customers: int, seed: int) -> Tables:
     return Tables(customers, events, kinds, value_cols, dropped, notes)
 
 
+def crossover(max_customers: int, seed: int, as_of: pd.Timestamp) -> int:
+    """DuckDB against the NumPy evaluator by input size, in this process: the median of a few
+    builds each. The engine's ONLINE_MAX_EVENTS should sit near where DuckDB starts to win."""
+    from features.engine import ONLINE_MAX_EVENTS
+
+    print(f"DuckDB against NumPy at one observation time; {_load()}")
+    print(f"{'customers':>10}{'events':>12}{'duckdb s':>10}{'numpy s':>10}{'duckdb/numpy':>14}")
+    sizes = [n for n in (1, 10, 100, 1_000, 3_000, 10_000, 30_000, 100_000) if n <= max_customers]
+    first_win = None
+    for n in sizes:
+        tables = prepare(n, seed)
+        spec = infer_spec(tables)
+        times = {}
+        for name, func in (("duckdb", duckdb_features), ("numpy", numpy_features)):
+            runs = []
+            for _ in range(5 if len(tables.events) < 1_000_000 else 2):
+                t = time.perf_counter()
+                func(tables.customers, tables.events, as_of, spec)
+                runs.append(time.perf_counter() - t)
+            times[name] = float(np.median(runs))
+        ratio = times["duckdb"] / times["numpy"]
+        if ratio < 1 and first_win is None:
+            first_win = len(tables.events)
+        print(f"{n:>10,}{len(tables.events):>12,}{times['duckdb']:>10.4f}{times['numpy']:>10.4f}"
+              f"{ratio:>13.2f}x", flush=True)
+    print(f"DuckDB first faster at {first_win:,} events" if first_win else
+          "NumPy faster at every size measured")
+    print(f"engine threshold ONLINE_MAX_EVENTS = {ONLINE_MAX_EVENTS:,} (NumPy at or below it)")
+    return 0
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
@@ -479,8 +521,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="DuckDB threads (default: DuckDB's own default, one per CPU)")
     parser.add_argument("--profile", action="store_true",
                         help="afterwards, time the DuckDB stages and print EXPLAIN ANALYZE")
+    parser.add_argument("--crossover", action="store_true",
+                        help="only time DuckDB against NumPy from 1 to --customers customers")
     args = parser.parse_args(argv)
     as_of = pd.Timestamp(args.as_of)
+    if args.crossover:
+        return crossover(args.customers, args.seed, as_of)
 
     t0 = time.perf_counter()
     tables = prepare(args.customers, args.seed)
@@ -509,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {_load()}")
 
     problems = compare(results["duckdb"]["table"], results["pandas"]["table"], spec)
+    problems += [f"numpy: {p}" for p in
+                 compare(results["numpy"]["table"], results["pandas"]["table"], spec)]
     if problems:
         print(f"\nDISAGREEMENT in {len(problems)} column(s):")
         for p in problems:

@@ -224,12 +224,15 @@ def program(spec: FeatureSpec) -> Program:
     return cached
 
 
-def _run_group(group: Group, env: dict, n: int) -> dict[str, np.ndarray]:
+def _run_group(group: Group, env: dict, rows_2d: dict, n: int) -> dict[str, np.ndarray]:
     """Evaluate a group: aggregates stacked as columns, rows as (n, 1) to broadcast."""
     k = len(group.names)
-    local = {key: value[:, None] for key, value in env.items() if key[0] == "row"}
+    local = dict(rows_2d)
     for i in range(len(group.aggs[0])):
-        local[("slot", i)] = np.column_stack([env[keys[i]] for keys in group.aggs])
+        stacked = np.empty((n, k))
+        for j, keys in enumerate(group.aggs):
+            stacked[:, j] = env[keys[i]]
+        local[("slot", i)] = stacked
     value = np.broadcast_to(np.asarray(group.func(local), dtype="float64"), (n, k))
     return {name: value[:, j] for j, name in enumerate(group.names)}
 
@@ -275,8 +278,9 @@ def evaluate(spec: FeatureSpec, customers: pa.Table, events: pa.Table, obs: pa.T
         "as_of": as_of,
     }
     with np.errstate(divide="ignore", invalid="ignore"):
+        rows_2d = {key: value[:, None] for key, value in env.items() if key[0] == "row"}
         for group in prog.groups:
-            out.update(_run_group(group, env, n))
+            out.update(_run_group(group, env, rows_2d, n))
     for name, column in prog.categorical:
         vals = np.asarray(customers.column(column).to_pylist(), dtype=object)
         out[name] = (np.where(known, vals[row_index], None) if len(vals)

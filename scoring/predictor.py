@@ -11,7 +11,7 @@ import pandas as pd
 from features.contract import CUSTOMER_ID
 from features.definitions import FeatureSpec
 from features.engine import AS_OF, feature_table
-from scoring.reasons import top_reasons
+from scoring.reasons import feature_values, top_reasons
 from scoring.settings import Offer, risk_band
 from scoring.store import LoadedModel
 
@@ -50,15 +50,16 @@ def predict(
     if wanted.all() and n:
         contrib = model.contributions(x)
         raw = contrib.sum(axis=1)
-        reasons = top_reasons(model, features, contrib, top_k)
-        lowering = top_reasons(model, features, contrib, top_k, raising=False)
+        values = feature_values(model, features)
+        reasons = top_reasons(model, values, contrib, top_k)
+        lowering = top_reasons(model, values, contrib, top_k, raising=False)
     elif wanted.any():
         rows = np.flatnonzero(wanted)
         contrib = np.full((n, x.shape[1] + 1), np.nan)
         contrib[rows] = model.contributions(x[rows])
         raw = model.raw_score(x)
         raw[rows] = contrib[rows].sum(axis=1)
-        part = features.iloc[rows]
+        part = feature_values(model, features.iloc[rows])
         for i, up, down in zip(rows, top_reasons(model, part, contrib[rows], top_k),
                                top_reasons(model, part, contrib[rows], top_k, raising=False),
                                strict=True):

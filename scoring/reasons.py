@@ -115,7 +115,12 @@ def template_for(reason_texts: dict[str, dict], feature: str) -> dict:
     return reason_texts.get(feature, {"kind": "plain", "text": feature + " = {v}"})
 
 
-def top_reasons(model, features: pd.DataFrame, contrib: np.ndarray, k: int,
+def feature_values(model, features: pd.DataFrame) -> np.ndarray:
+    """The rows' values of the model's features as an object matrix, for `top_reasons`."""
+    return features[model.feature_names].to_numpy(dtype=object)
+
+
+def top_reasons(model, features: pd.DataFrame | np.ndarray, contrib: np.ndarray, k: int,
                 raising: bool = True) -> list[list[dict]]:
     """For each row, up to k features that raise the risk most (or, with `raising=False`, that
     lower it most), as feature/value/contribution/effect/text. Only features whose contribution
@@ -129,7 +134,8 @@ def top_reasons(model, features: pd.DataFrame, contrib: np.ndarray, k: int,
     signed = phi if raising else -phi
     order = np.argsort(-signed, axis=1, kind="stable")[:, :k]
     margin = contrib.sum(axis=1)
-    values = features[model.feature_names].to_numpy(dtype=object)
+    values = (feature_values(model, features) if isinstance(features, pd.DataFrame)
+              else features)  # a `feature_values` matrix, shared by both directions
     p_full = model.calibrate(margin)
     p_without = model.calibrate(margin[:, None] - np.take_along_axis(phi, order, axis=1))
     out = []

@@ -287,41 +287,50 @@ def histories_to_relations(
     return Histories(customers_rel, events_rel, obs_rel, accepted, errors)
 
 
+def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric: list[str],
+               field: str) -> None:
+    extra = row.model_extra or {}
+    if len(extra) != len(names) or not known.issuperset(extra):
+        unknown = sorted(set(extra) - known)
+        if unknown:
+            raise RequestError(f"{field}.{unknown[0]}", "is not a feature of the served model")
+        missing = next(f for f in names if f not in extra)
+        raise RequestError(f"{field}.{missing}", "missing feature (send null if unknown)")
+    for f in numeric:
+        v = extra[f]
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
+            raise RequestError(f"{field}.{f}", "must be a number or null")
+
+
 def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_of: pd.Timestamp,
-                     indices: list[int] | None = None) -> pd.DataFrame:
-    """A feature table from JSON rows; a missing feature is an error, an unknown one too.
-    `indices` are the rows' positions in the caller's request, for the error's field name."""
+                     indices: list[int] | None = None
+                     ) -> tuple[pd.DataFrame, list[int], dict[int, RequestError]]:
+    """A feature table from JSON rows, checked row by row: a missing feature is an error, an
+    unknown one too. Returns the table of the good rows, their positions in `rows`, and the
+    errors of the others; `indices` are the rows' positions in the caller's request, for the
+    field names."""
     names = spec.feature_names
     known = set(names)
     cats = set(spec.categorical_features)
     numeric = [f for f in names if f not in cats]
-    matrix = np.empty((len(rows), len(numeric)), dtype="float64")
-    categorical: dict[str, list] = {c: [] for c in spec.categorical_features}
     positions = indices if indices is not None else list(range(len(rows)))
+    good: list[int] = []
+    errors: dict[int, RequestError] = {}
     for r, (i, row) in enumerate(zip(positions, rows, strict=True)):
-        extra = row.model_extra or {}
-        if len(extra) != len(names) or not known.issuperset(extra):
-            unknown = sorted(set(extra) - known)
-            if unknown:
-                raise RequestError(f"rows[{i}].{unknown[0]}", "is not a feature of the served model")
-            missing = next(f for f in names if f not in extra)
-            raise RequestError(f"rows[{i}].{missing}", "missing feature (send null if unknown)")
-        for j, f in enumerate(numeric):
-            v = extra[f]
-            if v is None:
-                matrix[r, j] = np.nan
-            elif isinstance(v, int | float) and not isinstance(v, bool):
-                matrix[r, j] = v
-            else:
-                raise RequestError(f"rows[{i}].{f}", "must be a number or null")
-        for c, values in categorical.items():
-            v = extra[c]
-            values.append(None if v is None else str(v))
+        try:
+            _check_row(row, names, known, numeric, f"rows[{i}]")
+            good.append(r)
+        except RequestError as exc:
+            errors[r] = exc
+    matrix = np.array([[np.nan if (v := rows[r].model_extra[f]) is None else v for f in numeric]
+                       for r in good], dtype="float64").reshape(len(good), len(numeric))
     frame = pd.DataFrame(matrix, columns=numeric)
-    ids = [r.customer_id for r in rows]
-    times = [to_utc_naive(r.as_of) if r.as_of else as_of for r in rows]
-    return frame.assign(**{CUSTOMER_ID: ids, "as_of": times},
-                        **{c: pd.Series(v, dtype=object) for c, v in categorical.items()})
+    ids = [rows[r].customer_id for r in good]
+    times = [to_utc_naive(rows[r].as_of) if rows[r].as_of else as_of for r in good]
+    categorical = {c: pd.Series([None if (v := rows[r].model_extra[c]) is None else str(v)
+                                 for r in good], dtype=object) for c in spec.categorical_features}
+    frame = frame.assign(**{CUSTOMER_ID: ids, "as_of": times}, **categorical)
+    return frame, good, errors
 
 
 def _reasons(rows: list[dict]) -> list[Reason]:

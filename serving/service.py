@@ -142,18 +142,13 @@ def score_rows(loaded: LoadedModel, items: list[RowItem], top_k: int,
     """One result per feature row, in order; a bad row gets its error alone."""
     spec = loaded.model.spec
     results: list[ItemResult | None] = [None] * len(items)
-    good: list[int] = []
-    for i, item in enumerate(items):
-        try:
-            rows_to_features([item.row], spec, to_utc_naive(item.as_of), indices=[item.index])
-            good.append(i)
-        except RequestError as exc:
-            results[i] = ItemResult(error=exc.body())
+    rows = [i.row if i.row.as_of else i.row.model_copy(update={"as_of": i.as_of}) for i in items]
+    feats, good, errors = rows_to_features(rows, spec, to_utc_naive(items[0].as_of),
+                                           [i.index for i in items])
+    for i, exc in errors.items():
+        results[i] = ItemResult(error=exc.body())
     if good:
         chosen = [items[i] for i in good]
-        rows = [i.row if i.row.as_of else i.row.model_copy(update={"as_of": i.as_of})
-                for i in chosen]
-        feats = rows_to_features(rows, spec, to_utc_naive(chosen[0].as_of))
         preds = _predictions_for(loaded, feats, [i.reasons for i in chosen],
                                  [i.row.customer_id for i in chosen], top_k, bands)
         for i, p in zip(good, preds, strict=True):
