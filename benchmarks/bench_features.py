@@ -17,8 +17,8 @@ What it does:
    the same feature entries), and once with `pandas_features` below (pandas
    filter / merge / groupby / unstack, no per-row Python), each in its own forked child process,
    so each peak-memory figure belongs to that build alone;
-3. checks that the DuckDB and NumPy tables each agree with pandas column by column (numbers with rtol = atol = 1e-9, NaN equal
-   to NaN; categories exactly), which is what makes the speed ratio honest;
+3. checks that the DuckDB and NumPy tables each agree with pandas column by column (numbers
+   with rtol = atol = 1e-9, NaN equal to NaN; categories exactly), which makes the ratios honest;
 4. prints rows, events, seconds, events per second and peak memory for each, and the ratio
    pandas seconds / DuckDB seconds against the target (DuckDB at least 10x faster).
 

@@ -259,6 +259,13 @@ EVALUATORS = ("auto", "sql", "numpy")
 
 def _features_of_pairs(rel: Relations, obs: pd.DataFrame | pa.Table, fit_btyd: bool = False,
                        evaluator: str = "auto") -> pd.DataFrame:
+    """The feature table for (customer_id, as_of) pairs, in the order given (`_rows_of_pairs`
+    as a DataFrame)."""
+    return _rows_of_pairs(rel, obs, fit_btyd, evaluator).to_frame()
+
+
+def _rows_of_pairs(rel: Relations, obs: pd.DataFrame | pa.Table, fit_btyd: bool = False,
+                   evaluator: str = "auto") -> FeatureRows:
     """Feature rows for (customer_id, as_of) pairs, in the order given.
 
     `evaluator` picks the query engine ("sql") or the NumPy evaluator ("numpy"), both from the
@@ -280,26 +287,58 @@ def _features_of_pairs(rel: Relations, obs: pd.DataFrame | pa.Table, fit_btyd: b
     return _finish(cols, spec, fit_btyd)
 
 
-def _finish(cols: dict[str, np.ndarray], spec: FeatureSpec, fit_btyd: bool) -> pd.DataFrame:
-    """The feature table from an evaluator's columns: times as datetimes, the BG/NBD columns,
-    numbers as float64, missing categories as None, in `spec.feature_names` order."""
-    categorical = set(spec.categorical_features)
+@dataclass
+class FeatureRows:
+    """Feature rows as arrays: numbers in one float block, categories as object arrays. What a
+    small request scores from without paying a DataFrame's fixed cost; `to_frame` gives the
+    feature table (`feature_table`'s shape)."""
+
+    spec: FeatureSpec
+    customer_id: np.ndarray  # object
+    as_of: np.ndarray  # datetime64[us]
+    numeric: np.ndarray  # (rows, numeric features) float64, in spec.feature_names order
+    categorical: dict[str, np.ndarray]  # feature -> object array, None when missing
+
+    def __len__(self) -> int:
+        return len(self.customer_id)
+
+    @property
+    def numeric_names(self) -> list[str]:
+        cats = set(self.spec.categorical_features)
+        return [c for c in self.spec.feature_names if c not in cats]
+
+    def to_frame(self) -> pd.DataFrame:
+        out: dict[str, object] = {
+            CUSTOMER_ID: pd.Series(self.customer_id, dtype=object),
+            AS_OF: self.as_of,
+        }
+        numeric = dict(zip(self.numeric_names, self.numeric.T, strict=True))
+        for c in self.spec.feature_names:
+            # object columns stay object (pandas would infer its string dtype from an array)
+            out[c] = (pd.Series(self.categorical[c], dtype=object) if c in self.categorical
+                      else numeric[c])
+        return pd.DataFrame(out)
+
+
+def _finish(cols: dict[str, np.ndarray], spec: FeatureSpec, fit_btyd: bool) -> FeatureRows:
+    """Feature rows from an evaluator's columns: times as datetimes, the BG/NBD columns,
+    numbers as float64, missing categories as None."""
     if spec.btyd_horizon_days is not None:
         summaries = {c: np.asarray(cols[c], dtype="float64") for c in BTYD_SQL_FEATURES}
         params = (fit_btyd_params(pd.DataFrame(summaries)) if fit_btyd else spec.btyd_params)
         cols = {**cols, **_btyd_columns(summaries, spec, params)}
-    out: dict[str, object] = {
-        CUSTOMER_ID: pd.Series(np.asarray(cols["customer_id"], dtype=object), dtype=object),
-        AS_OF: _from_epoch(cols["as_of"]),
-    }
-    for c in spec.feature_names:
-        if c in categorical:
-            values = np.asarray(cols[c], dtype=object)
-            # object columns stay object (pandas would infer its string dtype from an array)
-            out[c] = pd.Series(np.where(pd.isna(values), None, values), dtype=object)
-        else:
-            out[c] = np.asarray(cols[c], dtype="float64")
-    return pd.DataFrame(out)
+    n = len(cols["as_of"])
+    cats = spec.categorical_features
+    numeric = [c for c in spec.feature_names if c not in set(cats)]
+    block = np.empty((n, len(numeric)), dtype="float64")
+    for j, c in enumerate(numeric):
+        block[:, j] = cols[c]
+    categorical = {}
+    for c in cats:
+        values = np.asarray(cols[c], dtype=object)
+        categorical[c] = np.where(pd.isna(values), None, values).astype(object)
+    return FeatureRows(spec, np.asarray(cols["customer_id"], dtype=object),
+                       _from_epoch(cols["as_of"]), block, categorical)
 
 
 def with_btyd(tables: Tables, spec: FeatureSpec, horizon_days: float, at: pd.Timestamp
@@ -353,12 +392,12 @@ def feature_table(
 
 
 def features_of_relations(customers: pa.Table, events: pa.Table, obs: pa.Table,
-                          spec: FeatureSpec, evaluator: str = "auto") -> pd.DataFrame:
-    """The feature table for observations already in the relational form (customers, events
+                          spec: FeatureSpec, evaluator: str = "auto") -> FeatureRows:
+    """The feature rows for observations already in the relational form (customers, events
     and obs as documented in `features.definitions`): what a request path uses after it has
-    validated its input once. Rows in `obs` order."""
+    validated its input once. Rows in `obs` order; `.to_frame()` gives the feature table."""
     rel = Relations.from_arrow(customers, events, spec)
-    return _features_of_pairs(rel, obs, evaluator=evaluator)
+    return _rows_of_pairs(rel, obs, evaluator=evaluator)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,7 +539,7 @@ def build_snapshots(
 
 
 __all__ = [
-    "AS_OF", "DAY", "LABEL", "active_at", "build_snapshots", "feature_table",
+    "AS_OF", "DAY", "LABEL", "FeatureRows", "active_at", "build_snapshots", "feature_table",
     "features_of_relations", "infer_spec",
     "label_observations", "observation_times",
 ]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features.definitions import FeatureSpec
+from features.engine import FeatureRows
 
 # MLflow models-from-code: the logged model is this file plus the artifacts `ChurnModel.save` writes
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
@@ -64,6 +65,21 @@ class CategoryEncoder:
                                       for v in features[col].to_numpy(dtype=object)]
         return x
 
+    def encode_rows(self, rows: FeatureRows, names: list[str]) -> np.ndarray:
+        """`encode` for FeatureRows: the float block placed at once, categories coded."""
+        position = {c: i for i, c in enumerate(names)}
+        numeric = rows.numeric_names
+        missing = [c for c in names if c not in rows.categorical and c not in set(numeric)]
+        if missing:
+            raise ValueError(f"feature rows lack columns: {', '.join(missing[:5])}")
+        x = np.empty((len(rows), len(names)), dtype="float64")
+        x[:, [position[c] for c in numeric]] = rows.numeric
+        for col in self.columns:
+            codes = {level: float(i) for i, level in enumerate(self.levels_[col])}
+            x[:, position[col]] = [codes.get(v, np.nan) if isinstance(v, str) else np.nan
+                                   for v in rows.categorical[col]]
+        return x
+
 
 class ChurnModel:
     """Calibrated LightGBM churn model over a fixed feature spec."""
@@ -86,8 +102,10 @@ class ChurnModel:
         self.feature_names = list(spec.feature_names)
 
     # -- inference ---------------------------------------------------------------------------
-    def matrix(self, features: pd.DataFrame) -> np.ndarray:
+    def matrix(self, features: pd.DataFrame | FeatureRows) -> np.ndarray:
         """The numeric matrix LightGBM sees: categories encoded, columns in spec order."""
+        if isinstance(features, FeatureRows):
+            return self.encoder.encode_rows(features, self.feature_names)
         return self.encoder.encode(features, self.feature_names)
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:

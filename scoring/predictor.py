@@ -10,7 +10,7 @@ import pandas as pd
 
 from features.contract import CUSTOMER_ID
 from features.definitions import FeatureSpec
-from features.engine import AS_OF, feature_table
+from features.engine import AS_OF, FeatureRows, feature_table
 from scoring.reasons import feature_values, top_reasons
 from scoring.settings import Offer, risk_band
 from scoring.store import LoadedModel
@@ -30,7 +30,7 @@ class Predictions:
 
 def predict(
     loaded: LoadedModel,
-    features: pd.DataFrame,
+    features: pd.DataFrame | FeatureRows,
     top_k: int,
     bands: tuple[float, float],
     with_reasons: bool | np.ndarray = True,
@@ -59,7 +59,7 @@ def predict(
         contrib[rows] = model.contributions(x[rows])
         raw = model.raw_score(x)
         raw[rows] = contrib[rows].sum(axis=1)
-        part = feature_values(model, features.iloc[rows])
+        part = feature_values(model, features)[rows]
         for i, up, down in zip(rows, top_reasons(model, part, contrib[rows], top_k),
                                top_reasons(model, part, contrib[rows], top_k, raising=False),
                                strict=True):
@@ -68,8 +68,12 @@ def predict(
         contrib = np.empty((n, 0))
         raw = model.raw_score(x) if n else np.empty(0)
     proba = model.calibrate(raw)
+    if isinstance(features, FeatureRows):
+        ids = features.customer_id
+    else:
+        ids = features[CUSTOMER_ID].to_numpy() if CUSTOMER_ID in features else None
     frame = pd.DataFrame({
-        CUSTOMER_ID: features[CUSTOMER_ID].to_numpy() if CUSTOMER_ID in features else None,
+        CUSTOMER_ID: ids,
         "churn_probability": proba,
         "risk_band": [risk_band(p, bands) for p in proba],
     })

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from features.definitions import FeatureSpec
+from features.engine import FeatureRows
 
 
 def _plural(event_type: str) -> str:
@@ -115,9 +116,16 @@ def template_for(reason_texts: dict[str, dict], feature: str) -> dict:
     return reason_texts.get(feature, {"kind": "plain", "text": feature + " = {v}"})
 
 
-def feature_values(model, features: pd.DataFrame) -> np.ndarray:
+def feature_values(model, features: pd.DataFrame | FeatureRows) -> np.ndarray:
     """The rows' values of the model's features as an object matrix, for `top_reasons`."""
-    return features[model.feature_names].to_numpy(dtype=object)
+    if not isinstance(features, FeatureRows):
+        return features[model.feature_names].to_numpy(dtype=object)
+    position = {c: i for i, c in enumerate(model.feature_names)}
+    values = np.empty((len(features), len(model.feature_names)), dtype=object)
+    values[:, [position[c] for c in features.numeric_names]] = features.numeric.tolist()
+    for c, column in features.categorical.items():
+        values[:, position[c]] = column
+    return values
 
 
 def top_reasons(model, features: pd.DataFrame | np.ndarray, contrib: np.ndarray, k: int,

@@ -25,12 +25,13 @@ import pandas as pd
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from features.contract import load_tables, to_utc_naive
 from features.engine import features_of_relations
 from scoring.predictor import offer_if_valued, predict, score_batch
+from scoring.reasons import feature_values
 from scoring.settings import Settings, get_settings
 from scoring.store import LoadedModel, configure
 from serving.holder import ModelHolder
@@ -112,6 +113,12 @@ async def call_scorer(method, arg):
         return await method(arg)
 
 
+def _json(model: BaseModel) -> Response:
+    """A response model as JSON bytes, serialised once by pydantic (BentoML's own output
+    handling of a returned model costs milliseconds per request)."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
 def _error(exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status)
 
@@ -166,7 +173,7 @@ def explain_history(loaded: LoadedModel, item: HistoryItem, top_k: int,
     feats = features_of_relations(histories.customers, histories.events, histories.obs, spec)
     out = predict(loaded, feats, top_k, bands)
     contrib = out.contributions[0]
-    values = feats[model.feature_names].to_numpy(dtype=object)[0]
+    values = feature_values(model, feats)[0]
     pred = predictions_from(out.frame, out.reasons, out.lowering, [item.customer.customer_id],
                             loaded.label)[0]
     return ExplainResponse(
@@ -316,8 +323,8 @@ class ChurnService:
                 status = body.pop("status", 400)
                 return JSONResponse({**body, "index": i}, status_code=status)
         preds = [r.prediction for r in results]
-        return PredictResponse(as_of=as_of.to_pydatetime(), predictions=preds,
-                               model_version=preds[0].model_version if preds else "")
+        return _json(PredictResponse(as_of=as_of.to_pydatetime(), predictions=preds,
+                                     model_version=preds[0].model_version if preds else ""))
 
     @bentoml.api(route="/explain")
     async def explain(self, request: ExplainRequest, /) -> ExplainResponse:
@@ -342,7 +349,7 @@ class ChurnService:
             body = dict(result.error or {})
             status = body.pop("status", 400)
             return JSONResponse(body, status_code=status)
-        return result
+        return _json(result)
 
     @bentoml.task(route="/batch")
     def batch(self, customers: Path, events: Path, as_of: str | None = None) -> bytes:

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from features.contract import AttributeKinds
 from features.definitions import FeatureSpec, feature_sql
-from features.engine import feature_table
+from features.engine import Relations, feature_table, features_of_relations, obs_relation
 from features.expr import Agg, Row, case, coalesce, greatest, least, nullif
+from scoring.artifact import CategoryEncoder
+from scoring.reasons import feature_values
 from tests.unit.builders import AS_OF, customers_frame
 
 TYPES = ("login", "payment", "ticket")
@@ -160,3 +162,37 @@ def test_an_unknown_evaluator_is_refused():
                            "event_type": ["login"]})
     with pytest.raises(ValueError, match="evaluator"):
         feature_table(customers, events, spec, [AS_OF], evaluator="spark")
+
+
+def test_feature_rows_are_the_feature_table_without_a_frame():
+    """The request path's FeatureRows hold what feature_table holds, and encode the same."""
+    spec = _spec(True, 30)
+    customers = customers_frame([
+        {"customer_id": "a", "signup_at": AS_OF - pd.Timedelta(days=99), "seats": 2.0,
+         "plan": "pro", "birth": AS_OF - pd.Timedelta(days=9000)},
+        {"customer_id": "b", "signup_at": AS_OF - pd.Timedelta(days=5), "seats": None,
+         "plan": None, "birth": pd.NaT},
+    ]).astype({"seats": "float64", "plan": object})
+    events = pd.DataFrame({
+        "customer_id": ["a", "a", "b"],
+        "timestamp": pd.Series([AS_OF - pd.Timedelta(days=d) for d in (1, 40, 2)],
+                               dtype="datetime64[us]"),
+        "event_type": pd.Series(["login", "payment", "ticket"], dtype=object),
+        "amount": [np.nan, 20.0, np.nan], "quantity": [np.nan, 1.0, np.nan],
+    })
+    pairs = pd.DataFrame({"customer_id": ["b", "a"], "as_of": [AS_OF, AS_OF]})
+    table = feature_table(customers, events, spec, pairs)
+    rel = Relations(customers, events, spec)
+    rows = features_of_relations(rel.customers, rel.events, obs_relation(pairs), spec)
+    pd.testing.assert_frame_equal(rows.to_frame(), table)
+    encoder = CategoryEncoder(spec.categorical_features, min_count=1).fit(table)
+    names = list(spec.feature_names)
+    np.testing.assert_array_equal(encoder.encode_rows(rows, names), encoder.encode(table, names))
+
+    class Model:
+        feature_names = names
+
+    framed, arrays = feature_values(Model, table), feature_values(Model, rows)
+    assert framed.shape == arrays.shape
+    for x, y in zip(framed.ravel(), arrays.ravel(), strict=True):
+        assert (pd.isna(x) and pd.isna(y)) or x == y
