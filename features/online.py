@@ -233,7 +233,9 @@ def _run_group(group: Group, env: dict, rows_2d: dict, n: int) -> dict[str, np.n
         for j, keys in enumerate(group.aggs):
             stacked[:, j] = env[keys[i]]
         local[("slot", i)] = stacked
-    value = np.broadcast_to(np.asarray(group.func(local), dtype="float64"), (n, k))
+    value = group.func(local)
+    if getattr(value, "shape", None) != (n, k) or value.dtype != np.float64:
+        value = np.broadcast_to(np.asarray(value, dtype="float64"), (n, k))
     return {name: value[:, j] for j, name in enumerate(group.names)}
 
 
@@ -261,8 +263,10 @@ def evaluate(spec: FeatureSpec, customers: pa.Table, events: pa.Table, obs: pa.T
     partials = _Partials(n, len(spec.event_types), obs_idx, type_code, age, ts, values)
     env: dict[tuple, np.ndarray] = _active_days(list(prog.day_aggs), n, obs_idx, ts, age)
     for a in prog.aggs:
-        env[a.key] = _reduce(a, partials.partial(a),
-                             None if a.event_type is None else prog.type_index[a.event_type])
+        if a.event_type is not None:  # one type's column of the partial
+            env[a.key] = partials.partial(a)[:, prog.type_index[a.event_type]]
+        else:
+            env[a.key] = _reduce(a, partials.partial(a), None)
 
     known = obs_cust >= 0
     row_index = np.where(known, obs_cust, 0)

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # real time: requests scored in the public process at once before the rest go to the
     # batching scorer process (0: always the scorer)
     local_max_inflight: int = Field(1, ge=0)
+    # a scorer call that takes longer is given up and scored in the public process instead
+    scorer_timeout_s: float = Field(15.0, gt=0)
 
     # request limits
     max_customers_per_request: int = 1000

@@ -270,12 +270,22 @@ class ChurnService:
         under concurrency the rest is merged into batches by the Scorer in its own process
         (benchmarks/bench_serving.py measures both ways)."""
         if self._local < self.settings.local_max_inflight:
-            self._local += 1
-            try:
-                return await anyio.to_thread.run_sync(local, arg)
-            finally:
-                self._local -= 1
-        return await call_scorer(remote, arg)
+            return await self._score_here(local, arg)
+        try:
+            with anyio.fail_after(self.settings.scorer_timeout_s):
+                return await call_scorer(remote, arg)
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+            # the scorer hung or dropped the connection twice (bentoml/BentoML#4971): this
+            # process holds the same model, so the caller still gets its answer
+            log.warning("scorer failed (%s); scoring in this process", type(exc).__name__)
+            return await self._score_here(local, arg)
+
+    async def _score_here(self, local, arg):
+        self._local += 1
+        try:
+            return await anyio.to_thread.run_sync(local, arg)
+        finally:
+            self._local -= 1
 
     @bentoml.api(route="/predict")
     async def predict(self, request: PredictRequest, /) -> PredictResponse:

@@ -495,6 +495,23 @@ def test_bad_callers_never_fail_good_ones_sharing_a_batch(path, samples, referen
         assert status != 200 or body["predictions"][0]["customer_id"] == 7
 
 
+def test_a_scorer_that_does_not_answer_in_time_costs_no_request(trained, tmp_path_factory,
+                                                                samples, reference):
+    """Every request goes to the scorer, which may take at most a millisecond: each call gives
+    up, and the public process scores the request itself, with the same answer."""
+    gen = _serve(trained, tmp_path_factory, CHURN_LOCAL_MAX_INFLIGHT="0",
+                 CHURN_SCORER_TIMEOUT_S="0.001")
+    srv = next(gen)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=120) as client:
+            body = predict(client, samples[:2])
+        for got, want in zip(body["predictions"], reference["predictions"][:2], strict=True):
+            assert abs(got["churn_probability"] - want["churn_probability"]) <= TOL
+        assert "scoring in this process" in srv.log.read_text()
+    finally:
+        gen.close()
+
+
 # --------------------------------------------------------------------------------------------
 # A moved alias is picked up without a restart, and no request fails meanwhile
 # --------------------------------------------------------------------------------------------
