@@ -13,10 +13,10 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.contract import (
-    CUSTOMER_ID,
     to_utc_naive,
 )
 from features.definitions import FeatureSpec
+from features.engine import FeatureRows
 
 Scalar = str | int | float | bool | None
 
@@ -304,11 +304,10 @@ def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric
 
 def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_of: pd.Timestamp,
                      indices: list[int] | None = None
-                     ) -> tuple[pd.DataFrame, list[int], dict[int, RequestError]]:
-    """A feature table from JSON rows, checked row by row: a missing feature is an error, an
-    unknown one too. Returns the table of the good rows, their positions in `rows`, and the
-    errors of the others; `indices` are the rows' positions in the caller's request, for the
-    field names."""
+                     ) -> tuple[FeatureRows, list[int], dict[int, RequestError]]:
+    """Feature rows from JSON rows, checked row by row: a missing feature is an error, an
+    unknown one too. Returns the good rows, their positions in `rows`, and the errors of the
+    others; `indices` are the rows' positions in the caller's request, for the field names."""
     names = spec.feature_names
     known = set(names)
     cats = set(spec.categorical_features)
@@ -324,13 +323,14 @@ def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_of: pd.Timest
             errors[r] = exc
     matrix = np.array([[np.nan if (v := rows[r].model_extra[f]) is None else v for f in numeric]
                        for r in good], dtype="float64").reshape(len(good), len(numeric))
-    frame = pd.DataFrame(matrix, columns=numeric)
-    ids = [rows[r].customer_id for r in good]
     times = [to_utc_naive(rows[r].as_of) if rows[r].as_of else as_of for r in good]
-    categorical = {c: pd.Series([None if (v := rows[r].model_extra[c]) is None else str(v)
-                                 for r in good], dtype=object) for c in spec.categorical_features}
-    frame = frame.assign(**{CUSTOMER_ID: ids, "as_of": times}, **categorical)
-    return frame, good, errors
+    categorical = {c: np.array([None if (v := rows[r].model_extra[c]) is None else str(v)
+                                for r in good], dtype=object)
+                   for c in spec.categorical_features}
+    features = FeatureRows(spec, np.array([rows[r].customer_id for r in good], dtype=object),
+                           np.array(times, dtype="datetime64[us]").reshape(len(good)),
+                           matrix, categorical)
+    return features, good, errors
 
 
 def _reasons(rows: list[dict]) -> list[Reason]:
