@@ -217,7 +217,8 @@ def verdict(ok: bool) -> str:
 
 
 # the ways our service can score a request (CHURN_LOCAL_MAX_INFLIGHT)
-MODES = {"in-process 1 (default)": "1", "scorer only": "0", "in-process always": "1000"}
+MODES = {"in-process 1 (default)": "1", "in-process 2": "2", "scorer only": "0",
+         "in-process always": "1000"}
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ class ModelHolder:
         self.poll_seconds = poll_seconds
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._other: dict[str, LoadedModel] = {}  # the last version asked for by `at`
 
     def start_polling(self) -> None:
         if self._alias() is None or self.poll_seconds <= 0:
@@ -34,6 +35,24 @@ class ModelHolder:
         """(name, alias) when the URI names an alias; a fixed version never moves."""
         ref = parse_model_uri(self.uri)
         return (ref.name, ref.alias) if ref is not None and ref.alias else None
+
+    def at(self, version: str | None) -> LoadedModel:
+        """The model of `version` (None: the current one). The public service names the
+        version every request is scored with, so the scorer process answers with the same
+        model even before its own poll has seen an alias move."""
+        current = self.current
+        if version is None or version == current.version:
+            return current
+        with self._lock:
+            other = self._other.get(version)
+            if other is None:
+                ref = parse_model_uri(self.uri)
+                if ref is None:
+                    return self.current
+                other = load_model(f"models:/{ref.name}/{version}")
+                other.uri = self.uri
+                self._other = {version: other}
+        return other
 
     def refresh(self) -> bool:
         """Load the alias's version if it moved. True when a new version was swapped in."""

@@ -76,6 +76,7 @@ class HistoryItem(BaseModel):
     as_of: datetime
     reasons: bool = True
     path: str = ""  # prefix of this customer's field names in the caller's request
+    version: str | None = None  # the model version to score with (the public holder's)
 
 
 class RowItem(BaseModel):
@@ -83,6 +84,7 @@ class RowItem(BaseModel):
     as_of: datetime
     reasons: bool = True
     index: int = 0  # position of the row in the caller's request
+    version: str | None = None  # the model version to score with (the public holder's)
 
 
 def _predictions_for(loaded: LoadedModel, feats: pd.DataFrame, wants: list[bool], ids: list,
@@ -210,40 +212,48 @@ class Scorer:
 
     @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=BATCH_LATENCY_MS)
     def score_histories(self, items: list[HistoryItem]) -> list[ItemResult]:
-        loaded = self.holder.current
         s = self.settings
-        return _isolated(lambda batch: score_histories(loaded, batch, s.top_reasons, s.risk_bands),
-                         items)
+        return _by_version(self.holder, items, lambda loaded, batch: score_histories(
+            loaded, batch, s.top_reasons, s.risk_bands))
 
     @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=BATCH_LATENCY_MS)
     def score_feature_rows(self, items: list[RowItem]) -> list[ItemResult]:
-        loaded = self.holder.current
         s = self.settings
-        return _isolated(lambda batch: score_rows(loaded, batch, s.top_reasons, s.risk_bands),
-                         items)
+        return _by_version(self.holder, items, lambda loaded, batch: score_rows(
+            loaded, batch, s.top_reasons, s.risk_bands))
 
     @bentoml.api
     def explain(self, item: HistoryItem) -> ItemResult | ExplainResponse:
         s = self.settings
-        return _isolated(lambda batch: [explain_history(self.holder.current, batch[0],
-                                                        s.top_reasons, s.risk_bands)], [item])[0]
+        return _by_version(self.holder, [item], lambda loaded, batch: [explain_history(
+            loaded, batch[0], s.top_reasons, s.risk_bands)])[0]
 
-    @bentoml.api
-    def info(self) -> ModelInfo:
-        loaded = self.holder.current
-        return ModelInfo(
-            name=loaded.name, version=loaded.version, aliases=loaded.aliases, uri=loaded.uri,
-            run_id=loaded.run_id, feature_version=loaded.model.spec.version,
-            metrics=loaded.metrics, features=loaded.model.feature_names,
-        )
+
+def _by_version(holder: ModelHolder, items: list, func) -> list:
+    """Score each item with the model version it names, isolating failures (`_isolated`); a
+    merged batch may hold items of two versions while an alias moves."""
+    out: list = [None] * len(items)
+    groups: dict[str | None, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(item.version, []).append(i)
+    for version, where in groups.items():
+        results = _isolated(lambda batch, v=version: func(holder.at(v), batch),
+                            [items[i] for i in where])
+        for i, r in zip(where, results, strict=True):
+            out[i] = r
+    return out
 
 
 async def model_info(request: Request) -> JSONResponse:
-    """GET /model: the served model's name, version, alias, run, metrics and features."""
-    service = bentoml.get_current_service()
-    info = await call_scorer(lambda _: service.scorer.to_async.info(), None)
-    info = info.model_dump(mode="json") if isinstance(info, BaseModel) else info
-    return JSONResponse(info)
+    """GET /model: the served model's name, version, alias, run, metrics and features: the
+    public process's model, the version every request is scored with."""
+    loaded = bentoml.get_current_service().holder.current
+    info = ModelInfo(
+        name=loaded.name, version=loaded.version, aliases=loaded.aliases, uri=loaded.uri,
+        run_id=loaded.run_id, feature_version=loaded.model.spec.version,
+        metrics=loaded.metrics, features=loaded.model.feature_names,
+    )
+    return JSONResponse(info.model_dump(mode="json"))
 
 
 pages = Starlette(routes=[Route("/model", model_info, methods=["GET"]),
@@ -297,13 +307,13 @@ class ChurnService:
             as_of = resolve_as_of(request.as_of)
         except RequestError as exc:
             return _error(exc)
-        when = as_of.to_pydatetime()
+        when, loaded = as_of.to_pydatetime(), self.holder.current
         items = [HistoryItem.model_construct(customer=c, as_of=when, reasons=request.reasons,
-                                             path=f"customers[{i}].")
+                                             path=f"customers[{i}].", version=loaded.version)
                  for i, c in enumerate(request.customers)]
         scored = await self._score(
-            lambda batch: _isolated(lambda b: score_histories(self.holder.current, b,
-                                                              s.top_reasons, s.risk_bands), batch),
+            lambda batch: _isolated(lambda b: score_histories(loaded, b, s.top_reasons,
+                                                              s.risk_bands), batch),
             self.scorer.to_async.score_histories, items)
         return self._respond(scored, as_of)
 
@@ -316,11 +326,12 @@ class ChurnService:
             check_limits(len(request.rows), 0, s.max_customers_per_request, 1)
         except RequestError as exc:
             return _error(exc)
-        when = as_of.to_pydatetime()
-        items = [RowItem.model_construct(row=r, as_of=when, reasons=request.reasons, index=i)
+        when, loaded = as_of.to_pydatetime(), self.holder.current
+        items = [RowItem.model_construct(row=r, as_of=when, reasons=request.reasons, index=i,
+                                         version=loaded.version)
                  for i, r in enumerate(request.rows)]
         scored = await self._score(
-            lambda batch: _isolated(lambda b: score_rows(self.holder.current, b, s.top_reasons,
+            lambda batch: _isolated(lambda b: score_rows(loaded, b, s.top_reasons,
                                                          s.risk_bands), batch),
             self.scorer.to_async.score_feature_rows, items)
         return self._respond(scored, as_of)
@@ -347,11 +358,12 @@ class ChurnService:
             as_of = resolve_as_of(request.as_of)
         except RequestError as exc:
             return _error(exc)
+        loaded = self.holder.current
         item = HistoryItem.model_construct(customer=customer, as_of=as_of.to_pydatetime(),
-                                           reasons=True, path="")
+                                           reasons=True, path="", version=loaded.version)
         result = await self._score(
-            lambda it: _isolated(lambda b: [explain_history(self.holder.current, b[0],
-                                                            s.top_reasons, s.risk_bands)], [it])[0],
+            lambda it: _isolated(lambda b: [explain_history(loaded, b[0], s.top_reasons,
+                                                            s.risk_bands)], [it])[0],
             self.scorer.to_async.explain, item)
         if isinstance(result, dict) and result.get("error"):
             result = ItemResult.model_validate(result)
