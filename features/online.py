@@ -173,6 +173,7 @@ class Group:
     names: tuple[str, ...]
     aggs: tuple[tuple[tuple, ...], ...]  # per entry, the keys of its aggregates in order
     func: Callable
+    identity: bool = False  # each entry is one aggregate as it is: nothing to compute
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ class Program:
     groups of the same shape (a count per window and type is one NumPy call, not dozens)."""
 
     type_index: dict[str, int]
+    types: pa.Array  # the spec's event types, for coding the events'
     aggs: tuple[Agg, ...]
     day_aggs: tuple[Agg, ...]
     numeric_rows: tuple[str, ...]
@@ -197,7 +199,7 @@ def _group(entries: list) -> Group:
 
     return Group(names=tuple(f.name for f in entries),
                  aggs=tuple(tuple(a.key for a in agg_leaves(f.expr)) for f in entries),
-                 func=numpy_function(first, key_of))
+                 func=numpy_function(first, key_of), identity=isinstance(first, Agg))
 
 
 def program(spec: FeatureSpec) -> Program:
@@ -213,6 +215,7 @@ def program(spec: FeatureSpec) -> Program:
                 shapes.setdefault(shape_key(f.expr), []).append(f)
         cached = Program(
             type_index={t: i for i, t in enumerate(spec.event_types)},
+            types=pa.array(list(spec.event_types), type=pa.string()),
             aggs=tuple(a for a in aggs if a.kind != "days"),
             day_aggs=tuple(a for a in aggs if a.kind == "days"),
             numeric_rows=tuple(r for r in rows(list(entries))
@@ -226,6 +229,8 @@ def program(spec: FeatureSpec) -> Program:
 
 def _run_group(group: Group, env: dict, rows_2d: dict, n: int) -> dict[str, np.ndarray]:
     """Evaluate a group: aggregates stacked as columns, rows as (n, 1) to broadcast."""
+    if group.identity:
+        return {name: env[keys[0]] for name, keys in zip(group.names, group.aggs, strict=True)}
     k = len(group.names)
     local = dict(rows_2d)
     for i in range(len(group.aggs[0])):
@@ -255,8 +260,7 @@ def evaluate(spec: FeatureSpec, customers: pa.Table, events: pa.Table, obs: pa.T
     obs_idx, ev_idx, ts = obs_idx[past], ev_idx[past], ts[past]
     age = as_of[obs_idx] - ts
 
-    types = pa.array(list(spec.event_types), type=pa.string())
-    type_code = _codes(events.column("event_type"), types)[ev_idx]
+    type_code = _codes(events.column("event_type"), prog.types)[ev_idx]
     type_code[type_code < 0] = len(spec.event_types)
     values = {s: _floats(events.column(f"v_{s}"))[ev_idx] for s in spec.value_slugs.values()}
 

@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     top_reasons: int = Field(3, ge=1, le=20)
 
     # real time: requests scored in the public process at once before the rest go to the
-    # batching scorer process (0: always the scorer)
-    local_max_inflight: int = Field(1, ge=0)
+    # batching scorer process (0: always the scorer); 2 measured best on 2 cores
+    # (benchmarks/bench_serving.py)
+    local_max_inflight: int = Field(2, ge=0)
     # a scorer call that takes longer is given up and scored in the public process instead
     scorer_timeout_s: float = Field(15.0, gt=0)
 
