@@ -12,6 +12,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from features.definitions import FEATURE_VERSION
 from scoring.artifact import ChurnModel
 from scoring.settings import Settings
 
@@ -102,11 +103,25 @@ class LoadedModel:
         return self.version or self.uri
 
 
+def feature_version_problem(version: str) -> str | None:
+    """Why a model built with feature `version` cannot be scored by this code, or None. The
+    feature code computes FEATURE_VERSION's columns; an older model expects others."""
+    if version == FEATURE_VERSION:
+        return None
+    return (f"the model was built with feature version {version}, and this code computes "
+            f"feature version {FEATURE_VERSION}; retrain it with `churn train`, or score it with "
+            "the release that built it")
+
+
 def load_model(uri: str) -> LoadedModel:
-    """Load a churn model from MLflow (e.g. models:/churn@champion) and describe it."""
+    """Load a churn model from MLflow (e.g. models:/churn@champion) and describe it. A model
+    whose feature version differs from this code's is a ValueError that says so."""
     pyfunc = mlflow.pyfunc.load_model(uri)
-    loaded = LoadedModel(model=pyfunc.unwrap_python_model().model, uri=uri,
-                         run_id=pyfunc.metadata.run_id)
+    model = pyfunc.unwrap_python_model().model
+    problem = feature_version_problem(model.spec.version)
+    if problem:
+        raise ValueError(f"{uri}: {problem}")
+    loaded = LoadedModel(model=model, uri=uri, run_id=pyfunc.metadata.run_id)
     ref = parse_model_uri(uri)
     if ref is not None:
         client = MlflowClient()

@@ -60,3 +60,14 @@ def test_model_uris(uri, ref):
 def test_risk_bands():
     assert [risk_band(p, (0.1, 0.3)) for p in (0.05, 0.1, 0.29, 0.3)] == [
         "low", "medium", "medium", "high"]
+
+
+def test_a_model_of_another_feature_version_is_refused_with_the_reason():
+    from features.definitions import FEATURE_VERSION
+    from scoring.store import feature_version_problem
+
+    assert feature_version_problem(FEATURE_VERSION) is None
+    problem = feature_version_problem("2")
+    assert problem is not None
+    assert "feature version 2" in problem and f"feature version {FEATURE_VERSION}" in problem
+    assert "churn train" in problem
