@@ -117,12 +117,10 @@ class _Partials:
         return out
 
 
-def _reduce(agg: Agg, partial: np.ndarray, type_index: int | None) -> np.ndarray:
-    """The aggregate per observation: one type's column, or reduced over the types as the SQL
+def _reduce(agg: Agg, partial: np.ndarray) -> np.ndarray:
+    """An all-types aggregate per observation: the partials reduced over the types as the SQL
     does (SUM / MIN / MAX skip NULLs; all NULL gives NULL)."""
-    if type_index is not None:
-        out = partial[:, type_index]
-    elif agg.kind.startswith("min"):
+    if agg.kind.startswith("min"):
         out = _all_nan_safe(np.fmin.reduce, partial)
     elif agg.kind.startswith("max"):
         out = _all_nan_safe(np.fmax.reduce, partial)
@@ -270,7 +268,7 @@ def evaluate(spec: FeatureSpec, customers: pa.Table, events: pa.Table, obs: pa.T
         if a.event_type is not None:  # one type's column of the partial
             env[a.key] = partials.partial(a)[:, prog.type_index[a.event_type]]
         else:
-            env[a.key] = _reduce(a, partials.partial(a), None)
+            env[a.key] = _reduce(a, partials.partial(a))
 
     known = obs_cust >= 0
     row_index = np.where(known, obs_cust, 0)
