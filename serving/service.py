@@ -1,9 +1,11 @@
 """The BentoML service: real-time and batch churn predictions with reasons.
 
-Two services work together. `ChurnService` is the public one: it validates requests, answers
-4xx errors with a JSON body naming the field, and shapes responses. `Scorer` holds the model and
-exposes batchable endpoints, so BentoML's adaptive batching merges concurrent callers into one
-feature query and one model call. Both call the predictor functions `churn score` uses.
+Two services work together. `ChurnService` is the public one: it answers 4xx errors with a JSON
+body naming the field, shapes responses, and scores up to `local_max_inflight` requests in its
+own process (a lone request pays no dispatcher wait and no second process hop). The rest go to
+`Scorer`, whose batchable endpoints let BentoML's adaptive batching merge concurrent callers into
+one feature build and one model call, with the model version the public process names. Both
+call the predictor functions `churn score` uses.
 
 Start it with `churn serve`, which binds 127.0.0.1 by default. It reads the settings
 (`scoring.settings`) once per process: CHURN_MODEL_URI (default models:/churn@champion),
