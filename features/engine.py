@@ -1,4 +1,5 @@
-"""Runs the feature and label definitions on DuckDB, for a whole history or one customer's."""
+"""Runs the feature and label definitions: on DuckDB for large inputs, with the NumPy evaluator
+(`features.online`) for small ones, for a whole history or one customer's."""
 
 from __future__ import annotations
 

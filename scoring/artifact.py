@@ -60,19 +60,10 @@ class CategoryEncoder:
         x[:, numeric] = features[[names[i] for i in numeric]].to_numpy(
             dtype="float64", na_value=np.nan)
         for col in self.columns:
-            codes = self._codes(col)
+            codes = {level: float(i) for i, level in enumerate(self.levels_[col])}
             x[:, names.index(col)] = [codes.get(v, np.nan) if isinstance(v, str) else np.nan
                                       for v in features[col].to_numpy(dtype=object)]
         return x
-
-    def _codes(self, col: str) -> dict[str, float]:
-        """Level -> code for a column, built once per fitted level list."""
-        levels = self.levels_[col]
-        cache = self.__dict__.setdefault("_code_cache", {})
-        hit = cache.get(col)
-        if hit is None or hit[0] is not levels:
-            hit = cache[col] = (levels, {level: float(i) for i, level in enumerate(levels)})
-        return hit[1]
 
     def encode_rows(self, rows: FeatureRows, names: list[str]) -> np.ndarray:
         """`encode` for FeatureRows: the float block placed at once, categories coded."""
@@ -84,7 +75,7 @@ class CategoryEncoder:
         x = np.empty((len(rows), len(names)), dtype="float64")
         x[:, [position[c] for c in numeric]] = rows.numeric
         for col in self.columns:
-            codes = self._codes(col)
+            codes = {level: float(i) for i, level in enumerate(self.levels_[col])}
             x[:, position[col]] = [codes.get(v, np.nan) if isinstance(v, str) else np.nan
                                    for v in rows.categorical[col]]
         return x

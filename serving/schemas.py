@@ -302,12 +302,13 @@ def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric
             raise RequestError(f"{field}.{f}", "must be a number or null")
 
 
-def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_of: pd.Timestamp,
+def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_ofs: list[pd.Timestamp],
                      indices: list[int] | None = None
                      ) -> tuple[FeatureRows, list[int], dict[int, RequestError]]:
     """Feature rows from JSON rows, checked row by row: a missing feature is an error, an
     unknown one too. Returns the good rows, their positions in `rows`, and the errors of the
-    others; `indices` are the rows' positions in the caller's request, for the field names."""
+    others. A row without its own as_of takes its entry of `as_ofs`; `indices` are the rows'
+    positions in the caller's request, for the field names."""
     names = spec.feature_names
     known = set(names)
     cats = set(spec.categorical_features)
@@ -323,7 +324,7 @@ def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_of: pd.Timest
             errors[r] = exc
     matrix = np.array([[np.nan if (v := rows[r].model_extra[f]) is None else v for f in numeric]
                        for r in good], dtype="float64").reshape(len(good), len(numeric))
-    times = [to_utc_naive(rows[r].as_of) if rows[r].as_of else as_of for r in good]
+    times = [to_utc_naive(rows[r].as_of) if rows[r].as_of else as_ofs[r] for r in good]
     categorical = {c: np.array([None if (v := rows[r].model_extra[c]) is None else str(v)
                                 for r in good], dtype=object)
                    for c in spec.categorical_features}

@@ -153,8 +153,8 @@ def score_rows(loaded: LoadedModel, items: list[RowItem], top_k: int,
     """One result per feature row, in order; a bad row gets its error alone."""
     spec = loaded.model.spec
     results: list[ItemResult | None] = [None] * len(items)
-    rows = [i.row if i.row.as_of else i.row.model_copy(update={"as_of": i.as_of}) for i in items]
-    feats, good, errors = rows_to_features(rows, spec, to_utc_naive(items[0].as_of),
+    feats, good, errors = rows_to_features([i.row for i in items], spec,
+                                           [to_utc_naive(i.as_of) for i in items],
                                            [i.index for i in items])
     for i, exc in errors.items():
         results[i] = ItemResult(error=exc.body())
