@@ -86,9 +86,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         except Exception as exc:  # pyarrow raises several types for corrupt files
             raise DataError(str(path), None, f"not a readable Parquet file: {exc}") from None
     elif name.endswith(_CSV_SUFFIXES):
-        sep = "\t" if ".tsv" in name else ","
         try:
-            frame = pd.read_csv(path, sep=sep, low_memory=False)
+            frame = _read_csv(path, "\t" if ".tsv" in name else ",")
         except pd.errors.EmptyDataError:
             raise DataError(str(path), None, "the file is empty") from None
         except Exception as exc:
@@ -101,6 +100,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(str(path), None, "the file has no rows")
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
+
+
+def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+    """Read a CSV with its customer id column as text.
+
+    Left to type inference, `007` would become 7 in a column of numbers but stay `007` in a
+    column that also holds letters, so the same customer would be spelled differently in two
+    files and their rows would not join. The header is read first because the id column may be
+    written with spaces around its name."""
+    header = pd.read_csv(path, sep=sep, nrows=0).columns
+    ids = {col: str for col in header if str(col).strip() == CUSTOMER_ID}
+    return pd.read_csv(path, sep=sep, low_memory=False, dtype=ids)
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,17 +196,32 @@ def parse_timestamps(
     return parsed
 
 
+def _float_ids(values: pd.Series) -> pd.Series:
+    """Float ids as text, value by value: a whole number as its integer (7.0 -> '7'), any
+    other as its shortest form (1.5 -> '1.5'). Deciding per value, never per column, keeps an
+    id's spelling independent of the other rows. Beyond 2**53 a float no longer holds every
+    integer exactly, so such values are not taken for integers."""
+    exact = ((values % 1 == 0) & (values.abs() <= 2**53)).to_numpy()
+    text = values.astype("string")
+    text[exact] = values[exact].astype("int64").astype("string")
+    return text
+
+
 def normalise_ids(values: pd.Series, source: str) -> pd.Series:
-    """Customer ids as strings; integer ids read as floats (1.0) lose their '.0'."""
+    """Customer ids as strings, as written but for surrounding spaces, by one rule for both
+    tables so that they join.
+
+    Text stays text: `007` is not `7` and `1.0` is not `1` (CSV id columns are read as text
+    for this, see `_read_csv`). Integer ids become their decimal digits (7 -> '7'). A float
+    column cannot tell how an id was written; pandas makes one of integer ids with a gap, so a
+    whole float is taken for that integer (7.0 -> '7', the same customer as a written `7`)."""
     if values.isna().any():
         raise DataError(
             source, CUSTOMER_ID, "missing customer id",
             _example(pd.DataFrame({CUSTOMER_ID: values}), values.isna().to_numpy(), CUSTOMER_ID),
         )
-    if pd.api.types.is_float_dtype(values):
-        if (values % 1 == 0).all():
-            values = values.astype("int64")
-    ids = values.astype("string").str.strip()
+    text = _float_ids(values) if pd.api.types.is_float_dtype(values) else values.astype("string")
+    ids = text.str.strip()
     blank = ids == ""
     if blank.any():
         raise DataError(
