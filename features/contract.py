@@ -3,11 +3,17 @@
 Both tables may be CSV (optionally gzipped) or Parquet, chosen by file extension. Every problem
 raises a `DataError` that names the file, the column, the problem and an example of a bad row.
 Timestamps come back as timezone-naive UTC `datetime64[us]`; customer ids as strings.
+
+Two rules keep rows from being matched or dated by guesswork. A customer id is the text written in
+the file (`normalise_ids`). A column of dates written as text is read with one format, ISO 8601
+unless the caller names another (`parse_timestamps`); a column that does not fit is refused, never
+read value by value, where `01/02/2025` could be January beside `13/02/2025` in February.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +34,7 @@ EVENT_REQUIRED = (CUSTOMER_ID, TIMESTAMP, EVENT_TYPE)
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv", ".tsv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+ISO_8601 = "ISO8601"  # pandas' name for any ISO 8601 form: date, date and time, with or without offset
 
 
 class DataError(ValueError):
@@ -153,10 +160,54 @@ def to_utc_naive(value: object) -> pd.Timestamp:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
+def check_date_format(date_format: str) -> str:
+    """The format, if it can date a column: ValueError for a bad directive, or for a format
+    without a year, which would put every date in 1900."""
+    if not re.search(r"%[Yy]", date_format):
+        raise ValueError(f"{date_format!r} has no year (%Y or %y), such as '%d/%m/%Y'")
+    _to_datetime(pd.Series([], dtype="string"), date_format)  # pandas checks the directives
+    return date_format
+
+
+def _to_datetime(text: pd.Series, date_format: str) -> pd.Series:
+    """Text in one format as UTC times; a value that does not fit is NaT, never guessed."""
+    return pd.to_datetime(text, utc=True, errors="coerce", format=date_format)
+
+
+def _parse_one_format(text: pd.Series, date_format: str | None) -> pd.Series:
+    """The column read with `date_format`, or with ISO 8601 when none is given.
+
+    A column wholly in ISO 8601 is accepted under another `date_format` too: with the year first
+    there is no day-month doubt, and one export often has ISO event times beside dates in the
+    local style. Either way every value of the column is read with the same format."""
+    parsed = _to_datetime(text, date_format or ISO_8601)
+    if date_format and (parsed.isna() & text.notna()).any():
+        iso = _to_datetime(text, ISO_8601)
+        if not (iso.isna() & text.notna()).any():
+            return iso
+    return parsed
+
+
+def _format_problem(date_format: str | None, some_iso: bool) -> str:
+    if date_format:
+        return (f"unparseable timestamp: does not match --date-format {date_format!r}, and the "
+                "column is not all ISO 8601 either; a column is read with one format")
+    found = "ISO 8601 mixed with another format" if some_iso else "not ISO 8601"
+    return (f"unparseable timestamp: {found}; a column is read with one format, ISO 8601 "
+            "(2025-02-13, 2025-02-13T09:30:00Z) unless --date-format names another, such as "
+            "'%d/%m/%Y' for day first or '%m/%d/%Y' for month first")
+
+
 def parse_timestamps(
-    values: pd.Series, source: str, column: str, *, allow_missing: bool
+    values: pd.Series, source: str, column: str, *, allow_missing: bool,
+    date_format: str | None = None,
 ) -> pd.Series:
-    """Parse a column to naive UTC datetime64[us]; aware inputs are converted to UTC first."""
+    """Parse a column to naive UTC datetime64[us]; aware inputs are converted to UTC first.
+
+    Text is read with one format for the whole column (see `_parse_one_format`) and refused
+    if any value does not fit it: guessing each value's format reads `01/02/2025` month first
+    beside `13/02/2025` day first. Blank text is missing, not an error. Datetime columns (such
+    as Parquet timestamps) are taken as they are; numbers are refused, as their unit is unknown."""
     raw = values
     if allow_missing and raw.isna().all():  # e.g. a blank churned_at column: nobody churned yet
         return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]")
@@ -173,16 +224,11 @@ def parse_timestamps(
         )
     else:
         text = raw.astype("string").str.strip().replace("", pd.NA)
-        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-        retry = parsed.isna() & text.notna()
-        if retry.any():
-            parsed.loc[retry] = pd.to_datetime(
-                text[retry], utc=True, errors="coerce", format="mixed"
-            )
+        parsed = _parse_one_format(text, date_format)
         bad = parsed.isna() & text.notna()
         if bad.any():
             raise DataError(
-                source, column, "unparseable timestamp",
+                source, column, _format_problem(date_format, bool(parsed.notna().any())),
                 _example(pd.DataFrame({column: raw}), bad.to_numpy(), column),
             )
     if getattr(parsed.dt, "tz", None) is not None:
@@ -231,17 +277,31 @@ def normalise_ids(values: pd.Series, source: str) -> pd.Series:
     return ids.astype(str)
 
 
-def _looks_like_dates(values: pd.Series) -> bool:
+def _looks_like_dates(values: pd.Series, date_format: str | None) -> bool:
+    """Whether a text column holds dates, in one format or in several.
+
+    Guessing each value's format is right for this question alone: a column of dates in two
+    formats is still a column of dates, and classing it as a date makes `parse_timestamps`
+    refuse it with a pointer to --date-format. As a category of date strings it would quietly
+    feed the model nonsense."""
     sample = values.dropna().astype(str).str.strip()
-    sample = sample[sample != ""].head(500)
-    if len(sample) < 1 or not sample.str.contains(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}").all():
+    sample = sample[sample != ""].head(500).astype("string")
+    if sample.empty:
         return False
-    parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
-    return bool(parsed.notna().all())
+    if date_format and _to_datetime(sample, date_format).notna().all():
+        return True
+    if not sample.str.contains(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}").all():
+        return False
+    return bool(_to_datetime(sample, "mixed").notna().all())
 
 
-def classify_attributes(frame: pd.DataFrame, columns: list[str]) -> AttributeKinds:
-    """Numbers stay numbers, date-like columns become dates, everything else a category."""
+def classify_attributes(
+    frame: pd.DataFrame, columns: list[str], date_format: str | None = None
+) -> AttributeKinds:
+    """Numbers stay numbers, date-like columns become dates, everything else a category.
+
+    A date attribute (a date of birth, say) is then read like any timestamp column, with one
+    format, so dates in a column that fits no single format are refused, not made a category."""
     numeric, categorical, dates = [], [], []
     for col in columns:
         s = frame[col]
@@ -249,14 +309,16 @@ def classify_attributes(frame: pd.DataFrame, columns: list[str]) -> AttributeKin
             pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_datetime64_any_dtype(s)
         ):
             numeric.append(col)
-        elif pd.api.types.is_datetime64_any_dtype(s) or _looks_like_dates(s):
+        elif pd.api.types.is_datetime64_any_dtype(s) or _looks_like_dates(s, date_format):
             dates.append(col)
         else:
             categorical.append(col)
     return AttributeKinds(tuple(numeric), tuple(categorical), tuple(dates))
 
 
-def clean_attributes(frame: pd.DataFrame, kinds: AttributeKinds, source: str) -> pd.DataFrame:
+def clean_attributes(
+    frame: pd.DataFrame, kinds: AttributeKinds, source: str, date_format: str | None = None
+) -> pd.DataFrame:
     """Cast attributes to their kind: float64, nullable string (blank is missing), or UTC date."""
     missing = [c for c in kinds.all if c not in frame.columns]
     if missing:  # a request may omit attributes the model knows: they are unknown, not errors
@@ -268,7 +330,8 @@ def clean_attributes(frame: pd.DataFrame, kinds: AttributeKinds, source: str) ->
         text = frame[col].astype("string").str.strip()
         out[col] = text.mask(text == "", pd.NA)
     for col in kinds.datetime:
-        out[col] = parse_timestamps(frame[col], source, col, allow_missing=True)
+        out[col] = parse_timestamps(frame[col], source, col, allow_missing=True,
+                                    date_format=date_format)
     return frame.assign(**out) if out else frame
 
 
@@ -278,9 +341,11 @@ def clean_attributes(frame: pd.DataFrame, kinds: AttributeKinds, source: str) ->
 
 
 def validate_customers(
-    frame: pd.DataFrame, source: str = "customers", kinds: AttributeKinds | None = None
+    frame: pd.DataFrame, source: str = "customers", kinds: AttributeKinds | None = None,
+    *, date_format: str | None = None,
 ) -> tuple[pd.DataFrame, AttributeKinds]:
-    """Check and normalise a customers table. Returns it with the kinds of its attributes."""
+    """Check and normalise a customers table. Returns it with the kinds of its attributes.
+    Dates written as text are read with `date_format`, ISO 8601 when it is None."""
     if frame.empty:
         raise DataError(source, None, "the table has no rows")
     _require_columns(frame, CUSTOMER_REQUIRED, source)
@@ -293,9 +358,11 @@ def validate_customers(
             f"duplicate customer ids ({int(ids.duplicated().sum())} repeated)",
             f"customer_id={first!r} appears {int((ids == first).sum())} times",
         )
-    signup = parse_timestamps(frame[SIGNUP_AT], source, SIGNUP_AT, allow_missing=False)
+    signup = parse_timestamps(frame[SIGNUP_AT], source, SIGNUP_AT, allow_missing=False,
+                              date_format=date_format)
     if CHURNED_AT in frame.columns:
-        churned = parse_timestamps(frame[CHURNED_AT], source, CHURNED_AT, allow_missing=True)
+        churned = parse_timestamps(frame[CHURNED_AT], source, CHURNED_AT, allow_missing=True,
+                                   date_format=date_format)
     else:
         churned = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
     before = (churned < signup).fillna(False).to_numpy()
@@ -308,22 +375,24 @@ def validate_customers(
         )
     attr_cols = [c for c in frame.columns if c not in (CUSTOMER_ID, SIGNUP_AT, CHURNED_AT)]
     if kinds is None:
-        kinds = classify_attributes(frame, attr_cols)
+        kinds = classify_attributes(frame, attr_cols, date_format)
     out = frame.assign(**{CUSTOMER_ID: ids, SIGNUP_AT: signup, CHURNED_AT: churned})
-    out = clean_attributes(out, kinds, source)
+    out = clean_attributes(out, kinds, source, date_format)
     return out[[CUSTOMER_ID, SIGNUP_AT, CHURNED_AT, *kinds.all]].reset_index(drop=True), kinds
 
 
 def validate_events(
-    frame: pd.DataFrame, source: str = "events"
+    frame: pd.DataFrame, source: str = "events", *, date_format: str | None = None
 ) -> tuple[pd.DataFrame, tuple[str, ...], list[str]]:
-    """Check and normalise an events table. Returns it, its numeric value columns and notes."""
+    """Check and normalise an events table. Returns it, its numeric value columns and notes.
+    Timestamps written as text are read with `date_format`, ISO 8601 when it is None."""
     if frame.empty:
         raise DataError(source, None, "the table has no rows")
     _require_columns(frame, EVENT_REQUIRED, source)
     notes: list[str] = []
     ids = normalise_ids(frame[CUSTOMER_ID], source)
-    ts = parse_timestamps(frame[TIMESTAMP], source, TIMESTAMP, allow_missing=False)
+    ts = parse_timestamps(frame[TIMESTAMP], source, TIMESTAMP, allow_missing=False,
+                          date_format=date_format)
     etype = frame[EVENT_TYPE]
     missing = etype.isna() | (etype.astype("string").str.strip() == "")
     if missing.any():
@@ -366,10 +435,17 @@ def drop_unknown_customers(
     return events, dropped
 
 
-def load_tables(customers_path: str | Path, events_path: str | Path) -> Tables:
-    """Load both files, validate them and drop events of unknown customers (counted)."""
-    customers, kinds = validate_customers(read_table(customers_path), str(customers_path))
-    events, value_cols, notes = validate_events(read_table(events_path), str(events_path))
+def load_tables(
+    customers_path: str | Path, events_path: str | Path, *, date_format: str | None = None
+) -> Tables:
+    """Load both files, validate them and drop events of unknown customers (counted).
+
+    `date_format` (strftime syntax, such as '%d/%m/%Y') is the one format of every date column
+    written as text that is not wholly ISO 8601; without it such columns are refused."""
+    customers, kinds = validate_customers(read_table(customers_path), str(customers_path),
+                                          date_format=date_format)
+    events, value_cols, notes = validate_events(read_table(events_path), str(events_path),
+                                                date_format=date_format)
     events, dropped = drop_unknown_customers(events, customers)
     if dropped:
         notes.append(f"{events_path}: dropped {dropped} events of customers not in {customers_path}")

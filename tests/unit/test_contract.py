@@ -387,7 +387,6 @@ def test_normalise_ids(values, expected):
         pytest.param(["2024-01-01", "2024-01-01 10:00:00"], ["2024-01-01", "2024-01-01 10:00"],
                      id="naive-is-utc"),
         pytest.param([" 2024-03-05 ", ""], ["2024-03-05", None], id="blank-is-missing"),
-        pytest.param(["03/05/2024"], ["2024-03-05"], id="us-date-fallback"),
     ],
 )
 def test_parse_timestamps_returns_naive_utc(values, expected):

@@ -13,7 +13,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.contract import load_tables, normalise_ids
+from features.contract import (
+    AttributeKinds,
+    DataError,
+    check_date_format,
+    classify_attributes,
+    load_tables,
+    normalise_ids,
+    parse_timestamps,
+    validate_customers,
+)
 
 # --------------------------------------------------------------------------------------------
 # Customer ids
@@ -106,3 +115,152 @@ def test_whole_float_ids_in_parquet_are_their_integers(tmp_path):
 )
 def test_normalise_ids_rule(values, expected):
     assert normalise_ids(pd.Series(values), "s").tolist() == expected
+
+
+# --------------------------------------------------------------------------------------------
+# One format per date column
+# --------------------------------------------------------------------------------------------
+
+DAY_FIRST = ["13/02/2025", "01/02/2025"]
+
+
+def _refused(values: list, date_format: str | None = None) -> str:
+    with pytest.raises(DataError) as info:
+        parse_timestamps(pd.Series(values), "crm.csv", "signup_at", allow_missing=True,
+                         date_format=date_format)
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith("crm.csv: column 'signup_at': unparseable timestamp")
+    return text
+
+
+def _parsed(values: list | pd.Series, date_format: str | None) -> list:
+    parsed = parse_timestamps(pd.Series(values), "s", "t", allow_missing=True,
+                              date_format=date_format)
+    assert parsed.dtype == "datetime64[us]"
+    return [None if pd.isna(v) else str(v) for v in parsed]
+
+
+def test_day_first_column_is_refused_without_a_date_format():
+    """Neither value is guessed: 13/02 cannot be month first, 01/02 could be either."""
+    text = _refused(DAY_FIRST)
+    for part in ("not ISO 8601", "--date-format", "'%d/%m/%Y'", "row 1: signup_at='13/02/2025'"):
+        assert part in text, text
+
+
+def test_ambiguous_day_and_month_alone_is_refused_without_a_date_format():
+    assert "row 1: signup_at='01/02/2025'" in _refused(["01/02/2025"])
+
+
+def test_day_first_column_is_read_with_its_date_format():
+    assert _parsed(DAY_FIRST, "%d/%m/%Y") == ["2025-02-13 00:00:00", "2025-02-01 00:00:00"]
+
+
+def test_month_first_date_format_refuses_a_thirteenth_month():
+    text = _refused(DAY_FIRST, "%m/%d/%Y")
+    assert "does not match --date-format '%m/%d/%Y'" in text
+    assert "row 1: signup_at='13/02/2025'" in text
+
+
+def test_month_first_format_reads_month_first():
+    assert _parsed(["03/05/2024"], "%m/%d/%Y") == ["2024-03-05 00:00:00"]
+
+
+@pytest.mark.parametrize("date_format", [None, "%d/%m/%Y"])
+def test_column_mixing_iso_and_slash_dates_is_refused(date_format):
+    text = _refused(["2025-02-13", "2025-02-14T09:30:00Z", "01/02/2025"], date_format)
+    if date_format is None:
+        assert "ISO 8601 mixed with another format" in text
+        assert "row 3: signup_at='01/02/2025'" in text
+    else:
+        assert "does not match --date-format '%d/%m/%Y'" in text
+        assert "row 1: signup_at='2025-02-13'" in text
+
+
+def test_a_column_wholly_in_iso_8601_is_read_under_another_date_format():
+    """The year first leaves no doubt, so ISO event times work beside day-first signups."""
+    assert _parsed(["2025-02-13T09:30:00+01:00", "2025-02-01"], "%d/%m/%Y") == [
+        "2025-02-13 08:30:00", "2025-02-01 00:00:00"]
+
+
+def test_blank_values_are_missing_under_a_date_format():
+    assert _parsed(["13/02/2025", "", "  ", None], "%d/%m/%Y") == [
+        "2025-02-13 00:00:00", None, None, None]
+
+
+def test_date_format_with_time_and_offset_gives_naive_utc():
+    assert _parsed(["13/02/2025 10:00 +0200"], "%d/%m/%Y %H:%M %z") == ["2025-02-13 08:00:00"]
+
+
+def test_datetime_columns_ignore_the_date_format():
+    """Parquet timestamps carry no text format; numbers stay refused, their unit unknown."""
+    times = pd.Series(pd.to_datetime(["2025-02-13 10:00"]))
+    assert _parsed(times, "%d/%m/%Y") == ["2025-02-13 10:00:00"]
+    with pytest.raises(DataError, match="expected dates or timestamps, got numbers"):
+        parse_timestamps(pd.Series([1739440800]), "s", "t", allow_missing=False,
+                         date_format="%d/%m/%Y")
+
+
+def test_load_tables_reads_day_first_csv_with_a_date_format(tmp_path):
+    customers = _csv(tmp_path / "c.csv", "customer_id,signup_at,churned_at\n"
+                     "007,13/02/2025,\n008,01/02/2025,01/03/2025\n")
+    events = _csv(tmp_path / "e.csv", "customer_id,timestamp,event_type\n"
+                  "007,2025-02-20T10:00:00Z,login\n008,2025-02-21T10:00:00Z,login\n")
+    with pytest.raises(DataError) as info:
+        load_tables(customers, events)
+    assert str(info.value).startswith(f"{customers}: column 'signup_at': unparseable timestamp")
+    tables = load_tables(customers, events, date_format="%d/%m/%Y")
+    c = tables.customers
+    assert c["signup_at"].tolist() == [pd.Timestamp("2025-02-13"), pd.Timestamp("2025-02-01")]
+    assert c["churned_at"].iloc[1] == pd.Timestamp("2025-03-01")
+    assert tables.events["timestamp"].iloc[0] == pd.Timestamp("2025-02-20 10:00")
+
+
+# --------------------------------------------------------------------------------------------
+# Date attributes follow the same rule
+# --------------------------------------------------------------------------------------------
+
+
+def _customers(**attributes) -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": ["a", "b"], "signup_at": ["2024-01-01", "2024-01-02"],
+                         **attributes})
+
+
+@pytest.mark.parametrize(
+    "birth",
+    [pytest.param(DAY_FIRST, id="day-first"), pytest.param(["1990-05-01", "01/02/1985"], id="mixed")],
+)
+def test_date_attribute_in_no_single_format_is_refused(birth):
+    """A column of dates is refused like a timestamp column, not used as a category of text."""
+    with pytest.raises(DataError) as info:
+        validate_customers(_customers(date_of_birth=birth), "crm.csv")
+    assert str(info.value).startswith("crm.csv: column 'date_of_birth': unparseable timestamp")
+    assert "--date-format" in str(info.value)
+
+
+@pytest.mark.parametrize("date_format", ["%d/%m/%Y", "%d.%m.%Y"])
+def test_date_attribute_is_read_with_the_date_format(date_format):
+    birth = [d.replace("/", date_format[2]) for d in DAY_FIRST]
+    customers, kinds = validate_customers(
+        _customers(date_of_birth=birth, code=["A-1", "B-2"]), date_format=date_format)
+    assert kinds == AttributeKinds(categorical=("code",), datetime=("date_of_birth",))
+    assert customers["date_of_birth"].tolist() == [pd.Timestamp("2025-02-13"),
+                                                   pd.Timestamp("2025-02-01")]
+
+
+def test_text_that_is_not_dates_stays_categorical():
+    kinds = classify_attributes(_customers(note=["born 2024-01-01", "12/34/56"]), ["note"])
+    assert kinds == AttributeKinds(categorical=("note",))
+
+
+# --------------------------------------------------------------------------------------------
+# The format itself
+# --------------------------------------------------------------------------------------------
+
+
+def test_check_date_format():
+    assert check_date_format("%d/%m/%Y %H:%M") == "%d/%m/%Y %H:%M"
+    with pytest.raises(ValueError, match="bad directive"):
+        check_date_format("%d/%Q/%Y")
+    with pytest.raises(ValueError, match="has no year"):
+        check_date_format("%d/%m")
