@@ -81,10 +81,20 @@ def write_parquet(frame, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _load(customers: Path, events: Path):
+def date_format_option(value: str | None) -> str | None:
+    """Refuse a format that cannot date anything before any file is read."""
+    from features.contract import check_date_format as check
+
+    try:
+        return None if value is None else check(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _load(customers: Path, events: Path, date_format: str | None):
     from features.contract import load_tables
 
-    tables = load_tables(customers, events)
+    tables = load_tables(customers, events, date_format=date_format)
     for note in tables.notes:
         err.print(f"[yellow]note:[/] {note}")
     return tables
@@ -97,6 +107,9 @@ LabelOpt = Annotated[str, typer.Option(
 HorizonOpt = Annotated[int, typer.Option("--horizon", min=1, help="Label horizon in days.")]
 CadenceOpt = Annotated[int | None, typer.Option(
     "--cadence", min=1, help="Days between snapshots (default: chosen from the log's length).")]
+DateFormatOpt = Annotated[str | None, typer.Option(
+    "--date-format", callback=date_format_option,
+    help="The one format (strftime, such as %d/%m/%Y) of date columns not written in ISO 8601.")]
 
 
 @app.command()
@@ -129,12 +142,13 @@ def features(
     events: EventsOpt,
     as_of: Annotated[list[str], typer.Option("--as-of", help="Observation time; repeatable.")],
     out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
+    date_format: DateFormatOpt = None,
 ) -> None:
     """Write point-in-time features for every customer signed up by each --as-of."""
     from features.engine import feature_table, infer_spec
 
     times = [parse_time(v, "--as-of") for v in as_of]
-    tables = _load(customers, events)
+    tables = _load(customers, events, date_format)
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
     with progress_bar("building features") as progress:
         table = feature_table(tables.customers, tables.events, spec, times, progress)
@@ -150,6 +164,7 @@ def snapshots(
     horizon: HorizonOpt,
     out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
     cadence: CadenceOpt = None,
+    date_format: DateFormatOpt = None,
 ) -> None:
     """Write labelled training snapshots at a regular cadence."""
     from features.definitions import LABEL_KINDS
@@ -157,7 +172,7 @@ def snapshots(
 
     if label not in LABEL_KINDS:
         raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
-    tables = _load(customers, events)
+    tables = _load(customers, events, date_format)
     plan = plan_observations(tables.customers, tables.events, horizon, cadence)
     times = plan.times
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
@@ -311,6 +326,7 @@ def score(
     offer_cost: Annotated[float | None, typer.Option("--offer-cost", help="Cost of one offer.")] = None,
     save_rate: Annotated[float | None, typer.Option(
         "--save-rate", min=0.0, max=1.0, help="Share of contacted churners saved.")] = None,
+    date_format: DateFormatOpt = None,
 ) -> None:
     """Score every customer active at --as-of with the champion (or --model).
 
@@ -327,7 +343,7 @@ def score(
     offer = settings.offer.model_copy(update={k: v for k, v in flags.items() if v is not None})
     model = model or settings.model_uri
     configure(settings)
-    tables = _load(customers, events)
+    tables = _load(customers, events, date_format)
     try:
         loaded = load_model(model)
     except Exception as exc:

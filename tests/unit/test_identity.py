@@ -8,6 +8,8 @@ read as 2 January in the same column.
 
 from __future__ import annotations
 
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +25,7 @@ from features.contract import (
     parse_timestamps,
     validate_customers,
 )
+from tests.unit.test_cli import churn
 
 # --------------------------------------------------------------------------------------------
 # Customer ids
@@ -264,3 +267,60 @@ def test_check_date_format():
         check_date_format("%d/%Q/%Y")
     with pytest.raises(ValueError, match="has no year"):
         check_date_format("%d/%m")
+
+
+# --------------------------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------------------------
+
+DAY_FIRST_CSV = "customer_id,signup_at\n007,13/02/2025\n008,01/02/2025\n"
+ISO_EVENTS_CSV = ("customer_id,timestamp,event_type\n"
+                  "007,2025-03-01T10:00:00Z,login\n008,2025-03-02T10:00:00Z,login\n")
+
+# id: (extra arguments, exit code, words the single stderr line must contain)
+CLI = {
+    "with-date-format": (["--date-format", "%d/%m/%Y"], 0, []),
+    "without-date-format": (
+        [], 2, ["data error:", "day_first.csv: column 'signup_at': unparseable timestamp: not ISO 8601",
+                "--date-format", "(e.g. row 1: signup_at='13/02/2025')"],
+    ),
+    "bad-date-format": (
+        ["--date-format", "%d/%Q/%Y"], 2, ["error:", "'--date-format'", "bad directive"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory) -> tuple[Path, dict[str, subprocess.CompletedProcess[str]]]:
+    folder = tmp_path_factory.mktemp("day_first")
+    customers = _csv(folder / "day_first.csv", DAY_FIRST_CSV)
+    events = _csv(folder / "iso.csv", ISO_EVENTS_CSV)
+    with ThreadPoolExecutor(max_workers=len(CLI)) as pool:
+        futures = {
+            name: pool.submit(churn, "features", "--customers", customers, "--events", events,
+                              "--as-of", "2025-06-01", "--out", folder / f"{name}.parquet", *extra)
+            for name, (extra, _, _) in CLI.items()
+        }
+        return folder, {name: f.result() for name, f in futures.items()}
+
+
+def test_cli_date_format_reads_day_first_dates_and_ids_keep_their_zeros(cli_runs):
+    folder, runs = cli_runs
+    assert runs["with-date-format"].returncode == 0, runs["with-date-format"].stderr
+    table = pd.read_parquet(folder / "with-date-format.parquet")
+    # signed up on 13 and 1 February (108 and 120 days before 1 June), not on 2 January
+    assert table.set_index("customer_id")["tenure_days"].to_dict() == {"007": 108, "008": 120}
+
+
+@pytest.mark.parametrize("name", [n for n, (_, code, _) in CLI.items() if code])
+def test_cli_refuses_in_one_line(cli_runs, name):
+    folder, runs = cli_runs
+    _, code, words = CLI[name]
+    result = runs[name]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert result.returncode == code, lines[0]
+    assert not (folder / f"{name}.parquet").exists()
