@@ -5,11 +5,13 @@ environment themselves."""
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Offer(BaseModel):
@@ -54,9 +56,33 @@ class Settings(BaseSettings):
     # a scorer call that takes longer is given up and scored in the public process instead
     scorer_timeout_s: float = Field(15.0, gt=0)
 
-    # request limits
-    max_customers_per_request: int = 1000
-    max_events_per_request: int = 100_000
+    # request limits: a body past its bound is refused (413) from Content-Length or while it
+    # is read, before any parsing; strings past theirs are a 400 naming the field
+    max_customers_per_request: int = Field(1000, gt=0)
+    max_events_per_request: int = Field(100_000, gt=0)
+    max_body_bytes: int = Field(16 * 2**20, gt=0, description="Largest JSON request body.")
+    max_id_chars: int = Field(200, gt=0, description="Longest customer id.")
+    max_string_chars: int = Field(1000, gt=0, description="Longest attribute or type string.")
+
+    # /batch jobs: uploads and results live as files under batch_dir, one job runs at a time
+    # (as `churn score`, in its own process, so its memory is returned when it ends)
+    batch_dir: Path | None = Field(None, description="Job files; default: mlruns/batch.")
+    batch_max_upload_bytes: int = Field(1 * 2**30, gt=0, description="Largest upload, both files.")
+    batch_max_pending: int = Field(4, gt=0, description="Jobs queued or running before a 429.")
+    batch_retention_s: float = Field(24 * 3600.0, gt=0, description="How long a finished job's "
+                                     "files are kept.")
+    batch_timeout_s: float = Field(3600.0, gt=0, description="A job running longer is stopped.")
+
+    # security, off until set: API keys (Authorization: Bearer <key> or X-API-Key) for the API
+    # and /metrics; reviewer keys (HTTP Basic password, or Bearer) for /review, which falls back
+    # to the API keys; the Host names served ("*": any); origins allowed to POST from a browser
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    review_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ("*",)
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # registry liveness: /readyz turns unready when the alias could not be read for this long
+    max_poll_age_s: float = Field(300.0, gt=0)
 
     # the offer rule, used by `churn train` (profit curve), `churn score` and the reviewer page;
     # CHURN_OFFER__COST, CHURN_OFFER__SAVE_RATE, ... override it
@@ -72,14 +98,29 @@ class Settings(BaseSettings):
     review_waterfall_steps: int = Field(10, gt=0)
 
     @field_validator("review_scores", "review_customers", "review_events", "review_playbook",
-                     "tracking_uri", mode="before")
+                     "tracking_uri", "batch_dir", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("api_keys", "review_keys", "allowed_hosts", "allowed_origins",
+                     mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """CHURN_API_KEYS=a,b as well as the JSON list pydantic-settings reads."""
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return tuple(json.loads(value))
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
     @property
     def mlruns(self) -> Path:
         return self.home.resolve() / "mlruns"
+
+    @property
+    def batch_root(self) -> Path:
+        return self.batch_dir.resolve() if self.batch_dir else self.mlruns / "batch"
 
 
 @lru_cache(maxsize=1)

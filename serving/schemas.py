@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from features.contract import (
     to_utc_naive,
@@ -19,6 +19,33 @@ from features.definitions import FeatureSpec
 from features.engine import FeatureRows
 
 Scalar = str | int | float | bool | None
+MAX_ATTRIBUTES = 500  # attributes of one customer, and extra values of one event
+
+
+def _timestamp_text(value: object) -> object:
+    """A JSON number is not a timestamp: 5 would silently be 1970-01-01T00:00:05."""
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO 8601 date or timestamp string, not a number")
+    return value
+
+
+def _id_value(value: object) -> object:
+    """An id is a string or a whole number, never true/false or a fraction (1 and 1.0 would be
+    two customers)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("must be a string or an integer")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# request times: strings only; response times: always with their UTC offset
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text)]
+UtcTimestamp = Annotated[datetime, AfterValidator(_utc)]
+CustomerId = Annotated[str | int, BeforeValidator(_id_value),
+                       Field(description="A string or an integer; echoed back as sent.")]
 
 
 class _RequestModel(BaseModel):
@@ -26,41 +53,45 @@ class _RequestModel(BaseModel):
 
 
 class EventIn(_RequestModel):
-    timestamp: datetime
+    timestamp: Timestamp
     event_type: Annotated[str, Field(min_length=1, max_length=200)]
     amount: float | None = None
     values: dict[str, float | None] = Field(
-        default_factory=dict, description="Other numeric event columns, e.g. quantity.")
+        default_factory=dict, max_length=MAX_ATTRIBUTES,
+        description="Other numeric event columns, e.g. quantity.")
 
 
 class CustomerIn(_RequestModel):
-    customer_id: Annotated[str | int, Field(description="Any id; echoed back.")]
-    signup_at: datetime
-    attributes: dict[str, Scalar] = Field(default_factory=dict)
+    customer_id: CustomerId
+    signup_at: Timestamp
+    attributes: dict[str, Scalar] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
     events: list[EventIn] = Field(default_factory=list)
 
 
 class PredictRequest(_RequestModel):
     customers: Annotated[list[CustomerIn], Field(min_length=1)]
-    as_of: datetime | None = Field(None, description="Observation time; default: now (UTC).")
-    reasons: bool = Field(True, description="Include the top reasons (TreeSHAP).")
+    as_of: Timestamp | None = Field(None, description="Observation time; default: now (UTC).")
+    reasons: StrictBool = Field(True, description="Include the top reasons (TreeSHAP).")
 
 
 class ExplainRequest(CustomerIn):
-    as_of: datetime | None = None
+    as_of: Timestamp | None = None
 
 
 class FeatureRow(BaseModel):
     """A precomputed feature row: customer_id, as_of and every feature of the model."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=True)
-    customer_id: str | int
-    as_of: datetime | None = None
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    customer_id: CustomerId
+    as_of: Timestamp | None = None
+
+    def id_too_long(self, limit: int) -> bool:
+        return isinstance(self.customer_id, str) and len(self.customer_id) > limit
 
 
 class PredictFeaturesRequest(_RequestModel):
     rows: Annotated[list[FeatureRow], Field(min_length=1)]
-    reasons: bool = Field(True, description="Include the top reasons (TreeSHAP).")
+    reasons: StrictBool = Field(True, description="Include the top reasons (TreeSHAP).")
 
 
 class Reason(BaseModel):
@@ -83,7 +114,7 @@ class Prediction(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    as_of: datetime
+    as_of: UtcTimestamp
     model_version: str
     predictions: list[Prediction]
 
@@ -96,7 +127,7 @@ class FeatureContribution(BaseModel):
 
 class ExplainResponse(BaseModel):
     customer_id: str | int
-    as_of: datetime
+    as_of: UtcTimestamp
     churn_probability: float
     risk_band: str
     base_value: float = Field(description="Expected raw score (log-odds) before any feature.")
@@ -116,6 +147,8 @@ class ModelInfo(BaseModel):
     feature_version: str
     metrics: dict[str, float]
     features: list[str]
+    last_poll: UtcTimestamp | None = Field(None, description="When the alias was last read.")
+    poll_error: str | None = Field(None, description="Why the last poll failed, if it did.")
 
 
 class RequestError(ValueError):
@@ -157,6 +190,29 @@ def check_limits(n_customers: int, n_events: int, max_customers: int, max_events
     if n_events > max_events:
         raise RequestError(f"{path}events", f"{n_events} events in one request; the limit "
                            f"is {max_events}", 413)
+
+
+def check_strings(customers: list[CustomerIn], paths: list[str], max_id: int,
+                  max_text: int) -> None:
+    """400 for an id longer than `max_id` characters or an attribute name, attribute value or
+    event type longer than `max_text`: such strings are echoed back and stored."""
+    for c, prefix in zip(customers, paths, strict=True):
+        if isinstance(c.customer_id, str) and len(c.customer_id) > max_id:
+            raise RequestError(f"{prefix}customer_id", f"longer than {max_id} characters")
+        for name, value in c.attributes.items():
+            if len(name) > max_text:
+                raise RequestError(f"{prefix}attributes", f"a name is longer than {max_text} "
+                                   "characters")
+            if isinstance(value, str) and len(value) > max_text:
+                raise RequestError(f"{prefix}attributes.{name}",
+                                   f"longer than {max_text} characters")
+        for j, e in enumerate(c.events):
+            if len(e.event_type) > max_text:
+                raise RequestError(f"{prefix}events[{j}].event_type",
+                                   f"longer than {max_text} characters")
+            if any(len(k) > max_text for k in e.values):
+                raise RequestError(f"{prefix}events[{j}].values",
+                                   f"a name is longer than {max_text} characters")
 
 
 def _epoch(value: datetime) -> float:
@@ -300,6 +356,8 @@ def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric
         v = extra[f]
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
             raise RequestError(f"{field}.{f}", "must be a number or null")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise RequestError(f"{field}.{f}", "must be a finite number or null")
 
 
 def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_ofs: list[pd.Timestamp],
