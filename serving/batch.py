@@ -1,0 +1,348 @@
+"""Batch scoring jobs over HTTP: upload customers and events files, poll, fetch a Parquet.
+
+Each job is a folder under `batch_root` (settings): the two uploads, `job.json` with its state,
+and at the end `scores.parquet` or the error. A job runs `churn score` in its own process, so:
+- a job's memory is returned when it ends, however large its files were;
+- its output and its errors are exactly the CLI's (the same columns, the same one-line
+  message for bad input, the same atomic write);
+- a job that crashes or hangs never takes the server with it.
+
+One job runs at a time; at most `batch_max_pending` wait or run, and a submit past that is a
+429. The uploads are deleted once the job ends; a finished job's folder is deleted after
+`batch_retention_s`. There is no retry endpoint: submit again.
+
+Routes (mounted by serving.service): POST /batch/submit, GET /batch/status, GET /batch/get.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from scoring.settings import Settings
+from serving.guard import BodyTooLarge
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK_ID = re.compile(r"[0-9a-f]{32}")
+FILES = ("customers", "events")
+COPY_CHUNK = 1 << 20
+MAX_FIELD_CHARS = 100
+# the CLI's exit code for bad input (a DataError or a usage error); any other failure is ours
+BAD_INPUT_EXIT = 2
+
+
+@dataclass
+class Job:
+    task_id: str
+    status: str  # pending, in_progress, completed, failed
+    created_at: str
+    model: str
+    as_of: str | None = None
+    date_format: str | None = None
+    executed_at: str | None = None
+    completed_at: str | None = None
+    error: str | None = None
+    bad_input: bool = False
+    files: dict[str, str] = field(default_factory=dict)  # field -> file name in the folder
+
+    def public(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k not in ("files", "bad_input")}
+        if self.error is None:
+            out.pop("error")
+        return out
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class BatchError(Exception):
+    """A refused submit or lookup: HTTP status and a body naming the field."""
+
+    def __init__(self, status: int, field: str, problem: str):
+        super().__init__(problem)
+        self.status, self.field, self.problem = status, field, problem
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.problem, "field": self.field}, status_code=self.status)
+
+
+class BatchJobs:
+    """The job folders and the one worker thread that runs them."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.batch_root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._lock = threading.Lock()
+        self._abandon_unfinished()
+        self._worker = threading.Thread(target=self._work, name="batch-jobs", daemon=True)
+        self._worker.start()
+
+    # ---- state on disk ----------------------------------------------------------------------
+
+    def _folder(self, task_id: str) -> Path:
+        if not TASK_ID.fullmatch(task_id):
+            raise BatchError(404, "task_id", "no such task")
+        return self.root / task_id
+
+    def _read(self, task_id: str) -> Job:
+        try:
+            data = json.loads((self._folder(task_id) / "job.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            raise BatchError(404, "task_id", "no such task (finished tasks are kept for "
+                             f"{self.settings.batch_retention_s:g} s)") from None
+        return Job(**data)
+
+    def _write(self, job: Job) -> None:
+        folder = self.root / job.task_id
+        tmp = folder / "job.json.tmp"
+        tmp.write_text(json.dumps(asdict(job)))
+        os.replace(tmp, folder / "job.json")
+
+    def _abandon_unfinished(self) -> None:
+        """Jobs a previous server left queued or running will never finish: say so."""
+        for path in self.root.glob("*/job.json"):
+            try:
+                job = Job(**json.loads(path.read_text()))
+            except (json.JSONDecodeError, TypeError):
+                continue
+            if job.status in ("pending", "in_progress"):
+                job.status, job.completed_at = "failed", _now()
+                job.error = "the server stopped before this job finished; submit it again"
+                self._write(job)
+                self._drop_uploads(job)
+
+    def sweep(self) -> None:
+        """Delete finished jobs past their retention, and folders a crash left half-made."""
+        cutoff = time.time() - self.settings.batch_retention_s
+        for folder in self.root.iterdir():
+            if not folder.is_dir() or not TASK_ID.fullmatch(folder.name):
+                continue
+            state = folder / "job.json"
+            try:
+                finished = json.loads(state.read_text())["status"] in ("completed", "failed")
+                stamp = state.stat().st_mtime
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                finished, stamp = True, folder.stat().st_mtime
+            if finished and stamp < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def pending(self) -> int:
+        return sum(1 for p in self.root.glob("*/job.json")
+                   if json.loads(p.read_text()).get("status") in ("pending", "in_progress"))
+
+    async def submit(self, request: Request, model: str) -> Job:
+        """Validate the form and stream both files into a new job folder, or refuse."""
+        self.sweep()
+        if self.pending() >= self.settings.batch_max_pending:
+            raise BatchError(429, "", f"{self.settings.batch_max_pending} batch jobs are already "
+                             "waiting or running; try again when one has finished")
+        kind = request.headers.get("content-type", "")
+        if not kind.lower().startswith("multipart/form-data"):
+            raise BatchError(415, "Content-Type", "send the files as multipart/form-data")
+        task_id = uuid.uuid4().hex
+        folder = self.root / task_id
+        try:
+            form = await request.form(max_files=2, max_fields=4, max_part_size=1024)
+        except BodyTooLarge as exc:
+            raise BatchError(413, "body", f"the upload is larger than the limit of {exc.limit} "
+                             "bytes (CHURN_BATCH_MAX_UPLOAD_BYTES)") from None
+        except (MultiPartException, ValueError) as exc:
+            raise BatchError(400, "body", f"not a readable multipart form: {exc}") from None
+        try:
+            unknown = sorted(set(form) - {*FILES, "as_of", "date_format"})
+            if unknown:
+                raise BatchError(400, unknown[0][:MAX_FIELD_CHARS], "is not a field of a batch "
+                                 "job (customers, events, as_of, date_format)")
+            texts = {name: self._text(form.get(name), name) for name in ("as_of", "date_format")}
+            if texts["as_of"] is not None:
+                _check_time(texts["as_of"])
+            uploads = {name: form.get(name) for name in FILES}
+            for name, upload in uploads.items():
+                if not isinstance(upload, UploadFile):
+                    raise BatchError(400, name, "missing file: send it as a multipart file field")
+            folder.mkdir()
+            files = {name: _save(upload, folder, name) for name, upload in uploads.items()}
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            await form.close()
+        job = Job(task_id=task_id, status="pending", created_at=_now(), model=model,
+                  as_of=texts["as_of"], date_format=texts["date_format"], files=files)
+        self._write(job)
+        self._queue.put(task_id)
+        log.info("batch job %s submitted", task_id)
+        return job
+
+    @staticmethod
+    def _text(value: object, name: str) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise BatchError(400, name, "must be a text field, not a file")
+        value = value.strip()
+        if len(value) > MAX_FIELD_CHARS:
+            raise BatchError(400, name, f"longer than {MAX_FIELD_CHARS} characters")
+        return value or None
+
+    def status(self, task_id: str) -> Job:
+        return self._read(task_id)
+
+    def result(self, task_id: str) -> Response:
+        job = self._read(task_id)
+        if job.status == "completed":
+            return FileResponse(self.root / task_id / "scores.parquet",
+                                media_type="application/vnd.apache.parquet",
+                                filename=f"scores-{task_id}.parquet")
+        if job.status == "failed":
+            status = 422 if job.bad_input else 500
+            return JSONResponse({"error": job.error, "task_id": task_id}, status_code=status)
+        return JSONResponse({"error": f"the job is {job.status.replace('_', ' ')}; poll "
+                             "/batch/status", "task_id": task_id}, status_code=409)
+
+    # ---- the worker -------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            try:
+                task_id = self._queue.get(timeout=60)
+            except queue.Empty:
+                self.sweep()
+                continue
+            try:
+                self._run(task_id)
+            except Exception:
+                log.exception("batch job %s could not be run", task_id)
+
+    def _run(self, task_id: str) -> None:
+        job = self._read(task_id)
+        folder = self.root / task_id
+        job.status, job.executed_at = "in_progress", _now()
+        self._write(job)
+        out = folder / "scores.parquet"
+        cmd = [sys.executable, "-m", "cli.main", "score",
+               "--customers", str(folder / job.files["customers"]),
+               "--events", str(folder / job.files["events"]),
+               "--as-of", job.as_of or _now(), "--out", str(out), "--model", job.model]
+        if job.date_format:
+            cmd += ["--date-format", job.date_format]
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
+                                  timeout=self.settings.batch_timeout_s,
+                                  env={**os.environ, "COLUMNS": "200"})
+        except subprocess.TimeoutExpired:
+            job.status, job.error = "failed", (
+                f"stopped after {self.settings.batch_timeout_s:g} s (CHURN_BATCH_TIMEOUT_S)")
+        else:
+            if proc.returncode == 0 and out.exists():
+                job.status = "completed"
+            else:
+                job.status, job.bad_input = "failed", proc.returncode == BAD_INPUT_EXIT
+                job.error = _last_line(proc.stderr) or f"churn score exited {proc.returncode}"
+                for field_name, file_name in job.files.items():  # name the upload, not our path
+                    job.error = job.error.replace(str(folder / file_name), f"the {field_name} file")
+                job.error = job.error.replace(str(folder), "the job folder")
+                if not job.bad_input:
+                    log.error("batch job %s failed: %s", task_id, proc.stderr[-4000:])
+        job.completed_at = _now()
+        self._drop_uploads(job)
+        self._write(job)
+        log.info("batch job %s %s in %.1f s", task_id, job.status, time.monotonic() - started)
+
+    def _drop_uploads(self, job: Job) -> None:
+        for name in job.files.values():
+            (self.root / job.task_id / name).unlink(missing_ok=True)
+
+
+def _save(upload: UploadFile, folder: Path, name: str) -> str:
+    """Copy an upload into the job folder under a safe name that keeps its format's suffix
+    (the client's file name is never used as a path)."""
+    head = upload.file.read(4)
+    upload.file.seek(0)
+    if not head:
+        raise BatchError(400, name, "is an empty file")
+    tsv = (upload.filename or "").lower().endswith((".tsv", ".tsv.gz"))
+    text = ".tsv" if tsv else ".csv"
+    # the bytes decide the format; the client's name only tells CSV from TSV
+    suffix = ".parquet" if head == b"PAR1" else text + ".gz" if head[:2] == b"\x1f\x8b" else text
+    target = folder / f"{name}{suffix}"
+    with open(target, "wb") as fh:
+        shutil.copyfileobj(upload.file, fh, COPY_CHUNK)
+    return target.name
+
+
+def _check_time(value: str) -> None:
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, OverflowError):
+        stamp = None
+    if stamp is None or pd.isna(stamp):
+        raise BatchError(400, "as_of", f"{value!r} is not a date or timestamp (ISO 8601)")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:1000] if lines else ""
+
+
+async def submit_route(request: Request) -> Response:
+    service = _service()
+    try:
+        job = await service.jobs.submit(request, service.batch_model())
+    except BatchError as exc:
+        return exc.response()
+    return JSONResponse(job.public())
+
+
+async def status_route(request: Request) -> Response:
+    try:
+        return JSONResponse(_service().jobs.status(_task_id(request)).public())
+    except BatchError as exc:
+        return exc.response()
+
+
+async def get_route(request: Request) -> Response:
+    try:
+        return _service().jobs.result(_task_id(request))
+    except BatchError as exc:
+        return exc.response()
+
+
+def _task_id(request: Request) -> str:
+    task_id = request.query_params.get("task_id")
+    if not task_id:
+        raise BatchError(400, "task_id", "is required")
+    return task_id
+
+
+def _service():
+    import bentoml
+
+    return bentoml.get_current_service()
