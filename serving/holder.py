@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
+import mlflow
 from mlflow import MlflowClient
 
 from scoring.store import LoadedModel, load_model, parse_model_uri
@@ -24,6 +26,9 @@ class ModelHolder:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._other: dict[str, LoadedModel] = {}  # the last version asked for by `at`
+        self.last_poll: float | None = time.time()  # when the alias was last read, epoch s
+        self.last_error: str | None = None  # why the last poll failed, if it did
+        self._store_id = _store_identity()
 
     def start_polling(self) -> None:
         if self._alias() is None or self.poll_seconds <= 0:
@@ -59,8 +64,14 @@ class ModelHolder:
         target = self._alias()
         if target is None:
             return False
+        identity = _store_identity()
+        if identity != self._store_id:
+            log.warning("the registry file was replaced; reopening it")
+            _reopen_store()
+            self._store_id = identity
         with self._lock:
             mv = MlflowClient().get_model_version_by_alias(*target)
+            self.last_poll, self.last_error = time.time(), None
             if str(mv.version) == self.current.version:
                 return False
             new = load_model(f"models:/{target[0]}/{mv.version}")
@@ -70,10 +81,47 @@ class ModelHolder:
         log.warning("model %s moved from version %s to %s", self.uri, old, new.version)
         return True
 
+    def poll_age(self) -> float | None:
+        """Seconds since the alias was last read; None when it never moves (a fixed version)."""
+        if self._thread is None:
+            return None
+        return time.time() - (self.last_poll or 0.0)
+
     def _poll(self) -> None:
         while True:
             time.sleep(self.poll_seconds)
             try:
                 self.refresh()
-            except Exception as exc:  # keep serving the current model
+            except Exception as exc:  # keep serving the current model, and reopen the store
+                self.last_error = " ".join(str(exc).split())[:300]
                 log.warning("could not check %s for a new version: %s", self.uri, exc)
+                _reopen_store()
+
+
+def _sqlite_path() -> str | None:
+    uri = mlflow.get_registry_uri() or ""
+    return uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+
+
+def _store_identity() -> tuple[int, int] | None:
+    """(device, inode) of a SQLite registry file. A restore that moves a file into place
+    changes it while the poller's pooled connections still read the old file (a copy over the
+    file in place keeps the inode, and SQLite then sees the new content by itself)."""
+    path = _sqlite_path()
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _reopen_store() -> None:
+    """Close MLflow's pooled database connections, so the next query opens the file anew."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as Registry
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as Tracking
+
+    for store in (Registry, Tracking):
+        for engine in list(store._engine_map.values()):
+            engine.dispose()
