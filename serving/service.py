@@ -14,10 +14,8 @@ CHURN_HOME or MLFLOW_TRACKING_URI, bands, limits, the offer and the reviewer pag
 
 from __future__ import annotations
 
-import io
 import logging
-from datetime import datetime
-from pathlib import Path
+from datetime import UTC, datetime
 
 import aiohttp
 import anyio
@@ -30,13 +28,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from features.contract import load_tables, to_utc_naive
+from features.contract import to_utc_naive
 from features.engine import features_of_relations
-from scoring.predictor import offer_if_valued, predict, score_batch
+from scoring.predictor import predict
 from scoring.reasons import feature_values
 from scoring.settings import Settings, get_settings
 from scoring.store import LoadedModel, configure
+from serving.batch import BatchJobs, get_route, status_route, submit_route
+from serving.guard import Guard
 from serving.holder import ModelHolder
+from serving.logs import quiet_client_errors
 from serving.review import review_app
 from serving.schemas import (
     CustomerIn,
@@ -51,6 +52,7 @@ from serving.schemas import (
     PredictResponse,
     RequestError,
     check_limits,
+    check_strings,
     histories_to_relations,
     json_value,
     predictions_from,
@@ -249,29 +251,38 @@ def _by_version(holder: ModelHolder, items: list, func) -> list:
 async def model_info(request: Request) -> JSONResponse:
     """GET /model: the served model's name, version, alias, run, metrics and features: the
     public process's model, the version every request is scored with."""
-    loaded = bentoml.get_current_service().holder.current
+    holder = bentoml.get_current_service().holder
+    loaded = holder.current
+    polled = holder.last_poll if holder.poll_age() is not None else None
     info = ModelInfo(
         name=loaded.name, version=loaded.version, aliases=loaded.aliases, uri=loaded.uri,
         run_id=loaded.run_id, feature_version=loaded.model.spec.version,
         metrics=loaded.metrics, features=loaded.model.feature_names,
+        last_poll=None if polled is None else datetime.fromtimestamp(polled, UTC),
+        poll_error=holder.last_error,
     )
     return JSONResponse(info.model_dump(mode="json"))
 
 
 pages = Starlette(routes=[Route("/model", model_info, methods=["GET"]),
+                         Route("/batch/submit", submit_route, methods=["POST"]),
+                         Route("/batch/status", status_route, methods=["GET"]),
+                         Route("/batch/get", get_route, methods=["GET"]),
                          Mount("/review", app=review_app)])
 
 
 @bentoml.asgi_app(pages, path="/")
 @bentoml.service(name="churn", workers=1, traffic={"timeout": 600})
 class ChurnService:
-    """Public endpoints: /predict, /predict_features, /explain, /batch; GET /model."""
+    """Public endpoints: /predict, /predict_features, /explain, /batch/*; GET /model."""
 
     scorer = bentoml.depends(Scorer)
 
     def __init__(self) -> None:
+        quiet_client_errors()
         self.settings = get_settings()
         self.holder = open_holder(self.settings)  # for in-process scoring and batch jobs
+        self.jobs = BatchJobs(self.settings)
         self._local = 0  # requests being scored in this process now
 
     async def _score(self, local, remote, arg):
@@ -306,6 +317,9 @@ class ChurnService:
         try:
             check_limits(len(request.customers), sum(len(c.events) for c in request.customers),
                          s.max_customers_per_request, s.max_events_per_request)
+            check_strings(request.customers, [f"customers[{i}]." for i in
+                                              range(len(request.customers))],
+                          s.max_id_chars, s.max_string_chars)
             as_of = resolve_as_of(request.as_of)
         except RequestError as exc:
             return _error(exc)
@@ -326,6 +340,11 @@ class ChurnService:
         as_of = resolve_as_of(None)
         try:
             check_limits(len(request.rows), 0, s.max_customers_per_request, 1)
+            long_id = next((i for i, r in enumerate(request.rows)
+                            if r.id_too_long(s.max_id_chars)), None)
+            if long_id is not None:
+                raise RequestError(f"rows[{long_id}].customer_id",
+                                   f"longer than {s.max_id_chars} characters")
         except RequestError as exc:
             return _error(exc)
         when, loaded = as_of.to_pydatetime(), self.holder.current
@@ -357,6 +376,7 @@ class ChurnService:
                                                  for k in CustomerIn.model_fields})
         try:
             check_limits(1, len(customer.events), 1, s.max_events_per_request, path="")
+            check_strings([customer], [""], s.max_id_chars, s.max_string_chars)
             as_of = resolve_as_of(request.as_of)
         except RequestError as exc:
             return _error(exc)
@@ -375,35 +395,18 @@ class ChurnService:
             return JSONResponse(body, status_code=status)
         return _json(result)
 
-    @bentoml.task(route="/batch")
-    def batch(self, customers: Path, events: Path, as_of: str | None = None) -> bytes:
-        """Score uploaded customers and events files (CSV or Parquet) into a Parquet of scores,
-        with the same columns as `churn score`. Poll /batch/status, fetch /batch/get."""
-        when = resolve_as_of(None if as_of is None else pd.Timestamp(as_of).to_pydatetime())
+    def batch_model(self) -> str:
+        """The URI a batch job scores with: the version this process serves right now."""
         loaded = self.holder.current
-        s = self.settings
-        tables = load_tables(_with_suffix(customers), _with_suffix(events))
-        scores = score_batch(loaded, tables.customers, tables.events, when, s.top_reasons,
-                             s.risk_bands, offer_if_valued(s.offer, loaded.model.spec))
-        if scores.empty:
-            raise bentoml.exceptions.InvalidArgument(f"as_of: no customer is active at {when}")
-        # bytes, not a file response: BentoML's task store cannot keep a FileResponse
-        buffer = io.BytesIO()
-        scores.to_parquet(buffer, index=False)
-        return buffer.getvalue()
+        return f"models:/{loaded.name}/{loaded.version}" if loaded.name else self.holder.uri
+
+    def __is_ready__(self) -> bool:
+        """/readyz: unready once the alias could not be read for `max_poll_age_s`."""
+        age = self.holder.poll_age()
+        return age is None or age <= self.settings.max_poll_age_s
 
 
-def _with_suffix(path: Path) -> Path:
-    """Uploaded files may lose their name; recognise Parquet by its magic bytes."""
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq", ".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-        return path
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    suffix = ".parquet" if head == b"PAR1" else ".csv.gz" if head[:2] == b"\x1f\x8b" else ".csv"
-    target = path.with_name(path.name + suffix)
-    path.rename(target)
-    return target
+ChurnService.add_asgi_middleware(Guard)
 
 
 __all__ = ["ChurnService", "Scorer"]

@@ -1,0 +1,355 @@
+"""The service under attack and misuse, over real HTTP against `churn serve` (issue #12).
+
+One server runs with security switched on (API keys, a reviewer password, a Host allow-list,
+small body limits); every test talks to it as a client, a hostile page or a careless user
+would. The registry-replacement test runs its own server on a copy of the store."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import os
+import shutil
+import sqlite3
+import time
+
+import httpx
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tests.helpers import Trained, churn_env
+from tests.integration.test_serving import _serve
+
+API_KEY, REVIEW_KEY = "k-api-1", "k-review-1"
+MAX_BODY = 200_000
+MAX_UPLOAD = 3_000_000
+SECURE_ENV = {
+    "CHURN_API_KEYS": f"other-key,{API_KEY}",
+    "CHURN_REVIEW_KEYS": REVIEW_KEY,
+    "CHURN_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "CHURN_MAX_BODY_BYTES": str(MAX_BODY),
+    "CHURN_BATCH_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+    "CHURN_MAX_ID_CHARS": "40",
+}
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def secure(trained, tmp_path_factory):
+    jobs = tmp_path_factory.mktemp("jobs")
+    for srv in _serve(trained, tmp_path_factory, **SECURE_ENV, CHURN_BATCH_DIR=str(jobs)):
+        srv.jobs = jobs
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def api(secure):
+    with httpx.Client(base_url=secure.url, timeout=120, headers=AUTH) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def anon(secure):
+    with httpx.Client(base_url=secure.url, timeout=120) as client:
+        yield client
+
+
+def customer(cid: object = "c1", **changes) -> dict:
+    base = {"customer_id": cid, "signup_at": "2025-01-01T00:00:00Z", "attributes": {},
+            "events": [{"timestamp": "2026-05-01T10:00:00Z", "event_type": "login"}]}
+    return {**base, **changes}
+
+
+def predict_body(**changes) -> dict:
+    return {"customers": [customer()], "as_of": "2026-06-15T00:00:00Z", **changes}
+
+
+def assert_names(resp: httpx.Response, status: int, field: str) -> dict:
+    assert resp.status_code == status, resp.text[:500]
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert isinstance(body["error"], str) and body["error"]
+    assert body.get("field") == field, body
+    return body
+
+
+# --------------------------------------------------------------------------------------------
+# credentials
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["/model", "/metrics", "/batch/status?task_id=x"])
+def test_api_and_metrics_refuse_a_caller_without_a_key(anon, route):
+    resp = anon.get(route)
+    assert_names(resp, 401, "Authorization")
+    assert resp.headers["www-authenticate"].startswith("Bearer")
+    assert_names(anon.get(route, headers={"Authorization": "Bearer wrong"}), 401, "Authorization")
+
+
+def test_predict_takes_the_key_as_bearer_or_x_api_key(anon):
+    assert_names(anon.post("/predict", json=predict_body()), 401, "Authorization")
+    for headers in (AUTH, {"X-API-Key": API_KEY}, {"Authorization": "Bearer other-key"}):
+        resp = anon.post("/predict", json=predict_body(), headers=headers)
+        assert resp.status_code == 200, resp.text[:300]
+        assert resp.json()["predictions"][0]["customer_id"] == "c1"
+
+
+def test_health_checks_and_metrics_with_a_key_stay_available(anon, api):
+    assert anon.get("/readyz").status_code == 200
+    assert anon.get("/livez").status_code == 200
+    assert api.get("/metrics").status_code == 200
+
+
+def test_review_has_its_own_password(anon):
+    resp = anon.get("/review/")
+    assert_names(resp, 401, "Authorization")
+    assert resp.headers["www-authenticate"].startswith("Basic")
+    # the API key does not open the reviewer page, and a wrong password does not either
+    assert anon.get("/review/", headers=AUTH).status_code == 401
+    wrong = base64.b64encode(b"reviewer:nope").decode()
+    assert anon.get("/review/", headers={"Authorization": f"Basic {wrong}"}).status_code == 401
+    good = base64.b64encode(f"reviewer:{REVIEW_KEY}".encode()).decode()
+    resp = anon.get("/review/", headers={"Authorization": f"Basic {good}"})
+    assert resp.status_code in (200, 503), resp.text[:300]  # 503: no scores configured
+    assert "text/html" in resp.headers["content-type"]
+
+
+# --------------------------------------------------------------------------------------------
+# a hostile browser: Host, Origin, content type, headers
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_host_name_not_served_is_refused(api, secure):
+    port = secure.url.rsplit(":", 1)[1]
+    assert_names(api.get("/model", headers={"Host": f"attacker.example:{port}"}), 400, "Host")
+    assert_names(api.get("/readyz", headers={"Host": "attacker.example"}), 400, "Host")
+    assert api.get("/model", headers={"Host": f"localhost:{port}"}).status_code == 200
+
+
+def test_a_cross_origin_post_is_refused(api, secure):
+    resp = api.post("/predict", json=predict_body(), headers={"Origin": "http://evil.example"})
+    assert_names(resp, 403, "Origin")
+    files = {"customers": ("c.csv", b"customer_id,signup_at\n1,2025-01-01\n"),
+             "events": ("e.csv", b"customer_id,timestamp,event_type\n1,2025-02-01,login\n")}
+    resp = api.post("/batch/submit", files=files, headers={"Origin": "http://evil.example"})
+    assert_names(resp, 403, "Origin")
+    # the service's own origin may post (a page it serves)
+    same = api.post("/predict", json=predict_body(), headers={"Origin": secure.url})
+    assert same.status_code == 200, same.text[:300]
+
+
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_json_endpoints_accept_only_json(api, kind):
+    headers = {} if kind is None else {"Content-Type": kind}
+    for route in ("/predict", "/explain", "/predict_features"):
+        resp = api.post(route, content=json.dumps(predict_body()), headers=headers)
+        assert_names(resp, 415, "Content-Type")
+
+
+@pytest.mark.parametrize("route", ["/model", "/review/", "/predict", "/readyz", "/nope"])
+def test_every_response_carries_security_headers(api, route):
+    resp = api.post(route, json={}) if route == "/predict" else api.get(route)
+    assert "frame-ancestors 'none'" in resp.headers["content-security-policy"]
+    assert resp.headers["x-frame-options"] == "DENY"
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    assert resp.headers["referrer-policy"] == "no-referrer"
+
+
+# --------------------------------------------------------------------------------------------
+# bounds
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_declared_body_past_the_limit_is_refused_before_it_is_read(api):
+    big = json.dumps(predict_body(customers=[customer(f"c{i}") for i in range(2000)]))
+    assert len(big) > MAX_BODY
+    body = assert_names(api.post("/predict", content=big,
+                                 headers={"Content-Type": "application/json"}), 413, "body")
+    assert str(MAX_BODY) in body["error"]
+
+
+def test_a_streamed_body_past_the_limit_is_refused(api):
+    chunk = b" " * 50_000
+
+    def stream():
+        yield b'{"customers": [], "pad": "'
+        for _ in range(10):
+            yield chunk
+    resp = api.post("/predict", content=stream(), headers={"Content-Type": "application/json"})
+    assert_names(resp, 413, "body")
+
+
+def test_long_ids_and_strings_are_refused_by_field(api):
+    assert_names(api.post("/predict", json=predict_body(customers=[customer("x" * 41)])), 400,
+                 "customers[0].customer_id")
+    rows = {"rows": [{"customer_id": "y" * 41}]}
+    assert_names(api.post("/predict_features", json=rows), 400, "rows[0].customer_id")
+
+
+# --------------------------------------------------------------------------------------------
+# strict JSON: numbers are not times, 0 is not a boolean, false is not an id
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    predict_body(as_of=1750000000),
+    predict_body(customers=[customer(signup_at=5)]),
+    predict_body(customers=[customer(events=[{"timestamp": 1.5e9, "event_type": "login"}])]),
+    predict_body(reasons=0),
+    predict_body(reasons="yes"),
+    predict_body(customers=[customer(False)]),
+    predict_body(customers=[customer(1.0)]),
+], ids=["as_of number", "signup number", "event time number", "reasons 0", "reasons text",
+        "id false", "id float"])
+def test_ambiguous_json_values_are_refused(api, body):
+    resp = api.post("/predict", json=body)
+    assert resp.status_code == 400, resp.text[:300]
+    assert isinstance(resp.json()["error"], str)
+
+
+def test_integer_ids_are_echoed_as_sent_and_times_carry_their_offset(api):
+    resp = api.post("/predict", json=predict_body(customers=[customer(7), customer("007")]))
+    assert resp.status_code == 200, resp.text[:300]
+    body = resp.json()
+    assert [p["customer_id"] for p in body["predictions"]] == [7, "007"]
+    assert body["as_of"].endswith(("Z", "+00:00"))
+
+
+def test_feature_rows_refuse_infinity(api):
+    names = api.get("/model").json()["features"]
+    row = dict.fromkeys(names, 0.0) | {"customer_id": "r1", names[0]: float("inf")}
+    resp = api.post("/predict_features", content=json.dumps({"rows": [row]}),
+                    headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text[:300]
+
+
+# --------------------------------------------------------------------------------------------
+# /batch: bad input is refused at submit or reported in one line by the job
+# --------------------------------------------------------------------------------------------
+
+
+def submit(api, customers: bytes | None, events: bytes | None, **data):
+    files = {}
+    if customers is not None:
+        files["customers"] = ("customers.csv", customers, "text/csv")
+    if events is not None:
+        files["events"] = ("events.csv", events, "text/csv")
+    return api.post("/batch/submit", files=files or None, data=data or None)
+
+
+def wait(api, task_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = api.get("/batch/status", params={"task_id": task_id}).json()
+        if status["status"] in ("completed", "failed"):
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"batch job {task_id} did not finish: {status}")
+
+
+CUSTOMERS = b"customer_id,signup_at,plan\n1,2025-01-01,basic\n2,2025-02-01,pro\n"
+EVENTS = b"customer_id,timestamp,event_type\n1,2026-05-01,login\n2,2026-05-02,login\n"
+
+
+@pytest.mark.parametrize("customers,events,data,field", [
+    (CUSTOMERS, None, {}, "events"),
+    (None, EVENTS, {}, "customers"),
+    (b"", EVENTS, {}, "customers"),
+    (CUSTOMERS, EVENTS, {"as_of": "the day after tomorrow"}, "as_of"),
+    (CUSTOMERS, EVENTS, {"as_of": "2026-06-15", "colour": "red"}, "colour"),
+], ids=["no events file", "no customers file", "empty file", "unparseable as_of",
+        "unknown field"])
+def test_batch_submit_refuses_incomplete_input(api, customers, events, data, field):
+    assert_names(submit(api, customers, events, **data), 400, field)
+
+
+@pytest.mark.parametrize("customers,events,words", [
+    (b"\x00\x01garbage\xff\xfe" * 50, EVENTS, "customers"),
+    (b"customer_id,plan\n1,basic\n", EVENTS, "signup_at"),
+    (CUSTOMERS, b"customer_id,timestamp\n1,2026-05-01\n", "event_type"),
+    (b"customer_id,signup_at\n", EVENTS, "customers"),
+    (CUSTOMERS, b"customer_id,timestamp,event_type\n1,yesterday-ish,login\n", "timestamp"),
+], ids=["garbage", "missing column", "events missing column", "header only", "wrong types"])
+def test_a_batch_job_on_bad_input_fails_with_one_line(api, customers, events, words):
+    resp = submit(api, customers, events, as_of="2026-06-15")
+    assert resp.status_code == 200, resp.text[:300]
+    task_id = resp.json()["task_id"]
+    status = wait(api, task_id)
+    assert status["status"] == "failed", status
+    assert words in status["error"] and "\n" not in status["error"], status
+    assert "Traceback" not in status["error"] and "/tmp" not in status["error"]
+    got = api.get("/batch/get", params={"task_id": task_id})
+    assert got.status_code == 422, got.text[:300]
+    assert got.json()["error"] == status["error"]
+
+
+def test_batch_upload_past_the_limit_is_refused(api):
+    resp = submit(api, b"x" * (MAX_UPLOAD + 1), EVENTS)
+    assert_names(resp, 413, "body")
+
+
+@pytest.mark.parametrize("task_id", ["0" * 32, "../../etc/passwd", "x" * 5000])
+def test_unknown_batch_tasks_are_404(api, task_id):
+    assert_names(api.get("/batch/status", params={"task_id": task_id}), 404, "task_id")
+    assert_names(api.get("/batch/get", params={"task_id": task_id}), 404, "task_id")
+
+
+def test_batch_jobs_keep_uploads_as_files_and_drop_them_when_done(api, trained, secure):
+    resp = submit(api, CUSTOMERS, gzip.compress(EVENTS), as_of="2026-06-15")
+    task_id = resp.json()["task_id"]
+    status = wait(api, task_id)
+    assert status["status"] == "completed", status
+    folder = secure.jobs / task_id
+    assert sorted(p.name for p in folder.iterdir()) == ["job.json", "scores.parquet"]
+    got = api.get("/batch/get", params={"task_id": task_id})
+    assert got.status_code == 200
+    assert pd.read_parquet(io.BytesIO(got.content))["customer_id"].tolist() == ["1", "2"]
+
+
+def test_client_errors_log_one_line_not_a_traceback(api, secure):
+    api.post("/predict", json={"customers": "nope"})
+    api.post("/predict", json=predict_body(reasons=0))
+    time.sleep(0.5)
+    log = secure.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+
+
+# --------------------------------------------------------------------------------------------
+# registry liveness
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_alias_move_is_seen_after_the_registry_file_is_replaced(trained, tmp_path_factory):
+    """A restore from backup moves another file into place; the poller must reopen it."""
+    home = tmp_path_factory.mktemp("replaced")
+    shutil.copytree(trained.home / "mlruns", home / "mlruns",
+                    ignore=shutil.ignore_patterns("bentoml", "batch"))
+    db = home / "mlruns" / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}", registry_uri=f"sqlite:///{db}")
+    champion = client.get_model_version_by_alias("churn", "champion")
+    other = client.create_model_version("churn", champion.source, champion.run_id)
+    gen = _serve(Trained(home, trained.data, churn_env(home), {}), tmp_path_factory,
+                 CHURN_RELOAD_INTERVAL_S="0.5")
+    srv = next(gen)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            before = http.get("/model").json()
+            assert before["version"] == str(champion.version)
+            assert before["last_poll"] is not None and before["poll_error"] is None
+            backup = home / "mlruns" / "restored.db"
+            with sqlite3.connect(db) as src, sqlite3.connect(backup) as dst:
+                src.backup(dst)
+            MlflowClient(registry_uri=f"sqlite:///{backup}").set_registered_model_alias(
+                "churn", "champion", other.version)
+            os.replace(backup, db)
+            deadline, seen = time.monotonic() + 30, before["version"]
+            while time.monotonic() < deadline and seen != str(other.version):
+                time.sleep(0.5)
+                seen = http.get("/model").json()["version"]
+            assert seen == str(other.version)
+            assert http.get("/readyz").status_code == 200
+    finally:
+        gen.close()
