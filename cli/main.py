@@ -371,6 +371,9 @@ def score(
                  for r in top.itertuples()])
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
@@ -378,7 +381,10 @@ def serve(
     model: Annotated[str | None, typer.Option(
         "--model", help="MLflow model URI (default: the settings' model_uri, the champion).")] = None,
 ) -> None:
-    """Serve real-time and batch predictions over HTTP (BentoML)."""
+    """Serve real-time and batch predictions over HTTP (BentoML).
+
+    Bound to loopback (the default), it answers only to loopback host names. Set CHURN_API_KEYS
+    (and CHURN_REVIEW_KEYS) before binding another interface."""
     from scoring.settings import get_settings
     from scoring.store import configure, load_model
 
@@ -394,6 +400,9 @@ def serve(
     env = {**os.environ, "CHURN_MODEL_URI": model, "MLFLOW_TRACKING_URI": uri,
            "BENTOML_DO_NOT_TRACK": "true",
            "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(settings.mlruns / "bentoml"))}
+    if host in LOOPBACK and "CHURN_ALLOWED_HOSTS" not in os.environ:
+        # bound to loopback, only loopback names reach it: a DNS-rebinding page cannot
+        env["CHURN_ALLOWED_HOSTS"] = ",".join(LOOPBACK)
     err.print(f"serving {loaded.name or model} version {loaded.version} on http://{host}:{port}")
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     sys.stderr.flush()

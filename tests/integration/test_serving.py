@@ -645,3 +645,13 @@ def test_batch_task_scores_like_churn_score(http, server, trained, scores):
                                rtol=0, atol=TOL)
     assert (merged["risk_band"] == merged["risk_band_cli"]).all()
     assert (merged["model_version"] == merged["model_version_cli"]).all()
+
+
+def test_a_loopback_server_answers_only_to_loopback_names(http, server):
+    """`churn serve` on 127.0.0.1 narrows the Host allow-list: a DNS-rebinding page reaches it
+    under its own name and is refused."""
+    port = server.url.rsplit(":", 1)[1]
+    resp = http.get("/model", headers={"Host": f"rebind.attacker.example:{port}"})
+    assert resp.status_code == 400 and resp.json()["field"] == "Host"
+    for name in ("localhost", "127.0.0.1", "[::1]"):
+        assert http.get("/model", headers={"Host": f"{name}:{port}"}).status_code == 200
