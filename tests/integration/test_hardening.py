@@ -332,7 +332,7 @@ def test_an_alias_move_is_seen_after_the_registry_file_is_replaced(trained, tmp_
     champion = client.get_model_version_by_alias("churn", "champion")
     other = client.create_model_version("churn", champion.source, champion.run_id)
     gen = _serve(Trained(home, trained.data, churn_env(home), {}), tmp_path_factory,
-                 CHURN_RELOAD_INTERVAL_S="0.5")
+                 CHURN_RELOAD_INTERVAL_S="0.5", CHURN_MAX_POLL_AGE_S="3")
     srv = next(gen)
     try:
         with httpx.Client(base_url=srv.url, timeout=30) as http:
@@ -351,5 +351,18 @@ def test_an_alias_move_is_seen_after_the_registry_file_is_replaced(trained, tmp_
                 seen = http.get("/model").json()["version"]
             assert seen == str(other.version)
             assert http.get("/readyz").status_code == 200
+
+            # a registry that cannot be read: the model keeps serving, /model says why, and
+            # /readyz turns unready after CHURN_MAX_POLL_AGE_S
+            broken = home / "mlruns" / "broken.db"
+            broken.write_bytes(b"not a database" * 100)
+            os.replace(broken, db)
+            deadline, ready = time.monotonic() + 30, 200
+            while time.monotonic() < deadline and ready == 200:
+                time.sleep(0.5)
+                ready = http.get("/readyz").status_code
+            assert ready == 503
+            info = http.get("/model").json()
+            assert info["version"] == str(other.version) and info["poll_error"]
     finally:
         gen.close()
