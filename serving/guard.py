@@ -147,6 +147,10 @@ class Guard:
             except BodyTooLarge as exc:
                 await _send_json(send, 413, {"error": str(exc), "field": "body"})
                 return
+        if path in JSON_PATHS:
+            send = _error_detail_as_text(send)
+        elif path == "/docs.json":
+            send = _documented(send)
         await self.app(scope, receive, send)
 
     def refusal(self, scope: Scope) -> tuple[int, dict, list] | None:
@@ -197,6 +201,118 @@ class Guard:
             return None
         return 401, {"error": "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'",
                      "field": "Authorization"}, [(b"www-authenticate", b'Bearer realm="churn"')]
+
+
+def _rewriting_json(send: Send, wanted: Callable[[int], bool],
+                    rewrite: Callable[[Any], Any]) -> Send:
+    """Hold back a JSON response whose status is `wanted`, and send `rewrite(body)` instead."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def wrapped(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            kind = dict(message.get("headers", [])).get(b"content-type", b"")
+            if wanted(message["status"]) and kind.startswith(b"application/json"):
+                start = message
+                return
+        elif start is not None and message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            payload = json.dumps(rewrite(json.loads(b"".join(chunks)))).encode()
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers,
+                                             (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        await send(message)
+    return wrapped
+
+
+def _field(loc: Any) -> str:
+    """pydantic's ("customers", 0, "signup_at") as customers[0].signup_at."""
+    out = ""
+    for part in loc or ():
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
+
+
+def _error_detail_as_text(send: Send) -> Send:
+    """BentoML answers a body that fails validation with `detail` as pydantic's list of errors,
+    where its own OpenAPI schema promises a string: name the first field and make it text."""
+    def rewrite(body: Any) -> Any:
+        detail = body.get("detail") if isinstance(body, dict) else None
+        if not isinstance(detail, list):
+            return body
+        errors = [e for e in detail if isinstance(e, dict)]
+        first = errors[0] if errors else {}
+        field = _field(first.get("loc"))
+        return {"error": f"{field}: {first.get('msg', 'invalid')}" if field
+                else str(body.get("error", "invalid request")),
+                "field": field,
+                "detail": "; ".join(f"{_field(e.get('loc'))}: {e.get('msg')}"
+                                    for e in errors)[:2000]}
+    return _rewriting_json(send, lambda status: status == 400, rewrite)
+
+
+REFUSALS = {
+    "401": "No valid API key (when CHURN_API_KEYS is set)",
+    "403": "A browser page of another origin",
+    "413": "The body, or the customers or events in it, past the configured limit",
+    "415": "A body that is not application/json",
+}
+
+
+def _documented(send: Send) -> Send:
+    """The OpenAPI document BentoML generates, with the answers of this wall added: a client
+    (or a schema fuzzer) sees every status an operation can return and the body it carries."""
+    def rewrite(spec: Any) -> Any:
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas["RequestRefused"] = {
+            "type": "object", "required": ["error"],
+            "properties": {"error": {"type": "string"}, "field": {"type": "string"},
+                           "index": {"type": "integer"}, "detail": {"type": "string"}}}
+        for name in ("InvalidArgument", "NotFound", "InternalServerError"):
+            if name in schemas:
+                schemas[name].setdefault("properties", {}).update(
+                    field={"type": "string"}, index={"type": "integer"})
+        _mark_nullable(spec)
+        ref = {"content": {"application/json": {"schema": {
+            "$ref": "#/components/schemas/RequestRefused"}}}}
+        for path, item in spec.get("paths", {}).items():
+            if path not in JSON_PATHS:
+                continue
+            for operation in item.values():
+                _id_either(operation)
+                responses = operation.setdefault("responses", {})
+                for status, text in REFUSALS.items():
+                    responses.setdefault(status, {"description": text, **ref})
+        return spec
+    return _rewriting_json(send, lambda status: status == 200, rewrite)
+
+
+def _id_either(operation: dict) -> None:
+    """BentoML flattens the `anyOf` of a top-level request property to its first type; an id
+    may be a string or an integer (schemas.CustomerId)."""
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    prop = body.get("schema", {}).get("properties", {}).get("customer_id")
+    if prop is not None:
+        prop.pop("type", None)
+        prop["anyOf"] = [{"type": "string"}, {"type": "integer"}]
+
+
+def _mark_nullable(node: Any) -> None:
+    """BentoML writes pydantic's `X | None` as plain X in OpenAPI 3.0; a property whose default
+    is null accepts null, so say so (`nullable`)."""
+    if isinstance(node, dict):
+        if "default" in node and node["default"] is None and "type" in node:
+            node["nullable"] = True
+        for value in node.values():
+            _mark_nullable(value)
+    elif isinstance(node, list):
+        for value in node:
+            _mark_nullable(value)
 
 
 def _with_security_headers(send: Send) -> Send:

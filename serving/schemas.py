@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+)
 
 from features.contract import (
     to_utc_naive,
@@ -29,12 +37,12 @@ def _timestamp_text(value: object) -> object:
     return value
 
 
-def _id_value(value: object) -> object:
-    """An id is a string or a whole number, never true/false or a fraction (1 and 1.0 would be
-    two customers)."""
+def _id_text(value: object) -> object:
+    """An id is read as text: a string as written, an integer as its digits (7 is "7"); never
+    true/false or a fraction, which would be two customers ("1" and "1.0")."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError("must be a string or an integer")
-    return value
+    return str(value)
 
 
 def _utc(value: datetime) -> datetime:
@@ -44,8 +52,9 @@ def _utc(value: datetime) -> datetime:
 # request times: strings only; response times: always with their UTC offset
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text)]
 UtcTimestamp = Annotated[datetime, AfterValidator(_utc)]
-CustomerId = Annotated[str | int, BeforeValidator(_id_value),
-                       Field(description="A string or an integer; echoed back as sent.")]
+CustomerId = Annotated[str, BeforeValidator(_id_text), WithJsonSchema(
+    {"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+    Field(description="A string, or an integer read as its digits; echoed back as a string.")]
 
 
 class _RequestModel(BaseModel):
@@ -86,7 +95,7 @@ class FeatureRow(BaseModel):
     as_of: Timestamp | None = None
 
     def id_too_long(self, limit: int) -> bool:
-        return isinstance(self.customer_id, str) and len(self.customer_id) > limit
+        return len(self.customer_id) > limit
 
 
 class PredictFeaturesRequest(_RequestModel):
@@ -104,7 +113,7 @@ class Reason(BaseModel):
 
 
 class Prediction(BaseModel):
-    customer_id: str | int
+    customer_id: str
     churn_probability: float
     risk_band: str
     reasons: list[Reason] = Field(description="Up to the top few factors that raise the risk.")
@@ -126,7 +135,7 @@ class FeatureContribution(BaseModel):
 
 
 class ExplainResponse(BaseModel):
-    customer_id: str | int
+    customer_id: str
     as_of: UtcTimestamp
     churn_probability: float
     risk_band: str
@@ -163,8 +172,14 @@ class RequestError(ValueError):
 
 
 def resolve_as_of(as_of: datetime | None) -> pd.Timestamp:
-    """The request's observation time as naive UTC; now when it is not given."""
-    return to_utc_naive(as_of if as_of is not None else datetime.now(UTC))
+    """The request's observation time as naive UTC; now when it is not given. A time whose UTC
+    reading leaves the calendar (0001-01-01T00:00+01:00 is in year 0) is a 400."""
+    try:
+        out = to_utc_naive(as_of if as_of is not None else datetime.now(UTC))
+        out.to_pydatetime()
+    except (ValueError, OverflowError):
+        raise RequestError("as_of", "is outside the years 1 to 9999 in UTC") from None
+    return out
 
 
 def json_value(value: object) -> Scalar:
@@ -197,7 +212,7 @@ def check_strings(customers: list[CustomerIn], paths: list[str], max_id: int,
     """400 for an id longer than `max_id` characters or an attribute name, attribute value or
     event type longer than `max_text`: such strings are echoed back and stored."""
     for c, prefix in zip(customers, paths, strict=True):
-        if isinstance(c.customer_id, str) and len(c.customer_id) > max_id:
+        if len(c.customer_id) > max_id:
             raise RequestError(f"{prefix}customer_id", f"longer than {max_id} characters")
         for name, value in c.attributes.items():
             if len(name) > max_text:
