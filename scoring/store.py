@@ -4,9 +4,13 @@ Entry points call `configure(settings)` at run time, never at import."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
@@ -36,24 +40,61 @@ def local_artifact_root(settings: Settings, uri: str) -> str | None:
     return (settings.mlruns / "artifacts").as_uri()
 
 
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` across processes (flock), held for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def store_lock(settings: Settings) -> AbstractContextManager[None]:
+    """The embedded store's lock for MLflow steps that read and then write, such as creating an
+    experiment if it is missing or moving an alias only if it still points where it did: SQLite
+    serialises single statements, not such steps. A remote tracking URI is left alone: its
+    server orders its own writes, and a file here would not reach its other clients. Not
+    reentrant: the block must not take it again."""
+    if store_uri(settings) != embedded_uri(settings):
+        return nullcontext()
+    return _file_lock(settings.mlruns / ".store.lock")
+
+
 def configure(settings: Settings) -> str:
-    """Point MLflow (tracking and registry) at the configured store; create mlruns/ for the
-    embedded default. Returns the URI."""
+    """Point MLflow (tracking and registry) at the configured store; create mlruns/ and the
+    tables of the embedded default. Returns the URI. The tables have a lock of their own, so
+    configure never waits behind, or deadlocks inside, a block holding `store_lock`."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = store_uri(settings)
-    if uri == embedded_uri(settings):
-        settings.mlruns.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if uri == embedded_uri(settings):
+        _create_tables(settings)
     return uri
 
 
+def _create_tables(settings: Settings) -> None:
+    """Create the embedded store's tables now, one process at a time. MLflow creates them on
+    first use without a lock, so two first runs on an empty store both migrate it and one dies
+    of a raw sqlite3 or alembic error; under the lock the second finds them made."""
+    with _file_lock(settings.mlruns / ".tables.lock"):  # apart from store_lock: see configure
+        client = MlflowClient()
+        client.search_experiments(max_results=1)  # opens the tracking store
+        client.search_registered_models(max_results=1)  # and the registry's
+
+
 def experiment_id(name: str, settings: Settings) -> str:
-    exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    return mlflow.create_experiment(
-        name, artifact_location=local_artifact_root(settings, mlflow.get_tracking_uri()))
+    """The experiment's id, created if missing; under the store lock, else two first runs both
+    miss it and the second dies creating it again."""
+    with store_lock(settings):
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        return mlflow.create_experiment(
+            name, artifact_location=local_artifact_root(settings, mlflow.get_tracking_uri()))
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str):

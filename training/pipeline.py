@@ -33,7 +33,7 @@ from scoring.artifact import PYFUNC_ENTRY, ChurnModel
 from scoring.predictor import customer_value, offer_if_valued, reason_columns
 from scoring.reasons import top_reasons
 from scoring.settings import Settings
-from scoring.store import configure, experiment_id, version_by_alias
+from scoring.store import configure, experiment_id, store_lock, version_by_alias
 from training import plots
 from training.config import TrainConfig, flat_params
 from training.fit import baseline_proba, fit_baseline, fit_lightgbm
@@ -178,7 +178,6 @@ def train(
             "to one, e.g. a spend feature)")]
 
     exp_id = experiment_id(experiment or settings.experiment, settings)
-    client = MlflowClient()
     with tempfile.TemporaryDirectory() as tmpdir, mlflow.start_run(
         experiment_id=exp_id, run_name=f"train-{label}-{horizon}d",
         tags={"churn.kind": "train", "churn.label": label},
@@ -212,7 +211,7 @@ def train(
                 _log_bgnbd(spec, dataset, ys["test"], p_bgnbd, metrics["bgnbd"])
         mlflow.set_tag("churn.model_version", version)
 
-    aliases = _initial_alias(client, settings.model_name, version)
+    aliases = _initial_alias(settings, version)
     return TrainResult(parent.info.run_id, version, child.info.run_id, aliases, metrics, dataset)
 
 
@@ -338,13 +337,17 @@ def _log_bgnbd(spec: FeatureSpec, dataset: dict, y: np.ndarray, p: np.ndarray,
     _log_figure(plots.lift_plot(y, only), "lift_gain")
 
 
-def _initial_alias(client: MlflowClient, name: str, version: str) -> list[str]:
-    """The first model ever registered becomes champion; later ones start as challenger."""
-    if version_by_alias(client, name, "champion") is None:
-        client.set_registered_model_alias(name, "champion", version)
-        return ["champion"]
-    client.set_registered_model_alias(name, "challenger", version)
-    return ["challenger"]
+def _initial_alias(settings: Settings, version: str) -> list[str]:
+    """The first model ever registered becomes champion; later ones start as challenger. Under
+    the store lock, else two first runs finishing together both find no champion and both
+    report being it."""
+    client, name = MlflowClient(), settings.model_name
+    with store_lock(settings):
+        if version_by_alias(client, name, "champion") is None:
+            client.set_registered_model_alias(name, "champion", version)
+            return ["champion"]
+        client.set_registered_model_alias(name, "challenger", version)
+        return ["challenger"]
 
 
 __all__ = ["TrainResult", "train"]
