@@ -15,10 +15,16 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from features.contract import CUSTOMER_ID, load_tables
 from features.engine import AS_OF, LABEL, feature_table
 from scoring.settings import Settings
-from scoring.store import LoadedModel, configure, load_model, version_by_alias
+from scoring.store import LoadedModel, configure, load_model, store_lock, version_by_alias
 from training.intervals import Interval, paired_difference
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class ChampionMoved(RuntimeError):
+    """The champion alias moved between the gate reading it and the decision being applied, so
+    the decision was made against a model that is no longer champion. A runtime conflict, not
+    a usage error: promoting again decides against the new champion."""
 
 
 @dataclass
@@ -131,23 +137,52 @@ def promote(settings: Settings, version: str | None = None, force: bool = False,
     or calibrated on; both models must answer the same question (label, horizon, feature
     version). The decision uses paired, customer-clustered bootstrap intervals of the ROC-AUC
     and Brier differences at `level`. A loser keeps (or gets) the `challenger` alias; `--force`
-    promotes anyway and says so. Every decision, refusals included, is tagged on the version."""
+    promotes anyway and says so. Every decision, refusals included, is tagged on the version.
+    The decision is applied only if the champion is still the one it was made against;
+    otherwise ChampionMoved, and nothing is moved or tagged."""
     configure(settings)
     level = settings.promotion_level if level is None else level
     client = MlflowClient()
     name = settings.model_name
     candidate = _candidate_version(client, name, version)
-    current = version_by_alias(client, name, CHAMPION)
-    if current is None:
-        result = Promotion(candidate, None, True, "there was no champion yet", level)
-    elif str(current.version) == candidate:
+    champion = _champion(client, name)
+    if champion == candidate:
         return Promotion(candidate, candidate, False, "the candidate is already champion", level)
+    if champion is None:
+        result = Promotion(candidate, None, True, "there was no champion yet", level)
     else:
-        result = _judge(client, name, candidate, str(current.version), level)
+        result = _judge(client, name, candidate, champion, level)
         if force and not result.promoted:
             result.promoted, result.reason = True, f"forced ({result.reason})"
-    _apply(client, name, result)
+    return _apply_unless_moved(settings, client, name, result)
+
+
+def _champion(client: MlflowClient, name: str) -> str | None:
+    current = version_by_alias(client, name, CHAMPION)
+    return None if current is None else str(current.version)
+
+
+def _apply_unless_moved(settings: Settings, client: MlflowClient, name: str, result: Promotion
+                        ) -> Promotion:
+    """Compare and set: apply the decision only if the champion is still the one it was made
+    against. The store lock is held from the re-read through the alias move, so of two promotes
+    that read the same champion only the first moves it; the second finds it moved and raises
+    ChampionMoved, or, if it was moved to the same candidate, says it is already champion."""
+    with store_lock(settings):
+        now = _champion(client, name)
+        if now == result.candidate:
+            return Promotion(result.candidate, now, False,
+                             "the candidate is already champion (another promote moved it "
+                             "there while this one decided)", result.level)
+        if now != result.champion:
+            raise ChampionMoved(f"champion moved from {_named(result.champion)} to "
+                                f"{_named(now)} while deciding; run promote again")
+        _apply(client, name, result)
     return result
+
+
+def _named(version: str | None) -> str:
+    return "no version" if version is None else f"version {version}"
 
 
 def _judge(client: MlflowClient, name: str, candidate: str, champion: str, level: float

@@ -1,5 +1,5 @@
-"""Races over the embedded SQLite store: first runs on an empty store, and steps that read and
-then write.
+"""Races over the embedded SQLite store: first runs on an empty store, steps that read and then
+write, and promotes deciding against a champion that someone else moves.
 
 Everything is real: MLflow and its SQLite store, separate processes or threads, our locks. A
 version is registered the way `churn train` registers one (a pyfunc logged with
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
 import time
 import traceback
 from collections.abc import Callable
@@ -27,7 +28,9 @@ from mlflow.pyfunc.utils import pyfunc
 
 from scoring.settings import Settings
 from scoring.store import configure, embedded_uri, experiment_id, store_lock, store_uri
+from tests.helpers import CHURN, churn_env
 from training.pipeline import _initial_alias
+from training.promotion import ChampionMoved, promote
 
 LOCKS = Path("/proc/locks")
 T = TypeVar("T")
@@ -40,7 +43,8 @@ def identity(model_input: list[str]) -> list[str]:
 
 
 def register(settings: Settings, label: str) -> str:
-    """Register a version as `churn train` does, from a run with a dataset.json."""
+    """Register a version as `churn train` does, from a run whose dataset.json the gate reads:
+    versions of different labels are not comparable, so a forced promote needs no scoring."""
     with mlflow.start_run(experiment_id=experiment_id(settings.experiment, settings)):
         mlflow.log_dict({"label": label, "horizon_days": 30}, "dataset.json")
         info = mlflow.pyfunc.log_model(name="model", python_model=identity, pip_requirements=[],
@@ -154,3 +158,57 @@ def test_of_two_runs_registering_together_on_no_champion_only_one_becomes_it(tmp
     aliases = race(settings, [lambda v=v: _initial_alias(settings, v) for v in versions])
     assert sorted(aliases) == [["challenger"], ["champion"]]
     assert champion() == versions[aliases.index(["champion"])]
+
+
+# promotes racing a moving champion
+
+@pytest.fixture
+def store(tmp_path, own_store) -> Settings:
+    """Champion v1 (inactivity label); v2 and v3 (explicit label) the gate cannot compare to
+    it, so it refuses them and --force promotes them without scoring anything."""
+    settings = embedded(tmp_path)
+    configure(settings)
+    register(settings, "inactivity")
+    MlflowClient().set_registered_model_alias("churn", "champion", "1")
+    register(settings, "explicit")
+    register(settings, "explicit")
+    return settings
+
+
+def test_promote_refuses_when_the_champion_moves_while_it_decides(store):
+    with store_lock(store):
+        proc = subprocess.Popen([CHURN, "promote", "--version", "3", "--force"], cwd=store.home,
+                                env=churn_env(store.home), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_until_waiting(store, [proc.pid], ended=lambda: proc.poll() is not None)
+        MlflowClient().set_registered_model_alias("churn", "champion", "2")  # another client
+    out, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 1, out + err
+    assert err.strip() == ("error: champion moved from version 1 to version 2 while deciding; "
+                           "run promote again")
+    assert champion() == "2"
+    assert "promotion" not in MlflowClient().get_model_version("churn", "3").tags
+
+
+def outcome(settings: Settings, version: str) -> str:
+    """What a forced promote of `version` reports, its refusal included."""
+    try:
+        result = promote(settings, version, force=True)
+    except ChampionMoved as exc:
+        return f"error: {exc}"
+    return f"{'promoted' if result.promoted else 'not promoted'}: {result.reason}"
+
+
+@pytest.mark.parametrize(("versions", "loser"), [
+    (("2", "3"), "error: champion moved from version 1 to version {winner} while deciding"),
+    (("2", "2"), "not promoted: the candidate is already champion (another promote moved it"),
+], ids=["different-versions", "same-version"])
+def test_of_two_concurrent_forced_promotes_only_one_promotes(store, versions, loser):
+    reports = race(store, [lambda v=v: outcome(store, v) for v in versions])
+
+    promoted = [i for i, report in enumerate(reports) if report.startswith("promoted")]
+    assert len(promoted) == 1, reports
+    winner = versions[promoted[0]]
+    assert champion() == winner
+    assert reports[1 - promoted[0]].startswith(loser.format(winner=winner)), reports
