@@ -3,6 +3,7 @@ and again only when its file changes."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import pandas as pd
 from features.contract import CUSTOMER_ID, DataError, Tables, load_tables
 from scoring.settings import Settings
 from serving.playbook import DEFAULT_PATH, Playbook, PlaybookError, load_playbook
+
+log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ("customer_id", "churn_probability", "risk_band", "as_of", "reason_1_feature",
                  "reason_1_text", "model_version")
@@ -41,9 +44,10 @@ class FileCache:
     def get(self, *paths: Path) -> Any:
         try:
             key = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
-        except OSError as exc:
+        except OSError as exc:  # the page names the file; the log has its path
+            log.warning("reviewer page data not available: %s", exc)
             raise PageError(503, "Data not available",
-                            f"Cannot read {exc.filename}: {exc.strerror}.") from None
+                            f"Cannot read {Path(str(exc.filename)).name}: {exc.strerror}.") from None
         with self._lock:
             if key != self._key:
                 self._value = self._load(*paths)
@@ -85,7 +89,11 @@ def read_data(customers: Path, events: Path) -> Data:
     try:
         tables = load_tables(customers, events)
     except (DataError, OSError) as exc:
-        raise PageError(503, "Data not readable", str(exc)) from None
+        log.warning("reviewer page data not readable: %s", exc)
+        message = str(exc)
+        for path in (customers, events):  # name the files, not where they live
+            message = message.replace(str(path), path.name)
+        raise PageError(503, "Data not readable", message) from None
     return Data(tables, tables.events.groupby(CUSTOMER_ID, sort=False).indices)
 
 

@@ -55,3 +55,20 @@ def test_waterfall_escapes_labels_and_keeps_the_axis_round():
 def test_waterfall_handles_the_ends_of_the_scale(p_final):
     svg = str(waterfall_svg(0.5, [Step("a", "b", 0.5, p_final)], p_final))
     assert "nan" not in svg.lower() and svg.count("<rect") == 3
+
+
+def test_data_errors_name_the_file_not_where_it_lives(tmp_path):
+    """The reviewer page shows its 503 to anyone who can open it: no server paths."""
+    from serving.review.data import FileCache, PageError, read_data
+
+    missing = tmp_path / "secret-folder" / "customers.csv"
+    with pytest.raises(PageError) as info:
+        FileCache(read_data).get(missing, missing)
+    assert "customers.csv" in info.value.message and str(tmp_path) not in info.value.message
+
+    customers, events = tmp_path / "customers.csv", tmp_path / "events.csv"
+    customers.write_text("customer_id,plan\n1,basic\n")
+    events.write_text("customer_id,timestamp,event_type\n1,2025-01-01,login\n")
+    with pytest.raises(PageError) as info:
+        read_data(customers, events)
+    assert "customers.csv" in info.value.message and str(tmp_path) not in info.value.message
