@@ -450,5 +450,5 @@ def load_tables(
     if dropped:
         notes.append(f"{events_path}: dropped {dropped} events of customers not in {customers_path}")
     for note in notes:
-        log.warning(note)
+        log.info(note)  # callers show the notes (the CLI prints each once)
     return Tables(customers, events, kinds, value_cols, dropped, notes)

@@ -163,3 +163,13 @@ def test_errors_are_one_line_without_traceback(generated, runs, name):
         assert word in lines[0], lines[0]
     assert result.returncode == code, lines[0]
     assert not (folder / "bad").exists()
+
+
+def test_a_note_is_printed_once(tmp_path):
+    customers, events = tmp_path / "c.csv", tmp_path / "e.csv"
+    customers.write_text("customer_id,signup_at\n1,2025-01-01\n")
+    events.write_text("customer_id,timestamp,event_type\n1,2025-02-01,login\n9,2025-02-01,login\n")
+    proc = churn("features", "--customers", customers, "--events", events, "--as-of",
+                 "2025-03-01", "--out", tmp_path / "f.parquet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("dropped") == 1, proc.stderr
