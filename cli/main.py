@@ -71,8 +71,13 @@ def parse_time(value: str, option: str) -> datetime:
 
 
 def write_parquet(frame, path: Path) -> None:
-    """Write atomically: a temporary file beside the target, then a rename."""
+    """Write atomically: a temporary file beside the target, then a rename. Temporary files a
+    killed earlier run left beside it (their process is gone) are removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _running(int(pid)):
+            stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         frame.to_parquet(tmp, index=False)
@@ -89,6 +94,16 @@ def date_format_option(value: str | None) -> str | None:
         return None if value is None else check(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and someone else's
+        return True
+    return True
 
 
 def _load(customers: Path, events: Path, date_format: str | None):

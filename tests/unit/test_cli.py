@@ -173,3 +173,20 @@ def test_a_note_is_printed_once(tmp_path):
                  "2025-03-01", "--out", tmp_path / "f.parquet")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("dropped") == 1, proc.stderr
+
+
+def test_write_parquet_removes_temp_files_a_killed_run_left(tmp_path):
+    import pandas as pd
+
+    from cli.main import write_parquet
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid now names no process
+    out = tmp_path / "scores.parquet"
+    stale = tmp_path / f".scores.parquet.tmp-{dead.pid}"
+    stale.write_bytes(b"half")
+    busy = tmp_path / f".scores.parquet.tmp-{os.getppid()}"  # a running process is writing
+    busy.write_bytes(b"busy")
+    write_parquet(pd.DataFrame({"a": [1]}), out)
+    assert not stale.exists() and busy.exists()
+    assert pd.read_parquet(out)["a"].tolist() == [1]
