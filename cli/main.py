@@ -61,6 +61,12 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield stage(label)
 
 
+def write_parquet(frame, path: Path) -> None:
+    from features.contract import write_parquet as write
+
+    write(frame, path)
+
+
 def parse_time(value: str, option: str) -> datetime:
     from features.contract import to_utc_naive
 
@@ -68,22 +74,6 @@ def parse_time(value: str, option: str) -> datetime:
         return to_utc_naive(value)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
-
-
-def write_parquet(frame, path: Path) -> None:
-    """Write atomically: a temporary file beside the target, then a rename. Temporary files a
-    killed earlier run left beside it (their process is gone) are removed first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = stale.name.rsplit("-", 1)[1]
-        if pid.isdigit() and not _running(int(pid)):
-            stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def date_format_option(value: str | None) -> str | None:
@@ -94,16 +84,6 @@ def date_format_option(value: str | None) -> str | None:
         return None if value is None else check(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, and someone else's
-        return True
-    return True
 
 
 def _load(customers: Path, events: Path, date_format: str | None):

@@ -13,6 +13,7 @@ read value by value, where `01/02/2025` could be January beside `13/02/2025` in 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,18 +144,47 @@ def _require_columns(frame: pd.DataFrame, required: tuple[str, ...], source: str
             raise DataError(source, col, f"required column is missing (columns present: {have})")
 
 
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write atomically: a temporary file beside the target, then a rename. Temporary files a
+    killed earlier run left beside it (their process is gone) are removed first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _running(int(pid)):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and someone else's
+        return True
+    return True
+
+
 def to_utc_naive(value: object) -> pd.Timestamp:
-    """One date or timestamp (text, datetime or Timestamp) as naive UTC: an aware value is
-    converted to UTC, a naive one is taken as UTC. ValueError when it is not a time.
+    """One date or timestamp (ISO 8601 text, datetime or Timestamp) as naive UTC: an aware
+    value is converted to UTC, a naive one is taken as UTC. ValueError when it is not a time.
 
     The scalar twin of `parse_timestamps`; the CLI, the HTTP schemas and the reviewer page all
     parse times with it."""
     if isinstance(value, bool | int | float):
         raise ValueError(f"{value!r} is a number, not a date or timestamp")
     try:
-        ts = pd.Timestamp(value.strip() if isinstance(value, str) else value)
+        if isinstance(value, str):  # ISO 8601 only: 01/02/2025 has two readings
+            ts = pd.to_datetime(value.strip(), format="ISO8601")
+        else:
+            ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError):
-        raise ValueError(f"cannot parse {value!r} as a date or timestamp") from None
+        raise ValueError(f"cannot parse {value!r} as an ISO 8601 date or timestamp") from None
     if ts is pd.NaT:
         raise ValueError(f"cannot parse {value!r} as a date or timestamp")
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts

@@ -297,14 +297,12 @@ def _save(upload: UploadFile, folder: Path, name: str) -> str:
 
 
 def _check_time(value: str) -> None:
-    import pandas as pd
+    from features.contract import to_utc_naive
 
     try:
-        stamp = pd.Timestamp(value)
+        to_utc_naive(value).to_pydatetime()
     except (ValueError, OverflowError):
-        stamp = None
-    if stamp is None or pd.isna(stamp):
-        raise BatchError(400, "as_of", f"{value!r} is not a date or timestamp (ISO 8601)")
+        raise BatchError(400, "as_of", f"{value!r} is not an ISO 8601 date or timestamp") from None
 
 
 def _last_line(text: str) -> str:

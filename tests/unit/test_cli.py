@@ -178,7 +178,7 @@ def test_a_note_is_printed_once(tmp_path):
 def test_write_parquet_removes_temp_files_a_killed_run_left(tmp_path):
     import pandas as pd
 
-    from cli.main import write_parquet
+    from features.contract import write_parquet
 
     dead = subprocess.Popen(["true"])
     dead.wait()  # its pid now names no process
