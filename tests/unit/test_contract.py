@@ -492,3 +492,12 @@ def test_validate_events_value_columns_and_notes():
         "ev.csv: column 'channel' is not numeric and is ignored",
         "ev.csv: column 'flag' is not numeric and is ignored",
     ]
+
+
+@pytest.mark.parametrize("text", ["01/02/2025", "2 Jan 2025", "yesterday"])
+def test_a_time_given_as_text_is_iso_8601_or_refused(text):
+    from features.contract import to_utc_naive
+
+    with pytest.raises(ValueError, match="ISO 8601"):
+        to_utc_naive(text)
+    assert to_utc_naive("2025-02-01T10:00:00+01:00") == pd.Timestamp("2025-02-01 09:00")
