@@ -38,6 +38,7 @@ from serving.batch import BatchJobs, get_route, status_route, submit_route
 from serving.guard import Guard
 from serving.holder import ModelHolder
 from serving.logs import quiet_client_errors
+from serving.metrics import bound_endpoint_labels
 from serving.review import review_app
 from serving.schemas import (
     CustomerIn,
@@ -61,6 +62,7 @@ from serving.schemas import (
 )
 
 log = logging.getLogger(__name__)
+bound_endpoint_labels()
 
 
 def open_holder(settings: Settings) -> ModelHolder:

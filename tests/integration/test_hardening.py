@@ -395,3 +395,14 @@ def test_fuzzed_requests_get_no_5xx_and_every_response_matches_the_schema(secure
     log = secure.log.read_text(errors="replace")
     assert not re.search(r"status=5\d\d", log), "a 5xx in the server log"
     assert "Traceback" not in log
+
+
+def test_metrics_label_requests_by_route_so_paths_cannot_grow_them(api, anon):
+    """Every distinct path once added its own series (memory that never came back)."""
+    for i in range(5):
+        anon.get(f"/no-such-page-{i}")
+        api.get(f"/review/customer/someone-{i}")
+    text = api.get("/metrics").text
+    assert "no-such-page" not in text and "someone-" not in text
+    assert 'endpoint="other"' in text and 'endpoint="/review/customer/{id}"' in text
+    assert 'endpoint="/predict"' in text

@@ -1,0 +1,65 @@
+"""Bounded Prometheus labels. BentoML's traffic middleware labels every request's metrics with
+its raw URL path, so each distinct path (every /review/customer/<id>, every path a scanner
+tries, even refused with a 401 or 404) adds histogram series that live until the process
+exits: memory grows with traffic and /metrics with it. The middleware runs outside ours, so
+its metrics are wrapped once at import to label a request by its route instead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+ROUTES = frozenset({
+    "/", "/predict", "/predict_features", "/explain", "/batch/submit", "/batch/status",
+    "/batch/get", "/model", "/review", "/review/", "/review/filters.js", "/metrics", "/readyz",
+    "/livez", "/healthz", "/docs", "/docs.json", "/score_histories", "/score_feature_rows",
+})
+PREFIXES = (("/review/customer/", "/review/customer/{id}"),
+            ("/static_content/", "/static_content/{file}"))
+ENDPOINT_METRICS = ("metrics_request_duration", "metrics_request_total",
+                    "metrics_request_in_progress", "metrics_websocket_connections",
+                    "metrics_websocket_data_received", "metrics_websocket_data_sent")
+
+
+def endpoint_label(path: str) -> str:
+    """A route of this service as itself, a templated route as its template, anything else
+    as "other"."""
+    if path in ROUTES:
+        return path
+    for prefix, label in PREFIXES:
+        if path.startswith(prefix):
+            return label
+    return "other"
+
+
+class _RouteLabels:
+    """A metric whose `endpoint` label is the request's route, not its path."""
+
+    def __init__(self, metric: Any):
+        self._metric = metric
+
+    def labels(self, *args: Any, **kwargs: Any) -> Any:
+        if "endpoint" in kwargs:
+            kwargs["endpoint"] = endpoint_label(str(kwargs["endpoint"]))
+        return self._metric.labels(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric, name)
+
+
+def bound_endpoint_labels() -> None:
+    """Wrap the traffic middleware's metrics when it sets them up (once per process)."""
+    cls = RunnerTrafficMetricsMiddleware
+    if getattr(cls, "_route_labels", False):
+        return
+    original = cls._setup
+
+    def setup(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        for name in ENDPOINT_METRICS:
+            if hasattr(self, name):
+                setattr(self, name, _RouteLabels(getattr(self, name)))
+
+    cls._setup = setup
+    cls._route_labels = True
