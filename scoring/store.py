@@ -69,6 +69,10 @@ def configure(settings: Settings) -> str:
     configure never waits behind, or deadlocks inside, a block holding `store_lock`."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = store_uri(settings)
+    if uri == embedded_uri(settings) and not settings.home.is_dir():
+        # a mistyped CHURN_HOME would otherwise become a new, empty store
+        raise ValueError(f"CHURN_HOME: {settings.home} is not a folder; create it or fix the "
+                         "path (mlruns/ is made inside it)")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if uri == embedded_uri(settings):

@@ -190,3 +190,15 @@ def test_write_parquet_removes_temp_files_a_killed_run_left(tmp_path):
     write_parquet(pd.DataFrame({"a": [1]}), out)
     assert not stale.exists() and busy.exists()
     assert pd.read_parquet(out)["a"].tolist() == [1]
+
+
+def test_a_mistyped_churn_home_is_refused_not_made_into_an_empty_store(tmp_path):
+    home = tmp_path / "typo"
+    proc = subprocess.run([str(CHURN), "compare"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120, check=False,
+                          env={**{k: v for k, v in os.environ.items()
+                                  if not k.startswith(("CHURN_", "MLFLOW_"))},
+                               "CHURN_HOME": str(home)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "CHURN_HOME" in proc.stderr
+    assert not home.exists()
