@@ -207,6 +207,7 @@ def train(
     config: Annotated[Path | None, typer.Option(
         "--config", help="Training config TOML (default: training/default.toml).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    date_format: DateFormatOpt = None,
 ) -> None:
     """Train LightGBM and a baseline on time-split snapshots; log and register in MLflow."""
     from features.definitions import LABEL_KINDS
@@ -220,7 +221,7 @@ def train(
     # MLflow prints "View run ... at ..." to stdout when it talks to a server; stdout is ours
     with stage_bars() as stage, contextlib.redirect_stdout(sys.stderr):
         result = run(customers, events, label, horizon, cadence, cfg, get_settings(),
-                     experiment, stage)
+                     experiment, stage, date_format=date_format)
     if as_json:
         print_json({"run_id": result.run_id, "model_run_id": result.model_run_id,
                     "model_version": result.model_version,

@@ -118,11 +118,13 @@ def train(
     settings: Settings,
     experiment: str | None = None,
     stage: StageProgress = _no_progress,
+    date_format: str | None = None,
 ) -> TrainResult:
     """Train on the log at `customers_path`/`events_path`; `cadence=None` chooses it from the
-    log's length."""
+    log's length. `date_format` reads text dates not in ISO 8601 (recorded in dataset.json, so
+    the promotion gate reads the files the same way)."""
     configure(settings)
-    tables = load_tables(customers_path, events_path)
+    tables = load_tables(customers_path, events_path, date_format=date_format)
     plan = plan_observations(tables.customers, tables.events, horizon, cadence,
                              config.min_history_days)
     split = split_times(plan.times, horizon, config.split.validation_times,
@@ -143,6 +145,7 @@ def train(
     ys = {name: f[LABEL].to_numpy() for name, f in frames.items()}
     dataset = describe_dataset(tables, customers_path, events_path, label, horizon, plan,
                                split, frames, spec)
+    dataset["date_format"] = date_format
 
     fit = fit_lightgbm(frames["train"], ys["train"], frames["validation"], ys["validation"],
                        spec, config, progress=stage("tuning LightGBM on validation"))

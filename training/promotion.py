@@ -79,7 +79,8 @@ def champion_features(champion: LoadedModel, snapshot: pd.DataFrame, dataset: di
     spec = champion.model.spec
     if dataset.get("feature_version") == spec.version and set(spec.feature_names) <= set(snapshot.columns):
         return snapshot
-    tables = load_tables(dataset["customers_file"], dataset["events_file"])
+    tables = load_tables(dataset["customers_file"], dataset["events_file"],
+                         date_format=dataset.get("date_format"))
     return feature_table(tables.customers, tables.events, spec, snapshot[[CUSTOMER_ID, AS_OF]])
 
 

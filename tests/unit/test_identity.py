@@ -324,3 +324,16 @@ def test_cli_refuses_in_one_line(cli_runs, name):
         assert word in lines[0], lines[0]
     assert result.returncode == code, lines[0]
     assert not (folder / f"{name}.parquet").exists()
+
+
+def test_train_reads_day_first_dates_with_its_date_format(tmp_path):
+    """`churn train --date-format` reaches the loader: the two customers are read and training
+    then stops on its own grounds (too few rows), not on the dates."""
+    customers = _csv(tmp_path / "day_first.csv", DAY_FIRST_CSV)
+    events = _csv(tmp_path / "iso.csv", ISO_EVENTS_CSV)
+    args = ["train", "--customers", customers, "--events", events, "--label", "inactivity",
+            "--horizon", "30"]
+    without = churn(*args)
+    assert without.returncode == 2 and "--date-format" in without.stderr, without.stderr
+    given = churn(*args, "--date-format", "%d/%m/%Y")
+    assert given.returncode == 2 and "the log covers" in given.stderr, given.stderr
