@@ -125,8 +125,7 @@ def wait_until_waiting(settings: Settings, pids: list[int], ended: Callable[[], 
     """Wait until a request from each of `pids` waits for the store lock this test holds, i.e.
     each racer has done its reading and come to its write. `ended` says a racer finished
     without ever asking for the lock."""
-    if not LOCKS.exists():
-        pytest.skip("needs /proc/locks to see racers waiting for the store lock")
+    assert LOCKS.exists(), "these tests read /proc/locks (Linux) to see racers waiting"
     lock, deadline = settings.mlruns / ".store.lock", time.monotonic() + 120
     while sorted(waiting_for(lock)) != sorted(pids):
         assert not ended(), "a racer ended before reaching the store lock"
