@@ -177,6 +177,11 @@ def _tenure() -> Expr:
     return (Row("as_of") - Row("signup")) / DAY
 
 
+def _nonnegative(name: str, expr) -> Feature:
+    """A count, a day count or a ratio of them: never below 0."""
+    return Feature(name, expr, lower=0.0)
+
+
 def feature_entries(spec: FeatureSpec) -> list[Feature]:
     """Every feature the query computes, one entry each, in output order (the BG/NBD model
     columns are added after the query, from the btyd_* summaries: features.engine)."""
@@ -187,33 +192,33 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
                             if spec.log_start is not None else Row("signup"))
     tenure = _tenure()
     out = [
-        Feature("tenure_days", tenure),
+        _nonnegative("tenure_days", tenure),
         # renewals: annual contracts are mostly left around the signup anniversary
-        Feature("days_to_anniversary", 365.0 - (tenure - 365.0 * floor(tenure / 365.0))),
+        _nonnegative("days_to_anniversary", 365.0 - (tenure - 365.0 * floor(tenure / 365.0))),
         # days of this customer's history the log holds, up to the longest window
-        Feature("history_days", least(greatest(since / DAY, 0.0), float(wmax))),
+        _nonnegative("history_days", least(greatest(since / DAY, 0.0), float(wmax))),
     ]
     for w in spec.windows:
-        out += [Feature(f"n_events_{w}d", Agg("count", hi=w)),
-                Feature(f"active_days_{w}d", Agg("days", hi=w))]
+        out += [_nonnegative(f"n_events_{w}d", Agg("count", hi=w)),
+                _nonnegative(f"active_days_{w}d", Agg("days", hi=w))]
     out += [
-        Feature("days_since_last_event", min_age / DAY),
-        Feature("events_lifetime", n_all),
+        _nonnegative("days_since_last_event", min_age / DAY),
+        _nonnegative("events_lifetime", n_all),
         # per day since the customer's first recorded event, not since signup: a customer who
         # signed up before the log began would otherwise look quieter the earlier the log starts
-        Feature("events_per_day_lifetime", n_all / greatest(coalesce(max_age, 0.0) / DAY, 1.0)),
-        Feature(f"events_per_active_day_{wmax}d",
+        _nonnegative("events_per_day_lifetime", n_all / greatest(coalesce(max_age, 0.0) / DAY, 1.0)),
+        _nonnegative(f"events_per_active_day_{wmax}d",
                 Agg("count", hi=wmax) / nullif(Agg("days", hi=wmax), 0.0)),
-        Feature("mean_gap_days", case((n_all >= 2, (max_age - min_age) / DAY / (n_all - 1.0)))),
-        Feature("overdue_ratio", case(((n_all >= 2).and_(max_age > min_age),
+        _nonnegative("mean_gap_days", case((n_all >= 2, (max_age - min_age) / DAY / (n_all - 1.0)))),
+        _nonnegative("overdue_ratio", case(((n_all >= 2).and_(max_age > min_age),
                                        min_age / ((max_age - min_age) / (n_all - 1.0))))),
         Feature("trend_events", _trend(Agg("count", hi=rec), Agg("count", lo=rec, hi=prev_hi),
                                        spec)),
     ]
     for etype, s in spec.type_slugs.items():
-        out += [Feature(f"n_{s}_{w}d", Agg("count", etype, hi=w)) for w in spec.windows]
+        out += [_nonnegative(f"n_{s}_{w}d", Agg("count", etype, hi=w)) for w in spec.windows]
         out += [
-            Feature(f"days_since_{s}", Agg("min_age", etype) / DAY),
+            _nonnegative(f"days_since_{s}", Agg("min_age", etype) / DAY),
             Feature(f"trend_{s}", _trend(Agg("count", etype, hi=rec),
                                          Agg("count", etype, lo=rec, hi=prev_hi), spec)),
         ]
@@ -235,16 +240,16 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
         # repeat days, first to last active day, first active day to the observation time
         first_day, last_day = floor(Agg("min_ts") / DAY), floor(Agg("max_ts") / DAY)
         out += [
-            Feature("btyd_frequency", case((n_all >= 1, Agg("days") - 1.0))),
-            Feature("btyd_recency_days", last_day - first_day),
-            Feature("btyd_age_days", (Row("as_of") - first_day * DAY) / DAY),
+            _nonnegative("btyd_frequency", case((n_all >= 1, Agg("days") - 1.0))),
+            _nonnegative("btyd_recency_days", last_day - first_day),
+            _nonnegative("btyd_age_days", (Row("as_of") - first_day * DAY) / DAY),
         ]
     attr = spec.attribute_slugs
     out += [Feature(attr[a], Row(attr[a])) for a in spec.attributes.numeric]
     out += [Feature(attr[a], Row(attr[a]), categorical=True) for a in spec.attributes.categorical]
     # a date attribute after the observation time cannot be known then: missing, not negative
     out += [Feature(f"{attr[a]}_days", case((Row(attr[a]) <= Row("as_of"),
-                                             (Row("as_of") - Row(attr[a])) / DAY)))
+                                             (Row("as_of") - Row(attr[a])) / DAY)), lower=0.0)
             for a in spec.attributes.datetime]
     return out
 

@@ -160,11 +160,13 @@ def case(*whens: tuple[Expr, Expr | float], otherwise: Expr | float | None = Non
 @dataclass(frozen=True, eq=False)
 class Feature:
     """One feature: its output column and how it is computed. `categorical` features pass a
-    string attribute through unchanged (their expr is a Row)."""
+    string attribute through unchanged (their expr is a Row). `lower` is the smallest value the
+    feature can take (0 for counts and day counts), so a feature row sent below it is refused."""
 
     name: str
     expr: Expr
     categorical: bool = False
+    lower: float | None = None
 
 
 def walk(expr: Expr):

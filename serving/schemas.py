@@ -359,7 +359,7 @@ def histories_to_relations(
 
 
 def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric: list[str],
-               field: str) -> None:
+               lower: dict[str, float], field: str) -> None:
     extra = row.model_extra or {}
     if len(extra) != len(names) or not known.issuperset(extra):
         unknown = sorted(set(extra) - known)
@@ -373,6 +373,8 @@ def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric
             raise RequestError(f"{field}.{f}", "must be a number or null")
         if isinstance(v, float) and not math.isfinite(v):
             raise RequestError(f"{field}.{f}", "must be a finite number or null")
+        if v is not None and f in lower and v < lower[f]:
+            raise RequestError(f"{field}.{f}", f"must not be below {lower[f]:g}")
 
 
 def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_ofs: list[pd.Timestamp],
@@ -386,12 +388,13 @@ def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_ofs: list[pd.
     known = set(names)
     cats = set(spec.categorical_features)
     numeric = [f for f in names if f not in cats]
+    lower = {f.name: f.lower for f in spec.entries if f.lower is not None}
     positions = indices if indices is not None else list(range(len(rows)))
     good: list[int] = []
     errors: dict[int, RequestError] = {}
     for r, (i, row) in enumerate(zip(positions, rows, strict=True)):
         try:
-            _check_row(row, names, known, numeric, f"rows[{i}]")
+            _check_row(row, names, known, numeric, lower, f"rows[{i}]")
             good.append(r)
         except RequestError as exc:
             errors[r] = exc

@@ -222,12 +222,16 @@ def test_ids_are_text_as_written_and_times_carry_their_offset(api):
     assert body["as_of"].endswith(("Z", "+00:00"))
 
 
-def test_feature_rows_refuse_infinity(api):
+def test_feature_rows_refuse_infinity_and_negative_counts(api):
     names = api.get("/model").json()["features"]
     row = dict.fromkeys(names, 0.0) | {"customer_id": "r1", names[0]: float("inf")}
     resp = api.post("/predict_features", content=json.dumps({"rows": [row]}),
                     headers={"Content-Type": "application/json"})
     assert resp.status_code == 400, resp.text[:300]
+    assert api.post("/predict_features", json={"rows": [row | {names[0]: 1.0}]}).status_code == 200
+    for name in ("tenure_days", "n_events_30d", "days_since_last_event"):
+        resp = api.post("/predict_features", json={"rows": [row | {names[0]: 1.0, name: -3.0}]})
+        assert_names(resp, 400, f"rows[0].{name}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -103,6 +103,12 @@ def test_numpy_and_sql_agree_on_every_feature(tenure, events, duplicated, seats,
     sql = feature_table(customers, frame, spec, pairs, evaluator="sql")
     fast = feature_table(customers, frame, spec, pairs, evaluator="numpy")
     _assert_same(sql, fast, spec)
+    # each entry's stated lower bound holds (/predict_features refuses rows below it)
+    at_as_of = fast.iloc[:N_CUSTOMERS]
+    for f in spec.entries:
+        if f.lower is not None:
+            values = at_as_of[f.name].to_numpy(dtype="float64")
+            assert (np.isnan(values) | (values >= f.lower)).all(), (f.name, values.min())
 
 
 def test_no_events_at_all():
