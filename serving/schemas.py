@@ -260,6 +260,8 @@ def _attribute(spec: FeatureSpec, kind: str, name: str, value: Scalar, field: st
             number = float(value.strip() if isinstance(value, str) else value)
         except (TypeError, ValueError):
             raise RequestError(field, "must be a number") from None
+        except OverflowError:  # an integer past the largest float
+            raise RequestError(field, "must be a finite number") from None
         if not math.isfinite(number):
             raise RequestError(field, "must be a finite number")
         return number
@@ -358,6 +360,13 @@ def histories_to_relations(
     return Histories(customers_rel, events_rel, obs_rel, accepted, errors)
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer past the largest float
+        return False
+
+
 def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric: list[str],
                lower: dict[str, float], field: str) -> None:
     extra = row.model_extra or {}
@@ -371,7 +380,7 @@ def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric
         v = extra[f]
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
             raise RequestError(f"{field}.{f}", "must be a number or null")
-        if isinstance(v, float) and not math.isfinite(v):
+        if v is not None and not _finite(v):
             raise RequestError(f"{field}.{f}", "must be a finite number or null")
         if v is not None and f in lower and v < lower[f]:
             raise RequestError(f"{field}.{f}", f"must not be below {lower[f]:g}")

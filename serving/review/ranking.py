@@ -59,9 +59,11 @@ def parse_list_query(params: Mapping[str, str], segments: Mapping[str, list[str]
                         f"band={params['band']!r} is not a risk band; use high, medium or low.")
     limit_text = params.get("limit", "").strip()
     if limit_text:
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= max_limit:
+        if (not limit_text.isdigit() or len(limit_text) > 9
+                or not 1 <= int(limit_text) <= max_limit):
             raise PageError(400, "Bad limit",
-                            f"limit={params['limit']!r} must be a whole number from 1 to {max_limit}.")
+                            f"limit={params['limit'][:20]!r} must be a whole number from 1 to "
+                            f"{max_limit}.")
         limit = int(limit_text)
     else:
         limit = default_limit

@@ -113,9 +113,14 @@ def list_page(request: Request) -> Response:
 
 def _as_of(text: str) -> pd.Timestamp:
     try:
-        return to_utc_naive(text)
-    except ValueError:
-        raise PageError(400, "Bad date", f"as_of={text!r} is not a date.") from None
+        when = to_utc_naive(text[:100])
+    except (ValueError, OverflowError):
+        raise PageError(400, "Bad date", f"as_of={text[:100]!r} is not a date.") from None
+    # the page does date arithmetic and prints the results: keep to pandas' nanosecond range
+    if not pd.Timestamp.min < when < pd.Timestamp.max:
+        raise PageError(400, "Bad date", f"as_of={text[:100]!r} is outside the years 1678 "
+                        "to 2261.")
+    return when
 
 
 @_page

@@ -410,3 +410,19 @@ def test_metrics_label_requests_by_route_so_paths_cannot_grow_them(api, anon):
     assert "no-such-page" not in text and "someone-" not in text
     assert 'endpoint="other"' in text and 'endpoint="/review/customer/{id}"' in text
     assert 'endpoint="/predict"' in text
+
+
+def test_huge_numbers_long_digits_and_far_dates_are_4xx(api, anon):
+    """Inputs the soak's fuzzer turned into 500s."""
+    huge = 10 ** 400
+    names = api.get("/model").json()["features"]
+    row = dict.fromkeys(names, 0.0) | {"customer_id": "r1", names[0]: huge}
+    assert_names(api.post("/predict_features", json={"rows": [row]}), 400, f"rows[0].{names[0]}")
+    body = predict_body(customers=[customer(attributes={"seats": huge})])
+    resp = api.post("/predict", json=body)
+    assert resp.status_code == 400, resp.text[:300]
+    reviewer = {"Authorization": "Basic " + base64.b64encode(f"r:{REVIEW_KEY}".encode()).decode()}
+    for query in ("/review/?limit=" + "9" * 5000, "/review/customer/x?as_of=9999-12-31",
+                  "/review/customer/x?as_of=0001-01-01T00:00:00%2B01:00"):
+        resp = anon.get(query, headers=reviewer)
+        assert resp.status_code in (400, 503), (query[:60], resp.status_code)

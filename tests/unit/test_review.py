@@ -72,3 +72,13 @@ def test_data_errors_name_the_file_not_where_it_lives(tmp_path):
     with pytest.raises(PageError) as info:
         read_data(customers, events)
     assert "customers.csv" in info.value.message and str(tmp_path) not in info.value.message
+
+
+@pytest.mark.parametrize("limit", ["9" * 5000, "0", "-1", "1e3", "1001"])
+def test_a_bad_limit_is_a_friendly_400(limit):
+    from serving.review.data import PageError
+    from serving.review.ranking import parse_list_query
+
+    with pytest.raises(PageError) as info:
+        parse_list_query({"limit": limit}, {}, 50, 1000)
+    assert info.value.status == 400 and len(info.value.message) < 300
