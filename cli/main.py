@@ -396,6 +396,10 @@ def serve(
     env = {**os.environ, "CHURN_MODEL_URI": model, "MLFLOW_TRACKING_URI": uri,
            "BENTOML_DO_NOT_TRACK": "true",
            "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(settings.mlruns / "bentoml"))}
+    # glibc gives each thread that allocates its own heap arena (up to 8 per core), and freed
+    # memory scattered over them is rarely returned: RSS crept up under concurrent load
+    # (benchmarks/soak.py). Two arenas hold it; the service also trims the heap periodically.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     if host in LOOPBACK and "CHURN_ALLOWED_HOSTS" not in os.environ:
         # bound to loopback, only loopback names reach it: a DNS-rebinding page cannot
         env["CHURN_ALLOWED_HOSTS"] = ",".join(LOOPBACK)

@@ -38,6 +38,7 @@ from serving.batch import BatchJobs, get_route, status_route, submit_route
 from serving.guard import Guard
 from serving.holder import ModelHolder
 from serving.logs import quiet_client_errors
+from serving.memory import start_trimming
 from serving.metrics import bound_endpoint_labels
 from serving.review import review_app
 from serving.schemas import (
@@ -215,6 +216,7 @@ class Scorer:
     def __init__(self) -> None:
         self.settings = get_settings()
         self.holder = open_holder(self.settings)
+        start_trimming()
 
     @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=BATCH_LATENCY_MS)
     def score_histories(self, items: list[HistoryItem]) -> list[ItemResult]:
@@ -285,6 +287,7 @@ class ChurnService:
         self.settings = get_settings()
         self.holder = open_holder(self.settings)  # for in-process scoring and batch jobs
         self.jobs = BatchJobs(self.settings)
+        start_trimming()
         self._local = 0  # requests being scored in this process now
 
     async def _score(self, local, remote, arg):
