@@ -422,7 +422,9 @@ def test_huge_numbers_long_digits_and_far_dates_are_4xx(api, anon):
     resp = api.post("/predict", json=body)
     assert resp.status_code == 400, resp.text[:300]
     reviewer = {"Authorization": "Basic " + base64.b64encode(f"r:{REVIEW_KEY}".encode()).decode()}
-    for query in ("/review/?limit=" + "9" * 5000, "/review/customer/x?as_of=9999-12-31",
+    for query in ("/review/customer/x?as_of=9999-12-31",
                   "/review/customer/x?as_of=0001-01-01T00:00:00%2B01:00"):
         resp = anon.get(query, headers=reviewer)
-        assert resp.status_code in (400, 503), (query[:60], resp.status_code)
+        assert resp.status_code == 400, (query[:60], resp.status_code)
+    # without scores the list page says so (200) before it reads the limit; unit-tested too
+    assert anon.get("/review/?limit=" + "9" * 5000, headers=reviewer).status_code < 500
