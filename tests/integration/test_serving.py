@@ -186,7 +186,7 @@ def test_predict_returns_probabilities_bands_and_reasons(path, samples, referenc
         assert abs(got["churn_probability"] - want["churn_probability"]) <= TOL
         assert got["risk_band"] == want["risk_band"]
         assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
-    assert pd.Timestamp(body["as_of"]) == AS_OF
+    assert pd.Timestamp(body["as_of"]) == AS_OF.tz_localize("UTC")  # with its offset
     assert body["model_version"] == champion()
     preds = body["predictions"]
     assert len(preds) == len(samples)
@@ -249,7 +249,7 @@ def test_explain_lists_every_feature_and_adds_up(path, samples, reference):
     customer, want = samples[0], reference["predictions"][0]
     body = explain(http, customer)
     assert body["customer_id"] == str(customer["customer_id"])
-    assert pd.Timestamp(body["as_of"]) == AS_OF
+    assert pd.Timestamp(body["as_of"]) == AS_OF.tz_localize("UTC")  # with its offset
     assert body["model_version"] == reference["model_version"]
     features = http.get("/model").json()["features"]
     assert [f["feature"] for f in body["features"]] == features
