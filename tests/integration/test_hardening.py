@@ -383,7 +383,7 @@ def test_an_alias_move_is_seen_after_the_registry_file_is_replaced(trained, tmp_
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 
 
-def test_fuzzed_requests_get_no_5xx_and_every_response_matches_the_schema(secure):
+def test_fuzzed_requests_get_no_5xx_and_every_response_matches_the_schema(secure, tmp_path):
     """Every check but `positive_data_acceptance`: a schema-valid body can still be refused for
     what JSON Schema cannot say (an event after as_of, a feature the served model lacks)."""
     proc = subprocess.run(
@@ -391,7 +391,7 @@ def test_fuzzed_requests_get_no_5xx_and_every_response_matches_the_schema(secure
          "--exclude-checks", "positive_data_acceptance", "--max-examples", "300", "--seed", "12",
          "--header", f"Authorization: Bearer {API_KEY}", "--request-timeout", "60",
          "--generation-database", "none", "--no-color"],
-        capture_output=True, text=True, timeout=900, check=False)
+        capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path)
     summary = proc.stdout[-3000:]
     assert proc.returncode == 0, summary
     cases = re.search(r"(\d+) generated", proc.stdout)
