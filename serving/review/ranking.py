@@ -59,8 +59,8 @@ def parse_list_query(params: Mapping[str, str], segments: Mapping[str, list[str]
                         f"band={params['band']!r} is not a risk band; use high, medium or low.")
     limit_text = params.get("limit", "").strip()
     if limit_text:
-        if (not limit_text.isdigit() or len(limit_text) > 9
-                or not 1 <= int(limit_text) <= max_limit):
+        if (not limit_text.isascii() or not limit_text.isdigit() or len(limit_text) > 9
+                or not 1 <= int(limit_text) <= max_limit):  # isdigit alone takes "²" and "①"
             raise PageError(400, "Bad limit",
                             f"limit={params['limit'][:20]!r} must be a whole number from 1 to "
                             f"{max_limit}.")

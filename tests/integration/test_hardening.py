@@ -428,3 +428,11 @@ def test_huge_numbers_long_digits_and_far_dates_are_4xx(api, anon):
         assert resp.status_code == 400, (query[:60], resp.status_code)
     # without scores the list page says so (200) before it reads the limit; unit-tested too
     assert anon.get("/review/?limit=" + "9" * 5000, headers=reviewer).status_code < 500
+
+
+def test_a_client_cannot_forge_lines_in_the_access_log(anon, secure):
+    anon.get("/no-page%0Aforged-line-marker%00")
+    time.sleep(0.5)
+    lines = secure.log.read_text(errors="replace").splitlines()
+    assert not any(line.startswith("forged-line-marker") for line in lines)
+    assert any("forged-line-marker" in line for line in lines)  # logged, escaped

@@ -74,7 +74,7 @@ def test_data_errors_name_the_file_not_where_it_lives(tmp_path):
     assert "customers.csv" in info.value.message and str(tmp_path) not in info.value.message
 
 
-@pytest.mark.parametrize("limit", ["9" * 5000, "0", "-1", "1e3", "1001"])
+@pytest.mark.parametrize("limit", ["9" * 5000, "0", "-1", "1e3", "1001", "²", "①"])
 def test_a_bad_limit_is_a_friendly_400(limit):
     from serving.review.data import PageError
     from serving.review.ranking import parse_list_query
