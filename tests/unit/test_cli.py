@@ -151,17 +151,22 @@ def test_help_lists_the_commands(runs):
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("name", list(BAD))
-def test_errors_are_one_line_without_traceback(generated, runs, name):
-    folder, _ = generated
-    _, code, words = BAD[name]
-    result = runs[name]
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int,
+                          words: list[str]) -> None:
+    """The CLI's promise for bad input: one plain line naming the problem, a non-zero code."""
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     for word in words:
         assert word in lines[0], lines[0]
     assert result.returncode == code, lines[0]
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_errors_are_one_line_without_traceback(generated, runs, name):
+    folder, _ = generated
+    _, code, words = BAD[name]
+    assert_one_line_error(runs[name], code, words)
     assert not (folder / "bad").exists()
 
 

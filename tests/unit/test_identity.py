@@ -25,7 +25,7 @@ from features.contract import (
     parse_timestamps,
     validate_customers,
 )
-from tests.unit.test_cli import churn
+from tests.unit.test_cli import assert_one_line_error, churn
 
 # --------------------------------------------------------------------------------------------
 # Customer ids
@@ -316,13 +316,7 @@ def test_cli_date_format_reads_day_first_dates_and_ids_keep_their_zeros(cli_runs
 def test_cli_refuses_in_one_line(cli_runs, name):
     folder, runs = cli_runs
     _, code, words = CLI[name]
-    result = runs[name]
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    assert result.returncode == code, lines[0]
+    assert_one_line_error(runs[name], code, words)
     assert not (folder / f"{name}.parquet").exists()
 
 
