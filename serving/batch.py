@@ -297,12 +297,13 @@ def _save(upload: UploadFile, folder: Path, name: str) -> str:
 
 
 def _check_time(value: str) -> None:
-    from features.contract import to_utc_naive
+    """The batch as_of under the rule of every other as_of (serving.schemas.resolve_as_of)."""
+    from serving.schemas import RequestError, resolve_as_of
 
     try:
-        to_utc_naive(value).to_pydatetime()
-    except (ValueError, OverflowError):
-        raise BatchError(400, "as_of", f"{value!r} is not an ISO 8601 date or timestamp") from None
+        resolve_as_of(value)
+    except RequestError as exc:
+        raise BatchError(400, "as_of", f"{value!r}: {exc.problem}") from None
 
 
 def _last_line(text: str) -> str:

@@ -171,14 +171,16 @@ class RequestError(ValueError):
         return {"error": self.problem, "field": self.field}
 
 
-def resolve_as_of(as_of: datetime | None) -> pd.Timestamp:
-    """The request's observation time as naive UTC; now when it is not given. A time whose UTC
-    reading leaves the calendar (0001-01-01T00:00+01:00 is in year 0) is a 400."""
+def resolve_as_of(as_of: datetime | str | None) -> pd.Timestamp:
+    """The request's observation time (a datetime, or ISO 8601 text) as naive UTC; now when it
+    is not given. A time that is not one, or whose UTC reading leaves the calendar
+    (0001-01-01T00:00+01:00 is in year 0), is a 400."""
     try:
         out = to_utc_naive(as_of if as_of is not None else datetime.now(UTC))
         out.to_pydatetime()
     except (ValueError, OverflowError):
-        raise RequestError("as_of", "is outside the years 1 to 9999 in UTC") from None
+        raise RequestError("as_of", "is not an ISO 8601 time within the years 1 to 9999 in "
+                           "UTC") from None
     return out
 
 
