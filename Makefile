@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup browser demo serve test lint bench clean
+.PHONY: setup browser java demo serve test lint bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -45,7 +45,14 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "the browser test needs Debian's chromium: sudo apt-get install chromium"; exit 1; fi; }
 
-test: setup browser
+# --engine spark runs on a Java 17 runtime from Debian's packages (pyspark itself is in the lock)
+java:
+	@command -v java >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  else echo "--engine spark needs Java 17: sudo apt-get install openjdk-17-jre-headless"; exit 1; fi; }
+
+test: setup browser java
 	$(VENV)/bin/pytest -q
 
 lint: setup
