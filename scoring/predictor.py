@@ -11,7 +11,7 @@ import pandas as pd
 from features.contract import CUSTOMER_ID
 from features.definitions import FeatureSpec
 from features.engine import AS_OF, FeatureRows, feature_table
-from scoring.reasons import feature_values, top_reasons
+from scoring.reasons import behaviour_mask, feature_values, top_reasons
 from scoring.settings import Offer, risk_band
 from scoring.store import LoadedModel
 
@@ -80,12 +80,12 @@ def predict(
     return Predictions(frame, reasons, contrib, lowering)
 
 
-def reason_columns(reasons: list[list[dict]], k: int) -> dict[str, list]:
+def reason_columns(reasons: list[list[dict]], k: int, prefix: str = "reason") -> dict[str, list]:
     """Flatten reasons into reason_{i}_feature / _contribution / _text columns."""
     cols: dict[str, list] = {}
     for i in range(k):
         for key in ("feature", "contribution", "text"):
-            cols[f"reason_{i + 1}_{key}"] = [
+            cols[f"{prefix}_{i + 1}_{key}"] = [
                 r[i][key] if len(r) > i else None for r in reasons
             ]
     return cols
@@ -162,13 +162,19 @@ def score_batch(
     offer: Offer | None,
 ) -> pd.DataFrame:
     """The scores table for every customer active at `as_of`: probability, band, top reasons,
-    model version and, with an offer, the targeting columns. Empty when nobody is active."""
+    the top behavioural reasons (change_{i}_*: what the customer did, not who they are; the
+    reviewer page leads with them), model version and, with an offer, the targeting columns.
+    Empty when nobody is active."""
     spec = loaded.model.spec
     feats = feature_table(customers, events, spec, [as_of])
     if feats.empty:
         return feats
     out = predict(loaded, feats, top_k, bands)
+    model = loaded.model
+    changes = top_reasons(model, feature_values(model, feats), out.contributions, top_k,
+                          only=behaviour_mask(model.feature_names))
     scores = out.frame.assign(as_of=feats[AS_OF].to_numpy(), **reason_columns(out.reasons, top_k),
+                              **reason_columns(changes, top_k, "change"),
                               model_version=loaded.label)
     if offer is not None:
         scores = add_targeting(scores, customer_value(feats, offer, spec), offer)

@@ -90,7 +90,9 @@ def render_reason(template: dict, value: object) -> str:
     if kind == "active_days":
         return f"Active on {v:.0f} of the last {template['w']} days"
     if kind == "days_since":
-        return f"Last {template['label']} {v:,.0f} days ago"
+        if v == 0:
+            return f"Last {template['label']} today"
+        return f"Last {template['label']} {v:,.0f} {'day' if v == 1 else 'days'} ago"
     if kind == "trend":
         label, recent, earlier = template["label"], template["recent"], template["earlier"]
         span = f"in the last {recent} days compared with the {earlier} before"
@@ -128,18 +130,38 @@ def feature_values(model, features: pd.DataFrame | FeatureRows) -> np.ndarray:
     return values
 
 
+# facts about who the customer is rather than what they did: attributes (plan, contract, country)
+# and how long they have been a customer. Nobody can act on them, so the lead reasons and the
+# suggested action come from the other, behavioural features.
+PROFILE_FEATURES = frozenset({"tenure_days", "history_days", "days_to_anniversary"})
+
+
+def is_profile(feature: str) -> bool:
+    """True for a feature about who the customer is (attr_*, tenure), not their behaviour."""
+    return feature.startswith("attr_") or feature in PROFILE_FEATURES
+
+
+def behaviour_mask(feature_names: list[str] | tuple[str, ...]) -> np.ndarray:
+    """True for each behavioural feature, for `top_reasons(only=...)`."""
+    return np.array([not is_profile(f) for f in feature_names], dtype=bool)
+
+
 def top_reasons(model, features: pd.DataFrame | np.ndarray, contrib: np.ndarray, k: int,
-                raising: bool = True) -> list[list[dict]]:
+                raising: bool = True, only: np.ndarray | None = None) -> list[list[dict]]:
     """For each row, up to k features that raise the risk most (or, with `raising=False`, that
     lower it most), as feature/value/contribution/effect/text. Only features whose contribution
     has that sign are listed, so a low-risk customer is never told a factor that lowers the risk
     is why they are at risk.
 
     `effect` is the calibrated probability with the feature's contribution minus without it, so
-    it agrees with the calibrated probability the customer gets."""
+    it agrees with the calibrated probability the customer gets. With `only` (a boolean per
+    feature), the reasons are chosen among those features alone; `effect` still starts from the
+    customer's whole score."""
     n_feat = len(model.feature_names)
     phi = contrib[:, :n_feat]
     signed = phi if raising else -phi
+    if only is not None:
+        signed = np.where(np.asarray(only, dtype=bool)[None, :], signed, -np.inf)
     order = np.argsort(-signed, axis=1, kind="stable")[:, :k]
     margin = contrib.sum(axis=1)
     values = (feature_values(model, features) if isinstance(features, pd.DataFrame)
