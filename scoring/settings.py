@@ -96,12 +96,34 @@ class Settings(BaseSettings):
     review_page_size: int = Field(50, gt=0)
     review_max_page_size: int = Field(1000, gt=0)
     review_waterfall_steps: int = Field(10, gt=0)
+    review_export_max_rows: int = Field(50_000, gt=0, description="Most rows in a CSV export.")
+    review_currency: str = Field("", max_length=8, description="Shown before money, e.g. €.")
+    review_crm_url: str | None = Field(
+        None, description="Link to a customer in the CRM: an http(s) URL with {customer_id}.")
+    contact_owner_max_chars: int = Field(100, gt=0)
+    contact_note_max_chars: int = Field(2000, gt=0)
+
+    # the product's store of records (contacts; campaigns and monitoring later): a database URL,
+    # default SQLite at mlruns/churn.db
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: mlruns/churn.db.")
 
     @field_validator("review_scores", "review_customers", "review_events", "review_playbook",
-                     "tracking_uri", "batch_dir", mode="before")
+                     "tracking_uri", "batch_dir", "review_crm_url", "database_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("review_crm_url")
+    @classmethod
+    def _crm_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split(":", 1)[0].lower()
+        if scheme not in ("http", "https") or not value.lower().startswith(scheme + "://"):
+            raise ValueError("the CRM link must start with http:// or https://")
+        if "{customer_id}" not in value:
+            raise ValueError("the CRM link must contain {customer_id}")
+        return value
 
     @field_validator("api_keys", "review_keys", "allowed_hosts", "allowed_origins",
                      mode="before")

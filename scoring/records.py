@@ -1,0 +1,168 @@
+"""The product's store of records: what people did about the scores. Today the contacts a
+retention lead records on /review; campaign and monitoring records will join them here.
+
+One database, SQLAlchemy Core: a SQLite file `mlruns/churn.db` under the store by default, or
+any URL in CHURN_DATABASE_URL. Tables are created on first use, not at import. Every write is
+one transaction; inputs are checked first (`check_contact`) and a bad one is a `RecordError`
+naming the field.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    func,
+    select,
+)
+
+from scoring.settings import Settings
+
+# what came of a contact, in the words the page shows; campaign reports count these
+OUTCOMES: dict[str, str] = {
+    "reached": "Reached, talked it through",
+    "retained": "Agreed to stay",
+    "offer_accepted": "Accepted an offer",
+    "callback": "Asked to be called back",
+    "no_answer": "No answer",
+    "leaving": "Still plans to leave",
+}
+
+metadata = MetaData()
+
+contacts = Table(
+    "contacts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("owner", String(200), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("outcome", String(40), nullable=False),
+    Column("created_at", DateTime, nullable=False),  # UTC, naive
+    Column("model_version", String(200), nullable=True),  # the model that scored the customer
+    Column("as_of", DateTime, nullable=True),  # the scores' observation time
+)
+
+
+class RecordError(ValueError):
+    """A record that cannot be stored as given; `field` names the input."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+@dataclass(frozen=True)
+class Contact:
+    customer_id: str
+    owner: str
+    note: str
+    outcome: str
+    created_at: datetime | None = None
+    model_version: str | None = None
+    as_of: datetime | None = None
+    id: int | None = None
+
+    @property
+    def outcome_text(self) -> str:
+        return OUTCOMES.get(self.outcome, self.outcome)
+
+
+def database_url(settings: Settings) -> str:
+    return settings.database_url or f"sqlite:///{settings.mlruns / 'churn.db'}"
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The store's engine, one per URL in this process, with its tables created."""
+    url = database_url(settings)
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite:///") and settings.database_url is None:
+                settings.mlruns.mkdir(parents=True, exist_ok=True)
+            # SQLite: wait for another process's write instead of failing at once
+            args = {"timeout": 30} if url.startswith("sqlite") else {}
+            engine = create_engine(url, connect_args=args)
+            metadata.create_all(engine)
+            _engines[url] = engine
+        return engine
+
+
+def _clean(value: object, field: str, max_chars: int, required: bool) -> str:
+    if not isinstance(value, str):
+        raise RecordError(field, "must be text")
+    value = value.strip()
+    if required and not value:
+        raise RecordError(field, "is required")
+    if len(value) > max_chars:
+        raise RecordError(field, f"is {len(value):,} characters; at most {max_chars:,}")
+    if any(ord(c) < 32 and c not in "\n\r\t" for c in value):
+        raise RecordError(field, "contains control characters")
+    return value
+
+
+def check_contact(customer_id: object, owner: object, note: object, outcome: object,
+                  settings: Settings) -> Contact:
+    """A contact from untrusted input, or RecordError naming the first bad field."""
+    customer = _clean(customer_id, "customer_id", settings.max_id_chars, required=True)
+    who = _clean(owner, "owner", settings.contact_owner_max_chars, required=True)
+    if "\n" in who or "\r" in who:
+        raise RecordError("owner", "must be one line")
+    text = _clean("" if note is None else note, "note", settings.contact_note_max_chars,
+                  required=False)
+    if outcome not in OUTCOMES:
+        raise RecordError("outcome", "must be one of " + ", ".join(OUTCOMES))
+    return Contact(customer, who, text, str(outcome))
+
+
+def add_contact(engine: Engine, contact: Contact, model_version: str | None = None,
+                as_of: datetime | None = None, now: datetime | None = None) -> Contact:
+    """Store one checked contact in its own transaction; returns it with its id and time."""
+    created = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    row = {"customer_id": contact.customer_id, "owner": contact.owner, "note": contact.note,
+           "outcome": contact.outcome, "created_at": created, "model_version": model_version,
+           "as_of": as_of}
+    with engine.begin() as conn:
+        new_id = conn.execute(contacts.insert().values(**row)).inserted_primary_key[0]
+    return Contact(**{**row, "id": int(new_id)})
+
+
+def _contact(row: object) -> Contact:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Contact(m["customer_id"], m["owner"], m["note"], m["outcome"], m["created_at"],
+                   m["model_version"], m["as_of"], m["id"])
+
+
+def contacts_of(engine: Engine, customer_id: str, limit: int = 50) -> list[Contact]:
+    """A customer's contacts, newest first."""
+    query = (select(contacts).where(contacts.c.customer_id == customer_id)
+             .order_by(contacts.c.created_at.desc(), contacts.c.id.desc()).limit(limit))
+    with engine.connect() as conn:
+        return [_contact(r) for r in conn.execute(query)]
+
+
+def latest_contacts(engine: Engine, customer_ids: Sequence[str]) -> dict[str, Contact]:
+    """The newest contact of each of these customers that has one."""
+    ids = list(dict.fromkeys(customer_ids))
+    if not ids:
+        return {}
+    newest = (select(func.max(contacts.c.id).label("id"))
+              .where(contacts.c.customer_id.in_(ids)).group_by(contacts.c.customer_id))
+    query = select(contacts).where(contacts.c.id.in_(newest))
+    with engine.connect() as conn:
+        return {c.customer_id: c for c in map(_contact, conn.execute(query))}
