@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -88,17 +89,85 @@ def _create_tables(settings: Settings) -> None:
         client = MlflowClient()
         client.search_experiments(max_results=1)  # opens the tracking store
         client.search_registered_models(max_results=1)  # and the registry's
+        follow_move(settings)
+
+
+# Columns of the embedded store that hold artifact locations. MLflow resolves every location
+# to an absolute path when it stores it (`resolve_uri_if_local` in
+# SqlAlchemyStore.create_experiment; a run's artifact_uri and a logged model's location are
+# the experiment's location plus ids) and has no call that changes one afterwards.
+_LOCATION_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                     ("logged_models", "artifact_location"), ("model_versions", "storage_location"),
+                     ("model_versions", "source"))
+
+
+def _stored_roots(db: sqlite3.Connection) -> set[str]:
+    """The mlruns/ folders this store's experiments were created in: every experiment of ours
+    keeps its artifacts in <mlruns>/artifacts (see local_artifact_root)."""
+    roots = set()
+    for (location,) in db.execute("SELECT artifact_location FROM experiments"):
+        if location and location.startswith("file://") and location.endswith("/artifacts"):
+            roots.add(Path(location[len("file://"):]).parent.as_posix())
+    return roots
+
+
+def follow_move(settings: Settings) -> list[str]:
+    """Keep an embedded store that was copied or moved writing under its new root.
+
+    MLflow stores artifact locations as absolute paths, so a copy of mlruns/ would keep writing
+    new runs and models into the folder it was copied from. When the store's locations point at
+    another mlruns/ folder, they are rewritten to this one, and a warning names both; when this
+    folder has no artifacts/ to point at (only mlflow.db was copied), the store is refused, as
+    its runs and models would be missing. Returns the old roots that were rewritten. Call with
+    the tables' lock held (see _create_tables)."""
+    root = settings.mlruns.resolve()
+    db = sqlite3.connect(settings.mlruns / "mlflow.db")
+    try:
+        moved = sorted(r for r in _stored_roots(db) if Path(r).resolve() != root)
+        if moved and not (root / "artifacts").is_dir():
+            raise ValueError(
+                f"CHURN_HOME: {root / 'mlflow.db'} keeps its runs and models in {moved[0]}, and "
+                f"{root} has no artifacts/ folder: copy the whole mlruns/ folder, not only mlflow.db")
+        with db:  # one transaction: every location moves, or none
+            tables = {name for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for old in moved:
+                for table, column in _LOCATION_COLUMNS:
+                    if table not in tables:
+                        continue
+                    for before, after in ((f"file://{old}/", f"file://{root.as_posix()}/"),
+                                          (f"{old}/", f"{root.as_posix()}/")):
+                        db.execute(
+                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                            f"WHERE substr({column}, 1, ?) = ?",
+                            (after, len(before) + 1, len(before), before))
+    finally:
+        db.close()
+    for old in moved:
+        log.warning("the store was moved: its artifact locations pointed at %s and now point at "
+                    "%s", old, root)
+    return moved
+
+
+# MLflow 3's UI opens an experiment in its GenAI view (traces, judges) unless the experiment is
+# tagged as model training: the tag and its values are ExperimentKind in the UI bundle of
+# MLflow 3.17 (mlflow/server/js: "genai_development", "custom_model_development", ...).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 def experiment_id(name: str, settings: Settings) -> str:
-    """The experiment's id, created if missing; under the store lock, else two first runs both
-    miss it and the second dies creating it again."""
+    """The experiment's id, created if missing and set up for model training in the UI; under
+    the store lock, else two first runs both miss it and the second dies creating it again."""
+    key, kind = EXPERIMENT_KIND
     with store_lock(settings):
         exp = mlflow.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        return mlflow.create_experiment(
-            name, artifact_location=local_artifact_root(settings, mlflow.get_tracking_uri()))
+        if exp is None:
+            return mlflow.create_experiment(
+                name, artifact_location=local_artifact_root(settings, mlflow.get_tracking_uri()),
+                tags={key: kind})
+        if key not in exp.tags:  # made before the tag; a kind a user chose is kept
+            MlflowClient().set_experiment_tag(exp.experiment_id, key, kind)
+        return exp.experiment_id
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str):
