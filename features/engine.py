@@ -83,12 +83,16 @@ def infer_spec(tables: Tables, before: pd.Timestamp | None = None, max_event_typ
     attributes = AttributeKinds(kinds.numeric, kinds.categorical,
                                 tuple(a for a in kinds.datetime if a not in changing))
     events = tables.events
-    if before is not None:
-        events = events[events[TIMESTAMP] < pd.Timestamp(before)]
-    counts = events[EVENT_TYPE].value_counts()
+    if isinstance(events, pd.DataFrame):
+        if before is not None:
+            events = events[events[TIMESTAMP] < pd.Timestamp(before)]
+        counts = events[EVENT_TYPE].value_counts()
+        first = float(epoch_seconds(events[TIMESTAMP]).min()) if len(events) else None
+    else:  # scanned by an engine (features.sources)
+        counts, first, _ = events.stats(
+            None if before is None else float(epoch_seconds(pd.Series([pd.Timestamp(before)]))[0]))
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_event_types]
-    kwargs.setdefault("log_start", float(epoch_seconds(events[TIMESTAMP]).min())
-                      if len(events) else None)
+    kwargs.setdefault("log_start", first)
     return FeatureSpec(
         event_types=tuple(sorted(t for t, _ in ranked)),
         value_columns=tables.value_columns,
@@ -181,6 +185,17 @@ def obs_relation(obs: pd.DataFrame) -> pa.Table:
         "customer_id": _strings(obs[CUSTOMER_ID].astype(str)),
         "as_of": epoch_seconds(pd.to_datetime(obs[AS_OF])),
     })
+
+
+def relations(customers: pd.DataFrame, events, spec: FeatureSpec):
+    """The relations the feature and label SQL reads: in memory (`Relations`, DuckDB or NumPy)
+    for an events DataFrame, in its engine for events scanned where they lie
+    (`features.sources.EventFiles`)."""
+    if isinstance(events, pd.DataFrame):
+        return Relations(customers, events, spec)
+    from features.sources import EngineRelations
+
+    return EngineRelations(customers, events, spec)
 
 
 class Relations:
@@ -278,7 +293,9 @@ def _rows_of_pairs(rel: Relations, obs: pd.DataFrame | pa.Table, fit_btyd: bool 
     spec = rel.spec
     if evaluator not in EVALUATORS:
         raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, not {evaluator!r}")
-    if evaluator == "auto":
+    if not isinstance(rel, Relations):  # the events live in an engine: its SQL
+        evaluator = "sql"
+    elif evaluator == "auto":
         evaluator = "numpy" if rel.events.num_rows <= ONLINE_MAX_EVENTS else "sql"
     obs_rel = obs if isinstance(obs, pa.Table) else obs_relation(obs)
     if evaluator == "numpy":
@@ -352,7 +369,7 @@ def with_btyd(tables: Tables, spec: FeatureSpec, horizon_days: float, at: pd.Tim
     spec = replace(spec, btyd_horizon_days=float(horizon_days), btyd_params=None)
     t = pd.Timestamp(at)
     who = tables.customers.loc[active_at(tables.customers, t), CUSTOMER_ID]
-    rows = _features_of_pairs(Relations(tables.customers, tables.events, spec),
+    rows = _features_of_pairs(relations(tables.customers, tables.events, spec),
                               pd.DataFrame({CUSTOMER_ID: who.to_numpy(), AS_OF: t}))
     return replace(spec, btyd_params=fit_btyd_params(rows))
 
@@ -377,7 +394,7 @@ def feature_table(
     it and not churned by it), or a frame of (customer_id, as_of) pairs, answered in order.
     `evaluator` is "auto" (NumPy for small inputs, DuckDB for large), "sql" or "numpy"; all
     give the same table."""
-    rel = Relations(customers, events, spec)
+    rel = relations(customers, events, spec)
     if isinstance(at, pd.DataFrame):
         return _features_of_pairs(rel, at, evaluator=evaluator)
     parts = []
@@ -408,9 +425,17 @@ def features_of_relations(customers: pa.Table, events: pa.Table, obs: pa.Table,
 # ---------------------------------------------------------------------------------------------
 
 
-def data_end(customers: pd.DataFrame, events: pd.DataFrame) -> pd.Timestamp:
+def event_range(events) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last event time of an events DataFrame or of scanned events."""
+    if isinstance(events, pd.DataFrame):
+        return pd.Timestamp(events[TIMESTAMP].min()), pd.Timestamp(events[TIMESTAMP].max())
+    _, first, last = events.stats()
+    return tuple(pd.Timestamp(_from_epoch(np.array([t]))[0]) for t in (first, last))
+
+
+def data_end(customers: pd.DataFrame, events) -> pd.Timestamp:
     """The last moment the data observes: its latest event or churn."""
-    ends = [events[TIMESTAMP].max()]
+    ends = [event_range(events)[1]]
     if CHURNED_AT in customers and customers[CHURNED_AT].notna().any():
         ends.append(customers[CHURNED_AT].max())
     return pd.Timestamp(max(ends))
@@ -434,7 +459,7 @@ def observation_times(
     if horizon_days <= 0 or cadence_days <= 0:
         raise ValueError("horizon and cadence must be positive numbers of days")
     end = data_end(customers, events)
-    start = pd.Timestamp(events[TIMESTAMP].min())
+    start = event_range(events)[0]
     last = (end - pd.Timedelta(days=horizon_days)).floor("D")
     first = (start + pd.Timedelta(days=min_history_days)).floor("D")
     times = []
@@ -470,7 +495,7 @@ def plan_observations(
     if horizon_days <= 0:
         raise ValueError("--horizon: must be a positive number of days")
     end = data_end(customers, events)
-    start = pd.Timestamp(events[TIMESTAMP].min())
+    start = event_range(events)[0]
     log_days = (end - start) / pd.Timedelta(days=1)
     first = (start + pd.Timedelta(days=min_history_days)).floor("D")
     last = (end - pd.Timedelta(days=horizon_days)).floor("D")
@@ -529,7 +554,7 @@ def build_snapshots(
             "no observation time has both enough history and a fully observed horizon; "
             "use a shorter horizon or more data"
         )
-    rel = Relations(tables.customers, tables.events, spec)
+    rel = relations(tables.customers, tables.events, spec)
     parts = []
     for i, t in enumerate(times):
         labelled = label_observations(rel, [t], label, horizon_days)
