@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -83,6 +83,17 @@ class Settings(BaseSettings):
 
     # registry liveness: /readyz turns unready when the alias could not be read for this long
     max_poll_age_s: float = Field(300.0, gt=0)
+
+    # the engine that reads event files for `churn features`, `snapshots`, `train` and
+    # `score`: DuckDB in process (memory bounded, spilling to disk past it) or Spark (local
+    # mode by default; SPARK_REMOTE or spark_master point it at a cluster)
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    duckdb_memory_limit: str = Field("4GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$",
+                                     description="DuckDB's memory limit, e.g. 4GB.")
+    duckdb_temp_dir: Path | None = Field(None, description="Where DuckDB spills; default: "
+                                         "the system's temporary folder.")
+    spark_master: str | None = Field(None, description="Spark master URL; default local[*].")
+    spark_driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
 
     # the offer rule, used by `churn train` (profit curve), `churn score` and the reviewer page;
     # CHURN_OFFER__COST, CHURN_OFFER__SAVE_RATE, ... override it
