@@ -86,10 +86,28 @@ def date_format_option(value: str | None) -> str | None:
         raise typer.BadParameter(str(exc)) from None
 
 
-def _load(customers: Path, events: Path, date_format: str | None):
-    from features.contract import load_tables
+def _load(customers: Path, events: Path, date_format: str | None, engine: str | None = None,
+          spark_master: str | None = None):
+    """The customers file read and checked, and the events scanned where they lie by the
+    chosen engine (--engine, else the settings' CHURN_ENGINE, DuckDB by default)."""
+    from features.sources import make_engine, open_tables
+    from scoring.settings import get_settings
 
-    tables = load_tables(customers, events, date_format=date_format)
+    settings = get_settings()
+    name = engine or settings.engine
+    try:
+        runner = make_engine(name, memory_limit=settings.duckdb_memory_limit,
+                             temp_directory=settings.duckdb_temp_dir and str(settings.duckdb_temp_dir),
+                             spark_master=spark_master or settings.spark_master,
+                             spark_driver_memory=settings.spark_driver_memory)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        tables = open_tables(customers, events, runner, date_format=date_format)
+    except ValueError as exc:
+        if "--date-format" in str(exc):
+            raise UsageError(str(exc)) from None
+        raise
     for note in tables.notes:
         err.print(f"[yellow]note:[/] {note}")
     return tables
@@ -102,6 +120,11 @@ LabelOpt = Annotated[str, typer.Option(
 HorizonOpt = Annotated[int, typer.Option("--horizon", min=1, help="Label horizon in days.")]
 CadenceOpt = Annotated[int | None, typer.Option(
     "--cadence", min=1, help="Days between snapshots (default: chosen from the log's length).")]
+EngineOpt = Annotated[str | None, typer.Option(
+    "--engine", help="duckdb or spark: what reads the event files (default: CHURN_ENGINE, duckdb).")]
+SparkMasterOpt = Annotated[str | None, typer.Option(
+    "--spark-master", help="Spark master URL for --engine spark (default: local[*]; "
+    "SPARK_REMOTE=sc://host for Spark Connect).")]
 DateFormatOpt = Annotated[str | None, typer.Option(
     "--date-format", callback=date_format_option,
     help="The one format (strftime, such as %d/%m/%Y) of date columns not written in ISO 8601.")]
@@ -138,12 +161,14 @@ def features(
     as_of: Annotated[list[str], typer.Option("--as-of", help="Observation time; repeatable.")],
     out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
     date_format: DateFormatOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
 ) -> None:
     """Write point-in-time features for every customer signed up by each --as-of."""
     from features.engine import feature_table, infer_spec
 
     times = [parse_time(v, "--as-of") for v in as_of]
-    tables = _load(customers, events, date_format)
+    tables = _load(customers, events, date_format, engine, spark_master)
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
     with progress_bar("building features") as progress:
         table = feature_table(tables.customers, tables.events, spec, times, progress)
@@ -160,6 +185,8 @@ def snapshots(
     out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
     cadence: CadenceOpt = None,
     date_format: DateFormatOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
 ) -> None:
     """Write labelled training snapshots at a regular cadence."""
     from features.definitions import LABEL_KINDS
@@ -167,7 +194,7 @@ def snapshots(
 
     if label not in LABEL_KINDS:
         raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
-    tables = _load(customers, events, date_format)
+    tables = _load(customers, events, date_format, engine, spark_master)
     plan = plan_observations(tables.customers, tables.events, horizon, cadence)
     times = plan.times
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
