@@ -248,7 +248,8 @@ def train(
     # MLflow prints "View run ... at ..." to stdout when it talks to a server; stdout is ours
     with stage_bars() as stage, contextlib.redirect_stdout(sys.stderr):
         result = run(customers, events, label, horizon, cadence, cfg, get_settings(),
-                     experiment, stage, date_format=date_format)
+                     experiment, stage, date_format=date_format,
+                     config_name=config.stem if config else None)
     if as_json:
         print_json({"run_id": result.run_id, "model_run_id": result.model_run_id,
                     "model_version": result.model_version,
@@ -275,11 +276,23 @@ def train(
                                                       interval_text(result.metrics[name], key))]]
          for key, label in METRIC_ROWS],
     )
-    campaign = (f" · best campaign: contact {int(lgbm['campaign_best_k'])} customers, expected "
-                f"profit {lgbm['campaign_expected_profit']:,.0f} (realised on the test labels "
-                f"{lgbm['campaign_realised_profit']:,.0f})" if "campaign_best_k" in lgbm else "")
-    out.print(f"run {result.run_id} · registered churn version {result.model_version} "
-              f"({', '.join(result.aliases)}){campaign}")
+    if "campaign_best_k" in lgbm:
+        print_campaign(lgbm)
+    out.print(f"run {result.run_id} · registered {result.model_name} version "
+              f"{result.model_version} ({', '.join(result.aliases)})")
+
+
+def print_campaign(metrics: dict[str, float]) -> None:
+    """The best campaign on the test rows: what the model expected and what the labels paid."""
+    k = int(metrics["campaign_best_k"])
+    print_table(
+        f"Best campaign on the test rows: contact the top {k:,} by expected profit",
+        ["profit", "amount", "from"],
+        [["expected", f"{metrics['campaign_expected_profit']:,.0f}",
+          "the model's churn probabilities"],
+         ["realised", f"{metrics['campaign_realised_profit']:,.0f}",
+          "who really churned (test labels)"]],
+    )
 
 
 @app.command()
@@ -290,6 +303,7 @@ def promote(
     level: Annotated[float | None, typer.Option(
         "--level", min=0.5, max=0.999,
         help="Confidence level of the intervals (default: CHURN_PROMOTION_LEVEL, 0.95).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Move the champion alias to a version that beats the champion on the same held-out rows,
     beyond the noise of a paired, customer-clustered bootstrap."""
@@ -297,6 +311,9 @@ def promote(
     from training.promotion import promote as run
 
     result = run(get_settings(), version, force, level)
+    if as_json:
+        print_json(result.summary())
+        return
     if result.scores:
         c, h = result.scores["candidate"], result.scores["champion"]
         d = result.differences
@@ -324,13 +341,34 @@ def compare(
     from training.promotion import compare as run
 
     table = run(get_settings(), experiment)
+    if as_json:
+        runs = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+        print_json({"runs": runs})
+        return
     if table.empty:
         out.print("no training runs yet")
         return
-    if as_json:
-        print_json({"runs": table.to_dict(orient="records")})
-        return
-    print_table("Training runs", list(table.columns), table.astype(object).values.tolist())
+    print_table("Training runs, newest first: LightGBM on each run's test rows (★ champion)",
+                COMPARE_COLUMNS, compare_rows(table), width=TABLE_WIDTH)
+
+
+# compare's table fits TABLE_WIDTH; --json has every field (run ids, times, intervals, the
+# config's changed keys, the baseline)
+TABLE_WIDTH = 100
+COMPARE_COLUMNS = ["version", "data", "label", "config", "ROC-AUC", "PR-AUC", "Brier",
+                   "lift@10%"]
+
+
+def compare_rows(table) -> list[list[object]]:
+    """compare's rows in COMPARE_COLUMNS order: the version (★ the champion), the label with
+    its horizon."""
+    rows = []
+    for r in table.itertuples():
+        horizon = f" {r.horizon_days:.0f}d" if r.horizon_days == r.horizon_days else ""
+        rows.append([f"{r.version} ★" if r.champion else r.version, r.data,
+                     f"{r.label}{horizon}", r.config, r.roc_auc, r.pr_auc, r.brier,
+                     r.lift_top10])
+    return rows
 
 
 @app.command()
@@ -444,13 +482,15 @@ def _cell(v: object) -> str:
     return str(v)
 
 
-def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+def print_table(title: str, columns: list[str], rows: list[list[object]],
+                width: int | None = None) -> None:
+    """A rich table; at most `width` characters wide when given (long text wraps)."""
     table = Table(title=title)
     for c in columns:
         table.add_column(c, justify="right" if c != columns[0] else "left")
     for r in rows:
         table.add_row(*[_cell(v) for v in r])
-    out.print(table)
+    out.print(table, width=min(out.width, width) if width else None)
 
 
 def print_json(payload: dict) -> None:

@@ -88,3 +88,9 @@ def flat_params(config: TrainConfig) -> dict[str, object]:
 
     walk("", config.model_dump())
     return out
+
+
+def config_changes(config: TrainConfig, base: TrainConfig | None = None) -> dict[str, object]:
+    """The keys whose value differs from `base` (the packaged default), as flat key -> value."""
+    before = flat_params(base or load_config())
+    return {k: v for k, v in flat_params(config).items() if before.get(k) != v}

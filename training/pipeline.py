@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from features.engine import (
     LABEL,
     ObservationPlan,
     build_snapshots,
+    data_end,
     infer_spec,
     plan_observations,
     with_btyd,
@@ -32,10 +34,10 @@ from features.engine import (
 from scoring.artifact import PYFUNC_ENTRY, ChurnModel
 from scoring.predictor import customer_value, offer_if_valued, reason_columns
 from scoring.reasons import top_reasons
-from scoring.settings import Settings
+from scoring.settings import Offer, Settings
 from scoring.store import configure, experiment_id, store_lock, version_by_alias
 from training import plots
-from training.config import TrainConfig, flat_params
+from training.config import TrainConfig, config_changes, flat_params
 from training.fit import baseline_proba, fit_baseline, fit_lightgbm
 from training.metrics import metrics_with_intervals, profit_curve
 from training.split import TimeSplit, split_rows, split_times
@@ -51,6 +53,7 @@ class TrainResult:
     aliases: list[str]
     metrics: dict[str, dict[str, float]]
     dataset: dict[str, object] = field(default_factory=dict)
+    model_name: str = "churn"
 
 
 def _no_progress(_: str) -> Callable[[int, int], None]:
@@ -89,6 +92,76 @@ def describe_dataset(
     }
 
 
+def data_name(events_path: Path, end: pd.Timestamp) -> str:
+    """What a run was trained on, in a few words: the events file's folder (or its name, when
+    it is not called events) and the last day the log observes."""
+    path = Path(events_path)
+    where = path.resolve().parent.name if path.stem == "events" else path.stem
+    return f"{where or 'data'} to {end:%Y-%m-%d}"
+
+
+def run_name(data: str, label: str, horizon: int, config_name: str) -> str:
+    """A parent run's name: the data, the question and the config, e.g.
+    `data to 2026-06-14 · explicit 30d · fast`."""
+    return f"{data} · {label} {horizon}d · {config_name}"
+
+
+def describe_run(data: str, dataset: dict, config_name: str, changes: dict[str, object],
+                 metrics: dict[str, float], offer: Offer | None) -> str:
+    """The run's description (MLflow's `mlflow.note.content`, shown on the run page)."""
+    changed = (", ".join(f"`{k}` = {v}" for k, v in changes.items()) if changes
+               else "none (the packaged default)")
+    rows = dataset["rows"]
+    lines = [
+        f"Trained on **{data}** ({dataset['customers']:,} customers, {dataset['events']:,} events "
+        f"in `{dataset['events_file']}`): label `{dataset['label']}`, horizon "
+        f"{dataset['horizon_days']} days, a snapshot every {dataset['cadence_days']} days.",
+        "",
+        f"Config **{config_name}**; changed from training/default.toml: {changed}.",
+        "",
+        f"Rows: {rows['train']:,} train, {rows['validation']:,} validation, {rows['test']:,} test "
+        f"(validation by {dataset['validation_scheme'].replace('_', ' ')}, test by "
+        f"{dataset['test_scheme'].replace('_', ' ')}).",
+        "",
+        f"LightGBM on test: {headline(metrics)}.",
+    ]
+    if offer is not None and "campaign_best_k" in metrics:
+        lines += ["", campaign_text(metrics, offer)]
+    return "\n".join(lines)
+
+
+def headline(metrics: dict[str, float]) -> str:
+    """ROC-AUC with its interval, PR-AUC and Brier, in words."""
+    auc = f"ROC-AUC {metrics['roc_auc']:.3f}"
+    if "roc_auc_ci_low" in metrics:
+        auc += (f" ({metrics.get('ci_level', 0.95):.0%} interval {metrics['roc_auc_ci_low']:.3f}"
+                f"–{metrics['roc_auc_ci_high']:.3f})")
+    return f"{auc}, PR-AUC {metrics['pr_auc']:.3f}, Brier {metrics['brier']:.4f}"
+
+
+def campaign_text(metrics: dict[str, float], offer: Offer) -> str:
+    return (f"Best campaign on the test rows: contact {int(metrics['campaign_best_k']):,}; "
+            f"expected profit {metrics['campaign_expected_profit']:,.0f} (from the model's "
+            f"probabilities), realised profit {metrics['campaign_realised_profit']:,.0f} (from "
+            f"the actual churn in the test labels); offer cost {offer.cost:g}, save rate "
+            f"{offer.save_rate:g}, value `{offer.value_column}` × {offer.value_multiplier:g}.")
+
+
+def input_datasets(frames: dict[str, pd.DataFrame], source: Path, data: str) -> dict[str, object]:
+    """The train, validation and test snapshots as MLflow datasets (digest, schema, profile),
+    whose source is the events file they were built from."""
+    with warnings.catch_warnings():
+        # a local path matches both local artifact sources MLflow registers ('' and file://)
+        warnings.filterwarnings("ignore", message="The specified dataset source can be "
+                                "interpreted in multiple ways", category=UserWarning)
+        # the dataset's schema is a record, not the model's signature: its integer hint is noise
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer",
+                                category=UserWarning)
+        return {part: mlflow.data.from_pandas(frame, source=str(Path(source).resolve()),
+                                              targets=LABEL, name=f"{data} · {part}")
+                for part, frame in frames.items()}
+
+
 def evaluate(y: np.ndarray, p: np.ndarray, customers: np.ndarray, config: TrainConfig
              ) -> dict[str, float]:
     return metrics_with_intervals(y, p, customers, config.confidence_level, config.bootstrap,
@@ -119,10 +192,12 @@ def train(
     experiment: str | None = None,
     stage: StageProgress = _no_progress,
     date_format: str | None = None,
+    config_name: str | None = None,
 ) -> TrainResult:
     """Train on the log at `customers_path`/`events_path`; `cadence=None` chooses it from the
     log's length. `date_format` reads text dates not in ISO 8601 (recorded in dataset.json, so
-    the promotion gate reads the files the same way)."""
+    the promotion gate reads the files the same way). `config_name` names the config in the
+    run's name (default: `default` when it is the packaged default, else `custom`)."""
     configure(settings)
     tables = load_tables(customers_path, events_path, date_format=date_format)
     plan = plan_observations(tables.customers, tables.events, horizon, cadence,
@@ -146,6 +221,9 @@ def train(
     dataset = describe_dataset(tables, customers_path, events_path, label, horizon, plan,
                                split, frames, spec)
     dataset["date_format"] = date_format
+    data = data_name(events_path, data_end(tables.customers, tables.events))
+    changes = config_changes(config)
+    config_name = config_name or ("custom" if changes else "default")
 
     fit = fit_lightgbm(frames["train"], ys["train"], frames["validation"], ys["validation"],
                        spec, config, progress=stage("tuning LightGBM on validation"))
@@ -181,11 +259,26 @@ def train(
             "to one, e.g. a spend feature)")]
 
     exp_id = experiment_id(experiment or settings.experiment, settings)
+    inputs = input_datasets(frames, events_path, data)
     with tempfile.TemporaryDirectory() as tmpdir, mlflow.start_run(
-        experiment_id=exp_id, run_name=f"train-{label}-{horizon}d",
-        tags={"churn.kind": "train", "churn.label": label},
+        experiment_id=exp_id, run_name=run_name(data, label, horizon, config_name),
+        tags={"churn.kind": "train", "churn.label": label, "churn.data": data,
+              "churn.config": config_name, "churn.config_changes": json.dumps(changes),
+              "mlflow.note.content": describe_run(data, dataset, config_name, changes,
+                                                  metrics["lightgbm"], offer)},
     ) as parent:
         tmp = Path(tmpdir)
+        for part, ds in inputs.items():
+            mlflow.log_input(ds, context=part)
+        # the parent carries what a comparison needs: the config, the tuned values, the
+        # offer and the headline metrics (below); the nested runs keep the detail
+        mlflow.log_params(flat_params(config))
+        mlflow.log_params({"best_iteration": fit.best_iteration,
+                           **{f"chosen.{k}": v for k, v in _chosen(fit.params).items()},
+                           **{f"offer.{k}": v for k, v in settings.offer.model_dump().items()}})
+        mlflow.log_dict(config.model_dump(), "config.json")
+        mlflow.log_dict({"changed_from_default": changes}, "config_changes.json")
+        mlflow.log_dict(settings.offer.model_dump(), "offer.json")
         mlflow.log_params({"label": label, "horizon_days": horizon,
                            "cadence_days": plan.cadence_days,
                            "validation_scheme": split.validation_scheme,
@@ -203,6 +296,9 @@ def train(
             scores["BG/NBD"] = p_bgnbd
 
         with mlflow.start_run(run_name="lightgbm", nested=True, experiment_id=exp_id) as child:
+            for part, ds in inputs.items():
+                mlflow.log_input(ds, context=part)
+            mlflow.log_dict(settings.offer.model_dump(), "offer.json")
             version = _log_lightgbm(model, fit, config, spec, dataset, test, ys["test"], contrib,
                                     x_test, p_lgb, p_base, scores, metrics["lightgbm"], curve,
                                     best_k, settings, tmp)
@@ -215,7 +311,10 @@ def train(
         mlflow.set_tag("churn.model_version", version)
 
     aliases = _initial_alias(settings, version)
-    return TrainResult(parent.info.run_id, version, child.info.run_id, aliases, metrics, dataset)
+    describe_version(settings, version, parent.info.run_id, data, label, horizon, config_name,
+                     metrics["lightgbm"], aliases)
+    return TrainResult(parent.info.run_id, version, child.info.run_id, aliases, metrics, dataset,
+                       settings.model_name)
 
 
 def _log_lightgbm(
@@ -228,9 +327,7 @@ def _log_lightgbm(
     mlflow.log_params(flat_params(config))
     mlflow.log_params({"model": "lightgbm", "best_iteration": fit.best_iteration,
                        "feature_version": spec.version, "features": len(names),
-                       **{f"chosen.{k}": v for k, v in fit.params.items()
-                          if k in ("num_leaves", "learning_rate", "min_child_samples",
-                                   "feature_fraction", "lambda_l2")}})
+                       **{f"chosen.{k}": v for k, v in _chosen(fit.params).items()}})
     mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
     mlflow.log_metric("validation_roc_auc", fit.validation_auc)
     mlflow.log_dict(dataset, "dataset.json")
@@ -281,6 +378,13 @@ def _log_lightgbm(
         pip_requirements=_requirements(),
     )
     return str(info.registered_model_version)
+
+
+def _chosen(params: dict[str, object]) -> dict[str, object]:
+    """The LightGBM parameters the search tunes, as it chose them."""
+    return {k: v for k, v in params.items()
+            if k in ("num_leaves", "learning_rate", "min_child_samples", "feature_fraction",
+                     "lambda_l2")}
 
 
 def _requirements() -> list[str]:
@@ -338,6 +442,22 @@ def _log_bgnbd(spec: FeatureSpec, dataset: dict, y: np.ndarray, p: np.ndarray,
     _log_figure(plots.roc_plot(y, only), "roc")
     _log_figure(plots.calibration_plot(y, only), "calibration")
     _log_figure(plots.lift_plot(y, only), "lift_gain")
+
+
+def describe_version(settings: Settings, version: str, run_id: str, data: str, label: str,
+                     horizon: int, config_name: str, metrics: dict[str, float],
+                     aliases: list[str]) -> None:
+    """Write the registered version's description: what it was trained on, how it scored and
+    where it stands (`churn promote` adds its decision below)."""
+    if aliases == ["champion"]:
+        standing = ("Registered as **champion**: the first version of this model, so no "
+                    "promotion gate ran.")
+    else:
+        standing = ("Registered as **challenger**: `churn promote` decides whether it replaces "
+                    "the champion.")
+    text = (f"Trained on {data}, label `{label}`, horizon {horizon} days, config {config_name} "
+            f"(run `{run_id}`).\n\nTest: {headline(metrics)}.\n\n{standing}")
+    MlflowClient().update_model_version(settings.model_name, version, description=text)
 
 
 def _initial_alias(settings: Settings, version: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import mlflow
 import numpy as np
@@ -53,6 +54,24 @@ class Promotion:
             **{f"{m}_difference_{part}": getattr(iv, part) for m, iv in self.differences.items()
                for part in ("estimate", "low", "high")},
         }
+
+    def summary(self) -> dict[str, object]:
+        """The decision as `churn promote --json` prints it."""
+        return {
+            "candidate": self.candidate, "champion": self.champion, "promoted": self.promoted,
+            "reason": self.reason, "level": self.level, "rows": self.rows,
+            "customers": self.customers, "times": self.times, "scores": self.scores,
+            "differences": {m: {"estimate": iv.estimate, "low": iv.low, "high": iv.high}
+                            for m, iv in self.differences.items()},
+        }
+
+    def in_words(self) -> str:
+        """The decision as a sentence for the version's description."""
+        against = "no champion" if self.champion is None else f"version {self.champion}"
+        verdict = "promoted to champion" if self.promoted else "not promoted"
+        where = (f" on {self.rows:,} test rows ({self.customers:,} customers) at "
+                 f"{', '.join(self.times)}" if self.rows else "")
+        return f"{verdict} against {against}{where}: {self.reason}."
 
 
 def _candidate_version(client: MlflowClient, name: str, version: str | None) -> str:
@@ -239,16 +258,22 @@ def _apply(client: MlflowClient, name: str, result: Promotion) -> None:
         client.set_registered_model_alias(name, CHALLENGER, result.candidate)
     client.set_model_version_tag(name, result.candidate, "promotion",
                                  json.dumps(result.record(), default=float))
+    previous = client.get_model_version(name, result.candidate).description or ""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    client.update_model_version(name, result.candidate, description=(
+        f"{previous}\n\n**Promotion gate, {when}:** {result.in_words()}").strip())
 
 
 def compare(settings: Settings, experiment: str | None = None) -> pd.DataFrame:
-    """One row per `churn train` run, newest first, with key test metrics and champion flag."""
+    """One row per `churn train` run, newest first: the data, the question, the config, the
+    LightGBM test metrics beside the baseline's ROC-AUC, the version and the champion flag."""
     configure(settings)
     name = experiment or settings.experiment
     if mlflow.get_experiment_by_name(name) is None:
         raise ValueError(f"--experiment: no experiment named {name!r}")
     runs = mlflow.search_runs(experiment_names=[name],
-                              filter_string="tags.`churn.kind` = 'train'",
+                              filter_string="tags.`churn.kind` = 'train' "
+                                            "AND attributes.status = 'FINISHED'",
                               order_by=["start_time DESC"])
     if runs.empty:
         return pd.DataFrame()
@@ -258,22 +283,29 @@ def compare(settings: Settings, experiment: str | None = None) -> pd.DataFrame:
     def col(key: str) -> pd.Series:
         return runs[key] if key in runs else pd.Series([np.nan] * len(runs))
 
-    version = col("tags.churn.model_version").astype(str)
+    def text(key: str) -> pd.Series:
+        return col(key).map(lambda v: v if isinstance(v, str) else "")
+
+    version = text("tags.churn.model_version")
+    folder = text("params.events_file").map(lambda p: p.rsplit("/", 2)[-2:][0] if p else "")
     return pd.DataFrame({
-        "run": runs["run_id"].str[:8],
+        "run_id": runs["run_id"],
         "started": pd.to_datetime(runs["start_time"]).dt.strftime("%Y-%m-%d %H:%M"),
-        "data": runs["params.events_file"].map(lambda p: str(p).rsplit("/", 2)[-2:][0]
-                                               if isinstance(p, str) else ""),
-        "label": col("params.label"),
-        "horizon": col("params.horizon_days"),
+        # runs logged before churn.data existed show their events file's folder
+        "data": text("tags.churn.data").where(text("tags.churn.data") != "", folder),
+        "label": text("params.label"),
+        "horizon_days": pd.to_numeric(col("params.horizon_days"), errors="coerce"),
+        "config": text("tags.churn.config"),
+        "config_changes": text("tags.churn.config_changes").map(
+            lambda v: json.loads(v) if v else {}),
         "test_rows": col("metrics.rows_test").fillna(0).astype(int),
-        "lgbm_auc": col("metrics.lightgbm_test_roc_auc"),
-        "auc_ci": [f"{lo:.3f}-{hi:.3f}" if np.isfinite(lo) else "" for lo, hi in zip(
-            col("metrics.lightgbm_test_roc_auc_ci_low"),
-            col("metrics.lightgbm_test_roc_auc_ci_high"), strict=True)],
-        "baseline_auc": col("metrics.baseline_test_roc_auc"),
-        "lgbm_brier": col("metrics.lightgbm_test_brier"),
-        "lift@10%": col("metrics.lightgbm_test_lift_top10"),
+        "roc_auc": col("metrics.lightgbm_test_roc_auc"),
+        "roc_auc_ci_low": col("metrics.lightgbm_test_roc_auc_ci_low"),
+        "roc_auc_ci_high": col("metrics.lightgbm_test_roc_auc_ci_high"),
+        "pr_auc": col("metrics.lightgbm_test_pr_auc"),
+        "brier": col("metrics.lightgbm_test_brier"),
+        "lift_top10": col("metrics.lightgbm_test_lift_top10"),
+        "baseline_roc_auc": col("metrics.baseline_test_roc_auc"),
         "version": version,
-        "champion": ["yes" if v == champ_version else "" for v in version],
+        "champion": [bool(v) and v == champ_version for v in version],
     })
