@@ -102,12 +102,7 @@ def _load(customers: Path, events: Path, date_format: str | None, engine: str | 
                              spark_driver_memory=settings.spark_driver_memory)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        tables = open_tables(customers, events, runner, date_format=date_format)
-    except ValueError as exc:
-        if "--date-format" in str(exc):
-            raise UsageError(str(exc)) from None
-        raise
+    tables = open_tables(customers, events, runner, date_format=date_format)
     for note in tables.notes:
         err.print(f"[yellow]note:[/] {note}")
     return tables
