@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from features.definitions import FEATURE_VERSION
 from scoring.artifact import ChurnModel
-from scoring.settings import Settings
+from scoring.settings import Offer, Settings
 
 log = logging.getLogger(__name__)
 
@@ -251,3 +251,12 @@ def load_model(uri: str) -> LoadedModel:
         except MlflowException as exc:  # metrics are informative only
             log.warning("could not read metrics of run %s: %s", loaded.run_id, exc)
     return loaded
+
+
+def logged_offer(run_id: str) -> Offer | None:
+    """The offer settings a training run used (its offer.json), or None for a run logged
+    before runs recorded them. Targeting with a model should use these, not today's defaults."""
+    if "offer.json" not in {a.path for a in MlflowClient().list_artifacts(run_id)}:
+        return None
+    return Offer.model_validate_json(mlflow.artifacts.load_text(f"runs:/{run_id}/offer.json"))
+

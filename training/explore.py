@@ -254,6 +254,7 @@ def waterfall_figure(explanation: shap.Explanation, title: str, top: int = 10) -
     finally:
         if interactive:
             plt.ion()
+    plt.close(fig)  # out of pyplot's registry, else a notebook shows it twice (see plots.py)
     fig.suptitle(f"{title}\nSHAP contributions in log-odds, before calibration", fontsize=10)
     fig.tight_layout()
     return fig

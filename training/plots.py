@@ -1,4 +1,9 @@
-"""Evaluation plots. Each function returns a matplotlib Figure; the caller saves or logs it."""
+"""Evaluation plots. Each function returns a matplotlib Figure; the caller saves or logs it.
+
+Figures are built without pyplot's registry of open figures (SHAP draws through pyplot, so its
+figure is taken out of the registry before it is returned): a notebook shows a returned figure
+once, where pyplot's inline backend would show every open figure a second time at the end of
+the cell, and a long process does not accumulate open figures."""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 
 def roc_plot(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for name, p in scores.items():
         fpr, tpr, _ = roc_curve(y, p)
         ax.plot(fpr, tpr, label=name)
@@ -22,7 +28,8 @@ def roc_plot(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
 
 
 def pr_plot(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for name, p in scores.items():
         prec, rec, _ = precision_recall_curve(y, p)
         ax.plot(rec, prec, label=name)
@@ -35,7 +42,8 @@ def pr_plot(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
 
 def calibration_plot(y: np.ndarray, scores: dict[str, np.ndarray], bins: int = 10) -> Figure:
     """Reliability curve on quantile bins, so sparse high-probability bins are not over-read."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     top = 0.0
     for name, p in scores.items():
         q = pd.qcut(p, bins, duplicates="drop", labels=False)
@@ -52,7 +60,8 @@ def calibration_plot(y: np.ndarray, scores: dict[str, np.ndarray], bins: int = 1
 
 def lift_plot(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
     """Cumulative gain: share of churners caught when contacting the top x% by score."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for name, p in scores.items():
         order = np.argsort(-p, kind="stable")
         gain = np.concatenate([[0], np.cumsum(y[order]) / max(y.sum(), 1)])
@@ -69,7 +78,8 @@ def lift_plot(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
 
 def importance_plot(importance: pd.Series, title: str, top: int = 20) -> Figure:
     imp = importance.sort_values(ascending=True).tail(top)
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(imp) + 1.2))
+    fig = Figure(figsize=(6, 0.3 * len(imp) + 1.2))
+    ax = fig.subplots()
     ax.barh(imp.index, imp.to_numpy())
     ax.set(title=title)
     fig.tight_layout()
@@ -80,10 +90,15 @@ def shap_beeswarm(contrib: np.ndarray, x: pd.DataFrame, names: list[str], top: i
                   title: str = "SHAP summary (test, log-odds)") -> Figure:
     import shap
 
-    plt.figure()
-    shap.summary_plot(contrib, x, feature_names=names, max_display=top, show=False,
-                      plot_size=(8, 0.35 * top + 1.5))
-    fig = plt.gcf()
+    interactive = plt.isinteractive()  # shap's plots may switch interactive mode off
+    try:
+        fig = plt.figure()
+        shap.summary_plot(contrib, x, feature_names=names, max_display=top, show=False,
+                          plot_size=(8, 0.35 * top + 1.5))
+    finally:
+        if interactive:
+            plt.ion()
+    plt.close(fig)  # out of pyplot's registry; the Figure itself still draws and saves
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -91,7 +106,8 @@ def shap_beeswarm(contrib: np.ndarray, x: pd.DataFrame, names: list[str], top: i
 
 def profit_plot(curve: dict[str, np.ndarray], best_k: int,
                 title: str = "Retention campaign profit (test)") -> Figure:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(curve["k"], curve["expected"], label="expected")
     if "realised" in curve:
         ax.plot(curve["k"], curve["realised"], label="realised on test labels")
