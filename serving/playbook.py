@@ -134,6 +134,20 @@ def family_for(playbook: Playbook, features: Sequence[str | None]) -> FamilyMatc
     return FamilyMatch(DEFAULT_FAMILY, playbook.families[DEFAULT_FAMILY], None)
 
 
+NO_ACTION = Family(
+    title="No action needed",
+    action="The risk is low. Keep in touch as usual; nothing here calls for a retention contact.",
+    patterns=())
+
+
+def suggest(playbook: Playbook, band: str, features: Sequence[str | None]) -> FamilyMatch:
+    """The suggested action: none for a low-risk customer, else the family of the behavioural
+    reasons (`family_for`)."""
+    if band == "low":
+        return FamilyMatch("none", NO_ACTION, None)
+    return family_for(playbook, features)
+
+
 def sign_for(playbook: Playbook, event_type: str) -> str | None:
     """The warning sign an event type shows, or None for plain activity."""
     for name, sign in playbook.timeline.signs.items():

@@ -19,6 +19,7 @@ class Step:
     detail: str
     start: float  # probability before this step
     end: float  # probability after it
+    technical: str = ""  # the step in the model's own terms, for the "how is this computed" table
 
 
 
@@ -37,9 +38,9 @@ def _clip(text: str, n: int) -> str:
 def waterfall_svg(p_base: float, steps: list[Step], p_final: float) -> Markup:
     """An inline SVG waterfall: base probability, one bar per step, the customer's probability."""
     label_w, plot_w, value_w, row_h, top = 380, 330, 80, 24, 28
-    rows = [("Average customer (base value)", "the model's expected score", 0.0, p_base, "base")]
+    rows = [("Average customer", "where every customer starts", 0.0, p_base, "base")]
     rows += [(s.label, s.detail, s.start, s.end, "up" if s.end >= s.start else "down") for s in steps]
-    rows.append(("This customer", "calibrated churn probability", 0.0, p_final, "total"))
+    rows.append(("This customer", "their churn probability", 0.0, p_final, "total"))
     hi, step = _axis(max(max(r[2], r[3]) for r in rows) * 1.03)
     width, height = label_w + plot_w + value_w, top + row_h * len(rows) + 8
 
@@ -60,8 +61,8 @@ def waterfall_svg(p_base: float, steps: list[Step], p_final: float) -> Markup:
         delta = end - start
         value = f"{end:.1%}" if kind in ("base", "total") else f"{delta * 100:+.1f} pp"
         parts.append(
-            f'<g class="step {kind}"><title>{escape(label)} ({escape(detail)}): '
-            f'{start:.2%} → {end:.2%}</title>'
+            f'<g class="step {kind}"><title>{escape(label)}'
+            f'{" (" + escape(detail) + ")" if detail else ""}: {start:.2%} → {end:.2%}</title>'
             f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end" class="label">'
             f'{escape(_clip(label, 56))}</text>'
             f'<rect x="{lo:.1f}" y="{y + 4}" width="{max(hi_x - lo, 1.5):.1f}" height="{row_h - 8}"/>'
@@ -87,7 +88,7 @@ def timeline_svg(data: TimelineData) -> Markup:
     def x(ts: pd.Timestamp) -> float:
         return left + plot_w * ((ts - data.start) / timedelta(days=1)) / span
 
-    peak = max([w.activity for w in data.weeks] + [1])
+    peak = max([w.activity for w in data.weeks] + [data.threshold, 1])
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart timeline" role="img" '
              f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
              f'aria-label="Interaction timeline of the last {span:.0f} days">',
@@ -102,10 +103,16 @@ def timeline_svg(data: TimelineData) -> Markup:
         note = " (thinning out)" if w.thinning else ""
         parts.append(f'<rect class="{kind}" x="{x0 + 1:.1f}" y="{base_y - h:.1f}" '
                      f'width="{max(x1 - x0 - 2, 1):.1f}" height="{max(h, 0.5):.1f}"><title>week of '
-                     f'{w.start:%Y-%m-%d}: {w.activity} activity events{note}</title></rect>')
+                     f'{w.start:%Y-%m-%d}: {w.activity} activity '
+                     f'{"event" if w.activity == 1 else "events"}{note}</title></rect>')
         if w.thinning:  # visible even when the week is empty
             parts.append(f'<rect class="week thin" x="{x0 + 1:.1f}" y="{base_y + 1}" '
                          f'width="{max(x1 - x0 - 2, 1):.1f}" height="4"/>')
+    if data.threshold > 0:  # the rule, drawn: every bar that ends below this line is marked
+        ty = base_y - bars_h * data.threshold / peak
+        parts.append(f'<line x1="{left}" y1="{ty:.1f}" x2="{left + plot_w}" y2="{ty:.1f}" '
+                     f'class="threshold"><title>half of the usual week: {data.threshold:.1f} '
+                     f'activity events</title></line>')
     parts.append(f'<line x1="{left}" y1="{base_y}" x2="{left + plot_w}" y2="{base_y}" class="axis"/>')
     for k in range(0, int(span) + 1, 30):  # month ticks counted back from as_of
         t = data.as_of - timedelta(days=k)

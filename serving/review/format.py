@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -37,3 +38,28 @@ def day(ts: object) -> str:
     t = pd.Timestamp(ts)
     return t.strftime("%Y-%m-%d") if t == t.normalize() else t.strftime("%Y-%m-%d %H:%M")
 
+
+
+def money(value: object, currency: str = "") -> str:
+    v = number(value)
+    if v is None:
+        return "–"
+    return f"{currency}{v:,.2f}" if currency else f"{v:,.2f}"
+
+
+def value_definition(value_column: str, multiplier: float) -> tuple[str, str]:
+    """(short name, definition) of the customer value the offer rule uses, in words: the default
+    amount_sum_30d x 12 is ("yearly value", "12 × last 30 days' amount")."""
+    match = re.fullmatch(r"(.+)_sum_(\d+)d", value_column)
+    if match:
+        column, days = match.group(1), int(match.group(2))
+        source = f"last {days} days' {column.replace('_', ' ')}"
+        span = multiplier * days
+        name = "yearly value" if 360 <= span <= 366 else "value"
+    else:
+        source, name = value_column.removeprefix("attr_").replace("_", " "), "value"
+    return name, (source if multiplier == 1 else f"{multiplier:g} × {source}")
+
+
+def days_ago(days: int) -> str:
+    return "today" if days == 0 else "1 day ago" if days == 1 else f"{days:,} days ago"

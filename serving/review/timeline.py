@@ -49,33 +49,61 @@ class TimelineData:
     signs: list[SignEvent]
     summaries: list[SignSummary]
     activity_types: list[str]
+    usual: float  # the customer's usual activity per week (see `customer_timeline`)
+    threshold: float  # a week below this is marked as thinning out
+    usual_from: str  # where `usual` comes from, in words
 
     @property
     def thinning_weeks(self) -> int:
         return sum(w.thinning for w in self.weeks)
 
 
+REFERENCE_WEEKS = 8
+
+
 def customer_timeline(events: pd.DataFrame, as_of: pd.Timestamp, playbook: Playbook) -> TimelineData:
     """The last `timeline.days` before as_of: weekly activity (event types that are no warning
     sign), weeks where it thins out, and the warning-sign events (event types mapped by the
-    playbook's patterns)."""
+    playbook's patterns).
+
+    One visible rule marks thinning: the customer's usual week is their average activity per
+    week over the 8 weeks before the period shown (or, without activity then, over the period
+    shown), and every week below `thinning_ratio` of it is marked, empty weeks included. Weeks
+    before the customer's first recorded activity are neither counted nor marked."""
     cfg = playbook.timeline
     start = as_of - timedelta(days=cfg.days)
     n_weeks = cfg.days // 7
-    lookback = 4
+    lookback = REFERENCE_WEEKS
     first = as_of - timedelta(days=7 * (n_weeks + lookback))
-    ev = events[(events[TIMESTAMP] >= min(first, start)) & (events[TIMESTAMP] < as_of)]
+    history = events[events[TIMESTAMP] < as_of]
+    all_types = history[EVENT_TYPE].astype(str)
+    sign_of = {t: sign_for(playbook, t) for t in all_types.unique()}
+    plain = history[all_types.map(sign_of).isna().to_numpy(dtype=bool)]
+    first_seen = plain[TIMESTAMP].min() if len(plain) else None
+    ev = history[history[TIMESTAMP] >= min(first, start)]
     types = ev[EVENT_TYPE].astype(str)
-    sign_of = {t: sign_for(playbook, t) for t in types.unique()}
     is_sign = types.map(sign_of).notna().to_numpy(dtype=bool)
     activity = ev[~is_sign]
     ages = ((as_of - activity[TIMESTAMP]) / timedelta(days=7)).to_numpy()  # weeks before as_of
     counts = np.bincount(np.floor(ages).astype(int), minlength=n_weeks + lookback)[: n_weeks + lookback]
+
+    def known(k: int) -> bool:  # the week k weeks back ends after the first recorded event
+        return first_seen is not None and as_of - timedelta(days=7 * k) > first_seen
+
+    reference = [counts[k] for k in range(n_weeks, n_weeks + lookback) if known(k)]
+    usual, usual_from = 0.0, "no activity recorded"
+    if reference and np.mean(reference) > 0:
+        usual = float(np.mean(reference))
+        usual_from = f"the {len(reference)} weeks before this period"
+    else:
+        shown_weeks = [counts[k] for k in range(n_weeks) if known(k)]
+        if shown_weeks and np.mean(shown_weeks) > 0:
+            usual = float(np.mean(shown_weeks))
+            usual_from = "the weeks shown (no activity before them)"
+    threshold = cfg.thinning_ratio * usual
     weeks = []
     for k in range(n_weeks - 1, -1, -1):  # oldest first
-        before = counts[k + 1: k + 1 + lookback]
-        # only against a habit of at least one event a week, so sporadic users do not flicker
-        thin = bool(before.mean() >= 1 and counts[k] < cfg.thinning_ratio * before.mean())
+        thin = bool(usual > 0 and known(k) and counts[k] < threshold)
         weeks.append(Week(as_of - timedelta(days=7 * (k + 1)), int(counts[k]), thin))
     shown = ev[is_sign & (ev[TIMESTAMP] >= start).to_numpy()]
     signs = [SignEvent(t, str(e), sign_of[str(e)], cfg.signs[sign_of[str(e)]].label)
@@ -89,5 +117,5 @@ def customer_timeline(events: pd.DataFrame, as_of: pd.Timestamp, playbook: Playb
             sum(as_of - 2 * month <= t < as_of - month for t in times), len(times)))
     recent_activity = activity[activity[TIMESTAMP] >= start][EVENT_TYPE].astype(str)
     return TimelineData(start, as_of, weeks, signs, summaries,
-                        sorted(recent_activity.unique()))
+                        sorted(recent_activity.unique()), usual, threshold, usual_from)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -82,3 +83,179 @@ def test_a_bad_limit_is_a_friendly_400(limit):
     with pytest.raises(PageError) as info:
         parse_list_query({"limit": limit}, {}, 50, 1000)
     assert info.value.status == 400 and len(info.value.message) < 300
+
+
+# -- the workbench's pure parts -------------------------------------------------------------
+
+
+def _weekly(as_of: pd.Timestamp, per_week: dict[int, int]) -> pd.DataFrame:
+    """`per_week[k]` login events in the week k weeks before as_of."""
+    rows = [(as_of - pd.Timedelta(days=7 * k + 1, hours=i), "login")
+            for k, n in per_week.items() for i in range(n)]
+    return pd.DataFrame(rows, columns=["timestamp", "event_type"]).assign(customer_id="1")
+
+
+def test_thinning_follows_one_visible_rule_empty_weeks_included():
+    """Usual week: the average of the 8 weeks before the period (6 a week); every week below
+    half of it is marked, whatever the weeks around it did."""
+    as_of = pd.Timestamp("2026-06-15")
+    per_week = {k: 6 for k in range(17, 25)}  # the 8 reference weeks
+    per_week.update({16: 6, 15: 2, 14: 0, 13: 6, 12: 3, 11: 0, 10: 0, 9: 0, 8: 5})
+    data = customer_timeline(_weekly(as_of, per_week), as_of, load_playbook())
+    assert data.usual == 6 and data.threshold == 3
+    marked = {16 - i: w.thinning for i, w in enumerate(data.weeks)}
+    assert [k for k, thin in marked.items() if thin] == [15, 14, 11, 10, 9, 7, 6, 5, 4, 3, 2, 1, 0]
+    assert not marked[12]  # 3 is not below half of 6
+    for w in data.weeks:  # the rule, checked on every week
+        assert w.thinning == (w.activity < data.threshold)
+    assert 'class="threshold"' in str(timeline_svg(data))
+
+
+def test_thinning_without_earlier_activity_uses_the_weeks_shown_and_skips_weeks_before_the_first():
+    as_of = pd.Timestamp("2026-06-15")
+    data = customer_timeline(_weekly(as_of, {5: 4, 4: 4, 3: 4, 2: 0, 1: 1, 0: 3}), as_of,
+                             load_playbook())
+    assert data.usual == 16 / 6 and "weeks shown" in data.usual_from
+    assert [w.thinning for w in data.weeks[-6:]] == [False, False, False, True, True, False]
+    assert not any(w.thinning for w in data.weeks[:-6])  # before the first activity
+
+
+def test_no_activity_marks_nothing():
+    as_of = pd.Timestamp("2026-06-15")
+    empty = pd.DataFrame({"timestamp": pd.to_datetime([]), "event_type": [], "customer_id": []})
+    data = customer_timeline(empty, as_of, load_playbook())
+    assert data.usual == 0 and data.thinning_weeks == 0
+
+
+class _Model:
+    feature_names = ["a", "b", "c", "d"]
+    reason_texts: dict = {}
+
+    @staticmethod
+    def calibrate(raw):
+        return 1.0 / (1.0 + np.exp(-np.asarray(raw, dtype=float)))
+
+
+class _Loaded:
+    model = _Model()
+
+
+def test_waterfall_takes_the_factor_that_moves_the_probability_most_each_step():
+    from serving.review.views import Explanation, waterfall_steps
+
+    # in log-odds c is largest, but from a low base b's step in probability is not the order of
+    # the log-odds: the greedy order is checked against every remaining factor at each step
+    contrib = np.array([0.9, -1.2, 1.5, 0.0, -3.0])
+    features = pd.DataFrame({"a": [1.0], "b": [2.0], "c": [3.0], "d": [4.0]})
+    explanation = Explanation(features, contrib, 0.0, "low", [], [], [])
+    p_base, steps, p_final = waterfall_steps(_Loaded(), explanation, 10)
+    assert len(steps) == 3  # d contributes nothing
+    assert np.isclose(p_final, _Model.calibrate(contrib.sum()))
+    raw, remaining = -3.0, {0: 0.9, 1: -1.2, 2: 1.5}
+    for step in steps:
+        moves = {j: abs(_Model.calibrate(raw + v) - _Model.calibrate(raw)) for j, v in remaining.items()}
+        best = max(moves, key=moves.get)
+        assert np.isclose(abs(step.end - step.start), moves[best])
+        raw += remaining.pop(best)
+    # (the sizes themselves need not shrink: a later step can move more where the curve is
+    # steeper, which is why the page does not claim "in order of size")
+    assert all("log-odds" not in s.label and s.detail == "" for s in steps)
+
+
+def test_waterfall_puts_the_rest_in_one_step():
+    from serving.review.views import Explanation, waterfall_steps
+
+    contrib = np.array([0.9, -1.2, 1.5, 0.2, -3.0])
+    explanation = Explanation(pd.DataFrame({c: [1.0] for c in "abcd"}), contrib, 0.0, "low",
+                              [], [], [])
+    _, steps, p_final = waterfall_steps(_Loaded(), explanation, 2)
+    assert len(steps) == 3 and steps[-1].label == "2 other factors together"
+    assert np.isclose(steps[-1].end, p_final)
+
+
+def _row(band: str, **reasons: str) -> dict:
+    return {"risk_band": band, **reasons}
+
+
+def test_the_action_and_the_reason_beside_it_agree():
+    from serving.review.ranking import lead_reason
+
+    playbook = load_playbook()
+    rec = {"change_1_feature": "n_login_30d", "change_1_text": "Logins in the last 30 days: 1",
+           "change_2_feature": "days_since_late_payment", "change_2_text": "Last late payment 1 day ago",
+           "reason_1_feature": "attr_contract", "reason_1_text": "contract is monthly"}
+    changed, action, family = lead_reason(rec, "high", playbook)
+    assert (changed, family) == ("Logins in the last 30 days: 1", "contact_drop")
+    assert action == playbook.families["contact_drop"].title
+    # a family found further down names the reason that chose it, not the first one
+    rec2 = {"change_1_feature": "history_days", "change_1_text": "x",
+            "change_2_feature": "days_since_late_payment", "change_2_text": "Last late payment 1 day ago"}
+    assert lead_reason(rec2, "medium", playbook)[::2] == ("Last late payment 1 day ago", "payment")
+
+
+def test_low_band_needs_no_action_and_profile_facts_never_lead():
+    from serving.review.ranking import lead_reason
+
+    playbook = load_playbook()
+    rec = {"change_1_feature": "active_days_90d", "change_1_text": "Active on 35 of the last 90 days"}
+    assert lead_reason(rec, "low", playbook)[1:] == ("No action needed", "none")
+    # a file from before change_* columns: profile reasons are skipped
+    old = {"reason_1_feature": "attr_contract", "reason_1_text": "contract is monthly",
+           "reason_2_feature": "tenure_days", "reason_2_text": "Customer for 30 days"}
+    assert lead_reason(old, "high", playbook) == ("", playbook.families["default"].title, "default")
+
+
+@pytest.mark.parametrize(("params", "named"), [
+    ({"sort": "colour"}, "sort"), ({"order": "up"}, "order"), ({"page": "0"}, "page"),
+    ({"page": "x"}, "page"), ({"new": "yes"}, "new"), ({"q": "x" * 201}, "q"),
+    ({"q": "a\x00"}, "q"),
+])
+def test_bad_list_parameters_are_400s_naming_them(params, named):
+    from serving.review.data import PageError
+    from serving.review.ranking import parse_list_query
+
+    with pytest.raises(PageError) as info:
+        parse_list_query(params, {}, 50, 1000, 200)
+    assert info.value.status == 400 and named in info.value.message
+
+
+def test_sort_links_flip_the_direction():
+    from serving.review.ranking import ListQuery
+
+    q = ListQuery(band="high", sort="probability", order="desc", page=3)
+    assert "order=asc" in q.sort_link("probability") and "page" not in q.sort_link("probability")
+    assert "sort=customer&order=asc" in q.sort_link("customer")
+
+
+def test_csv_cells_cannot_start_a_formula():
+    from serving.review.ranking import _cell
+
+    assert _cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and _cell("@x") == "'@x"
+    assert _cell("plain") == "plain" and _cell(None) == ""
+
+
+@pytest.mark.parametrize(("column", "multiplier", "words"), [
+    ("amount_sum_30d", 12.0, ("yearly value", "12 × last 30 days' amount")),
+    ("amount_sum_90d", 1.0, ("value", "last 90 days' amount")),
+    ("attr_mrr", 12.0, ("value", "12 × mrr")),
+])
+def test_value_is_defined_in_words(column, multiplier, words):
+    from serving.review.format import value_definition
+
+    assert value_definition(column, multiplier) == words
+
+
+def test_crm_link_escapes_the_id_and_only_http_templates_are_accepted():
+    from pydantic import ValidationError
+
+    from scoring.settings import Settings
+    from serving.review.views import crm_link
+
+    template = "https://crm.example/customers/{customer_id}?tab=1"
+    assert crm_link(template, "a/b c&d") == "https://crm.example/customers/a%2Fb%20c%26d?tab=1"
+    assert crm_link(None, "1") is None
+    assert Settings(review_crm_url=template).review_crm_url == template
+    for bad in ("javascript:alert(1)//{customer_id}", "ftp://x/{customer_id}",
+                "https://crm.example/customers/", "//crm.example/{customer_id}"):
+        with pytest.raises(ValidationError, match="review_crm_url"):
+            Settings(review_crm_url=bad)
