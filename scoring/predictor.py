@@ -165,10 +165,17 @@ def score_batch(
     the top behavioural reasons (change_{i}_*: what the customer did, not who they are; the
     reviewer page leads with them), model version and, with an offer, the targeting columns.
     Empty when nobody is active."""
-    spec = loaded.model.spec
-    feats = feature_table(customers, events, spec, [as_of])
+    feats = feature_table(customers, events, loaded.model.spec, [as_of])
     if feats.empty:
         return feats
+    return score_features(loaded, feats, top_k, bands, offer)
+
+
+def score_features(loaded: LoadedModel, feats: pd.DataFrame, top_k: int,
+                   bands: tuple[float, float], offer: Offer | None) -> pd.DataFrame:
+    """`score_batch`'s table for a feature table (`feature_table`'s shape): what every batch
+    path, DuckDB's or a Spark partition's, computes from the same feature rows."""
+    spec = loaded.model.spec
     out = predict(loaded, feats, top_k, bands)
     model = loaded.model
     changes = top_reasons(model, feature_values(model, feats), out.contributions, top_k,
