@@ -383,6 +383,8 @@ def score(
     save_rate: Annotated[float | None, typer.Option(
         "--save-rate", min=0.0, max=1.0, help="Share of contacted churners saved.")] = None,
     date_format: DateFormatOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
 ) -> None:
     """Score every customer active at --as-of with the champion (or --model).
 
@@ -399,7 +401,7 @@ def score(
     offer = settings.offer.model_copy(update={k: v for k, v in flags.items() if v is not None})
     model = model or settings.model_uri
     configure(settings)
-    tables = _load(customers, events, date_format)
+    tables = _load(customers, events, date_format, engine, spark_master)
     try:
         loaded = load_model(model)
     except Exception as exc:
@@ -408,6 +410,18 @@ def score(
     if targeting is None and value_column:
         raise UsageError(f"--value-column: {value_column!r} is neither a feature nor a numeric "
                          "attribute of the model")
+    if (engine or settings.engine) == "spark":
+        from scoring.spark_batch import score_on_spark
+
+        with progress_bar("scoring on Spark") as progress:
+            rows = score_on_spark(loaded, tables, when, settings.top_reasons, settings.risk_bands,
+                                  targeting, out_path)
+            progress(1, 1)
+        if not rows:
+            raise UsageError(f"--as-of: no customer is active at {when}")
+        out.print(f"scored {rows:,} customers at {when} with model version {loaded.version} "
+                  f"on Spark -> {out_path} (a Parquet folder)")
+        return
     with progress_bar("scoring") as progress:
         scores = score_batch(loaded, tables.customers, tables.events, when, settings.top_reasons,
                              settings.risk_bands, targeting)

@@ -9,7 +9,14 @@ and at the end `scores.parquet` or the error. A job runs `churn score` in its ow
 
 One job runs at a time; at most `batch_max_pending` wait or run, and a submit past that is a
 429. The uploads are deleted once the job ends; a finished job's folder is deleted after
-`batch_retention_s`. There is no retry endpoint: submit again.
+`batch_retention_s`. There is no retry or cancel endpoint: submit again.
+
+A job takes the targeting options of `churn score` as form fields (`OPTIONS`), so its Parquet
+carries the same targeting columns and can feed the reviewer page.
+
+A job's status is one of `STATUSES`: pending (queued), in_progress (being scored), completed
+(`/batch/get` returns the Parquet) or failed (`error` says why; `/batch/get` answers 422 for
+bad input and 500 for a failure of ours).
 
 Routes (mounted by serving.service): POST /batch/submit, GET /batch/status, GET /batch/get.
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -37,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from scoring.settings import Settings
+from serving.errors import error_body
 from serving.guard import BodyTooLarge
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,44 @@ TASK_ID = re.compile(r"[0-9a-f]{32}")
 FILES = ("customers", "events")
 COPY_CHUNK = 1 << 20
 MAX_FIELD_CHARS = 100
+PARQUET = "application/vnd.apache.parquet"
+STATUSES = {
+    "pending": "queued; waits for the job before it",
+    "in_progress": "being scored",
+    "completed": "done: GET /batch/get returns the scores as Parquet",
+    "failed": "not scored: `error` says why (/batch/get answers 422 for bad input, 500 for "
+              "a failure of the service)",
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """A form field of a batch job and the `churn score` option it becomes."""
+
+    kind: type  # str, float or int
+    flag: str | None  # the CLI option, or None for a setting passed in the environment
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the bound itself is refused
+
+
+OPTIONS: dict[str, Option] = {
+    "as_of": Option(str, "--as-of", "Score customers active at this time (ISO 8601, e.g. "
+                    "2026-06-30 or 2026-06-30T09:00:00Z); default: now (UTC)."),
+    "date_format": Option(str, "--date-format", "strftime format of the dates in CSV files "
+                          "that are not ISO 8601, e.g. %m/%d/%Y."),
+    "value_column": Option(str, "--value-column", "Feature or numeric attribute with each "
+                           "customer's value; adds customer_value, expected_value_at_risk and "
+                           "contact (default: the offer settings')."),
+    "value_multiplier": Option(float, "--value-multiplier", "Periods of that value a saved "
+                               "customer is worth.", low=0, low_open=True),
+    "offer_cost": Option(float, "--offer-cost", "Cost of one offer.", low=0),
+    "save_rate": Option(float, "--save-rate", "Share of contacted churners saved, 0 to 1.",
+                        low=0, high=1),
+    "top_reasons": Option(int, None, "Reasons per customer (1 to 20; default: the settings').",
+                          low=1, high=20),
+}
 # the CLI's exit code for bad input (a DataError or a usage error); any other failure is ours
 BAD_INPUT_EXIT = 2
 
@@ -53,11 +100,16 @@ BAD_INPUT_EXIT = 2
 @dataclass
 class Job:
     task_id: str
-    status: str  # pending, in_progress, completed, failed
+    status: str  # one of STATUSES
     created_at: str
     model: str
     as_of: str | None = None
     date_format: str | None = None
+    value_column: str | None = None
+    value_multiplier: float | None = None
+    offer_cost: float | None = None
+    save_rate: float | None = None
+    top_reasons: int | None = None
     executed_at: str | None = None
     completed_at: str | None = None
     error: str | None = None
@@ -83,7 +135,7 @@ class BatchError(Exception):
         self.status, self.field, self.problem = status, field, problem
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.problem, "field": self.field}, status_code=self.status)
+        return JSONResponse(error_body(self.problem, self.field), status_code=self.status)
 
 
 class BatchJobs:
@@ -154,8 +206,11 @@ class BatchJobs:
         return sum(1 for p in self.root.glob("*/job.json")
                    if json.loads(p.read_text()).get("status") in ("pending", "in_progress"))
 
-    async def submit(self, request: Request, model: str) -> Job:
-        """Validate the form and stream both files into a new job folder, or refuse."""
+    async def submit(self, request: Request, model: str,
+                     value_columns: frozenset[str] | None = None) -> Job:
+        """Validate the form and stream both files into a new job folder, or refuse.
+        `value_columns`: the columns the served model can value customers by (None: not
+        checked here; the job then fails with the CLI's message)."""
         self.sweep()
         if self.pending() >= self.settings.batch_max_pending:
             raise BatchError(429, "", f"{self.settings.batch_max_pending} batch jobs are already "
@@ -166,20 +221,25 @@ class BatchJobs:
         task_id = uuid.uuid4().hex
         folder = self.root / task_id
         try:
-            form = await request.form(max_files=2, max_fields=4, max_part_size=1024)
+            form = await request.form(max_files=2, max_fields=len(OPTIONS),
+                                      max_part_size=1024)
         except BodyTooLarge as exc:
             raise BatchError(413, "body", f"the upload is larger than the limit of {exc.limit} "
                              "bytes (CHURN_BATCH_MAX_UPLOAD_BYTES)") from None
         except (MultiPartException, ValueError) as exc:
             raise BatchError(400, "body", f"not a readable multipart form: {exc}") from None
         try:
-            unknown = sorted(set(form) - {*FILES, "as_of", "date_format"})
+            unknown = sorted(set(form) - {*FILES, *OPTIONS})
             if unknown:
                 raise BatchError(400, unknown[0][:MAX_FIELD_CHARS], "is not a field of a batch "
-                                 "job (customers, events, as_of, date_format)")
-            texts = {name: self._text(form.get(name), name) for name in ("as_of", "date_format")}
-            if texts["as_of"] is not None:
-                _check_time(texts["as_of"])
+                                 f"job ({', '.join((*FILES, *OPTIONS))})")
+            options = {name: _option(name, self._text(form.get(name), name)) for name in OPTIONS}
+            if options["as_of"] is not None:
+                _check_time(options["as_of"])
+            column = options["value_column"]
+            if column is not None and value_columns is not None and column not in value_columns:
+                raise BatchError(400, "value_column", f"{column!r} is neither a feature nor a "
+                                 "numeric attribute of the served model")
             uploads = {name: form.get(name) for name in FILES}
             for name, upload in uploads.items():
                 if not isinstance(upload, UploadFile):
@@ -192,7 +252,7 @@ class BatchJobs:
         finally:
             await form.close()
         job = Job(task_id=task_id, status="pending", created_at=_now(), model=model,
-                  as_of=texts["as_of"], date_format=texts["date_format"], files=files)
+                  files=files, **options)
         self._write(job)
         self._queue.put(task_id)
         log.info("batch job %s submitted", task_id)
@@ -220,9 +280,11 @@ class BatchJobs:
                                 filename=f"scores-{task_id}.parquet")
         if job.status == "failed":
             status = 422 if job.bad_input else 500
-            return JSONResponse({"error": job.error, "task_id": task_id}, status_code=status)
-        return JSONResponse({"error": f"the job is {job.status.replace('_', ' ')}; poll "
-                             "/batch/status", "task_id": task_id}, status_code=409)
+            return JSONResponse(error_body(job.error or "the job failed", task_id=task_id),
+                                status_code=status)
+        return JSONResponse(error_body(f"the job is {job.status.replace('_', ' ')}; poll "
+                                       "/batch/status until it is completed", "task_id",
+                                       task_id=task_id), status_code=409)
 
     # ---- the worker -------------------------------------------------------------------------
 
@@ -248,13 +310,19 @@ class BatchJobs:
                "--customers", str(folder / job.files["customers"]),
                "--events", str(folder / job.files["events"]),
                "--as-of", job.as_of or _now(), "--out", str(out), "--model", job.model]
-        if job.date_format:
-            cmd += ["--date-format", job.date_format]
+        env = {**os.environ, "COLUMNS": "200"}
+        for name, option in OPTIONS.items():
+            value = getattr(job, name)
+            if value is None or name == "as_of":
+                continue
+            if option.flag is None:
+                env[f"CHURN_{name.upper()}"] = str(value)
+            else:
+                cmd += [option.flag, str(value)]
         started = time.monotonic()
         try:
             proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
-                                  timeout=self.settings.batch_timeout_s,
-                                  env={**os.environ, "COLUMNS": "200"})
+                                  timeout=self.settings.batch_timeout_s, env=env)
         except subprocess.TimeoutExpired:
             job.status, job.error = "failed", (
                 f"stopped after {self.settings.batch_timeout_s:g} s (CHURN_BATCH_TIMEOUT_S)")
@@ -267,6 +335,9 @@ class BatchJobs:
                 for field_name, file_name in job.files.items():  # name the upload, not our path
                     job.error = job.error.replace(str(folder / file_name), f"the {field_name} file")
                 job.error = job.error.replace(str(folder), "the job folder")
+                for name, option in OPTIONS.items():  # name the form field, not the CLI flag
+                    if option.flag:
+                        job.error = job.error.replace(option.flag, name)
                 if not job.bad_input:
                     log.error("batch job %s failed: %s", task_id, proc.stderr[-4000:])
         job.completed_at = _now()
@@ -296,6 +367,26 @@ def _save(upload: UploadFile, folder: Path, name: str) -> str:
     return target.name
 
 
+def _option(name: str, text: str | None) -> str | float | int | None:
+    """A form field's text as its option's type, within its bounds, or a 400 naming it."""
+    option = OPTIONS[name]
+    if text is None or option.kind is str:
+        return text
+    try:
+        value = option.kind(text)
+    except ValueError:
+        raise BatchError(400, name, f"{text!r} is not {'a whole' if option.kind is int else 'a'} "
+                         "number") from None
+    if not math.isfinite(value):
+        raise BatchError(400, name, "must be a finite number")
+    if option.low is not None and (value < option.low or option.low_open and value == option.low):
+        raise BatchError(400, name, f"must be {'above' if option.low_open else 'at least'} "
+                         f"{option.low:g}")
+    if option.high is not None and value > option.high:
+        raise BatchError(400, name, f"must be at most {option.high:g}")
+    return value
+
+
 def _check_time(value: str) -> None:
     """The batch as_of under the rule of every other as_of (serving.schemas.resolve_as_of)."""
     from serving.schemas import RequestError, resolve_as_of
@@ -314,7 +405,7 @@ def _last_line(text: str) -> str:
 async def submit_route(request: Request) -> Response:
     service = _service()
     try:
-        job = await service.jobs.submit(request, service.batch_model())
+        job = await service.jobs.submit(request, service.batch_model(), service.value_columns())
     except BatchError as exc:
         return exc.response()
     return JSONResponse(job.public())

@@ -13,9 +13,13 @@ In order, for each HTTP request:
    so one that is neither this service's own origin nor in `allowed_origins` is refused (403).
 4. **JSON only** on the JSON endpoints (415 otherwise): `text/plain` is what a hostile page can
    POST without a CORS preflight.
+   /batch/submit takes multipart/form-data only, with the same 415 otherwise.
 5. **Body size**: refused (413, with the limit) from Content-Length before a byte is read, and
    while reading when the length is not declared; JSON bodies are then handed on whole.
    /batch/submit streams its own upload to disk and enforces its own larger bound.
+6. **One error shape**: every error answer outside /review (an HTML page) leaves as
+   `{"error", "field", "detail"}` (serving.errors), whoever produced it: pydantic's validation
+   errors through BentoML, Starlette's plain-text 404 and 405, and our own refusals.
 
 Every response, error or not, carries CSP, X-Frame-Options, nosniff and Referrer-Policy.
 """
@@ -30,6 +34,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from scoring.settings import Settings, get_settings
+from serving.errors import error_body, for_status, normalized
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +150,10 @@ class Guard:
             try:
                 receive = await _buffered(receive, s.max_body_bytes)
             except BodyTooLarge as exc:
-                await _send_json(send, 413, {"error": str(exc), "field": "body"})
+                await _send_json(send, 413, error_body(str(exc), "body"))
                 return
-        if path in JSON_PATHS:
-            send = _error_detail_as_text(send)
-        elif path == "/docs.json":
-            send = _documented(send)
+        if not (path == "/review" or path.startswith("/review/")):  # the page answers in HTML
+            send = _errors_in_one_shape(send)
         await self.app(scope, receive, send)
 
     def refusal(self, scope: Scope) -> tuple[int, dict, list] | None:
@@ -159,30 +162,29 @@ class Guard:
         headers = _headers(scope)
         host = headers.get("host", "")
         if not host_allowed(host, s.allowed_hosts):
-            return 400, {"error": "this service does not answer to that host name",
-                         "field": "Host"}, []
+            return 400, error_body("this service does not answer to that host name", "Host"), []
         denied = self._credentials(path, headers)
         if denied is not None:
             return denied
         origin = headers.get("origin")
         if (method in UNSAFE and origin is not None and "*" not in s.allowed_origins
                 and origin not in s.allowed_origins and not _same_origin(origin, host)):
-            return 403, {"error": f"requests from the page at {origin[:200]} are not allowed; "
-                         "add it to CHURN_ALLOWED_ORIGINS", "field": "Origin"}, []
-        if method == "POST" and path in JSON_PATHS:
+            return 403, error_body(f"requests from the page at {origin[:200]} are not allowed; "
+                                   "add it to CHURN_ALLOWED_ORIGINS", "Origin"), []
+        if method == "POST" and (path in JSON_PATHS or path == UPLOAD_PATH):
             kind = headers.get("content-type", "").split(";")[0].strip().lower()
-            if kind != "application/json":
-                return 415, {"error": "send the body as application/json",
-                             "field": "Content-Type"}, []
+            wanted = "multipart/form-data" if path == UPLOAD_PATH else "application/json"
+            if kind != wanted:
+                sent = f", not {kind[:100]}" if kind else " (none was named)"
+                return 415, error_body(f"send the body as {wanted}{sent}", "Content-Type"), []
         length = headers.get("content-length")
         if length is not None:
             limit = s.batch_max_upload_bytes if path == UPLOAD_PATH else s.max_body_bytes
             if not length.strip().isdigit():
-                return 400, {"error": "must be a whole number of bytes",
-                             "field": "Content-Length"}, []
+                return 400, error_body("must be a whole number of bytes", "Content-Length"), []
             if int(length) > limit:
-                return 413, {"error": f"the request body of {int(length)} bytes is larger "
-                             f"than the limit of {limit} bytes", "field": "body"}, []
+                return 413, error_body(f"the request body of {int(length)} bytes is larger "
+                                       f"than the limit of {limit} bytes", "body"), []
         return None
 
     def _credentials(self, path: str, headers: dict[str, str]) -> tuple[int, dict, list] | None:
@@ -195,124 +197,51 @@ class Guard:
             keys = s.review_keys or s.api_keys
             if _key_in(_basic_password(headers), keys) or _key_in(_bearer(headers), keys):
                 return None
-            return 401, {"error": "the reviewer page needs its password", "field":
-                         "Authorization"}, [(b"www-authenticate", b'Basic realm="churn review"')]
+            return 401, error_body("the reviewer page needs its password", "Authorization"), [
+                (b"www-authenticate", b'Basic realm="churn review"')]
         if not s.api_keys or _key_in(_bearer(headers), s.api_keys):
             return None
-        return 401, {"error": "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'",
-                     "field": "Authorization"}, [(b"www-authenticate", b'Bearer realm="churn"')]
+        return 401, error_body("send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'",
+                               "Authorization"), [(b"www-authenticate", b'Bearer realm="churn"')]
 
 
-def _rewriting_json(send: Send, wanted: Callable[[int], bool],
-                    rewrite: Callable[[Any], Any]) -> Send:
-    """Hold back a JSON response whose status is `wanted`, and send `rewrite(body)` instead."""
+def _errors_in_one_shape(send: Send) -> Send:
+    """Hold back an error response and send it in the one error shape (serving.errors): a JSON
+    error body of BentoML's (pydantic's list of errors, its model names) or ours, and the
+    plain-text 4xx Starlette answers for an unknown path or method. The status and the other
+    headers (Allow, WWW-Authenticate) stay."""
     start: Message | None = None
     chunks: list[bytes] = []
 
     async def wrapped(message: Message) -> None:
         nonlocal start
         if message["type"] == "http.response.start":
+            status = message["status"]
             kind = dict(message.get("headers", [])).get(b"content-type", b"")
-            if wanted(message["status"]) and kind.startswith(b"application/json"):
+            if 400 <= status < 500 or status >= 500 and kind.startswith(b"application/json"):
                 start = message
                 return
         elif start is not None and message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            payload = json.dumps(rewrite(json.loads(b"".join(chunks)))).encode()
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-            await send({**start, "headers": [*headers,
+            status, headers = start["status"], dict(start.get("headers", []))
+            kind = headers.get(b"content-type", b"")
+            allow = headers.get(b"allow", b"").decode("latin-1")
+            try:
+                body = normalized(json.loads(b"".join(chunks)), status) \
+                    if kind.startswith(b"application/json") else for_status(status, allow)
+            except ValueError:
+                body = for_status(status, allow)
+            payload = json.dumps(body).encode()
+            headers = [(k, v) for k, v in start.get("headers", [])
+                       if k.lower() not in (b"content-length", b"content-type")]
+            await send({**start, "headers": [*headers, (b"content-type", b"application/json"),
                                              (b"content-length", str(len(payload)).encode())]})
             await send({"type": "http.response.body", "body": payload})
             return
         await send(message)
     return wrapped
-
-
-def _field(loc: Any) -> str:
-    """pydantic's ("customers", 0, "signup_at") as customers[0].signup_at."""
-    out = ""
-    for part in loc or ():
-        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
-    return out
-
-
-def _error_detail_as_text(send: Send) -> Send:
-    """BentoML answers a body that fails validation with `detail` as pydantic's list of errors,
-    where its own OpenAPI schema promises a string: name the first field and make it text."""
-    def rewrite(body: Any) -> Any:
-        detail = body.get("detail") if isinstance(body, dict) else None
-        if not isinstance(detail, list):
-            return body
-        errors = [e for e in detail if isinstance(e, dict)]
-        first = errors[0] if errors else {}
-        field = _field(first.get("loc"))
-        return {"error": f"{field}: {first.get('msg', 'invalid')}" if field
-                else str(body.get("error", "invalid request")),
-                "field": field,
-                "detail": "; ".join(f"{_field(e.get('loc'))}: {e.get('msg')}"
-                                    for e in errors)[:2000]}
-    return _rewriting_json(send, lambda status: status == 400, rewrite)
-
-
-REFUSALS = {
-    "401": "No valid API key (when CHURN_API_KEYS is set)",
-    "403": "A browser page of another origin",
-    "413": "The body, or the customers or events in it, past the configured limit",
-    "415": "A body that is not application/json",
-}
-
-
-def _documented(send: Send) -> Send:
-    """The OpenAPI document BentoML generates, with the answers of this wall added: a client
-    (or a schema fuzzer) sees every status an operation can return and the body it carries."""
-    def rewrite(spec: Any) -> Any:
-        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-        schemas["RequestRefused"] = {
-            "type": "object", "required": ["error"],
-            "properties": {"error": {"type": "string"}, "field": {"type": "string"},
-                           "index": {"type": "integer"}, "detail": {"type": "string"}}}
-        for name in ("InvalidArgument", "NotFound", "InternalServerError"):
-            if name in schemas:
-                schemas[name].setdefault("properties", {}).update(
-                    field={"type": "string"}, index={"type": "integer"})
-        _mark_nullable(spec)
-        ref = {"content": {"application/json": {"schema": {
-            "$ref": "#/components/schemas/RequestRefused"}}}}
-        for path, item in spec.get("paths", {}).items():
-            if path not in JSON_PATHS:
-                continue
-            for operation in item.values():
-                _id_either(operation)
-                responses = operation.setdefault("responses", {})
-                for status, text in REFUSALS.items():
-                    responses.setdefault(status, {"description": text, **ref})
-        return spec
-    return _rewriting_json(send, lambda status: status == 200, rewrite)
-
-
-def _id_either(operation: dict) -> None:
-    """BentoML flattens the `anyOf` of a top-level request property to its first type; an id
-    may be a string or an integer (schemas.CustomerId)."""
-    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
-    prop = body.get("schema", {}).get("properties", {}).get("customer_id")
-    if prop is not None:
-        prop.pop("type", None)
-        prop["anyOf"] = [{"type": "string"}, {"type": "integer"}]
-
-
-def _mark_nullable(node: Any) -> None:
-    """BentoML writes pydantic's `X | None` as plain X in OpenAPI 3.0; a property whose default
-    is null accepts null, so say so (`nullable`)."""
-    if isinstance(node, dict):
-        if "default" in node and node["default"] is None and "type" in node:
-            node["nullable"] = True
-        for value in node.values():
-            _mark_nullable(value)
-    elif isinstance(node, list):
-        for value in node:
-            _mark_nullable(value)
 
 
 def _with_security_headers(send: Send) -> Send:

@@ -25,6 +25,7 @@ from features.contract import (
 )
 from features.definitions import FeatureSpec
 from features.engine import FeatureRows
+from serving.errors import ISO_HINT, error_body
 
 Scalar = str | int | float | bool | None
 MAX_ATTRIBUTES = 500  # attributes of one customer, and extra values of one event
@@ -141,7 +142,8 @@ class ExplainResponse(BaseModel):
     risk_band: str
     base_value: float = Field(description="Expected raw score (log-odds) before any feature.")
     raw_score: float = Field(description="base_value plus every contribution (log-odds).")
-    features: list[FeatureContribution]
+    features: list[FeatureContribution] = Field(
+        description="Every feature of the model, largest absolute contribution first.")
     reasons: list[Reason]
     lowering_reasons: list[Reason]
     model_version: str
@@ -163,12 +165,13 @@ class ModelInfo(BaseModel):
 class RequestError(ValueError):
     """A request problem that names the field, for a 4xx JSON answer."""
 
-    def __init__(self, field: str, problem: str, status: int = 400):
+    def __init__(self, field: str, problem: str, status: int = 400, detail: str | None = None):
         super().__init__(f"{field}: {problem}")
-        self.field, self.problem, self.status = field, problem, status
+        self.field, self.problem, self.status, self.detail = field, problem, status, detail
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.problem, "field": self.field}
+        """The one error shape (serving.errors)."""
+        return error_body(self.problem, self.field, self.detail)
 
 
 def resolve_as_of(as_of: datetime | str | None) -> pd.Timestamp:
@@ -180,7 +183,7 @@ def resolve_as_of(as_of: datetime | str | None) -> pd.Timestamp:
         out.to_pydatetime()
     except (ValueError, OverflowError):
         raise RequestError("as_of", "is not an ISO 8601 time within the years 1 to 9999 in "
-                           "UTC") from None
+                           f"UTC; {ISO_HINT}") from None
     return out
 
 
@@ -275,7 +278,7 @@ def _attribute(spec: FeatureSpec, kind: str, name: str, value: Scalar, field: st
     try:
         return _epoch(to_utc_naive(value).to_pydatetime())
     except (ValueError, OverflowError):
-        raise RequestError(field, "must be a date or timestamp") from None
+        raise RequestError(field, f"must be a date or timestamp; {ISO_HINT}") from None
 
 
 def histories_to_relations(
@@ -369,15 +372,30 @@ def _finite(value: int | float) -> bool:
         return False
 
 
+def _listed(names: list[str], limit: int = 50) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(n[:100] for n in names[:limit]) + more
+
+
 def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric: list[str],
                lower: dict[str, float], field: str) -> None:
     extra = row.model_extra or {}
     if len(extra) != len(names) or not known.issuperset(extra):
+        # every wrong name at once, so a caller fixes a row in one round trip
         unknown = sorted(set(extra) - known)
+        missing = [f for f in names if f not in extra]
+        problems = [f"{field}.{f}: is not a feature of the served model" for f in unknown]
+        problems += [f"{field}.{f}: missing feature (send null if unknown)" for f in missing]
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing feature{'s' if len(missing) > 1 else ''} "
+                         f"(send null if unknown): {_listed(missing)}")
         if unknown:
-            raise RequestError(f"{field}.{unknown[0]}", "is not a feature of the served model")
-        missing = next(f for f in names if f not in extra)
-        raise RequestError(f"{field}.{missing}", "missing feature (send null if unknown)")
+            parts.append(f"{len(unknown)} unknown feature{'s' if len(unknown) > 1 else ''}, "
+                         f"not features of the served model: {_listed(unknown)}")
+        if len(problems) == 1:
+            raise RequestError(*problems[0].split(": ", 1))
+        raise RequestError(field, "; ".join(parts), detail="; ".join(problems))
     for f in numeric:
         v = extra[f]
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):

@@ -14,8 +14,10 @@ CHURN_HOME or MLFLOW_TRACKING_URI, bands, limits, the offer and the reviewer pag
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 import anyio
@@ -35,6 +37,8 @@ from scoring.reasons import feature_values
 from scoring.settings import Settings, get_settings
 from scoring.store import LoadedModel, configure
 from serving.batch import BatchJobs, get_route, status_route, submit_route
+from serving.docs import ApiDocs
+from serving.errors import MAX_DETAIL, error_body
 from serving.guard import Guard
 from serving.holder import ModelHolder
 from serving.logs import quiet_client_errors
@@ -64,6 +68,8 @@ from serving.schemas import (
 
 log = logging.getLogger(__name__)
 bound_endpoint_labels()
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "predict.json"
 
 
 def open_holder(settings: Settings) -> ModelHolder:
@@ -189,8 +195,10 @@ def explain_history(loaded: LoadedModel, item: HistoryItem, top_k: int,
         customer_id=item.customer.customer_id, as_of=item.as_of,
         churn_probability=pred.churn_probability, risk_band=pred.risk_band,
         base_value=float(contrib[-1]), raw_score=float(contrib.sum()),
-        features=[FeatureContribution(feature=f, value=json_value(v), contribution=float(c))
-                  for f, v, c in zip(model.feature_names, values, contrib[:-1], strict=True)],
+        features=sorted((FeatureContribution(feature=f, value=json_value(v), contribution=float(c))
+                         for f, v, c in zip(model.feature_names, values, contrib[:-1],
+                                            strict=True)),
+                        key=lambda fc: -abs(fc.contribution)),
         reasons=pred.reasons, lowering_reasons=pred.lowering_reasons,
         model_version=loaded.label,
     )
@@ -204,8 +212,7 @@ def _isolated(func, items: list) -> list[ItemResult]:
     except Exception:
         if len(items) == 1:
             log.exception("scoring failed")
-            return [ItemResult(error={"error": "could not score this input", "field": "",
-                                      "status": 500})]
+            return [ItemResult(error=error_body("could not score this input", status=500))]
         return [_isolated(func, [item])[0] for item in items]
 
 
@@ -289,6 +296,7 @@ class ChurnService:
         self.jobs = BatchJobs(self.settings)
         start_trimming()
         self._local = 0  # requests being scored in this process now
+        self._examples: tuple[str | None, dict] | None = None  # (model version, examples)
 
     async def _score(self, local, remote, arg):
         """Score in this process while fewer than `local_max_inflight` requests are being
@@ -364,11 +372,15 @@ class ChurnService:
 
     def _respond(self, scored: list, as_of: pd.Timestamp) -> PredictResponse | JSONResponse:
         results = [ItemResult.model_validate(s) if isinstance(s, dict) else s for s in scored]
-        for i, r in enumerate(results):
-            if r.error is not None:  # the first bad customer or row names its field
-                body = dict(r.error)
-                status = body.pop("status", 400)
-                return JSONResponse({**body, "index": i}, status_code=status)
+        bad = [(i, r.error) for i, r in enumerate(results) if r.error is not None]
+        if bad:  # the first bad customer or row names its field; detail lists every one
+            i, first = bad[0]
+            body = dict(first)
+            status = body.pop("status", 400)
+            if len(bad) > 1:
+                body["detail"] = "; ".join(e.get("detail") or e.get("error", "")
+                                           for _, e in bad)[:MAX_DETAIL]
+            return JSONResponse({**body, "index": i}, status_code=status)
         preds = [r.prediction for r in results]
         return _json(PredictResponse(as_of=as_of.to_pydatetime(), predictions=preds,
                                      model_version=preds[0].model_version if preds else ""))
@@ -405,13 +417,39 @@ class ChurnService:
         loaded = self.holder.current
         return f"models:/{loaded.name}/{loaded.version}" if loaded.name else self.holder.uri
 
+    def openapi_examples(self) -> dict:
+        """Request examples of the OpenAPI document: examples/predict.json for /predict, its
+        first customer for /explain, and that customer's feature row under the served model
+        for /predict_features (cached per model version)."""
+        loaded = self.holder.current
+        if self._examples is None or self._examples[0] != loaded.version:
+            predict_body = json.loads(EXAMPLES.read_text())
+            first = predict_body["customers"][0]
+            item = HistoryItem(customer=CustomerIn(**first), as_of=predict_body["as_of"])
+            explained = explain_history(loaded, item, self.settings.top_reasons,
+                                        self.settings.risk_bands)
+            values = {f.feature: f.value for f in explained.features}
+            row = {"customer_id": first["customer_id"], "as_of": predict_body["as_of"],
+                   **{name: values[name] for name in loaded.model.feature_names}}
+            self._examples = (loaded.version, {
+                "/predict": predict_body, "/explain": {**first, "as_of": predict_body["as_of"]},
+                "/predict_features": {"rows": [row], "reasons": True}})
+        return self._examples[1]
+
+    def value_columns(self) -> frozenset[str]:
+        """The columns a batch job may value customers by: the served model's features and
+        numeric attributes (scoring.predictor.offer_if_valued)."""
+        spec = self.holder.current.model.spec
+        return frozenset((*spec.feature_names, *spec.attributes.numeric))
+
     def __is_ready__(self) -> bool:
         """/readyz: unready once the alias could not be read for `max_poll_age_s`."""
         age = self.holder.poll_age()
         return age is None or age <= self.settings.max_poll_age_s
 
 
-ChurnService.add_asgi_middleware(Guard)
+ChurnService.add_asgi_middleware(Guard)  # first added, outermost: every answer passes it
+ChurnService.add_asgi_middleware(ApiDocs)
 
 
 __all__ = ["ChurnService", "Scorer"]
