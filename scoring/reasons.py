@@ -90,9 +90,10 @@ def render_reason(template: dict, value: object) -> str:
     if kind == "active_days":
         return f"Active on {v:.0f} of the last {template['w']} days"
     if kind == "days_since":
-        if v == 0:
+        days = round(v)  # as shown, so that 1.2 days reads "1 day ago"
+        if days == 0:
             return f"Last {template['label']} today"
-        return f"Last {template['label']} {v:,.0f} {'day' if v == 1 else 'days'} ago"
+        return f"Last {template['label']} {days:,} {'day' if days == 1 else 'days'} ago"
     if kind == "trend":
         label, recent, earlier = template["label"], template["recent"], template["earlier"]
         span = f"in the last {recent} days compared with the {earlier} before"

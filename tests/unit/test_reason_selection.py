@@ -65,7 +65,8 @@ def test_lowering_reasons_can_be_restricted_too():
 
 
 @pytest.mark.parametrize(("value", "text"), [
-    (0, "Last activity today"), (1, "Last activity 1 day ago"), (2, "Last activity 2 days ago"),
+    (0, "Last activity today"), (0.4, "Last activity today"), (1, "Last activity 1 day ago"),
+    (1.3, "Last activity 1 day ago"), (2, "Last activity 2 days ago"),
     (1500, "Last activity 1,500 days ago"), (None, "No activity recorded so far"),
 ])
 def test_days_since_reads_as_english(value, text):
