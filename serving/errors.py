@@ -46,9 +46,9 @@ def _problem(error: dict) -> str:
     msg = msg.removeprefix("Value error, ")
     if kind.startswith(TIME_ERRORS):
         why = re.sub(r"^Input should be a valid [a-z ]+?(, |$)", "", msg)
-        return f"is not an ISO 8601 date or time{f' ({why})' if why else ''}; {ISO_HINT}"
+        return f"is not an ISO 8601 date or time{f' ({why})' if why else ''}: {ISO_HINT}"
     if "ISO 8601" in msg:
-        return f"{msg}; {ISO_HINT}"
+        return f"{msg}: {ISO_HINT}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return "must be a JSON object"
     if kind == "json_invalid":

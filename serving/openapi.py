@@ -59,7 +59,7 @@ ERROR_SCHEMA = {
 JSON_ERRORS: dict[str, tuple[str, dict]] = {
     "400": ("Bad input: malformed JSON, a missing, extra or mistyped field, a time that is not "
             "ISO 8601, an event at or after as_of, a missing feature. The body names the field.",
-            error_body(f"is not an ISO 8601 date or time (invalid character in year); {ISO_HINT}",
+            error_body(f"is not an ISO 8601 date or time (invalid character in year): {ISO_HINT}",
                        "customers[0].signup_at")),
     "401": ("No valid API key (when CHURN_API_KEYS is set).",
             error_body("send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'",

@@ -183,7 +183,7 @@ def resolve_as_of(as_of: datetime | str | None) -> pd.Timestamp:
         out.to_pydatetime()
     except (ValueError, OverflowError):
         raise RequestError("as_of", "is not an ISO 8601 time within the years 1 to 9999 in "
-                           f"UTC; {ISO_HINT}") from None
+                           f"UTC: {ISO_HINT}") from None
     return out
 
 
@@ -278,7 +278,7 @@ def _attribute(spec: FeatureSpec, kind: str, name: str, value: Scalar, field: st
     try:
         return _epoch(to_utc_naive(value).to_pydatetime())
     except (ValueError, OverflowError):
-        raise RequestError(field, f"must be a date or timestamp; {ISO_HINT}") from None
+        raise RequestError(field, f"must be a date or timestamp: {ISO_HINT}") from None
 
 
 def histories_to_relations(

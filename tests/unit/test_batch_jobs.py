@@ -9,7 +9,7 @@ import time
 import pytest
 
 from scoring.settings import Settings
-from serving.batch import BatchError, BatchJobs
+from serving.batch import OPTIONS, BatchError, BatchJobs, _option
 
 
 def job(root, task_id: str, status: str, age_s: float = 0.0) -> None:
@@ -52,3 +52,42 @@ def test_a_task_id_is_never_a_path(tmp_path, task_id):
     with pytest.raises(BatchError) as info:
         jobs.status(task_id)
     assert info.value.status == 404 and info.value.field == "task_id"
+
+
+@pytest.mark.parametrize("name,text,want", [
+    ("save_rate", "0.4", 0.4), ("save_rate", "1", 1.0), ("offer_cost", "0", 0.0),
+    ("value_multiplier", "6", 6.0), ("top_reasons", "5", 5), ("value_column", "seats", "seats"),
+    ("offer_cost", None, None),
+])
+def test_batch_options_are_read_as_their_type(name, text, want):
+    got = _option(name, text)
+    assert got == want and type(got) is type(want)
+
+
+@pytest.mark.parametrize("name,text,words", [
+    ("save_rate", "1.5", "at most 1"), ("save_rate", "-0.1", "at least 0"),
+    ("offer_cost", "-1", "at least 0"), ("offer_cost", "nan", "finite"),
+    ("offer_cost", "inf", "finite"), ("value_multiplier", "0", "above 0"),
+    ("value_multiplier", "lots", "not a number"), ("top_reasons", "0", "at least 1"),
+    ("top_reasons", "21", "at most 20"), ("top_reasons", "2.5", "not a whole number"),
+])
+def test_bad_batch_options_are_400_naming_the_field(name, text, words):
+    with pytest.raises(BatchError) as info:
+        _option(name, text)
+    assert info.value.status == 400 and info.value.field == name
+    assert words in info.value.problem
+
+
+def test_every_batch_option_is_a_churn_score_option_or_setting():
+    """A form field becomes the CLI flag of the same name, or its setting (top_reasons)."""
+    from typer.main import get_command
+
+    from cli.main import app
+
+    score = get_command(app).commands["score"]
+    flags = {opt for p in score.params for opt in p.opts}
+    for name, option in OPTIONS.items():
+        if option.flag is None:
+            assert name in Settings.model_fields
+        else:
+            assert option.flag == "--" + name.replace("_", "-") and option.flag in flags
