@@ -69,6 +69,9 @@ def configure(settings: Settings) -> str:
     tables of the embedded default. Returns the URI. The tables have a lock of their own, so
     configure never waits behind, or deadlocks inside, a block holding `store_lock`."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow draws a tqdm bar for every artifact it downloads, even one small file; in a
+    # notebook or a server log those bars are noise (set the variable to keep them)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = store_uri(settings)
     if uri == embedded_uri(settings) and not settings.home.is_dir():
         # a mistyped CHURN_HOME would otherwise become a new, empty store

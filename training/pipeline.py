@@ -5,10 +5,14 @@ data out; only `train` and its `_log_*` helpers read files and write to MLflow."
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
+import sys
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +47,9 @@ from training.metrics import metrics_with_intervals, profit_curve
 from training.split import TimeSplit, split_rows, split_times
 
 StageProgress = Callable[[str], Callable[[int, int], None]]
+log = logging.getLogger(__name__)
+# what MLflow prints straight to stderr when it registers a model, whatever its log level
+REGISTRY_CHATTER = ("Successfully registered model ", "Created version ")
 
 
 @dataclass
@@ -157,9 +164,12 @@ def input_datasets(frames: dict[str, pd.DataFrame], source: Path, data: str) -> 
         # the dataset's schema is a record, not the model's signature: its integer hint is noise
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer",
                                 category=UserWarning)
-        return {part: mlflow.data.from_pandas(frame, source=str(Path(source).resolve()),
-                                              targets=LABEL, name=f"{data} · {part}")
-                for part, frame in frames.items()}
+        datasets = {part: mlflow.data.from_pandas(frame, source=str(Path(source).resolve()),
+                                                  targets=LABEL, name=f"{data} · {part}")
+                    for part, frame in frames.items()}
+        for ds in datasets.values():
+            _ = ds.schema  # inferred once and cached here, inside the filter, not at log_input
+    return datasets
 
 
 def evaluate(y: np.ndarray, p: np.ndarray, customers: np.ndarray, config: TrainConfig
@@ -371,13 +381,32 @@ def _log_lightgbm(
         example, pd.DataFrame({"churn_probability": model.predict_proba(example)}),
         params={"output": "probability"},
     )
-    info = mlflow.pyfunc.log_model(
-        name="model", python_model=str(PYFUNC_ENTRY),
-        artifacts=artifacts, signature=signature,
-        input_example=example, registered_model_name=settings.model_name,
-        pip_requirements=_requirements(),
-    )
+    with _registry_chatter_to_log():
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(PYFUNC_ENTRY),
+            artifacts=artifacts, signature=signature,
+            input_example=example, registered_model_name=settings.model_name,
+            pip_requirements=_requirements(),
+        )
     return str(info.registered_model_version)
+
+
+@contextlib.contextmanager
+def _registry_chatter_to_log() -> Iterator[None]:
+    """MLflow's registration prints "Successfully registered model" and "Created version" to
+    stderr (its eprint ignores log levels), which fills notebooks and the CLI's error stream.
+    Those lines go to this module's logger at INFO; anything else written meanwhile still
+    reaches stderr."""
+    stderr, buffer = sys.stderr, io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        for line in buffer.getvalue().splitlines(keepends=True):
+            if line.startswith(REGISTRY_CHATTER):
+                log.info(line.strip())
+            else:
+                stderr.write(line)
 
 
 def _chosen(params: dict[str, object]) -> dict[str, object]:
