@@ -151,7 +151,8 @@ def _submit_form() -> dict:
 
 
 TASK_ID = {"name": "task_id", "in": "query", "required": True, "description":
-           "The task_id /batch/submit answered.", "schema": {"type": "string"}}
+           "The task_id /batch/submit answered.",
+           "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
 
 
 def _own_paths() -> dict[str, dict]:

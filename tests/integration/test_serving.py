@@ -231,7 +231,7 @@ def test_predict_features_equals_predict(path, samples, reference):
     rows = []
     for customer in samples:
         values = {f["feature"]: f["value"] for f in explain(http, customer)["features"]}
-        assert list(values) == features
+        assert sorted(values) == sorted(features)
         rows.append({"customer_id": customer["customer_id"], "as_of": AS_OF_TEXT, **values})
     resp = http.post("/predict_features", json={"rows": rows})
     assert resp.status_code == 200, resp.text
@@ -252,7 +252,11 @@ def test_explain_lists_every_feature_and_adds_up(path, samples, reference):
     assert pd.Timestamp(body["as_of"]) == AS_OF.tz_localize("UTC")  # with its offset
     assert body["model_version"] == reference["model_version"]
     features = http.get("/model").json()["features"]
-    assert [f["feature"] for f in body["features"]] == features
+    assert sorted(f["feature"] for f in body["features"]) == sorted(features)
+    # largest absolute contribution first, and not merely in the model's order
+    sizes = [abs(f["contribution"]) for f in body["features"]]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[0] > 0 and [f["feature"] for f in body["features"]] != features
     for f in body["features"]:
         assert set(f) == {"feature", "value", "contribution"}
         assert math.isfinite(f["contribution"])
@@ -402,6 +406,184 @@ def test_bad_input_names_the_field_and_the_server_keeps_serving(name, path, samp
     want = reference["predictions"][0]
     assert again["customer_id"] == str(want["customer_id"])
     assert abs(again["churn_probability"] - want["churn_probability"]) <= TOL
+
+
+def assert_error_shape(resp: httpx.Response, status: int, field: str | None = None) -> dict:
+    """The one error shape: JSON {"error", "field", "detail"}, text without internal names."""
+    assert resp.status_code == status, resp.text[:500]
+    assert resp.headers["content-type"].startswith("application/json"), resp.headers
+    body = resp.json()
+    assert {"error", "field", "detail"} <= set(body), body
+    assert all(isinstance(body[k], str) for k in ("error", "field", "detail"))
+    assert body["error"] and body["detail"]
+    assert set(body) <= {"error", "field", "detail", "index", "task_id"}, body
+    assert "IODescriptor" not in resp.text and "validation error for" not in resp.text
+    if field is not None:
+        assert body["field"] == field, body
+    return body
+
+
+# (method, path, kwargs of httpx, status, field): one of each way a request goes wrong, on
+# every endpoint: BentoML's validation, our own checks, the guard, Starlette's 404 and 405
+SHAPES = {
+    "malformed json": ("POST", "/predict", {"content": b'{"customers": ['}, 400, "body"),
+    "json array": ("POST", "/explain", {"json": []}, 400, "body"),
+    "missing field": ("POST", "/explain", {"json": {"customer_id": 1}}, 400, "signup_at"),
+    "extra field": ("POST", "/predict", {"json": req(GOOD, debug=True)}, 400, "debug"),
+    "event after as_of": ("POST", "/predict", {"json": req(cust(events=[
+        {"timestamp": "2026-06-20T00:00:00", "event_type": "login"}]))}, 400,
+        "customers[0].events[0].timestamp"),
+    "empty rows": ("POST", "/predict_features", {"json": {"rows": []}}, 400, "rows"),
+    "too many customers": ("POST", "/predict", {"json": req(*[cust(customer_id=i)
+                                                              for i in range(51)])}, 413,
+                           "customers"),
+    "text/plain": ("POST", "/predict", {"content": b"{}", "headers": {
+        "content-type": "text/plain"}}, 415, "Content-Type"),
+    "form to predict_features": ("POST", "/predict_features", {"data": {"rows": "x"}}, 415,
+                                 "Content-Type"),
+    "json to batch": ("POST", "/batch/submit", {"json": {"customers": "x"}}, 415,
+                      "Content-Type"),
+    "batch without files": ("POST", "/batch/submit", {"files": {"as_of": (None, "2026-06-15")}},
+                            400, "customers"),
+    "batch status without id": ("GET", "/batch/status", {}, 400, "task_id"),
+    "batch get unknown": ("GET", "/batch/get", {"params": {"task_id": "0" * 32}}, 404,
+                          "task_id"),
+    "unknown path": ("GET", "/no/such/endpoint", {}, 404, "path"),
+    "GET a POST endpoint": ("GET", "/predict", {}, 405, "method"),
+    "POST to /model": ("POST", "/model", {"json": {}}, 405, "method"),
+}
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_every_error_has_one_shape(http, name):
+    method, path, kwargs, status, field = SHAPES[name]
+    resp = http.request(method, path, **kwargs)
+    body = assert_error_shape(resp, status, field)
+    if status == 405:
+        assert resp.headers["allow"] and resp.headers["allow"] in body["error"]
+
+
+@pytest.mark.parametrize("where,body,field", [
+    ("signup_at", req(cust(signup_at="03/10/2025")), "customers[0].signup_at"),
+    ("as_of", {**req(GOOD), "as_of": "06/15/2026"}, "as_of"),
+    ("event time", req(cust(events=[{"timestamp": "6/1/2026 10:00", "event_type": "login"}])),
+     "customers[0].events[0].timestamp"),
+    ("explain as_of", {**GOOD, "as_of": "15.06.2026"}, "as_of"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_a_us_style_date_gets_the_iso_8601_hint(http, where, body, field):
+    path = "/explain" if where.startswith("explain") else "/predict"
+    got = assert_error_shape(http.post(path, json=body), 400, field)
+    assert "use ISO 8601, e.g. 2026-06-30 or 2026-06-30T09:00:00Z" in got["error"]
+
+
+def test_predict_features_names_every_missing_feature_at_once(http):
+    features = http.get("/model").json()["features"]
+    gone = [features[0], features[len(features) // 2], features[-1]]
+    row = {"customer_id": 7, **{f: 0.0 for f in features if f not in gone}, "no_such": 1.0}
+    body = assert_error_shape(http.post("/predict_features", json={"rows": [row]}), 400,
+                              "rows[0]")
+    assert body["index"] == 0
+    for name in gone:
+        assert name in body["error"] and f"rows[0].{name}: missing feature" in body["detail"]
+    assert "3 missing features" in body["error"] and "no_such" in body["error"]
+    # a second bad row is reported in the same answer
+    good = {"customer_id": 8, **dict.fromkeys(features, 0.0)}
+    other = {"customer_id": 9, **{f: 0.0 for f in features[1:]}}
+    body = assert_error_shape(http.post("/predict_features", json={"rows": [
+        good, row, other]}), 400, "rows[1]")
+    assert body["index"] == 1 and f"rows[2].{features[0]}: missing feature" in body["detail"]
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "predict.json"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_openapi_document_has_examples_and_the_real_error_shapes(http):
+    from importlib.metadata import version
+
+    resp = http.get("/docs.json")
+    assert resp.status_code == 200
+    spec, text = resp.json(), resp.text
+    assert spec["info"]["title"] == "churn-service API"
+    assert spec["info"]["version"] == version("churn-service")
+    # nothing internal, nothing of another site
+    assert "IODescriptor" not in text and "http://" not in text and "https://" not in text
+    assert "TaskStatusResponse" not in text and "BentoML" not in text
+
+    ops = {(path, method): op for path, item in spec["paths"].items()
+           for method, op in item.items()}
+    assert {("/model", "get"), ("/batch/submit", "post"), ("/batch/status", "get"),
+            ("/batch/get", "get")} <= set(ops)
+    assert not any("retry" in p or "cancel" in p for p, _ in ops)  # none exist
+
+    # the examples are the file's, and the server accepts each of them as it stands
+    examples = {path: ops[(path, "post")]["requestBody"]["content"]["application/json"][
+        "example"] for path in ("/predict", "/explain", "/predict_features")}
+    sample = json.loads(EXAMPLE.read_text())
+    assert examples["/predict"] == sample
+    assert examples["/explain"] == {**sample["customers"][0], "as_of": sample["as_of"]}
+    row = examples["/predict_features"]["rows"][0]
+    assert set(http.get("/model").json()["features"]) <= set(row)
+    answers = {path: http.post(path, json=body) for path, body in examples.items()}
+    for path, answer in answers.items():
+        assert answer.status_code == 200, (path, answer.text[:300])
+    assert answers["/predict_features"].json()["predictions"][0]["churn_probability"] == \
+        pytest.approx(answers["/predict"].json()["predictions"][0]["churn_probability"], abs=TOL)
+
+    # every error answer documented as the Error schema, whose fields the server really sends
+    error = spec["components"]["schemas"]["Error"]
+    assert set(error["required"]) == {"error", "field", "detail"}
+    for (path, _method), op in ops.items():
+        for status, response in op["responses"].items():
+            if int(status) < 400:
+                continue
+            media = response["content"]["application/json"]
+            assert media["schema"] == {"$ref": "#/components/schemas/Error"}, (path, status)
+            assert set(error["required"]) <= set(media["example"]) <= set(error["properties"])
+    bad = http.post("/predict", json={"customers": [{"customer_id": 1, "signup_at": "x"}]})
+    assert set(assert_error_shape(bad, 400)) <= set(error["properties"])
+    assert "400" in ops[("/predict", "post")]["responses"]
+
+    # the README's Serve section lists every endpoint the page shows
+    serve = README.read_text().split("\n## Serve\n", 1)[1].split("\n## ", 1)[0]
+    for path in spec["paths"]:
+        assert f"`{path}" in serve or f"{path}`" in serve or f", `{path}" in serve, path
+
+
+def test_docs_page_works_offline_and_asks_no_other_site(server, http):
+    """The page and everything it loads come from the service itself: no CDN, no tag manager,
+    no validator badge, no script inline (the CSP would block it)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.integration.test_review_page import CHROMIUM, CHROMIUM_ARGS
+
+    for path in ("/", "/docs"):
+        page = http.get(path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "http://" not in page.text and "https://" not in page.text
+        assert "<script>" not in page.text and "iframe" not in page.text
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            asked: list[str] = []
+            errors: list[str] = []
+            page.on("request", lambda r: asked.append(r.url))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(server.url + "/docs")
+            expect(page.locator(".info .title")).to_contain_text("churn-service API")
+            paths = page.locator(".opblock-summary-path")
+            expect(paths.first).to_be_visible()
+            shown = set(paths.all_inner_texts())
+            assert {"/predict", "/explain", "/predict_features", "/model", "/batch/submit",
+                    "/batch/status", "/batch/get"} <= shown
+            page.locator("#operations-Scoring-churn__predict .opblock-summary").click()
+            expect(page.locator("#operations-Scoring-churn__predict")).to_contain_text("acme-42")
+        finally:
+            browser.close()
+    assert asked and all(url.startswith(server.url + "/") for url in asked), asked
+    assert not errors, errors
 
 
 @pytest.mark.parametrize("customer", [
@@ -636,6 +818,8 @@ def test_batch_task_scores_like_churn_score(http, server, trained, scores):
 
     result = http.get("/batch/get", params={"task_id": task_id})
     assert result.status_code == 200, result.text[:500]
+    assert result.headers["content-type"] == "application/vnd.apache.parquet"
+    assert f'filename="scores-{task_id}.parquet"' in result.headers["content-disposition"]
     got = pd.read_parquet(io.BytesIO(result.content))
     assert list(got.columns) == list(scores.columns)
     assert len(got) == len(scores)
@@ -645,6 +829,77 @@ def test_batch_task_scores_like_churn_score(http, server, trained, scores):
                                rtol=0, atol=TOL)
     assert (merged["risk_band"] == merged["risk_band_cli"]).all()
     assert (merged["model_version"] == merged["model_version_cli"]).all()
+
+
+def wait_for_job(http: httpx.Client, task_id: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = http.get("/batch/status", params={"task_id": task_id}).json()
+        if status["status"] in ("completed", "failed"):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"batch job {task_id} did not finish: {status}")
+
+
+def test_batch_takes_the_targeting_options_of_churn_score(http, trained, tmp_path):
+    """A job with a value column, offer terms and a number of reasons writes what `churn score`
+    writes with the same options, so its output can feed the reviewer page."""
+    customers = pd.read_parquet(trained.customers).head(300)
+    events = pd.read_parquet(trained.events)
+    events = events[events["customer_id"].isin(customers["customer_id"])]
+    customers.to_parquet(tmp_path / "c.parquet")
+    events.to_parquet(tmp_path / "e.parquet")
+    options = {"value_column": "seats", "value_multiplier": "6", "offer_cost": "3",
+               "save_rate": "0.4", "top_reasons": "2", "as_of": "2026-06-15"}
+    with open(tmp_path / "c.parquet", "rb") as c, open(tmp_path / "e.parquet", "rb") as e:
+        resp = http.post("/batch/submit", data=options, files={"customers": c, "events": e})
+    assert resp.status_code == 200, resp.text
+    job = resp.json()
+    assert job["status"] == "pending"
+    assert (job["value_column"], job["value_multiplier"], job["offer_cost"], job["save_rate"],
+            job["top_reasons"]) == ("seats", 6.0, 3.0, 0.4, 2)
+    status = wait_for_job(http, job["task_id"])
+    assert status["status"] == "completed", status
+    got = pd.read_parquet(io.BytesIO(http.get("/batch/get", params={
+        "task_id": job["task_id"]}).content))
+
+    out = tmp_path / "cli.parquet"
+    subprocess.run([CHURN, "score", "--customers", str(tmp_path / "c.parquet"), "--events",
+                    str(tmp_path / "e.parquet"), "--as-of", "2026-06-15", "--out", str(out),
+                    "--model", job["model"], "--value-column", "seats", "--value-multiplier",
+                    "6", "--offer-cost", "3", "--save-rate", "0.4"], cwd=trained.home,
+                   env={**trained.env, "CHURN_TOP_REASONS": "2"}, check=True,
+                   capture_output=True, timeout=600)
+    want = pd.read_parquet(out)
+    assert list(got.columns) == list(want.columns)
+    assert "reason_2_feature" in got and "reason_3_feature" not in got  # two reasons
+    assert {"customer_value", "expected_value_at_risk", "contact"} <= set(got.columns)
+    merged = got.merge(want, on="customer_id", suffixes=("", "_cli"), validate="1:1")
+    assert len(merged) == len(want) > 0
+    for column in ("churn_probability", "customer_value", "expected_value_at_risk"):
+        np.testing.assert_allclose(merged[column], merged[f"{column}_cli"], rtol=0, atol=TOL)
+    assert (merged["contact"] == merged["contact_cli"]).all()
+    # the value is the seats times the multiplier, not the default value column
+    seats = customers.set_index(customers["customer_id"].astype(str))["seats"]
+    np.testing.assert_allclose(got["customer_value"], 6 * seats.loc[got["customer_id"]].to_numpy(),
+                               rtol=1e-9)
+    assert got["contact"].any() and not got["contact"].all()
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("save_rate", "1.5", "at most 1"), ("offer_cost", "-2", "at least 0"),
+    ("top_reasons", "0", "at least 1"), ("value_multiplier", "lots", "not a number"),
+    ("value_column", "no_such_column", "neither a feature nor a numeric attribute"),
+    ("as_of", "06/15/2026", "use ISO 8601"),
+])
+def test_bad_batch_options_are_refused_before_any_job(http, field, value, words):
+    files = {"customers": ("c.csv", b"customer_id,signup_at\n1,2025-01-01\n", "text/csv"),
+             "events": ("e.csv", b"customer_id,timestamp,event_type\n1,2026-05-01,login\n",
+                        "text/csv")}
+    body = assert_error_shape(http.post("/batch/submit", data={field: value}, files=files), 400,
+                              field)
+    assert words in body["error"], body
 
 
 def test_a_loopback_server_answers_only_to_loopback_names(http, server):
