@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -212,6 +213,10 @@ def spark_session(master: str | None = None, driver_memory: str = "4g"):
     if _SPARK is not None:
         return _SPARK
     warnings.filterwarnings("ignore", message=".*PySpark does not yet fully support pandas.*")
+    # Python workers run this interpreter, which has this package (on a cluster, install the
+    # package on the executors' Python)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("churn-service")
@@ -222,6 +227,7 @@ def spark_session(master: str | None = None, driver_memory: str = "4g"):
                    .config("spark.ui.showConsoleProgress", "false")
                    .config("spark.sql.shuffle.partitions", "8"))
     builder = (builder.config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
     _SPARK = builder.getOrCreate()
     if not os.environ.get("SPARK_REMOTE"):
