@@ -432,7 +432,7 @@ def test_browser_low_band_needs_no_action_and_shows_no_feature_names(review: Rev
         expect(row.locator(".tag.action")).to_have_text("No action needed")
         row.locator("a.customer").click()
         page.wait_for_url(re.compile(r"/review/customer/"))
-        expect(page.locator("#action h2")).to_have_text("No action needed")
+        expect(page.locator("#action h2").first).to_have_text("No action needed")
         expect(page.locator("#action")).not_to_contain_text("Does an offer pay")
         visible = page.locator("main").inner_text()
         assert not [f for f in features if f in visible]
@@ -460,7 +460,7 @@ def test_browser_acts_on_a_high_risk_customer_and_records_the_outcome(review: Re
         customer = first.locator("a.customer").inner_text()
         first.locator("a.customer").click()
         page.wait_for_url(re.compile(r"/review/customer/"))
-        expect(page.locator("#action h2")).to_have_text(f"Suggested action: {action}")
+        expect(page.locator("#action h2").first).to_have_text(f"Suggested action: {action}")
         if changed != "—":
             expect(page.locator("#because")).to_contain_text(changed)
         assert not [f for f in features if f in page.locator("main").inner_text()]
