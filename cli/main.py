@@ -86,23 +86,29 @@ def date_format_option(value: str | None) -> str | None:
         raise typer.BadParameter(str(exc)) from None
 
 
-def _load(customers: Path, events: Path, date_format: str | None, engine: str | None = None,
-          spark_master: str | None = None):
-    """The customers file read and checked, and the events scanned where they lie by the
-    chosen engine (--engine, else the settings' CHURN_ENGINE, DuckDB by default)."""
-    from features.sources import make_engine, open_tables
+def _engine(engine: str | None, spark_master: str | None):
+    """The engine that reads event files: --engine, else the settings' CHURN_ENGINE (DuckDB,
+    with its memory limit and spill folder, by default)."""
+    from features.sources import make_engine
     from scoring.settings import get_settings
 
     settings = get_settings()
-    name = engine or settings.engine
     try:
-        runner = make_engine(name, memory_limit=settings.duckdb_memory_limit,
-                             temp_directory=settings.duckdb_temp_dir and str(settings.duckdb_temp_dir),
-                             spark_master=spark_master or settings.spark_master,
-                             spark_driver_memory=settings.spark_driver_memory)
+        return make_engine(engine or settings.engine, memory_limit=settings.duckdb_memory_limit,
+                           temp_directory=settings.duckdb_temp_dir and str(settings.duckdb_temp_dir),
+                           spark_master=spark_master or settings.spark_master,
+                           spark_driver_memory=settings.spark_driver_memory)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    tables = open_tables(customers, events, runner, date_format=date_format)
+
+
+def _load(customers: Path, events: Path, date_format: str | None, engine: str | None = None,
+          spark_master: str | None = None):
+    """The customers file read and checked, and the events scanned where they lie by the
+    chosen engine (`_engine`)."""
+    from features.sources import open_tables
+
+    tables = open_tables(customers, events, _engine(engine, spark_master), date_format=date_format)
     for note in tables.notes:
         err.print(f"[yellow]note:[/] {note}")
     return tables
@@ -230,6 +236,8 @@ def train(
         "--config", help="Training config TOML (default: training/default.toml).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     date_format: DateFormatOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
 ) -> None:
     """Train LightGBM and a baseline on time-split snapshots; log and register in MLflow."""
     from features.definitions import LABEL_KINDS
@@ -244,7 +252,8 @@ def train(
     with stage_bars() as stage, contextlib.redirect_stdout(sys.stderr):
         result = run(customers, events, label, horizon, cadence, cfg, get_settings(),
                      experiment, stage, date_format=date_format,
-                     config_name=config.stem if config else None)
+                     config_name=config.stem if config else None,
+                     engine=_engine(engine, spark_master))
     if as_json:
         print_json({"run_id": result.run_id, "model_run_id": result.model_run_id,
                     "model_version": result.model_version,

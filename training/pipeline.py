@@ -35,6 +35,7 @@ from features.engine import (
     plan_observations,
     with_btyd,
 )
+from features.sources import open_tables
 from scoring.artifact import PYFUNC_ENTRY, ChurnModel
 from scoring.predictor import customer_value, offer_if_valued, reason_columns
 from scoring.reasons import top_reasons
@@ -203,13 +204,16 @@ def train(
     stage: StageProgress = _no_progress,
     date_format: str | None = None,
     config_name: str | None = None,
+    engine: object | None = None,
 ) -> TrainResult:
     """Train on the log at `customers_path`/`events_path`; `cadence=None` chooses it from the
     log's length. `date_format` reads text dates not in ISO 8601 (recorded in dataset.json, so
     the promotion gate reads the files the same way). `config_name` names the config in the
     run's name (default: `default` when it is the packaged default, else `custom`)."""
     configure(settings)
-    tables = load_tables(customers_path, events_path, date_format=date_format)
+    # the snapshot stage runs where the events lie: in `engine` (features.sources) when given
+    tables = (load_tables(customers_path, events_path, date_format=date_format) if engine is None
+              else open_tables(customers_path, events_path, engine, date_format=date_format))
     plan = plan_observations(tables.customers, tables.events, horizon, cadence,
                              config.min_history_days)
     split = split_times(plan.times, horizon, config.split.validation_times,
