@@ -110,8 +110,10 @@ def timeline_svg(data: TimelineData) -> Markup:
                          f'width="{max(x1 - x0 - 2, 1):.1f}" height="4"/>')
     if data.threshold > 0:  # the rule, drawn: every bar that ends below this line is marked
         ty = base_y - bars_h * data.threshold / peak
+        ratio = round(100 * data.threshold / data.usual)
+        share = "half" if ratio == 50 else f"{ratio}%"
         parts.append(f'<line x1="{left}" y1="{ty:.1f}" x2="{left + plot_w}" y2="{ty:.1f}" '
-                     f'class="threshold"><title>half of the usual week: {data.threshold:.1f} '
+                     f'class="threshold"><title>{share} of the usual week: {data.threshold:.2f} '
                      f'activity events</title></line>')
     parts.append(f'<line x1="{left}" y1="{base_y}" x2="{left + plot_w}" y2="{base_y}" class="axis"/>')
     for k in range(0, int(span) + 1, 30):  # month ticks counted back from as_of

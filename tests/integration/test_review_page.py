@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -263,40 +264,30 @@ def test_bad_playbook_is_a_page_naming_the_key(review: Review, tmp_path: Path, m
 
 
 def test_browser_opens_a_customer_from_the_list(review: Review, tmp_path: Path):
-    from playwright.sync_api import expect, sync_playwright
+    """Also the README's screenshots: REVIEW_SCREENSHOTS=docs writes them there."""
+    from playwright.sync_api import expect
 
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            # a Content-Security-Policy violation is reported as a console error
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(f"{m.text} {m.location.get('url', '')}")
-                    if m.type == "error" and "favicon" not in m.location.get("url", "") else None)
-            page.goto(review.base + "/review/")
-            expect(page.locator("#at-risk")).to_be_visible()
-            page.screenshot(path=str(tmp_path / "review-list.png"))
-            # the filters script (a file under the CSP) submits the form on a change
-            page.select_option("select[name=band]", "high")
-            page.wait_for_url(re.compile(r"band=high"))
-            page.go_back()
-            expect(page.locator("#at-risk")).to_be_visible()
-            first = page.locator("a.customer").first
-            customer = first.inner_text()
-            first.click()
-            page.wait_for_url(re.compile(r"/review/customer/"))
-            expect(page.locator("h1")).to_have_text(f"Customer {customer}")
-            expect(page.locator("#reasons li").first).to_be_visible()
-            expect(page.locator("#explanation svg")).to_be_visible()
-            expect(page.locator("#timeline svg")).to_be_visible()
-            expect(page.locator("#action")).to_contain_text("Suggested action")
-            page.screenshot(path=str(tmp_path / "review-customer.png"), full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
-    assert (tmp_path / "review-customer.png").stat().st_size > 10_000
+    shots = Path(os.environ.get("REVIEW_SCREENSHOTS") or tmp_path)
+    with _browser(review.base) as page:
+        page.goto(review.base + "/review/?limit=12")
+        expect(page.locator("#at-risk")).to_be_visible()
+        page.screenshot(path=str(shots / "review-list.png"), full_page=True)
+        # the filters script (a file under the CSP) submits the form on a change
+        page.select_option("select[name=band]", "high")
+        page.wait_for_url(re.compile(r"band=high"))
+        page.go_back()
+        expect(page.locator("#at-risk")).to_be_visible()
+        first = page.locator("a.customer").first
+        customer = first.inner_text()
+        first.click()
+        page.wait_for_url(re.compile(r"/review/customer/"))
+        expect(page.locator("h1")).to_have_text(f"Customer {customer}")
+        expect(page.locator("#reasons li").first).to_be_visible()
+        expect(page.locator("#explanation svg")).to_be_visible()
+        expect(page.locator("#timeline svg")).to_be_visible()
+        expect(page.locator("#action")).to_contain_text("Suggested action")
+        page.screenshot(path=str(shots / "review-customer.png"), full_page=True)
+    assert (shots / "review-customer.png").stat().st_size > 10_000
 
 
 # -- the workbench, in the browser -----------------------------------------------------------
