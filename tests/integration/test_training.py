@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import sqlite3
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -11,6 +15,10 @@ import pytest
 from mlflow import MlflowClient
 
 from scoring.store import load_model
+from tests.helpers import Trained, churn_env
+
+TABLE_WIDTH = 100
+BOX = set("┏┃┡│└")  # a line of a rich table starts with one of these
 
 PLOTS = ["roc", "pr", "calibration", "lift_gain", "feature_importance", "shap_summary",
          "profit_curve"]
@@ -34,6 +42,102 @@ def test_artifacts_live_beside_the_embedded_store(trained):
     exp = mlflow.get_experiment_by_name("churn")
     assert exp.artifact_location == (trained.home / "mlruns" / "artifacts").resolve().as_uri()
     assert any((trained.home / "mlruns" / "artifacts").rglob("MLmodel"))
+
+
+def test_the_experiment_opens_as_model_training_in_the_mlflow_ui(trained):
+    # MLflow 3.17's UI reads this tag (ExperimentKind); without it the GenAI view opens
+    tags = mlflow.get_experiment_by_name("churn").tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_parent_run_is_named_described_and_carries_config_metrics_and_datasets(trained):
+    parent = mlflow.get_run(trained.result["run_id"])
+    assert parent.info.run_name.startswith("data to 2026-")
+    assert parent.info.run_name.endswith(" · explicit 30d · fast")
+    params = parent.data.params
+    assert params["search.trials"] == "2" and params["lightgbm.num_leaves"] == "15"
+    assert {"chosen.num_leaves", "best_iteration", "offer.cost", "offer.value_column"} <= set(params)
+    for key in ("roc_auc", "pr_auc", "brier", "lift_top10", "campaign_realised_profit"):
+        assert f"lightgbm_test_{key}" in parent.data.metrics
+    # fast.toml changes two keys of the default (its num_threads = 2 is the default's)
+    assert json.loads(parent.data.tags["churn.config_changes"]) == {"bootstrap": 50,
+                                                                    "search.trials": 2}
+    note = parent.data.tags["mlflow.note.content"]
+    assert "`search.trials` = 2" in note and "`bootstrap` = 50" in note
+    assert "expected profit" in note and "realised profit" in note
+    inputs = {d.tags[0].value: d.dataset for d in parent.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "validation", "test"}
+    for split, ds in inputs.items():
+        assert ds.digest and ds.name.endswith(f" · {split}")
+        assert json.loads(ds.source)["uri"] == str(trained.events.resolve())
+        assert json.loads(ds.profile)["num_rows"] == trained.result["dataset"]["rows"][split]
+
+
+def test_each_registered_version_has_a_description(trained):
+    text = MlflowClient().get_model_version("churn", "1").description
+    assert "explicit" in text and "ROC-AUC" in text and "PR-AUC" in text
+    assert "champion" in text and "no promotion gate ran" in text
+
+
+def _locations(home: Path) -> list[str]:
+    """Every artifact location the store keeps: experiments, runs, logged models, versions."""
+    db = sqlite3.connect(home / "mlruns" / "mlflow.db")
+    try:
+        return [v for sql in ("SELECT artifact_location FROM experiments",
+                              "SELECT artifact_uri FROM runs",
+                              "SELECT artifact_location FROM logged_models",
+                              "SELECT storage_location FROM model_versions")
+                for (v,) in db.execute(sql)]
+    finally:
+        db.close()
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p.relative_to(folder) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_copied_store_trains_under_its_new_root(trained, tmp_path):
+    """Copy mlruns/ elsewhere, point CHURN_HOME at the copy and train: everything new lands
+    under the copy, nothing in the original changes."""
+    old = trained.home / "mlruns"
+    new_home = tmp_path / "moved"
+    shutil.copytree(old, new_home / "mlruns")
+    before = {p: (old / p).stat().st_mtime_ns for p in _files(old)}
+    moved = Trained(new_home, trained.data, churn_env(new_home), {})
+    proc = moved.churn("train", "--customers", str(trained.customers), "--events",
+                       str(trained.events), "--label", "explicit", "--horizon", "30",
+                       "--config", str(trained.home / "fast.toml"))
+    assert "the store was moved" in proc.stderr and str(new_home / "mlruns") in proc.stderr
+    # the text output labels the campaign's expected and realised profit apart
+    assert "expected" in proc.stdout and "realised" in proc.stdout
+    assert "who really churned" in proc.stdout
+    run_id = re.search(r"^run ([0-9a-f]{32}) ", proc.stdout, re.MULTILINE).group(1)
+
+    new_root = (new_home / "mlruns").resolve()
+    locations = _locations(new_home)
+    assert locations and all(str(old) not in v for v in locations), locations
+    assert all(str(new_root) in v for v in locations if "/mlruns/" in v)
+    assert (new_root / "artifacts" / run_id).is_dir()
+    uri = f"sqlite:///{new_root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    newest = max(client.search_model_versions("name='churn'"), key=lambda v: int(v.version))
+    assert newest.run_id != trained.result["model_run_id"]
+    stored = Path(client.get_model_version_download_uri("churn", newest.version)
+                  .removeprefix("file://"))
+    assert stored.is_relative_to(new_root) and (stored / "MLmodel").exists()
+    # the original: the same files, untouched, and no trace of the new run
+    assert {p: (old / p).stat().st_mtime_ns for p in _files(old)} == before
+    assert not (old / "artifacts" / run_id).exists()
+
+
+def test_a_store_copied_without_its_artifacts_is_refused_in_one_line(trained, tmp_path):
+    home = tmp_path / "half"
+    (home / "mlruns").mkdir(parents=True)
+    shutil.copy(trained.home / "mlruns" / "mlflow.db", home / "mlruns" / "mlflow.db")
+    proc = Trained(home, trained.data, churn_env(home), {}).churn("compare", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "copy the whole mlruns/ folder" in proc.stderr and str(trained.home) in proc.stderr
 
 
 def test_lightgbm_beats_the_baseline_on_test(trained):
@@ -149,6 +253,20 @@ def test_promotion_gate_keeps_a_better_champion_unless_forced(trained):
     assert tag["times"] and all(len(t) == 10 for t in tag["times"])  # YYYY-MM-DD test times
     assert str(client.get_model_version_by_alias("churn", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("churn", "challenger").version) == weak["model_version"]
+    # the table fits 100 columns on a wide terminal; the decision is in the version's words
+    table = [line for line in gate.stdout.splitlines() if line[:1] in BOX]
+    assert table and max(map(len, table)) <= TABLE_WIDTH, gate.stdout
+    described = client.get_model_version("churn", weak["model_version"]).description
+    assert "Registered as **challenger**" in described
+    assert "not promoted against version 1" in described and "lies below zero" in described
+
+    decided = json.loads(trained.churn("promote", "--json").stdout)
+    assert decided["candidate"] == weak["model_version"] and decided["champion"] == "1"
+    assert decided["promoted"] is False and "lies below zero" in decided["reason"]
+    assert decided["rows"] > 0 and decided["times"] == tag["times"]
+    assert decided["scores"]["candidate"]["roc_auc"] < decided["scores"]["champion"]["roc_auc"]
+    roc = decided["differences"]["roc_auc"]
+    assert roc["low"] <= roc["estimate"] <= roc["high"] < 0
 
     forced = trained.churn("promote", "--version", weak["model_version"], "--force")
     assert "promoted to champion" in forced.stdout and "forced" in forced.stdout
@@ -162,7 +280,20 @@ def test_promotion_gate_keeps_a_better_champion_unless_forced(trained):
     listing = trained.churn("compare", "--json")
     runs = json.loads(listing.stdout)["runs"]
     assert len(runs) >= 2
-    assert [r["version"] for r in runs if r["champion"] == "yes"] == ["1"]
+    assert [r["version"] for r in runs if r["champion"]] == ["1"]
+    by_version = {r["version"]: r for r in runs}
+    assert by_version["1"]["config"] == "fast" and by_version[weak["model_version"]]["config"] == "weak"
+    assert by_version[weak["model_version"]]["config_changes"]["lightgbm.max_rounds"] == 1
+    first = by_version["1"]
+    assert first["run_id"] == trained.result["run_id"] and first["label"] == "explicit"
+    assert first["pr_auc"] == pytest.approx(trained.result["metrics"]["lightgbm"]["pr_auc"])
+    assert first["roc_auc_ci_low"] < first["roc_auc"] < first["roc_auc_ci_high"]
+
+    env = {**trained.env, "COLUMNS": "300"}  # a wide terminal: the table's own width shows
+    shown = Trained(trained.home, trained.data, env, {}).churn("compare").stdout
+    lines = shown.rstrip().splitlines()
+    assert max(map(len, lines)) <= TABLE_WIDTH, shown
+    assert "PR-AUC" in shown and "config" in shown and "1 ★" in shown and "weak" in shown
 
 
 def test_promote_an_unknown_version_fails_cleanly(trained):

@@ -207,3 +207,36 @@ def test_a_mistyped_churn_home_is_refused_not_made_into_an_empty_store(tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "CHURN_HOME" in proc.stderr
     assert not home.exists()
+
+
+def test_the_compare_table_fits_100_columns_with_long_names_and_keeps_every_number(monkeypatch):
+    """`churn compare` on a wide terminal: long data and config names fold inside the 100
+    columns, whole; the metrics are never cut."""
+    import io
+
+    from rich.console import Console
+
+    import cli.main as cli
+
+    long = {"data": "quarterly-export-from-the-billing-system to 2026-06-29",
+            "config": "regularised-more-leaves-longer-search"}
+    table = pd.DataFrame([
+        {"run_id": "0" * 32, "version": "12", "label": "inactivity", "horizon_days": 91.0,
+         "roc_auc": 0.7691, "pr_auc": 0.1980, "brier": 0.0347, "lift_top10": 4.186,
+         "champion": True, **long},
+        {"run_id": "1" * 32, "version": "3", "label": "explicit", "horizon_days": 30.0,
+         "roc_auc": 0.5359, "pr_auc": 0.0612, "brier": 0.0404, "lift_top10": 1.5173,
+         "champion": False, "data": "demo to 2026-06-29", "config": "default"},
+    ])
+    printed = io.StringIO()
+    monkeypatch.setattr(cli, "out", Console(file=printed, width=300))
+    cli.print_table("Training runs", cli.COMPARE_COLUMNS, cli.compare_rows(table),
+                    width=cli.TABLE_WIDTH)
+    text = printed.getvalue()
+    assert max(map(len, text.splitlines())) <= cli.TABLE_WIDTH, text
+    assert "…" not in text
+    cells = "".join(c.strip() for line in text.splitlines() for c in line.split("│")[2:3])
+    assert long["data"].replace(" ", "") in cells.replace(" ", "")  # folded, not cut
+    for shown in ("0.7691", "0.1980", "0.0347", "4.1860", "0.5359", "12 ★", "inactivity 91d",
+                  "explicit 30d", "PR-AUC", "config"):
+        assert shown in text, shown
