@@ -426,7 +426,8 @@ def assert_error_shape(resp: httpx.Response, status: int, field: str | None = No
 # (method, path, kwargs of httpx, status, field): one of each way a request goes wrong, on
 # every endpoint: BentoML's validation, our own checks, the guard, Starlette's 404 and 405
 SHAPES = {
-    "malformed json": ("POST", "/predict", {"content": b'{"customers": ['}, 400, "body"),
+    "malformed json": ("POST", "/predict", {"content": b'{"customers": [', "headers": {
+        "content-type": "application/json"}}, 400, "body"),
     "json array": ("POST", "/explain", {"json": []}, 400, "body"),
     "missing field": ("POST", "/explain", {"json": {"customer_id": 1}}, 400, "signup_at"),
     "extra field": ("POST", "/predict", {"json": req(GOOD, debug=True)}, 400, "debug"),
