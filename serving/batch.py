@@ -309,7 +309,9 @@ class BatchJobs:
         cmd = [sys.executable, "-m", "cli.main", "score",
                "--customers", str(folder / job.files["customers"]),
                "--events", str(folder / job.files["events"]),
-               "--as-of", job.as_of or _now(), "--out", str(out), "--model", job.model]
+               "--as-of", job.as_of or _now(), "--out", str(out), "--model", job.model,
+               # /batch/get serves one Parquet file; the Spark engine would write a folder
+               "--engine", "duckdb"]
         env = {**os.environ, "COLUMNS": "200"}
         for name, option in OPTIONS.items():
             value = getattr(job, name)
