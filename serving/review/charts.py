@@ -60,6 +60,8 @@ def waterfall_svg(p_base: float, steps: list[Step], p_final: float) -> Markup:
         lo, hi_x = sorted((x(start), x(end)))
         delta = end - start
         value = f"{end:.1%}" if kind in ("base", "total") else f"{delta * 100:+.1f} pp"
+        if value in ("+0.0 pp", "-0.0 pp"):  # a step too small to show its sign
+            value = "±0.0 pp"
         parts.append(
             f'<g class="step {kind}"><title>{escape(label)}'
             f'{" (" + escape(detail) + ")" if detail else ""}: {start:.2%} → {end:.2%}</title>'

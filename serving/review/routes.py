@@ -184,7 +184,11 @@ def list_page(request: Request) -> Response:
     scores, data, customers, levels, query, batches, previous = inputs
     playbook = current_playbook(settings)
     view = at_risk_list(scores, customers, list(levels), query, playbook, previous)
-    contacts = latest_contacts(engine_for(settings), [r["customer_id"] for r in view.rows])
+    try:
+        contacts = latest_contacts(engine_for(settings), [r["customer_id"] for r in view.rows])
+    except Exception:  # the list is still useful without the contacts column
+        log.exception("the store of records is not available")
+        contacts = {}
     live = live_model()
     value_name, value_def = _value_words(settings)
     return render("list.html", base=base, view=view, query=query, levels=levels, bands=BANDS,
@@ -241,6 +245,9 @@ async def record_contact(request: Request) -> Response:
     try:
         contact = check_contact(form.get("customer_id"), form.get("owner"), form.get("note"),
                                 form.get("outcome"), settings)
+        data = current_data(settings)
+        if data is not None and data.customer(contact.customer_id).empty:
+            raise RecordError("customer_id", "there is no such customer")
         as_of_text = form.get("as_of") or ""
         if not isinstance(as_of_text, str):
             raise RecordError("as_of", "must be a date")

@@ -487,6 +487,7 @@ def test_browser_acts_on_a_high_risk_customer_and_records_the_outcome(review: Re
     ({"owner": "Ann", "outcome": "retained", "note": "n" * 2001}, "note"),
     ({"owner": "Ann", "outcome": "retained", "as_of": "soon"}, "as_of"),
     ({"owner": "Ann", "outcome": "retained", "customer_id": ""}, "customer_id"),
+    ({"owner": "Ann", "outcome": "retained", "customer_id": "no-such-customer"}, "customer_id"),
 ])
 def test_a_bad_contact_is_a_400_naming_the_field(review: Review, form, field):
     data = {"customer_id": review.scores["customer_id"].iloc[0], **form}

@@ -259,3 +259,12 @@ def test_crm_link_escapes_the_id_and_only_http_templates_are_accepted():
                 "https://crm.example/customers/", "//crm.example/{customer_id}"):
         with pytest.raises(ValidationError, match="review_crm_url"):
             Settings(review_crm_url=bad)
+
+
+def test_money_takes_the_configured_currency_and_tiny_steps_have_no_sign():
+    from serving.review.format import money
+
+    assert money(1788.0) == "1,788.00" and money(1788.0, "€") == "€1,788.00"
+    assert money(None, "€") == "–" and money(float("nan")) == "–"
+    svg = str(waterfall_svg(0.2, [Step("tiny", "", 0.2, 0.19999)], 0.19999))
+    assert "±0.0 pp" in svg and "-0.0 pp" not in svg
