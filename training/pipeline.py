@@ -50,7 +50,7 @@ from training.split import TimeSplit, split_rows, split_times
 StageProgress = Callable[[str], Callable[[int, int], None]]
 log = logging.getLogger(__name__)
 # what MLflow prints straight to stderr when it registers a model, whatever its log level
-REGISTRY_CHATTER = ("Successfully registered model ", "Created version ")
+REGISTRY_CHATTER = ("Successfully registered model ", "Registered model ", "Created version ")
 
 
 @dataclass
