@@ -94,11 +94,17 @@ def score_on_spark(loaded: LoadedModel, tables: Tables, as_of: pd.Timestamp, top
             yield out.assign(churn_probability=proba)
 
     result = feats.mapInPandas(scores, schema=_schema(sample_scores))
-    target = Path(out_path)
+    return write_parquet_folder(result, Path(out_path))
+
+
+def write_parquet_folder(frame, target: Path) -> int:
+    """Write a Spark DataFrame as a Parquet folder at `target`, all or nothing: into a folder
+    beside it, renamed onto it once the job has succeeded. A failed job leaves `target` as it
+    was and removes its partial output. Returns the number of rows."""
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        result.write.parquet(str(tmp))
-        rows = spark.read.parquet(str(tmp)).count()
+        frame.write.parquet(str(tmp))
+        rows = frame.sparkSession.read.parquet(str(tmp)).count()
         _swap(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

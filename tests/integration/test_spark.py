@@ -1,0 +1,106 @@
+"""--engine spark: the same features, labels, errors and scores as DuckDB, in one local[2]
+session shared by the tests (Java 17 from Debian's packages, pyspark from the lock file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.contract import DataError
+from features.sources import SparkEngine, open_tables
+from scoring.predictor import score_batch
+from scoring.spark_batch import score_on_spark, write_parquet_folder
+from scoring.store import load_model
+from tests.unit.test_contract import EVENT_ERRORS
+from tests.unit.test_sources import (
+    assert_same_table,
+    check_engine_parity,
+    check_same_error,
+    logs,  # noqa: F401  (the fixture)
+)
+
+AS_OF = pd.Timestamp("2026-06-30")
+
+
+@pytest.fixture(scope="module")
+def spark_engine() -> SparkEngine:
+    return SparkEngine("local[2]", "2g")
+
+
+@pytest.mark.parametrize(("kind", "label"), [("subscription", "explicit"),
+                                             ("retail", "inactivity")])
+def test_spark_equals_the_in_memory_path(spark_engine, logs, kind, label):  # noqa: F811
+    check_engine_parity(spark_engine, logs[kind], label)
+
+
+@pytest.mark.parametrize(("data", "column", "parts"), EVENT_ERRORS)
+def test_spark_refuses_what_the_contract_refuses(spark_engine, tmp_path, data, column, parts):
+    error = check_same_error(spark_engine, tmp_path, data, column, "csv")
+    assert parts[0] in str(error)
+
+
+def test_spark_reads_a_day_first_column_with_the_date_format(spark_engine, tmp_path):
+    c = tmp_path / "c.csv"
+    c.write_text("customer_id,signup_at\n1,2023-12-01\n2,2023-12-02\n")
+    e = tmp_path / "e.csv"
+    e.write_text("customer_id,timestamp,event_type\n1,02/01/2024,login\n2,13/02/2024,login\n")
+    with pytest.raises(DataError, match="--date-format"):
+        open_tables(c, e, spark_engine)
+    tables = open_tables(c, e, spark_engine, date_format="%d/%m/%Y")
+    _, first, last = tables.events.stats()
+    assert pd.to_datetime([first, last], unit="s").tolist() == [pd.Timestamp("2024-01-02"),
+                                                                pd.Timestamp("2024-02-13")]
+
+
+def test_spark_scores_equal_churn_scores_reasons_included(spark_engine, trained, tmp_path):
+    """The champion applied by spark_udf, reasons from the predictor in mapInPandas: the table
+    `churn score` writes, to 1e-9."""
+    loaded = load_model("models:/churn@champion")
+    from scoring.settings import Settings
+
+    settings = Settings()
+    offer = settings.offer
+    duck = score_batch(loaded, *_in_memory(trained), AS_OF, 3, settings.risk_bands, offer)
+    tables = open_tables(trained.customers, trained.events, spark_engine)
+    rows = score_on_spark(loaded, tables, AS_OF, 3, settings.risk_bands, offer,
+                          tmp_path / "scores.parquet")
+    spark = pd.read_parquet(tmp_path / "scores.parquet")
+    assert rows == len(duck) == len(spark) > 1000
+    assert list(spark.columns) == list(duck.columns)
+    assert spark["reason_1_text"].notna().all()
+    key = "customer_id"
+    assert_same_table(spark.sort_values(key), duck.sort_values(key))
+
+
+def _in_memory(trained):
+    from features.contract import load_tables
+
+    tables = load_tables(trained.customers, trained.events)
+    return tables.customers, tables.events
+
+
+def test_a_failed_spark_job_leaves_the_target_as_it_was(spark_engine, tmp_path):
+    target = tmp_path / "scores.parquet"
+    write_parquet_folder(spark_engine.spark.sql("SELECT 1 AS x"), target)
+    before = sorted(p.name for p in target.iterdir())
+    failing = spark_engine.spark.sql("SELECT 1 / (id - 5) AS x FROM range(10)")  # ANSI: raises
+    with pytest.raises(Exception, match="DIVIDE_BY_ZERO"):
+        write_parquet_folder(failing, target)
+    assert sorted(p.name for p in target.iterdir()) == before
+    assert pd.read_parquet(target)["x"].tolist() == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.parquet"]  # no partial folder left
+
+
+def test_churn_score_on_spark_from_the_cli(trained):
+    """`churn score --engine spark --spark-master local[2]` writes the rows `churn score` does."""
+    out: dict[str, Path] = {}
+    for engine in ("duckdb", "spark"):
+        out[engine] = trained.home / f"scores-{engine}.parquet"
+        trained.churn("score", "--customers", str(trained.customers), "--events",
+                      str(trained.events), "--as-of", str(AS_OF.date()), "--out",
+                      str(out[engine]), "--engine", engine, "--spark-master", "local[2]")
+    duck, spark = (pd.read_parquet(out[e]).sort_values("customer_id") for e in ("duckdb", "spark"))
+    assert out["spark"].is_dir()
+    assert_same_table(spark, duck)
