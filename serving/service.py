@@ -180,7 +180,8 @@ def score_rows(loaded: LoadedModel, items: list[RowItem], top_k: int,
 
 def explain_history(loaded: LoadedModel, item: HistoryItem, top_k: int,
                     bands: tuple[float, float]) -> ItemResult | ExplainResponse:
-    """Every feature's value and contribution for one customer, or the error of its input."""
+    """Every feature's value and contribution for one customer, largest absolute contribution
+    first (what a reader looks for), or the error of its input."""
     model, spec = loaded.model, loaded.model.spec
     histories = histories_to_relations([item.customer], [item.as_of], spec, [item.path])
     if histories.errors:
