@@ -6,6 +6,7 @@ globally and no other Python on the machine can be picked up."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
@@ -21,6 +22,15 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 ORDER = ("01-explore-and-train.ipynb", "02-review-explanations.ipynb")
 CELL_TIMEOUT_S = 600
 RUN_ID = re.compile(r"\brun ([0-9a-f]{32})\b")
+# what the figures are: 01 churn rates, warning signs, calibration, lift; 02 three waterfalls,
+# the beeswarm and the profit curve. Twice as many would be each figure shown twice.
+FIGURES = {ORDER[0]: 4, ORDER[1]: 5}
+# noise in outputs: warnings (tqdm's, Python's), MLflow's INFO lines and progress bars
+NOISE = re.compile(r"Warning|WARNING|\bINFO\b|tqdm|IProgress|Downloading artifacts|"
+                   r"Successfully registered|Created version")
+NOTEBOOK_MODEL = "churn-notebook"
+# the offer settings notebook 02 runs under, unlike the default the champion was trained with
+OTHER_OFFER_COST = "99"
 
 
 def _kernel_env(tmp: Path, home: Path) -> dict[str, str]:
@@ -70,6 +80,8 @@ def executed(tmp_path_factory) -> tuple[Path, dict[str, nbformat.NotebookNode]]:
         spec = KernelSpecManager().get_kernel_spec("python3")
         assert spec.argv[0] == sys.executable, f"kernel would run {spec.argv[0]}"
         for name in ORDER:
+            if name == ORDER[1]:  # today's offer differs from the champion's (the default)
+                mp.setenv("CHURN_OFFER__COST", OTHER_OFFER_COST)
             nb = nbformat.read(NOTEBOOKS / name, as_version=4)
             # which interpreter really ran the cells, checked below
             nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
@@ -91,26 +103,49 @@ def test_notebook_runs_without_errors_in_this_venv(executed, name):
     assert Path(last) == Path(sys.executable)
 
 
+@pytest.mark.parametrize("name", ORDER)
+def test_every_figure_is_shown_once(executed, name):
+    _, done = executed
+    nb = done[name]
+    assert _images(nb) == FIGURES[name]
+    pngs = [o["data"]["image/png"] for o in _outputs(nb) if "image/png" in o.get("data", {})]
+    assert len({hashlib.sha256(p.encode()).hexdigest() for p in pngs}) == len(pngs)
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_outputs_hold_no_warnings_or_logging_noise(executed, name):
+    _, done = executed
+    nb = done[name]
+    stderr = [o.text for o in _outputs(nb) if o.output_type == "stream" and o.name == "stderr"]
+    assert not stderr, f"{name} wrote to stderr: {stderr[0][:300]}"
+    noise = NOISE.search(_text(nb))
+    assert noise is None, f"{name}: {_text(nb)[max(0, noise.start() - 100):noise.end() + 200]}"
+
+
 def test_explore_and_train_shows_plots_and_a_logged_run(executed):
     home, done = executed
     nb = done[ORDER[0]]
-    # churn rates, warning signs, calibration and lift
-    assert _images(nb) >= 4
     found = RUN_ID.findall(_text(nb))
     assert found, "notebook 01 printed no run id"
-    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
-    assert client.get_run(found[0]).info.status == "FINISHED"
+    uri = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.get_run(found[0])
+    assert run.info.status == "FINISHED" and run.info.run_name.endswith("notebook-fast")
+    # its own model and experiment: the CLI's `churn` is never created or touched
+    assert [m.name for m in client.search_registered_models()] == [NOTEBOOK_MODEL]
+    assert client.get_experiment(run.info.experiment_id).name == NOTEBOOK_MODEL
+    assert client.get_experiment_by_name("churn") is None
     assert (home / "data" / "customers.parquet").exists()
 
 
 def test_review_shows_waterfalls_summary_and_campaign(executed):
     _, done = executed
     nb = done[ORDER[1]]
-    # three waterfalls, the beeswarm and the profit curve
-    assert _images(nb) >= 5
     text = _text(nb)
-    assert "champion: churn version 1" in text
+    assert f"champion: {NOTEBOOK_MODEL} version 1" in text
     assert "best_k" in text
+    # the campaign uses the offer the champion was trained with, not today's settings
+    assert "offer: cost=10.0 " in text and f"cost={OTHER_OFFER_COST}" not in text
 
 
 @pytest.mark.parametrize("name", ORDER)
