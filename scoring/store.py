@@ -106,11 +106,13 @@ _LOCATION_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_ur
 
 def _stored_roots(db: sqlite3.Connection) -> set[str]:
     """The mlruns/ folders this store's experiments were created in: every experiment of ours
-    keeps its artifacts in <mlruns>/artifacts (see local_artifact_root)."""
+    keeps its artifacts in <home>/mlruns/artifacts (see local_artifact_root); a location of
+    another shape was chosen by someone else and is left alone."""
     roots = set()
     for (location,) in db.execute("SELECT artifact_location FROM experiments"):
-        if location and location.startswith("file://") and location.endswith("/artifacts"):
-            roots.add(Path(location[len("file://"):]).parent.as_posix())
+        path = Path(location[len("file://"):]) if (location or "").startswith("file://") else None
+        if path is not None and path.name == "artifacts" and path.parent.name == "mlruns":
+            roots.add(path.parent.as_posix())
     return roots
 
 
