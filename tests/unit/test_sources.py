@@ -56,7 +56,7 @@ def check_engine_parity(engine, folder: Path, label: str) -> None:
     assert_same_table(feature_table(eng.customers, eng.events, spec, [AS_OF]), want)
     plan = plan_observations(mem.customers, mem.events, 30, None)
     assert plan_observations(eng.customers, eng.events, 30, None) == plan
-    times = plan.times[-3:]
+    times = plan.times[-2:]
     snaps = build_snapshots(mem, spec, label, 30, plan.cadence_days, times=times)
     assert snaps["label"].nunique() == 2
     assert_same_table(build_snapshots(eng, spec, label, 30, plan.cadence_days, times=times), snaps)
