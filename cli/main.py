@@ -554,7 +554,8 @@ def main() -> None:
         if os.environ.get("CHURN_DEBUG"):
             raise
         kind = "data error" if isinstance(exc, DataError) else "error"
-        fail(f"{kind}: {str(exc) or type(exc).__name__}",
+        text = " ".join((str(exc) or type(exc).__name__).split(" JVM stacktrace:")[0].split())
+        fail(f"{kind}: {text}",
              2 if isinstance(exc, DataError | UsageError | ValueError) else 1)
 
 

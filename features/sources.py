@@ -130,6 +130,10 @@ def expand(path: str | Path) -> tuple[list[str], str]:
     """The files a path names (a file, a folder of files, or a glob) and their kind, csv or
     parquet. A DataError when there are none or the kinds are mixed."""
     text = str(path)
+    if "://" in text:  # on the engine's own file system (a cluster's): listed by the engine
+        kind = "csv" if text.lower().rstrip("/").endswith(_CSV) else "parquet"
+        return [text], kind
+    text = os.path.abspath(text)  # a Spark Connect server resolves relative paths in its folder
     if any(c in text for c in "*?["):
         files = sorted(glob.glob(text, recursive=True))
     elif os.path.isdir(text):
@@ -176,6 +180,9 @@ class DuckEngine:
             self.con.execute(f"SET threads = {int(threads)}")
 
     def scan(self, files: list[str], kind: str, sep: str = ",") -> str:
+        remote = [f for f in files if "://" in f]
+        if remote:
+            raise DataError(remote[0], None, "a path on a cluster's file system needs --engine spark")
         listed = "[" + ", ".join(_literal(f) for f in files) + "]"
         if kind == "parquet":
             return f"read_parquet({listed}, union_by_name = true)"
