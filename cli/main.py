@@ -528,7 +528,7 @@ def main() -> None:
     level = os.environ.get("CHURN_LOG_LEVEL", "WARNING")
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if "CHURN_LOG_LEVEL" not in os.environ:  # MLflow narrates every step at INFO
-        for name in ("mlflow", "alembic", "lightgbm"):
+        for name in ("mlflow", "alembic", "lightgbm", "pyspark", "py4j", "SQLQueryContextLogger"):
             logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR" if "CHURN_LOG_LEVEL" not in os.environ
@@ -554,7 +554,10 @@ def main() -> None:
         if os.environ.get("CHURN_DEBUG"):
             raise
         kind = "data error" if isinstance(exc, DataError) else "error"
-        text = " ".join((str(exc) or type(exc).__name__).split(" JVM stacktrace:")[0].split())
+        text = str(exc) or type(exc).__name__
+        if type(exc).__module__.startswith(("pyspark", "py4j")):  # its first line, not the plan
+            text = text.strip().splitlines()[0]
+        text = " ".join(text.split())
         fail(f"{kind}: {text}",
              2 if isinstance(exc, DataError | UsageError | ValueError) else 1)
 

@@ -54,7 +54,7 @@ def _feature_frame(rows: pd.DataFrame, spec) -> pd.DataFrame:
 
 
 def score_on_spark(loaded: LoadedModel, tables: Tables, as_of: pd.Timestamp, top_k: int,
-                   bands: tuple[float, float], offer: Offer | None, out_path: Path) -> int:
+                   bands: tuple[float, float], offer: Offer | None, out_path: Path | str) -> int:
     """Score every customer active at `as_of` on Spark and write the scores (the columns of
     `churn score`) as a Parquet folder at `out_path`. Returns the number of rows."""
     import mlflow.pyfunc
@@ -69,12 +69,12 @@ def score_on_spark(loaded: LoadedModel, tables: Tables, as_of: pd.Timestamp, top
         return 0
     obs = obs_relation(pd.DataFrame({CUSTOMER_ID: who.to_numpy(), AS_OF: as_of}))
     rel = EngineRelations(customers, tables.events, spec)
-    raw = rel.frame(feature_sql(spec), obs=obs)
-
     # the schemas of the two pandas stages, from the same code run on one row on the driver
     sample_rows = rel.query(feature_sql(spec), obs=obs.slice(0, 1))
     sample_feats = _feature_frame(sample_rows, spec)
     sample_scores = score_features(loaded, sample_feats, top_k, bands, offer)
+    # registered last and kept: a Spark Connect plan names the view until it runs
+    raw = rel.frame(feature_sql(spec), obs=obs)
 
     def finish(batches):
         for rows in batches:
@@ -94,13 +94,21 @@ def score_on_spark(loaded: LoadedModel, tables: Tables, as_of: pd.Timestamp, top
             yield out.assign(churn_probability=proba)
 
     result = feats.mapInPandas(scores, schema=_schema(sample_scores))
-    return write_parquet_folder(result, Path(out_path))
+    return write_parquet_folder(result, out_path)
 
 
-def write_parquet_folder(frame, target: Path) -> int:
+def write_parquet_folder(frame, target: Path | str) -> int:
     """Write a Spark DataFrame as a Parquet folder at `target`, all or nothing: into a folder
     beside it, renamed onto it once the job has succeeded. A failed job leaves `target` as it
-    was and removes its partial output. Returns the number of rows."""
+    was and removes its partial output. Returns the number of rows.
+
+    A URI on a cluster's file system (s3a://, hdfs://, abfss://) is written by Spark's own commit
+    protocol instead: the files appear at job commit, a failed job is aborted and its temporary
+    files removed, and an existing target is an error rather than replaced."""
+    if "://" in str(target):
+        frame.write.mode("errorifexists").parquet(str(target))
+        return frame.sparkSession.read.parquet(str(target)).count()
+    target = Path(target).resolve()  # a Spark Connect server resolves paths in its own folder
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         frame.write.parquet(str(tmp))
