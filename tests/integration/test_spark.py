@@ -3,6 +3,10 @@ session shared by the tests (Java 17 from Debian's packages, pyspark from the lo
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -11,6 +15,7 @@ from features.sources import SparkEngine, open_tables
 from scoring.predictor import score_batch
 from scoring.spark_batch import score_on_spark, write_parquet_folder
 from scoring.store import load_model
+from tests.helpers import CHURN
 from tests.unit.test_contract import EVENT_ERRORS
 from tests.unit.test_sources import (
     assert_same_table,
@@ -109,3 +114,37 @@ def test_churn_score_on_spark_from_the_cli(trained, logs):  # noqa: F811
                        settings.risk_bands, settings.offer)
     assert len(duck) > 50
     assert_same_table(pd.read_parquet(out).sort_values("customer_id"), duck.sort_values("customer_id"))
+
+
+@pytest.fixture(scope="module")
+def connect_server(tmp_path_factory):
+    """A real Spark Connect server (scripts/spark-connect.sh, local[2] behind it) on a free
+    loopback port: the way a cluster is reached."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CHURN_SPARK_CONNECT_DIR": str(tmp_path_factory.mktemp("connect"))}
+    script = str(Path(__file__).resolve().parents[2] / "scripts" / "spark-connect.sh")
+    subprocess.run([script, "start", "local[2]", str(port)], env=env, check=True, timeout=180)
+    yield f"sc://127.0.0.1:{port}"
+    subprocess.run([script, "stop"], env=env, check=False, timeout=60)
+
+
+def test_the_same_command_runs_through_spark_connect(trained, logs, connect_server):  # noqa: F811
+    """`SPARK_REMOTE=sc://... churn features --engine spark`: the command a cluster runs, here
+    against a local Connect server, writes DuckDB's feature table."""
+    c, e = logs["retail"] / "customers.parquet", logs["retail"] / "events.parquet"
+    out = {}
+    for engine in ("duckdb", "spark"):
+        out[engine] = trained.home / f"features-{engine}.parquet"
+        env = {**trained.env, "SPARK_REMOTE": connect_server} if engine == "spark" else trained.env
+        proc = subprocess.run([CHURN, "features", "--customers", str(c), "--events", str(e),
+                               "--as-of", "2026-05-01", "--out", str(out[engine]), "--engine", engine],
+                              cwd=trained.home, env=env, capture_output=True, text=True, timeout=600,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    duck = pd.read_parquet(out["duckdb"])
+    assert len(duck) > 100
+    assert_same_table(pd.read_parquet(out["spark"]), duck)
