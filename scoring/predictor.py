@@ -168,7 +168,13 @@ def score_batch(
     feats = feature_table(customers, events, loaded.model.spec, [as_of])
     if feats.empty:
         return feats
-    return score_features(loaded, feats, top_k, bands, offer)
+    # in slices: the reasons are Python objects, and a million customers' at once cost gigabytes
+    parts = [score_features(loaded, feats.iloc[i:i + SCORE_SLICE], top_k, bands, offer)
+             for i in range(0, len(feats), SCORE_SLICE)]
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+SCORE_SLICE = 100_000  # feature rows scored at once by score_batch
 
 
 def score_features(loaded: LoadedModel, feats: pd.DataFrame, top_k: int,

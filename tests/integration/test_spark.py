@@ -148,3 +148,18 @@ def test_the_same_command_runs_through_spark_connect(trained, logs, connect_serv
     duck = pd.read_parquet(out["duckdb"])
     assert len(duck) > 100
     assert_same_table(pd.read_parquet(out["spark"]), duck)
+
+
+def test_churn_score_in_slices_equals_all_at_once(trained, monkeypatch):
+    """score_batch scores its feature rows in slices (the reasons of a million customers at once
+    would cost gigabytes); slicing changes nothing in the table."""
+    from scoring import predictor
+    from scoring.settings import Settings
+
+    loaded, settings = load_model("models:/churn@champion"), Settings()
+    args = (*_in_memory(trained), AS_OF, 3, settings.risk_bands, settings.offer)
+    whole = predictor.score_batch(loaded, *args)
+    monkeypatch.setattr(predictor, "SCORE_SLICE", 700)
+    sliced = predictor.score_batch(loaded, *args)
+    assert len(whole) > 2 * 700
+    pd.testing.assert_frame_equal(sliced, whole)
