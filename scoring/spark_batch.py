@@ -44,6 +44,22 @@ def _schema(frame: pd.DataFrame) -> str:
     return ", ".join(f"`{c}` {_spark_type(t)}" for c, t in frame.dtypes.items())
 
 
+def _empty_row(spec, as_of: pd.Timestamp) -> pd.DataFrame:
+    """One row shaped as the feature query's output, every feature missing."""
+    from features.definitions import BTYD_MODEL_FEATURES
+
+    cats = set(spec.categorical_features)
+    row = {"obs_id": [0], CUSTOMER_ID: ["x"], AS_OF: [obs_seconds(as_of)]}
+    for name in spec.feature_names:
+        if name not in BTYD_MODEL_FEATURES:  # added by _finish
+            row[name] = [None] if name in cats else [float("nan")]
+    return pd.DataFrame(row)
+
+
+def obs_seconds(t: pd.Timestamp) -> float:
+    return float(obs_relation(pd.DataFrame({CUSTOMER_ID: ["x"], AS_OF: [t]}))["as_of"][0].as_py())
+
+
 def _feature_frame(rows: pd.DataFrame, spec) -> pd.DataFrame:
     """Raw rows of the feature query as the feature table `churn score` builds (`_finish`)."""
     rows = rows.sort_values("obs_id", kind="stable")
@@ -69,9 +85,10 @@ def score_on_spark(loaded: LoadedModel, tables: Tables, as_of: pd.Timestamp, top
         return 0
     obs = obs_relation(pd.DataFrame({CUSTOMER_ID: who.to_numpy(), AS_OF: as_of}))
     rel = EngineRelations(customers, tables.events, spec)
-    # the schemas of the two pandas stages, from the same code run on one row on the driver
-    sample_rows = rel.query(feature_sql(spec), obs=obs.slice(0, 1))
-    sample_feats = _feature_frame(sample_rows, spec)
+    # the schemas of the two pandas stages, from the same code run on the driver on one row of
+    # the feature query's shape (all missing: running the query for one customer would scan
+    # every event)
+    sample_feats = _feature_frame(_empty_row(spec, as_of), spec)
     sample_scores = score_features(loaded, sample_feats, top_k, bands, offer)
     # registered last and kept: a Spark Connect plan names the view until it runs
     raw = rel.frame(feature_sql(spec), obs=obs)

@@ -220,14 +220,19 @@ def rescore(loaded: LoadedModel, settings: Settings, scores: pd.DataFrame) -> pd
         if fresh.empty:
             raise PageError(409, "Nobody to score", f"No customer is active at {as_of:%Y-%m-%d}.")
         folder = history_folder(path)
-        folder.mkdir(exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         kept = folder / f"{path.stem}-{stamp}.parquet"
         try:
-            os.link(path, kept)  # the old file stays whole under its new name
-        except OSError:
-            shutil.copy2(path, kept)
-        write_parquet(fresh, path)
+            folder.mkdir(exist_ok=True)
+            try:
+                os.link(path, kept)  # the old file stays whole under its new name
+            except OSError:
+                shutil.copy2(path, kept)
+            write_parquet(fresh, path)
+        except OSError as exc:  # the list stays as it was: write_parquet replaces it atomically
+            raise PageError(503, "Cannot re-score",
+                            "The service cannot write beside the scores file "
+                            f"({exc.strerror or 'not writable'}); the list is unchanged.") from None
         log.info("re-scored %s with model %s: %d customers; the old file is %s", path.name,
                  loaded.label, len(fresh), kept.name)
         return fresh

@@ -564,3 +564,24 @@ def test_browser_rescores_the_list_with_the_live_model(stale, review: Review, tr
         review.scores.sort_values("customer_id")["churn_probability"].to_numpy(), atol=1e-6)
     kept = list(path.with_name("scores.batches").glob("scores-*.parquet"))
     assert len(kept) == 1 and set(pd.read_parquet(kept[0])["model_version"]) == {"0"}
+
+
+def test_rescoring_where_nothing_can_be_written_is_a_503_and_keeps_the_list(review: Review,
+                                                                          trained: Trained,
+                                                                          tmp_path):
+    """The folder for earlier batches cannot be made (a file holds its name): the reviewer gets a
+    503 that says so, never a 500, and the list on disk is unchanged."""
+    from scoring.settings import Settings
+    from scoring.store import load_model
+    from serving.review.data import PageError, rescore
+
+    path = tmp_path / "scores.parquet"
+    review.scores.to_parquet(path, index=False)
+    (tmp_path / "scores.batches").write_text("not a folder")
+    settings = Settings(review_scores=path, review_customers=review.customers_path,
+                        review_events=review.events_path)
+    before = path.read_bytes()
+    with pytest.raises(PageError) as info:
+        rescore(load_model("models:/churn@champion"), settings, review.scores)
+    assert info.value.status == 503 and "list is unchanged" in info.value.message
+    assert path.read_bytes() == before
