@@ -12,8 +12,9 @@ from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddle
 
 ROUTES = frozenset({
     "/", "/predict", "/predict_features", "/explain", "/batch/submit", "/batch/status",
-    "/batch/get", "/model", "/review", "/review/", "/review/filters.js", "/metrics", "/readyz",
-    "/livez", "/healthz", "/docs", "/docs.json", "/score_histories", "/score_feature_rows",
+    "/batch/get", "/model", "/review", "/review/", "/review/filters.js", "/review/export.csv",
+    "/review/rescore", "/review/contacts", "/metrics", "/readyz", "/livez", "/healthz", "/docs",
+    "/docs.json", "/docs.js", "/score_histories", "/score_feature_rows",
 })
 PREFIXES = (("/review/customer/", "/review/customer/{id}"),
             ("/static_content/", "/static_content/{file}"))
