@@ -21,7 +21,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -34,6 +33,7 @@ from features.contract import (
     DataError,
     Tables,
     _format_problem,
+    _plain,
     read_table,
     validate_customers,
 )
@@ -498,10 +498,6 @@ class EventFiles:
         first = float(rows["first"].min()) if len(rows) else None
         last = float(rows["last"].max()) if len(rows) else None
         return counts, first, last
-
-
-def _plain(value: object) -> object:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 class EngineRelations:

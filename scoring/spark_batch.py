@@ -21,7 +21,7 @@ import pandas as pd
 
 from features.contract import CUSTOMER_ID, Tables
 from features.definitions import feature_sql
-from features.engine import AS_OF, _finish, active_at, obs_relation
+from features.engine import AS_OF, _finish, active_at, epoch_seconds, obs_relation
 from features.sources import EngineRelations
 from scoring.predictor import score_features
 from scoring.settings import Offer
@@ -49,15 +49,11 @@ def _empty_row(spec, as_of: pd.Timestamp) -> pd.DataFrame:
     from features.definitions import BTYD_MODEL_FEATURES
 
     cats = set(spec.categorical_features)
-    row = {"obs_id": [0], CUSTOMER_ID: ["x"], AS_OF: [obs_seconds(as_of)]}
+    row = {"obs_id": [0], CUSTOMER_ID: ["x"], AS_OF: epoch_seconds(pd.Series([as_of]))}
     for name in spec.feature_names:
         if name not in BTYD_MODEL_FEATURES:  # added by _finish
             row[name] = [None] if name in cats else [float("nan")]
     return pd.DataFrame(row)
-
-
-def obs_seconds(t: pd.Timestamp) -> float:
-    return float(obs_relation(pd.DataFrame({CUSTOMER_ID: ["x"], AS_OF: [t]}))["as_of"][0].as_py())
 
 
 def _feature_frame(rows: pd.DataFrame, spec) -> pd.DataFrame:
