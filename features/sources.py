@@ -341,6 +341,7 @@ class EventFiles:
         self.dropped = 0
         self.value_columns: tuple[str, ...] = ()
         self._value_sql: dict[str, str] = {}
+        self._all_stats: tuple[pd.Series, float | None, float | None] | None = None
 
     # -- column expressions --------------------------------------------------------------------
     def _col(self, clean: str) -> _Column:
@@ -368,6 +369,15 @@ class EventFiles:
             return ref
         return self.engine.dialect.parse(f"NULLIF(TRIM({ref}), '')", date_format)
 
+    def _number(self, c: _Column) -> tuple[str, str | None]:
+        """A value column as DOUBLE, and for text the condition of a value that is no number."""
+        ref = self.engine.dialect.quote(c.name)
+        if c.kind != "string":
+            return f"CAST({ref} AS DOUBLE)", None
+        text = f"NULLIF(TRIM({ref}), '')"
+        return (f"TRY_CAST({text} AS DOUBLE)",
+                f"{text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) IS NULL")
+
     def _text(self, clean: str) -> str:
         return f"NULLIF(TRIM(CAST({self._ref(clean)} AS STRING)), '')"
 
@@ -382,7 +392,6 @@ class EventFiles:
     def check(self, known: str) -> None:
         """Validate the events against the contract in one scan, and count those of customers
         not in `known` (a relation with a known_id column); they are left out (a note)."""
-        d = self.engine.dialect
         tcol = self._col(TIMESTAMP)
         if tcol.kind in ("integer", "float"):
             raise DataError(self.path, TIMESTAMP, "expected dates or timestamps, got numbers",
@@ -405,15 +414,10 @@ class EventFiles:
                                        "IS NULL")
             checks["ts_iso_bad"] = _sum_if(f"{ts_text} IS NOT NULL AND {self._ts_parse(None)} IS NULL")
         candidates = [c for c in self.columns if c.clean not in EVENT_REQUIRED]
-        for i, c in enumerate(candidates):
-            ref = d.quote(c.name)
-            if c.kind == "string":
-                text = f"NULLIF(TRIM({ref}), '')"
-                checks[f"nonnum_{i}"] = _sum_if(f"{text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) "
-                                                "IS NULL")
-                number = f"TRY_CAST({text} AS DOUBLE)"
-            else:
-                number = f"CAST({ref} AS DOUBLE)"
+        numbers = [self._number(c) for c in candidates]
+        for i, (c, (number, not_number)) in enumerate(zip(candidates, numbers, strict=True)):
+            if not_number is not None:
+                checks[f"nonnum_{i}"] = _sum_if(not_number)
             if c.kind in ("string", "integer", "float"):
                 checks[f"inf_{i}"] = _sum_if(f"ABS({number}) = CAST('Infinity' AS DOUBLE)")
         select = ", ".join(f"{expr} AS {name}" for name, expr in checks.items())
@@ -447,25 +451,19 @@ class EventFiles:
             raise DataError(self.path, EVENT_TYPE, "missing event type",
                             self._example(f"{self._text(EVENT_TYPE)} IS NULL", EVENT_TYPE))
         values: dict[str, str] = {}
-        for i, c in enumerate(candidates):
-            ref = d.quote(c.name)
+        for i, (c, (number, not_number)) in enumerate(zip(candidates, numbers, strict=True)):
             if stats.get(f"nonnum_{i}"):
                 if c.clean == AMOUNT:
-                    text = f"NULLIF(TRIM({ref}), '')"
-                    raise DataError(self.path, AMOUNT, "amount is not a number", self._example(
-                        f"{text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) IS NULL", c.clean))
+                    raise DataError(self.path, AMOUNT, "amount is not a number",
+                                    self._example(not_number, c.clean))
                 self.notes.append(f"{self.path}: column '{c.clean}' is not numeric and is ignored")
                 continue
             if c.kind not in ("string", "integer", "float"):
                 self.notes.append(f"{self.path}: column '{c.clean}' is not numeric and is ignored")
                 continue
             if stats.get(f"inf_{i}"):
-                number = (f"TRY_CAST(NULLIF(TRIM({ref}), '') AS DOUBLE)" if c.kind == "string"
-                          else f"CAST({ref} AS DOUBLE)")
                 raise DataError(self.path, c.clean, "infinite value", self._example(
                     f"ABS({number}) = CAST('Infinity' AS DOUBLE)", c.clean))
-            number = (f"TRY_CAST(NULLIF(TRIM({ref}), '') AS DOUBLE)" if c.kind == "string"
-                      else f"CAST({ref} AS DOUBLE)")
             values[c.clean] = f"CASE WHEN isnan({number}) THEN NULL ELSE {number} END"
         self.value_columns = tuple(sorted(values, key=lambda c: (c != AMOUNT, c)))
         self._value_sql = values
@@ -489,7 +487,9 @@ class EventFiles:
 
     def stats(self, before: float | None = None) -> tuple[pd.Series, float | None, float | None]:
         """Event counts per type, and the first and last event time (epoch seconds), of the
-        known customers' events strictly before `before` (None: all)."""
+        known customers' events strictly before `before` (None: all, computed once)."""
+        if before is None and self._all_stats is not None:
+            return self._all_stats
         where = "" if before is None else f" WHERE ts < {float(before)!r}E0"
         rows = self.engine.query(
             f"SELECT event_type, COUNT(*) AS n, MIN(ts) AS first, MAX(ts) AS last "
@@ -497,6 +497,8 @@ class EventFiles:
         counts = pd.Series(rows["n"].to_numpy(dtype="int64"), index=rows["event_type"].astype(str))
         first = float(rows["first"].min()) if len(rows) else None
         last = float(rows["last"].max()) if len(rows) else None
+        if before is None:
+            self._all_stats = (counts, first, last)
         return counts, first, last
 
 
