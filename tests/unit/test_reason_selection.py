@@ -4,23 +4,12 @@ sentences read as English ("1 day ago")."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from scoring.reasons import behaviour_mask, is_profile, render_reason, top_reasons
-
-
-@dataclass
-class Model:
-    feature_names: list[str]
-    reason_texts: dict = field(default_factory=dict)
-
-    def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-raw))
-
+from tests.unit.test_reasons import Model
 
 NAMES = ["attr_contract", "tenure_days", "n_login_30d", "days_since_late_payment"]
 MODEL = Model(NAMES, {"attr_contract": {"kind": "category", "label": "contract"}})
