@@ -1,5 +1,6 @@
-"""The product's store of records: what people did about the scores. Today the contacts a
-retention lead records on /review; campaign and monitoring records will join them here.
+"""The product's store of records: what was predicted and what people did about it. The
+prediction log (`predictions`, written by scoring/predlog.py), the contacts a retention lead
+records on /review, and the campaign and monitoring records.
 
 One database, SQLAlchemy Core: a SQLite file `mlruns/churn.db` under the store by default, or
 any URL in CHURN_DATABASE_URL. Tables are created on first use, not at import. Every write is
@@ -9,6 +10,7 @@ naming the field.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -54,6 +58,26 @@ contacts = Table(
     Column("as_of", DateTime, nullable=True),  # the scores' observation time
 )
 
+# The prediction log: one row per prediction made by /predict, /predict_features, /batch or
+# `churn score`. `record_id` is made by the writer, so a retried write never stores a row twice.
+predictions = Table(
+    "predictions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("record_id", String(32), nullable=False, unique=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("as_of", DateTime, nullable=False),  # UTC, naive: the observation time
+    Column("probability", Float, nullable=False),
+    Column("band", String(20), nullable=False),
+    Column("reasons", Text, nullable=False, default="[]"),  # JSON list of feature names, top first
+    Column("model_version", String(200), nullable=False),
+    Column("source", String(40), nullable=False),  # predict, predict_features, batch, score
+    Column("created_at", DateTime, nullable=False),  # UTC, naive: when it was made
+    Index("ix_predictions_version_as_of", "model_version", "as_of"),
+    Index("ix_predictions_customer", "customer_id", "as_of"),
+)
+PREDICTION_COLUMNS = ("record_id", "customer_id", "as_of", "probability", "band", "reasons",
+                      "model_version", "source", "created_at")
+
 
 class RecordError(ValueError):
     """A record that cannot be stored as given; `field` names the input."""
@@ -83,23 +107,25 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or f"sqlite:///{settings.mlruns / 'churn.db'}"
 
 
-_engines: dict[str, Engine] = {}
+_engines: dict[str, tuple[Engine, int]] = {}
 _engines_lock = threading.Lock()
 
 
 def engine_for(settings: Settings) -> Engine:
-    """The store's engine, one per URL in this process, with its tables created."""
+    """The store's engine, one per URL in this process, with its tables created: every table
+    defined on `metadata` so far, including those of modules imported since the last call."""
     url = database_url(settings)
     with _engines_lock:
-        engine = _engines.get(url)
+        engine, known = _engines.get(url, (None, 0))
         if engine is None:
             if url.startswith("sqlite:///") and settings.database_url is None:
                 settings.mlruns.mkdir(parents=True, exist_ok=True)
             # SQLite: wait for another process's write instead of failing at once
             args = {"timeout": 30} if url.startswith("sqlite") else {}
             engine = create_engine(url, connect_args=args)
+        if known != len(metadata.tables):
             metadata.create_all(engine)
-            _engines[url] = engine
+            _engines[url] = (engine, len(metadata.tables))
         return engine
 
 
@@ -166,3 +192,51 @@ def latest_contacts(engine: Engine, customer_ids: Sequence[str]) -> dict[str, Co
     query = select(contacts).where(contacts.c.id.in_(newest))
     with engine.connect() as conn:
         return {c.customer_id: c for c in map(_contact, conn.execute(query))}
+
+
+# -- the prediction log -------------------------------------------------------------------------
+
+
+def write_predictions(engine: Engine, rows: Sequence[dict]) -> int:
+    """Store prediction rows (PREDICTION_COLUMNS; `reasons` a list or JSON text) in one
+    transaction: all or none. Rows whose record_id is already stored are left out, so a write
+    retried after an unclear failure stores each row once. Returns the rows stored."""
+    if not rows:
+        return 0
+    clean = [{**r, "reasons": r["reasons"] if isinstance(r["reasons"], str)
+              else json.dumps(list(r["reasons"]))} for r in rows]
+    stored = 0
+    with engine.begin() as conn:
+        for i in range(0, len(clean), WRITE_CHUNK):  # bound the statement's parameters
+            part = clean[i:i + WRITE_CHUNK]
+            ids = [r["record_id"] for r in part]
+            seen = set(conn.execute(select(predictions.c.record_id)
+                                    .where(predictions.c.record_id.in_(ids))).scalars())
+            fresh = [r for r in part if r["record_id"] not in seen]
+            if fresh:
+                conn.execute(predictions.insert(), fresh)
+            stored += len(fresh)
+    return stored
+
+
+WRITE_CHUNK = 5_000
+
+
+def read_predictions(engine: Engine, since: datetime | None = None, until: datetime | None = None,
+                     model_version: str | None = None, source: str | None = None):
+    """Logged predictions as a DataFrame (PREDICTION_COLUMNS, `reasons` as JSON text), filtered
+    by observation time (`since` <= as_of < `until`, naive UTC), model version and source."""
+    import pandas as pd
+
+    query = select(*(predictions.c[c] for c in PREDICTION_COLUMNS)).order_by(predictions.c.id)
+    if since is not None:
+        query = query.where(predictions.c.as_of >= since)
+    if until is not None:
+        query = query.where(predictions.c.as_of < until)
+    if model_version is not None:
+        query = query.where(predictions.c.model_version == model_version)
+    if source is not None:
+        query = query.where(predictions.c.source == source)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))

@@ -17,6 +17,8 @@ from scoring.records import (
     database_url,
     engine_for,
     latest_contacts,
+    read_predictions,
+    write_predictions,
 )
 from scoring.settings import Settings
 
@@ -88,3 +90,19 @@ def test_a_failed_write_leaves_nothing_behind(settings):
                                               outcome="retained", created_at=datetime(2026, 1, 1)))
         conn.execute(contacts.insert().values(customer_id="c9"))  # NOT NULL owner: fails
     assert contacts_of(engine, "c9") == []
+
+
+def test_prediction_log_stores_each_record_once_and_reads_back_filtered(tmp_path):
+    engine = engine_for(Settings(home=tmp_path))
+
+    def row(i, version):
+        return {"record_id": f"r{i}", "customer_id": f"c{i}", "as_of": datetime(2026, 1, 1 + i),
+                "probability": i / 10, "band": "low", "reasons": ["n_login_30d"],
+                "model_version": version, "source": "score", "created_at": datetime(2026, 2, 1)}
+    batch = [row(i, "1") for i in range(3)] + [row(3, "2")]
+    assert write_predictions(engine, batch) == 4
+    assert write_predictions(engine, batch[:2] + [row(4, "2")]) == 1  # a retry adds only the new
+    assert len(read_predictions(engine)) == 5
+    got = read_predictions(engine, since=datetime(2026, 1, 2), model_version="1")
+    assert got["customer_id"].tolist() == ["c1", "c2"]
+    assert got["reasons"].iloc[0] == '["n_login_30d"]'
