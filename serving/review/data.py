@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from campaigns.playbook import DEFAULT_PATH, Playbook, PlaybookError, load_playbook
 from features.contract import CUSTOMER_ID, DataError, Tables, load_tables, write_parquet
 from scoring.predictor import offer_if_valued, score_batch
 from scoring.settings import Settings
 from scoring.store import LoadedModel
-from serving.playbook import DEFAULT_PATH, Playbook, PlaybookError, load_playbook
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 
+from campaigns.playbook import Playbook, suggest
 from features.contract import CUSTOMER_ID
 from scoring.reasons import is_profile
-from serving.playbook import Playbook, suggest
 from serving.review.data import PageError
 from serving.review.format import day, number, text
 

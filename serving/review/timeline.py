@@ -9,8 +9,8 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from campaigns.playbook import Playbook, sign_for
 from features.contract import EVENT_TYPE, TIMESTAMP
-from serving.playbook import Playbook, sign_for
 
 
 @dataclass

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from campaigns.playbook import FamilyMatch, Playbook, suggest
 from features.engine import feature_table
 from scoring.predictor import OfferDecision, customer_value, offer_decision, offer_if_valued, predict
 from scoring.reasons import (
@@ -22,7 +23,6 @@ from scoring.reasons import (
 )
 from scoring.settings import Offer
 from scoring.store import LoadedModel
-from serving.playbook import FamilyMatch, Playbook, suggest
 from serving.review.charts import Step, timeline_svg, waterfall_svg
 from serving.review.data import Batch, Data, PageError
 from serving.review.format import day, shown, text

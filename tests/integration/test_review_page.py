@@ -252,7 +252,7 @@ def test_without_scores_the_list_says_how_to_make_them(monkeypatch):
 
 
 def test_bad_playbook_is_a_page_naming_the_key(review: Review, tmp_path: Path, monkeypatch):
-    from serving.playbook import DEFAULT_PATH
+    from campaigns.playbook import DEFAULT_PATH
 
     bad = tmp_path / "playbook.toml"
     bad.write_text(DEFAULT_PATH.read_text().replace("days = 120", 'days = "a lot"'))

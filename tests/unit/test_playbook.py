@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.playbook import (
+from campaigns.playbook import (
     DEFAULT_PATH,
     PlaybookError,
     family_for,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.playbook import load_playbook
+from campaigns.playbook import load_playbook
 from serving.review.charts import Step, timeline_svg, waterfall_svg
 from serving.review.timeline import customer_timeline
 

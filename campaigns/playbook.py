@@ -1,6 +1,6 @@
 """The retention playbook: reason families, their actions and the timeline's warning signs.
 
-The playbook is a small TOML file (serving/playbook.toml) that people edit; `load_playbook`
+The playbook is a small TOML file (campaigns/playbook.toml) that people edit; `load_playbook`
 validates it with pydantic and names the key of any mistake. Matching is pure: feature names or
 event types in, a family or a warning sign out.
 """
