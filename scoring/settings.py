@@ -118,6 +118,15 @@ class Settings(BaseSettings):
     # default SQLite at mlruns/churn.db
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: mlruns/churn.db.")
 
+    # the prediction log (scoring/predlog.py): every prediction of /predict, /predict_features,
+    # /batch and `churn score` in the store's `predictions` table; the service queues records
+    # for one background writer and drops (and counts) those past the queue's bound
+    prediction_log: bool = Field(True, description="Record every prediction in the store.")
+    prediction_log_queue: int = Field(10_000, gt=0, description="Records the service holds "
+                                      "for the log's writer before it drops new ones.")
+    prediction_log_drain_s: float = Field(10.0, ge=0, description="How long a stopping "
+                                          "service waits for the log's writer to finish.")
+
     @field_validator("review_scores", "review_customers", "review_events", "review_playbook",
                      "tracking_uri", "batch_dir", "review_crm_url", "database_url", mode="before")
     @classmethod
