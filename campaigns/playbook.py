@@ -1,4 +1,6 @@
-"""The retention playbook: reason families, their actions and the timeline's warning signs.
+"""The retention playbook: reason families, their actions, the timeline's warning signs, the
+reasons a customer can state for leaving (the taxonomy campaign outcomes are recorded in) and
+the win-back follow-up for customers who come back.
 
 The playbook is a small TOML file (campaigns/playbook.toml) that people edit; `load_playbook`
 validates it with pydantic and names the key of any mistake. Matching is pure: feature names or
@@ -7,6 +9,7 @@ event types in, a family or a warning sign out.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,9 +65,55 @@ class Timeline(_PlaybookModel):
     signs: dict[str, Sign] = Field(default_factory=dict)
 
 
+class Reason(_PlaybookModel):
+    """A reason a customer gives for leaving; `free_text` reasons need the customer's words."""
+
+    label: Annotated[str, Field(min_length=1, max_length=100)]
+    free_text: bool = False
+
+
+OTHER_REASON = "other"
+REASON_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+DEFAULT_REASONS = {
+    "price": Reason(label="Price"),
+    "service_quality": Reason(label="Service quality"),
+    "competitor": Reason(label="Went to a competitor"),
+    "no_longer_needed": Reason(label="No longer needed"),
+    "payment_problems": Reason(label="Payment problems"),
+    "moved": Reason(label="Moved"),
+    OTHER_REASON: Reason(label="Other", free_text=True),
+}
+
+
+class Action(_PlaybookModel):
+    title: Annotated[str, Field(min_length=1)]
+    action: Annotated[str, Field(min_length=1)]
+
+
+DEFAULT_WINBACK = Action(
+    title="They came back",
+    action="Welcome them back within a week. Ask what brought them back and what made them "
+           "leave, and fix that first.")
+
+
 class Playbook(_PlaybookModel):
     families: dict[str, Family]
     timeline: Timeline = Field(default_factory=Timeline)
+    reasons: dict[str, Reason] = Field(default_factory=lambda: dict(DEFAULT_REASONS))
+    winback: Action = DEFAULT_WINBACK
+
+    @field_validator("reasons")
+    @classmethod
+    def _reason_keys(cls, reasons: dict[str, Reason]) -> dict[str, Reason]:
+        for key in reasons:
+            if not REASON_KEY.match(key):
+                raise ValueError(f"{key!r}: a reason key is lower-case letters, digits and _ "
+                                 "(at most 40)")
+        other = reasons.get(OTHER_REASON)
+        if other is None or not other.free_text:
+            raise ValueError(f"give an {OTHER_REASON!r} reason with free_text = true")
+        return reasons
 
     @model_validator(mode="after")
     def _has_default(self) -> Playbook:

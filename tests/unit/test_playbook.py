@@ -141,3 +141,25 @@ def test_patterns_come_from_the_file():
 ])
 def test_warning_sign_of_an_event_type(event_type, sign):
     assert sign_for(load_playbook(), event_type) == sign
+
+
+def test_shipped_reasons_and_winback():
+    playbook = load_playbook()
+    assert set(playbook.reasons) == {"price", "service_quality", "competitor", "no_longer_needed",
+                                     "payment_problems", "moved", "other"}
+    assert [k for k, r in playbook.reasons.items() if r.free_text] == ["other"]
+    assert playbook.winback.title and "back" in playbook.winback.action
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["reasons"].pop("other"), "reasons: give an 'other' reason with free_text"),
+    (lambda d: d["reasons"]["other"].pop("free_text"), "reasons: give an 'other' reason"),
+    (lambda d: d["reasons"].update({"Bad Key": {"label": "x"}}), "reasons: 'Bad Key': a reason"),
+    (lambda d: d["reasons"]["price"].pop("label"), "reasons.price.label: Field required"),
+    (lambda d: d["winback"].pop("action"), "winback.action: Field required"),
+])
+def test_bad_reasons_and_winback_are_named(change, message):
+    data = shipped()
+    change(data)
+    with pytest.raises(PlaybookError, match=rf"playbook\.toml: {message}"):
+        parse_playbook(data, "playbook.toml")
