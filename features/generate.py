@@ -12,13 +12,13 @@ vector operation over all customers, and events are expanded from Poisson counts
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from features.contract import CHURNED_AT, CUSTOMER_ID, TIMESTAMP
+from features.contract import CHURNED_AT, CUSTOMER_ID, SIGNUP_AT, TIMESTAMP
 
 KINDS = ("subscription", "retail")
 END = pd.Timestamp("2026-06-30")
@@ -249,3 +249,119 @@ def _frames(rng, kind, n, signup_s, churn_s, plan, annual, seats, ev):
     else:
         events = pd.DataFrame(columns=["customer_id", "timestamp", "event_type", "amount"])
     return customers, events
+
+
+# -- a treatment effect: what a retention contact does to the generated world ----------------
+
+FAMILY = "family"  # the treated table's column: the playbook family of the action received
+
+
+def apply_treatment(
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    treated: pd.DataFrame,
+    as_of: pd.Timestamp,
+    horizon_days: int,
+    factors: Mapping[str, float],
+    seed: int = 0,
+    lookback_days: int = 84,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the (customers, events) of the world in which `treated` were contacted at `as_of`.
+
+    `treated` has a `customer_id` and a `family` column: the playbook family of the action each
+    customer received. `factors` maps a family to the factor by which the contact multiplies
+    the customer's chance of churning within `horizon_days` after `as_of`; a family that is not
+    in it gets 1 (the contact does nothing). Each treated customer whose churn date falls in
+    (as_of, as_of + horizon] keeps it with probability `factor` (a thinning of the churn event,
+    so the treated arm's churn in the horizon is exactly `factor` times what it would have
+    been); the others stay: their churn date is removed and their activity continues until the
+    log's last event, week by week, as weeks drawn at random from their own `lookback_days`
+    before `as_of`. Everything else (untreated customers, churn outside the horizon, every
+    event before the churn) is unchanged, and the same seed gives the same world.
+
+    Needs explicit churn dates (the subscription kind): retail churn is only a lapse of
+    activity and is left to the inactivity horizon."""
+    if CHURNED_AT not in customers:
+        raise ValueError(f"customers have no {CHURNED_AT} column: the treatment effect needs "
+                         "explicit churn dates (the subscription kind)")
+    missing = [c for c in (CUSTOMER_ID, FAMILY) if c not in treated]
+    if missing:
+        raise ValueError(f"treated: missing column {missing[0]!r}")
+    if horizon_days < 1:
+        raise ValueError("horizon_days must be at least 1")
+    if lookback_days < 7:
+        raise ValueError("lookback_days must be at least 7")
+    for family, factor in factors.items():
+        if not 0.0 <= float(factor) <= 1.0:
+            raise ValueError(f"factors.{family}: must be between 0 and 1, not {factor}")
+    dup = treated[CUSTOMER_ID].duplicated()
+    if dup.any():
+        raise ValueError(f"treated: customer_id {treated[CUSTOMER_ID][dup].tolist()[0]!r} "
+                         "appears more than once")
+    ids = pd.Index(customers[CUSTOMER_ID])
+    pos = ids.get_indexer(treated[CUSTOMER_ID])
+    if (pos < 0).any():
+        raise ValueError(f"treated: customer_id {treated[CUSTOMER_ID][pos < 0].tolist()[0]!r} "
+                         "is not in customers")
+    as_of = pd.Timestamp(as_of)
+    horizon = pd.Timedelta(days=horizon_days)
+
+    # draw in the customers' order, so the input's row order does not change the world
+    order = np.argsort(pos, kind="stable")
+    pos = pos[order]
+    factor = (treated[FAMILY].iloc[order].map(lambda f: float(factors.get(f, 1.0)))
+              .to_numpy(dtype=float))
+    rng = np.random.default_rng(seed)
+    churn = customers[CHURNED_AT].iloc[pos]
+    in_horizon = ((churn > as_of) & (churn <= as_of + horizon)).to_numpy()
+    saved = in_horizon & (rng.random(pos.size) >= factor)
+    saved_pos = pos[saved]
+    if saved_pos.size == 0:
+        return customers, events
+
+    is_saved = np.zeros(len(customers), dtype=bool)
+    is_saved[saved_pos] = True
+    out_customers = customers.assign(**{CHURNED_AT: customers[CHURNED_AT].mask(is_saved)})
+    copies = _continued_activity(rng, customers.iloc[saved_pos], events, as_of, lookback_days)
+    if copies.empty:
+        return out_customers, events
+    both = pd.concat([events, copies], ignore_index=True)
+    key = ids.get_indexer(both[CUSTOMER_ID])
+    is_copy = np.r_[np.zeros(len(events), dtype=bool), np.ones(len(copies), dtype=bool)]
+    rows = np.lexsort((is_copy, both[TIMESTAMP].to_numpy(), key))
+    return out_customers, both.iloc[rows].reset_index(drop=True)
+
+
+def _continued_activity(
+    rng: np.random.Generator, saved: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp,
+    lookback_days: int,
+) -> pd.DataFrame:
+    """Events for the weeks after each saved customer's old churn date, to the log's end: each
+    week is a copy of a week drawn from the customer's own last `lookback_days` before as_of
+    (or since signup, if shorter)."""
+    week = np.timedelta64(7, "D")
+    end = events[TIMESTAMP].max()
+    churn = saved[CHURNED_AT].to_numpy(dtype="datetime64[us]")
+    signup = saved[SIGNUP_AT].to_numpy(dtype="datetime64[us]")
+    as_of64 = np.datetime64(as_of, "us")
+    n_src = np.clip((as_of64 - signup) // week, 0, lookback_days // 7).astype(int)
+    n_fill = np.maximum(-(-(np.datetime64(end, "us") - churn) // week), 0).astype(int)
+    n_fill = np.where(n_src > 0, n_fill, 0)
+    who = np.repeat(np.arange(len(saved)), n_fill)
+    if who.size == 0:
+        return events.iloc[:0]
+    j = np.arange(who.size) - np.repeat(np.cumsum(n_fill) - n_fill, n_fill)
+    u = rng.integers(0, n_src[who])  # the source week, counted back from as_of
+    # source week u is (as_of - 7(u+1), as_of - 7u]; it lands on (churn + 7j, churn + 7(j+1)]
+    fills = pd.DataFrame({"_who": who, "_week": u,
+                          "_shift": churn[who] + j * week - (as_of64 - (u + 1) * week)})
+
+    saved_ids = pd.Index(saved[CUSTOMER_ID])
+    src = events[events[CUSTOMER_ID].isin(saved_ids) & (events[TIMESTAMP] < as_of)]
+    src = src.assign(_who=saved_ids.get_indexer(src[CUSTOMER_ID]))
+    back = (as_of64 - src[TIMESTAMP].to_numpy(dtype="datetime64[us]")) // week
+    src = src.assign(_week=back)[back < n_src[src["_who"].to_numpy()]]
+    copies = src.merge(fills, on=["_who", "_week"])
+    copies = copies.assign(**{TIMESTAMP: copies[TIMESTAMP] + copies["_shift"]})
+    copies = copies[copies[TIMESTAMP] <= end]
+    return copies[list(events.columns)]
