@@ -378,6 +378,7 @@ def _log_lightgbm(
     _log_frame(pd.DataFrame({CUSTOMER_ID: test[CUSTOMER_ID], AS_OF: test[AS_OF], LABEL: y,
                              "churn_probability": p_lgb, "baseline_probability": p_base}),
                "test_predictions.parquet", tmp)
+    _log_reference(reference_sample(test, y, p_lgb, names, config.seed), dataset, metrics, tmp)
 
     artifacts = model.save(tmp / "model_files")
     example = test[names].head(5)
@@ -393,6 +394,34 @@ def _log_lightgbm(
             pip_requirements=_requirements(),
         )
     return str(info.registered_model_version)
+
+
+REFERENCE_ROWS = 20_000  # test rows kept as `churn monitor`'s drift reference
+
+
+def reference_sample(test: pd.DataFrame, y: np.ndarray, p: np.ndarray, names: list[str],
+                     seed: int) -> pd.DataFrame:
+    """What `churn monitor` compares later traffic with: the test rows' features, calibrated
+    probabilities and labels; a seeded sample of REFERENCE_ROWS when there are more."""
+    frame = test[[CUSTOMER_ID, AS_OF, *names]].assign(churn_probability=p, **{LABEL: y})
+    if len(frame) > REFERENCE_ROWS:
+        frame = frame.sample(REFERENCE_ROWS, random_state=seed)
+    return frame.reset_index(drop=True)
+
+
+def _log_reference(frame: pd.DataFrame, dataset: dict, metrics: dict[str, float],
+                   tmp: Path) -> None:
+    """reference/features.parquet and reference/reference.json (the label and horizon, how the
+    sample was drawn, and the test metrics with their intervals) in the model's run."""
+    folder = tmp / "reference"
+    folder.mkdir(exist_ok=True)
+    frame.to_parquet(folder / "features.parquet", index=False)
+    about = {"label": dataset["label"], "horizon_days": dataset["horizon_days"],
+             "rows": len(frame), "test_rows": dataset["rows"]["test"],
+             "observation_times": dataset["observation_times"]["test"],
+             "test_metrics": {k: v for k, v in metrics.items() if np.isfinite(v)}}
+    (folder / "reference.json").write_text(json.dumps(about, indent=2))
+    mlflow.log_artifacts(str(folder), "reference")
 
 
 @contextlib.contextmanager
