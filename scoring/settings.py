@@ -26,6 +26,23 @@ class Offer(BaseModel):
     value_multiplier: float = Field(12.0, gt=0, allow_inf_nan=False)
 
 
+class Monitor(BaseModel):
+    """`churn monitor`'s thresholds and bounds (CHURN_MONITOR__PSI, ...). A feature drifts when
+    its population stability index reaches `psi` and its test (KS or chi-square) gives a p-value
+    below `p_value`; drift is judged only on `min_rows` or more predictions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window_days: int = Field(7, ge=1, le=366)
+    psi: float = Field(0.2, gt=0, allow_inf_nan=False)
+    p_value: float = Field(0.01, gt=0, lt=1)
+    min_rows: int = Field(200, ge=10)
+    max_rows: int = Field(50_000, ge=100, description="Window rows sampled for drift at most.")
+    max_log_rows: int = Field(2_000_000, ge=1000, description="Logged predictions read at most.")
+    bootstrap: int = Field(1000, ge=0, le=100_000)
+    level: float = Field(0.95, gt=0, lt=1)
+
+
 class Settings(BaseSettings):
     """Runtime settings. Environment variables override (CHURN_HOME, CHURN_RISK_BANDS, ...)."""
 
@@ -126,6 +143,9 @@ class Settings(BaseSettings):
                                       "for the log's writer before it drops new ones.")
     prediction_log_drain_s: float = Field(10.0, ge=0, description="How long a stopping "
                                           "service waits for the log's writer to finish.")
+
+    # `churn monitor`: drift thresholds, bounds and the bootstrap of realised accuracy
+    monitor: Monitor = Monitor()
 
     @field_validator("review_scores", "review_customers", "review_events", "review_playbook",
                      "tracking_uri", "batch_dir", "review_crm_url", "database_url", mode="before")
