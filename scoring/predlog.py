@@ -1,0 +1,307 @@
+"""The prediction log: what was predicted, for whom, by which model, and when.
+
+Every prediction the service answers (/predict, /predict_features) and every row `churn score`
+writes (also the /batch jobs, which run it) becomes one row of the store's `predictions` table
+(scoring/records.py): customer id, `as_of`, probability, band, the top reasons' feature names,
+model version, source and the time it was made. `churn monitor` reads it back.
+
+Two ways in:
+- The service never waits for the database. `PredictionLog.record` puts rows in a bounded queue
+  and returns at once; one background thread drains the queue in batches into the store. On a
+  full queue the new rows are dropped and counted (`on_drop`, Prometheus in the service). A
+  write that fails is retried with the same record ids, so a write that did succeed before its
+  answer was lost is never stored twice. `close` drains the queue on a clean shutdown, for a
+  bounded time.
+- `churn score` writes synchronously once its scores file is written (`write_all`), in chunks,
+  each chunk one transaction.
+
+Each row carries a `record_id` made here, unique, which the store writes at most once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+
+import pandas as pd
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+
+from scoring.records import engine_for, predictions, write_predictions
+from scoring.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("predict", "predict_features", "batch", "score")
+BATCH_ROWS = 2_000  # rows the writer stores in one transaction at most
+CHUNK_ROWS = 5_000  # rows `churn score` turns into records and stores at once
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts; the last one repeats
+MAX_FAILED_ATTEMPTS = 3  # a batch failing other than by its connection is dropped after these
+# the widths of the table's text columns: a longer value is cut, never refused by the database
+_WIDTHS = {c: predictions.c[c].type.length for c in ("customer_id", "band", "model_version",
+                                                       "source")}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive_utc(value) -> datetime:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_pydatetime()
+
+
+def make_row(customer_id: object, as_of: datetime, probability: float, band: str,
+             reasons: Sequence[str], model_version: str, source: str,
+             created_at: datetime | None = None) -> dict:
+    """One record of the log with a fresh record id; text cut to the table's widths."""
+    return {
+        "record_id": uuid.uuid4().hex,
+        "customer_id": str(customer_id)[:_WIDTHS["customer_id"]],
+        "as_of": _naive_utc(as_of),
+        "probability": float(probability),
+        "band": str(band)[:_WIDTHS["band"]],
+        "reasons": [str(r) for r in reasons],
+        "model_version": str(model_version)[:_WIDTHS["model_version"]],
+        "source": source[:_WIDTHS["source"]],
+        "created_at": created_at or _now(),
+    }
+
+
+def prediction_rows(out, as_of: datetime, model_version: str, source: str) -> list[dict]:
+    """Records of a predictor output (`scoring.predictor.Predictions`) made at `as_of`."""
+    frame, now = out.frame, _now()
+    reasons = out.reasons if len(out.reasons) == len(frame) else [[] for _ in range(len(frame))]
+    return [make_row(cid, as_of, p, band, [r["feature"] for r in why], model_version, source, now)
+            for cid, p, band, why in zip(frame["customer_id"], frame["churn_probability"],
+                                         frame["risk_band"], reasons, strict=True)]
+
+
+def _reason_names(frame: pd.DataFrame) -> list[list[str]]:
+    """The reason_{i}_feature columns of a scores table as one list per row, top first."""
+    cols = sorted((c for c in frame.columns if c.startswith("reason_") and c.endswith("_feature")),
+                  key=lambda c: int(c.split("_")[1]))
+    values = [frame[c].tolist() for c in cols]
+    return [[v for v in row if isinstance(v, str) and v] for row in zip(*values, strict=True)] \
+        if values else [[] for _ in range(len(frame))]
+
+
+def score_rows(scores: pd.DataFrame, source: str = "score") -> list[dict]:
+    """Records of a scores table (`score_batch`'s columns: customer_id, churn_probability,
+    risk_band, as_of, reason_{i}_feature, model_version)."""
+    now = _now()
+    return [make_row(cid, when, p, band, why, version, source, now)
+            for cid, when, p, band, why, version in zip(
+                scores["customer_id"], scores["as_of"], scores["churn_probability"],
+                scores["risk_band"], _reason_names(scores), scores["model_version"], strict=True)]
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure of the connection or a lock (worth retrying as it is), not of the rows."""
+    if isinstance(exc, OperationalError | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def write_all(engine: Engine, chunks: Iterable[Sequence[dict]],
+              progress: Callable[[int], None] | None = None,
+              delays: Sequence[float] = RETRY_DELAYS) -> int:
+    """Store chunks of records synchronously, each in one transaction; a chunk whose write
+    fails is retried with the same record ids (at most len(delays) more times). Raises the
+    last error when a chunk cannot be stored; the chunks before it stay stored. Returns the
+    rows stored; `progress(rows so far)` after each chunk."""
+    done = 0
+    for chunk in chunks:
+        for attempt in range(len(delays) + 1):
+            try:
+                done += write_predictions(engine, chunk)
+                break
+            except Exception as exc:
+                if attempt == len(delays) or not transient(exc):
+                    raise
+                log.warning("prediction log: write failed (%s); retrying", _short(exc))
+                time.sleep(delays[attempt])
+        if progress is not None:
+            progress(done)
+    return done
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+class PredictionLog:
+    """A bounded queue of records and the one thread that writes them to the store.
+
+    `engine` is called by the writer (not here) whenever it needs the store, so a database
+    that is down at start delays the writes instead of failing the caller. `on_drop(reason, n)`
+    is called for rows given up: "queue_full" (`record` past the bound), "write_failed" (a
+    batch the database refused, after MAX_FAILED_ATTEMPTS) and "shutdown" (rows left when
+    `close` ran out of time, or recorded after it)."""
+
+    def __init__(self, engine: Callable[[], Engine], max_queue: int = 10_000,
+                 batch_rows: int = BATCH_ROWS,
+                 on_drop: Callable[[str, int], None] | None = None,
+                 delays: Sequence[float] = RETRY_DELAYS):
+        self._engine = engine
+        self.max_queue = max_queue
+        self.batch_rows = batch_rows
+        self._on_drop = on_drop
+        self._delays = tuple(delays)
+        self._queue: deque[dict] = deque()
+        self._cond = threading.Condition()
+        self._busy = 0  # rows taken by the writer and not yet stored or given up
+        self._closing = False
+        self._deadline = math.inf  # monotonic time at which a closing writer gives up
+        self.written = 0  # rows stored by this log
+        self.dropped: dict[str, int] = {}
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    # ---- callers ----------------------------------------------------------------------------
+
+    def record(self, rows: Sequence[dict]) -> int:
+        """Queue rows for the writer without waiting; the rows past the queue's bound are
+        dropped and counted. Returns the rows queued."""
+        if not rows:
+            return 0
+        with self._cond:
+            if self._closing:
+                taken = 0
+            else:
+                taken = min(len(rows), self.max_queue - len(self._queue))
+                self._queue.extend(rows[:taken])
+                self._cond.notify()
+        if taken < len(rows):
+            self._drop("shutdown" if self._closing else "queue_full", len(rows) - taken)
+        return taken
+
+    def pending(self) -> int:
+        """Rows queued or being written."""
+        with self._cond:
+            return len(self._queue) + self._busy
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every row recorded so far is stored or given up; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop taking rows and store those queued, for at most `timeout` seconds; what is
+        left then is dropped and counted. True when everything was stored or given up."""
+        with self._cond:
+            if not self._closing:
+                self._closing = True
+                self._deadline = time.monotonic() + timeout
+            self._cond.notify_all()
+        self._thread.join(max(0.0, self._deadline - time.monotonic()) + 1.0)
+        with self._cond:
+            left = len(self._queue)
+            self._queue.clear()
+        if left:
+            self._drop("shutdown", left)
+        if self._thread.is_alive():
+            log.error("prediction log: the writer did not finish within %.0f s", timeout)
+            return False
+        return not left
+
+    # ---- the writer -------------------------------------------------------------------------
+
+    def _drop(self, reason: str, n: int) -> None:
+        with self._cond:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+        if reason != "queue_full":
+            log.error("prediction log: %d records given up (%s)", n, reason)
+        if self._on_drop is not None:
+            try:
+                self._on_drop(reason, n)
+            except Exception:  # a counter must never stop the log
+                log.exception("prediction log: on_drop failed")
+
+    def _take(self) -> list[dict]:
+        """The next batch, waiting for rows; empty once closing with nothing queued."""
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if self._closing and time.monotonic() >= self._deadline:
+                return []  # out of time: close() counts what is left
+            n = min(len(self._queue), self.batch_rows)
+            batch = [self._queue.popleft() for _ in range(n)]
+            self._busy = n
+            return batch
+
+    def _done(self, batch: list[dict]) -> None:
+        with self._cond:
+            self._busy = 0
+            self._cond.notify_all()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep between attempts; a closing log never sleeps past its deadline."""
+        with self._cond:
+            self._cond.wait(max(0.0, min(seconds, self._deadline - time.monotonic())))
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                return
+            self._write(batch)
+            self._done(batch)
+
+    def _write(self, batch: list[dict]) -> None:
+        """Store one batch: retried with the same record ids while the failure is the
+        connection's (for as long as the log is open, or until its closing deadline), at most
+        MAX_FAILED_ATTEMPTS times when the database refuses it."""
+        attempt = failed = 0
+        while True:
+            try:
+                self.written += write_predictions(self._engine(), batch)
+                self.last_error = None
+                return
+            except Exception as exc:
+                self.last_error = _short(exc)
+                failed += not transient(exc)
+                if failed >= MAX_FAILED_ATTEMPTS:
+                    log.error("prediction log: the database refused a batch: %s", self.last_error)
+                    self._drop("write_failed", len(batch))
+                    return
+                if self._closing and time.monotonic() >= self._deadline:
+                    self._drop("shutdown", len(batch))
+                    return
+                log.warning("prediction log: write failed (%s); retrying", self.last_error)
+                self._wait(self._delays[min(attempt, len(self._delays) - 1)])
+                attempt += 1
+
+
+def open_prediction_log(settings: Settings,
+                        on_drop: Callable[[str, int], None] | None = None) -> PredictionLog | None:
+    """The service's log on the settings' store, or None when the log is turned off."""
+    if not settings.prediction_log:
+        return None
+    return PredictionLog(lambda: engine_for(settings), settings.prediction_log_queue,
+                         on_drop=on_drop)
+
+
+def chunked(rows_of: Callable[[pd.DataFrame], list[dict]], frames: Iterable[pd.DataFrame],
+            size: int = CHUNK_ROWS) -> Iterator[list[dict]]:
+    """Records made from frames `size` rows at a time (a million rows of dicts at once would
+    cost gigabytes)."""
+    for frame in frames:
+        for i in range(0, len(frame), size):
+            yield rows_of(frame.iloc[i:i + size])
