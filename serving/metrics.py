@@ -64,3 +64,64 @@ def bound_endpoint_labels() -> None:
 
     cls._setup = setup
     cls._route_labels = True
+
+
+# -- predictions and the prediction log ---------------------------------------------------------
+
+BANDS = frozenset({"low", "medium", "high"})
+PREDICTION_SOURCES = frozenset({"predict", "predict_features"})
+DROP_REASONS = frozenset({"queue_full", "write_failed", "shutdown"})
+MAX_VERSION_LABELS = 20  # model versions a process labels by name; later ones count as "other"
+_versions: set[str] = set()
+_counters: dict[str, Any] = {}
+
+
+def _prediction_counters() -> dict[str, Any]:
+    """Created on first use, in the worker: BentoML sets up Prometheus' multiprocess folder
+    after the service module is imported, and a metric made before it would never reach
+    /metrics."""
+    if not _counters:
+        from prometheus_client import Counter
+
+        _counters["predictions"] = Counter(
+            "churn_predictions", "Predictions answered, by risk band, model version and endpoint.",
+            ["band", "model_version", "source"])
+        _counters["dropped"] = Counter(
+            "churn_prediction_log_dropped", "Prediction log records given up: queue_full (the "
+            "writer's queue was full), write_failed (the database refused them), shutdown (left "
+            "when the service stopped).", ["reason"])
+    return _counters
+
+
+def _bounded(value: str, allowed: frozenset[str]) -> str:
+    return value if value in allowed else "other"
+
+
+def _version_label(version: str) -> str:
+    if version not in _versions and len(_versions) < MAX_VERSION_LABELS:
+        _versions.add(version)
+    return version if version in _versions else "other"
+
+
+def count_predictions(answered: list[tuple[str, str]], source: str) -> None:
+    """Count answered predictions, given as (band, model version) pairs."""
+    counter = _prediction_counters()["predictions"]
+    tally: dict[tuple[str, str], int] = {}
+    for band, version in answered:
+        key = (_bounded(band, BANDS), _version_label(version))
+        tally[key] = tally.get(key, 0) + 1
+    for (band, version), n in tally.items():
+        counter.labels(band=band, model_version=version,
+                       source=_bounded(source, PREDICTION_SOURCES)).inc(n)
+
+
+def count_dropped(reason: str, n: int) -> None:
+    """Count prediction log records given up (PredictionLog's `on_drop`)."""
+    _prediction_counters()["dropped"].labels(reason=_bounded(reason, DROP_REASONS)).inc(n)
+
+
+def init_prediction_counters() -> None:
+    """Show both counters on /metrics from the start, the drops at zero."""
+    counters = _prediction_counters()
+    for reason in sorted(DROP_REASONS):
+        counters["dropped"].labels(reason=reason)
