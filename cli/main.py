@@ -394,16 +394,22 @@ def score(
     date_format: DateFormatOpt = None,
     engine: EngineOpt = None,
     spark_master: SparkMasterOpt = None,
+    log_source: Annotated[str, typer.Option(
+        "--log-source", hidden=True, help="Source of the rows in the prediction log: score, "
+        "or batch for a /batch job.")] = "score",
 ) -> None:
     """Score every customer active at --as-of with the champion (or --model).
 
     The offer options override the offer settings (CHURN_OFFER__*). Targeting columns are added
-    when the model has the value column; naming a --value-column it lacks is an error."""
+    when the model has the value column; naming a --value-column it lacks is an error. Every
+    score is also recorded in the prediction log (CHURN_PREDICTION_LOG=false: not)."""
     from scoring.predictor import offer_if_valued, score_batch
     from scoring.settings import get_settings
     from scoring.store import configure, load_model
 
     when = parse_time(as_of, "--as-of")
+    if log_source not in ("score", "batch"):
+        raise UsageError(f"--log-source: must be score or batch, not {log_source!r}")
     settings = get_settings()
     flags = {"value_column": value_column, "value_multiplier": value_multiplier,
              "cost": offer_cost, "save_rate": save_rate}
@@ -430,6 +436,8 @@ def score(
             raise UsageError(f"--as-of: no customer is active at {when}")
         out.print(f"scored {rows:,} customers at {when} with model version {loaded.version} "
                   f"on Spark -> {out_path} (a Parquet folder)")
+        log_scores(settings, spark_score_frames(out_path, tables.events.engine), rows,
+                   log_source, out_path)
         return
     with progress_bar("scoring") as progress:
         scores = score_batch(loaded, tables.customers, tables.events, when, settings.top_reasons,
@@ -448,6 +456,75 @@ def score(
     print_table("Highest risk", ["customer_id", "probability", "band", "top reason"],
                 [[r.customer_id, r.churn_probability, r.risk_band, r.reason_1_text]
                  for r in top.itertuples()])
+    log_scores(settings, [scores], len(scores), log_source, out_path)
+
+
+def log_scores(settings, frames, total: int, source: str, out_path: Path) -> None:
+    """Record the scores in the prediction log once the scores file is written, in chunks
+    (each one transaction) with a progress bar. A failure is one warning line: the scores file
+    stays, and the chunks stored before the failure stay stored."""
+    if not settings.prediction_log:
+        return
+    from sqlalchemy.engine import make_url
+
+    from scoring.predlog import chunked, score_rows, write_all
+    from scoring.records import database_url, engine_for
+
+    where = make_url(database_url(settings)).render_as_string(hide_password=True)
+    stored = 0
+
+    def progress_of(bar):
+        def update(done: int) -> None:
+            nonlocal stored
+            stored = done
+            bar(done, total)
+        return update
+
+    try:
+        with progress_bar("prediction log") as bar:
+            write_all(engine_for(settings), chunked(lambda f: score_rows(f, source), frames),
+                      progress_of(bar))
+    except Exception as exc:
+        text = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+        err.print(f"warning: the prediction log stored {stored:,} of {total:,} predictions, then "
+                  f"failed ({type(exc).__name__}: {text}); the scores are in {out_path}",
+                  markup=False, highlight=False, soft_wrap=True)
+        return
+    out.print(f"logged {total:,} predictions (source {source}) in {where}", markup=False,
+              highlight=False)
+
+
+SCORE_LOG_COLUMNS = ("customer_id", "churn_probability", "risk_band", "as_of", "model_version")
+
+
+def spark_score_frames(out_path: Path, engine):
+    """The scores Spark wrote, read back in chunks with the columns the prediction log needs:
+    a local folder by pyarrow, a cluster's URI by Spark."""
+    import pyarrow.dataset as ds
+
+    from scoring.predlog import CHUNK_ROWS
+
+    def wanted(names: list[str]) -> list[str]:
+        return [c for c in names if c in SCORE_LOG_COLUMNS
+                or (c.startswith("reason_") and c.endswith("_feature"))]
+
+    if "://" not in str(out_path):
+        data = ds.dataset(str(out_path), format="parquet")
+        for batch in data.to_batches(columns=wanted(data.schema.names), batch_size=CHUNK_ROWS):
+            yield batch.to_pandas()
+        return
+    import pandas as pd
+
+    frame = engine.spark.read.parquet(str(out_path))
+    cols = wanted(frame.columns)
+    rows: list = []
+    for row in frame.select(*cols).toLocalIterator():
+        rows.append(tuple(row))
+        if len(rows) == CHUNK_ROWS:
+            yield pd.DataFrame(rows, columns=cols)
+            rows = []
+    if rows:
+        yield pd.DataFrame(rows, columns=cols)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

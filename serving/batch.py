@@ -311,7 +311,7 @@ class BatchJobs:
                "--events", str(folder / job.files["events"]),
                "--as-of", job.as_of or _now(), "--out", str(out), "--model", job.model,
                # /batch/get serves one Parquet file; the Spark engine would write a folder
-               "--engine", "duckdb"]
+               "--engine", "duckdb", "--log-source", "batch"]
         env = {**os.environ, "COLUMNS": "200"}
         for name, option in OPTIONS.items():
             value = getattr(job, name)
