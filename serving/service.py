@@ -33,6 +33,7 @@ from starlette.routing import Mount, Route
 from features.contract import to_utc_naive
 from features.engine import features_of_relations
 from scoring.predictor import predict
+from scoring.predlog import make_row, open_prediction_log
 from scoring.reasons import feature_values
 from scoring.settings import Settings, get_settings
 from scoring.store import LoadedModel, configure
@@ -43,7 +44,12 @@ from serving.guard import Guard
 from serving.holder import ModelHolder
 from serving.logs import quiet_client_errors
 from serving.memory import start_trimming
-from serving.metrics import bound_endpoint_labels
+from serving.metrics import (
+    bound_endpoint_labels,
+    count_dropped,
+    count_predictions,
+    init_prediction_counters,
+)
 from serving.review import review_app
 from serving.schemas import (
     CustomerIn,
@@ -295,6 +301,9 @@ class ChurnService:
         self.settings = get_settings()
         self.holder = open_holder(self.settings)  # for in-process scoring and batch jobs
         self.jobs = BatchJobs(self.settings)
+        init_prediction_counters()
+        # every answered prediction, written by a background thread: a request never waits
+        self.predlog = open_prediction_log(self.settings, on_drop=count_dropped)
         start_trimming()
         self._local = 0  # requests being scored in this process now
         self._examples: tuple[str | None, dict] | None = None  # (model version, examples)
@@ -345,7 +354,7 @@ class ChurnService:
             lambda batch: _isolated(lambda b: score_histories(loaded, b, s.top_reasons,
                                                               s.risk_bands), batch),
             self.scorer.to_async.score_histories, items)
-        return self._respond(scored, as_of)
+        return self._respond(scored, as_of, "predict", [when] * len(items))
 
     @bentoml.api(route="/predict_features")
     async def predict_features(self, request: PredictFeaturesRequest, /) -> PredictResponse:
@@ -369,9 +378,13 @@ class ChurnService:
             lambda batch: _isolated(lambda b: score_rows(loaded, b, s.top_reasons,
                                                          s.risk_bands), batch),
             self.scorer.to_async.score_feature_rows, items)
-        return self._respond(scored, as_of)
+        return self._respond(scored, as_of, "predict_features",
+                             [r.as_of or when for r in request.rows])
 
-    def _respond(self, scored: list, as_of: pd.Timestamp) -> PredictResponse | JSONResponse:
+    def _respond(self, scored: list, as_of: pd.Timestamp, source: str,
+                 times: list[datetime]) -> PredictResponse | JSONResponse:
+        """The response of a whole request; its predictions are counted and logged (with each
+        one's observation time in `times`) only when every one of them is answered."""
         results = [ItemResult.model_validate(s) if isinstance(s, dict) else s for s in scored]
         bad = [(i, r.error) for i, r in enumerate(results) if r.error is not None]
         if bad:  # the first bad customer or row names its field; detail lists every one
@@ -383,8 +396,29 @@ class ChurnService:
                                            for _, e in bad)[:MAX_DETAIL]
             return JSONResponse({**body, "index": i}, status_code=status)
         preds = [r.prediction for r in results]
+        self._record(preds, times, source)
         return _json(PredictResponse(as_of=as_of.to_pydatetime(), predictions=preds,
                                      model_version=preds[0].model_version if preds else ""))
+
+    def _record(self, preds: list[Prediction], times: list[datetime], source: str) -> None:
+        """Count the answered predictions and queue them for the prediction log; this never
+        fails or delays the request (the log's writer is a background thread)."""
+        try:
+            count_predictions([(p.risk_band, p.model_version) for p in preds], source)
+            if self.predlog is not None:
+                self.predlog.record([
+                    make_row(p.customer_id, when, p.churn_probability, p.risk_band,
+                             [r.feature for r in p.reasons], p.model_version, source)
+                    for p, when in zip(preds, times, strict=True)])
+        except Exception:
+            log.exception("could not record %d predictions", len(preds))
+
+    @bentoml.on_shutdown
+    async def close_prediction_log(self) -> None:
+        """On a clean shutdown, store what the log still holds (for prediction_log_drain_s at
+        most; what is left then is counted as dropped)."""
+        if self.predlog is not None:
+            await anyio.to_thread.run_sync(self.predlog.close, self.settings.prediction_log_drain_s)
 
     @bentoml.api(route="/explain")
     async def explain(self, request: ExplainRequest, /) -> ExplainResponse:
