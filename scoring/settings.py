@@ -6,12 +6,19 @@ environment themselves."""
 from __future__ import annotations
 
 import json
+import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class Offer(BaseModel):
@@ -41,6 +48,33 @@ class Monitor(BaseModel):
     max_log_rows: int = Field(2_000_000, ge=1000, description="Logged predictions read at most.")
     bootstrap: int = Field(1000, ge=0, le=100_000)
     level: float = Field(0.95, gt=0, lt=1)
+
+
+WRITTEN_FILE = "settings.toml"  # under mlruns/: settings the product writes (learned save rate)
+
+
+def written_settings_path(home: Path | str) -> Path:
+    return Path(home).resolve() / "mlruns" / WRITTEN_FILE
+
+
+class _WrittenSettings(PydanticBaseSettingsSource):
+    """Settings the product wrote under mlruns/ (`churn campaign report --apply` writes the
+    offer's learned save rate there). Environment variables override them."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path):
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field, field_name):  # the whole file is read in __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict:
+        try:
+            return tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{self.path}: not valid TOML: {exc}") from None
 
 
 class Settings(BaseSettings):
@@ -146,6 +180,14 @@ class Settings(BaseSettings):
 
     # `churn monitor`: drift thresholds, bounds and the bootstrap of realised accuracy
     monitor: Monitor = Monitor()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        home = (init_settings.init_kwargs.get("home") or os.environ.get("CHURN_HOME")
+                or Path.cwd())
+        return (init_settings, env_settings, dotenv_settings,
+                _WrittenSettings(settings_cls, written_settings_path(home)), file_secret_settings)
 
     @field_validator("review_scores", "review_customers", "review_events", "review_playbook",
                      "tracking_uri", "batch_dir", "review_crm_url", "database_url", mode="before")

@@ -105,3 +105,21 @@ def test_outcomes_of_strangers_store_nothing(engine):
     with pytest.raises(RecordError, match="campaign"):
         record_outcomes(engine, "c-9", [{"customer_id": "c0", "result": "left",
                                          "source": "data"}])
+
+
+def test_written_settings_file_under_the_environment(tmp_path, monkeypatch):
+    from scoring.settings import written_settings_path
+
+    monkeypatch.delenv("CHURN_OFFER__SAVE_RATE", raising=False)
+    assert Settings(home=tmp_path).offer.save_rate == 0.25  # no file: the default
+    path = written_settings_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("[offer]\nsave_rate = 0.4\n")
+    monkeypatch.setenv("CHURN_OFFER__COST", "3")
+    offer = Settings(home=tmp_path).offer
+    assert (offer.save_rate, offer.cost) == (0.4, 3.0)  # merged with the environment
+    monkeypatch.setenv("CHURN_OFFER__SAVE_RATE", "0.1")
+    assert Settings(home=tmp_path).offer.save_rate == 0.1  # the environment wins
+    path.write_text("[offer\n")
+    with pytest.raises(ValueError, match="settings.toml: not valid TOML"):
+        Settings(home=tmp_path)
