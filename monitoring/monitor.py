@@ -1,0 +1,349 @@
+"""`churn monitor`: read the prediction log and the data files, judge drift and realised
+accuracy for one model version, and record the verdict (HTML report, MLflow run in the
+`monitoring` experiment, a row in the store's `monitor_runs` for the service).
+
+`monitor` composes; the statistics are in drift.py and accuracy.py, the page in report.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from sqlalchemy import func, select
+
+from features.contract import CUSTOMER_ID, Tables
+from features.engine import AS_OF, feature_table
+from monitoring.accuracy import PROBABILITY, join_outcomes, latest_per_prediction
+from monitoring.accuracy import accuracy_by_group as accuracy_groups
+from monitoring.drift import compare_feature, drift_table
+from scoring.health import HealthRow, write_health
+from scoring.records import engine_for, predictions, read_predictions
+from scoring.settings import Monitor, Settings
+from scoring.store import LoadedModel, configure, experiment_id, load_model
+
+log = logging.getLogger(__name__)
+EXPERIMENT = "monitoring"
+SCORE = "churn_probability"
+ACCURACY_WEEKS = 13  # realised accuracy looks this far back from --as-of by default
+Stage = Callable[[str], Callable[[int, int], None]]
+
+
+class MonitorError(ValueError):
+    """A request `churn monitor` cannot answer, in one line naming the option or the input."""
+
+
+def _no_stage(_: str) -> Callable[[int, int], None]:
+    return lambda done, total: None
+
+
+@dataclass
+class Reference:
+    frame: pd.DataFrame
+    about: dict
+
+    @property
+    def label(self) -> str:
+        return str(self.about["label"])
+
+    @property
+    def horizon_days(self) -> float:
+        return float(self.about["horizon_days"])
+
+
+@dataclass
+class MonitorResult:
+    model_name: str
+    model_version: str
+    as_of: pd.Timestamp
+    window_days: int
+    thresholds: Monitor
+    label: str
+    horizon_days: float
+    drift: pd.DataFrame  # drift.COLUMNS, most drifted first; empty when not judged
+    score: dict | None  # the score distribution's row, as a feature's
+    drift_rows: int
+    drift_judged: bool
+    counts: dict[str, int]
+    by_version: dict[str, dict]
+    weeks: list[dict]
+    test_metrics: dict[str, float]
+    auc_flagged: bool
+    notes: list[str] = field(default_factory=list)
+    since: pd.Timestamp | None = None
+    report: Path | None = None
+    run_id: str | None = None
+
+    @property
+    def drifted(self) -> list[str]:
+        if self.drift.empty:
+            return []
+        return self.drift.loc[self.drift["flagged"], "feature"].tolist()
+
+    @property
+    def score_flagged(self) -> bool:
+        return bool(self.score and self.score["flagged"])
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.drifted) or self.score_flagged or self.auc_flagged
+
+    @property
+    def realised(self) -> dict | None:
+        """The monitored version's realised metrics over its matured predictions."""
+        return self.by_version.get(self.model_version)
+
+    def flags(self) -> list[str]:
+        """What was flagged, in words."""
+        out = [f"feature {f} drifted (PSI {p:.3f})" for f, p in zip(
+            self.drifted, self.drift.loc[self.drift["flagged"], "psi"], strict=True)]
+        if self.score_flagged:
+            out.append(f"the score distribution drifted (PSI {self.score['psi']:.3f})")
+        if self.auc_flagged:
+            r = self.realised or {}
+            out.append(f"realised ROC-AUC {r.get('roc_auc', float('nan')):.3f} is below the "
+                       f"test interval's lower end {self.test_metrics.get('roc_auc_ci_low'):.3f}")
+        return out
+
+
+def model_uri(settings: Settings, version: str | None) -> str:
+    if version is None:
+        return f"models:/{settings.model_name}@champion"
+    return f"models:/{settings.model_name}/{version}"
+
+
+def load_monitored(settings: Settings, version: str | None) -> LoadedModel:
+    uri = model_uri(settings, version)
+    try:
+        return load_model(uri)
+    except (MlflowException, OSError) as exc:
+        what = f"--model-version: no version {version}" if version else "no champion"
+        raise MonitorError(f"{what} of model {settings.model_name!r} can be loaded "
+                           f"({' '.join(str(exc).split())[:200]})") from None
+
+
+def load_reference(loaded: LoadedModel) -> Reference:
+    """The drift reference logged with the model (training/pipeline.py)."""
+    try:
+        folder = mlflow.artifacts.download_artifacts(run_id=loaded.run_id, artifact_path="reference")
+        frame = pd.read_parquet(Path(folder) / "features.parquet")
+        about = json.loads((Path(folder) / "reference.json").read_text())
+    except (MlflowException, OSError) as exc:
+        raise MonitorError(
+            f"model version {loaded.label} has no drift reference (reference/ in run "
+            f"{loaded.run_id}; models trained before churn monitor lack it): retrain with "
+            f"churn train ({' '.join(str(exc).split())[:120]})") from None
+    return Reference(frame, about)
+
+
+def latest_as_of(engine, version: str) -> pd.Timestamp | None:
+    with engine.connect() as conn:
+        value = conn.execute(select(func.max(predictions.c.as_of))
+                             .where(predictions.c.model_version == version)).scalar()
+    return None if value is None else pd.Timestamp(value)
+
+
+def count_logged(engine, since: datetime, until: datetime) -> int:
+    query = (select(func.count()).select_from(predictions)
+             .where(predictions.c.as_of >= since, predictions.c.as_of < until))
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
+def _window_features(tables: Tables, loaded: LoadedModel, window: pd.DataFrame,
+                     limits: Monitor, notes: list[str]) -> pd.DataFrame:
+    """Feature rows of the window's (customer, as_of) pairs, recomputed from the data files with
+    the model's feature spec; at most `limits.max_rows` pairs (a seeded sample)."""
+    known = window[CUSTOMER_ID].isin(tables.customers[CUSTOMER_ID])
+    if (~known).any():
+        notes.append(f"{int((~known).sum()):,} logged predictions in the window are of customers "
+                     "the customers file lacks; left out of drift")
+    pairs = window[known]
+    if len(pairs) > limits.max_rows:
+        notes.append(f"drift on a seeded sample of {limits.max_rows:,} of {len(pairs):,} "
+                     "predictions in the window (CHURN_MONITOR__MAX_ROWS)")
+        pairs = pairs.sample(limits.max_rows, random_state=0)
+    pairs = pairs.reset_index(drop=True)
+    feats = feature_table(tables.customers, tables.events, loaded.model.spec,
+                          pairs[[CUSTOMER_ID, AS_OF]])
+    return feats.assign(**{SCORE: pairs[PROBABILITY].to_numpy()})
+
+
+def monitor(
+    settings: Settings,
+    tables: Tables,
+    model_version: str | None = None,
+    as_of: datetime | None = None,
+    window_days: int | None = None,
+    since: datetime | None = None,
+    report: Path | None = None,
+    limits: Monitor | None = None,
+    stage: Stage = _no_stage,
+) -> MonitorResult:
+    """Judge one model version (default: the champion) on the prediction log and the data in
+    `tables`, then write the report, the MLflow run and the store's row."""
+    from monitoring.report import render
+
+    limits = limits or settings.monitor
+    window_days = window_days or limits.window_days
+    configure(settings)
+    loaded = load_monitored(settings, model_version)
+    version = loaded.label
+    reference = load_reference(loaded)
+    engine = engine_for(settings)
+    end = pd.Timestamp(as_of) if as_of is not None else latest_as_of(engine, version)
+    if end is None:
+        raise MonitorError(f"the prediction log holds no prediction of model version {version}: "
+                           "score with churn score or the service first")
+    notes: list[str] = []
+    until = end + pd.Timedelta(microseconds=1)  # --as-of itself is in the window
+
+    # drift: the window's predictions of this version against the reference
+    progress = stage("drift: features of the window")
+    window = read_predictions(engine, since=end - pd.Timedelta(days=window_days) + pd.Timedelta(
+        microseconds=1), until=until, model_version=version)
+    window = latest_per_prediction(window)
+    score, judged, drift = None, False, pd.DataFrame()
+    if len(window) < limits.min_rows:
+        notes.append(f"drift not judged: {len(window):,} predictions of version {version} in the "
+                     f"{window_days} days to {end:%Y-%m-%d}, fewer than "
+                     f"{limits.min_rows:,} (CHURN_MONITOR__MIN_ROWS)")
+    else:
+        feats = _window_features(tables, loaded, window, limits, notes)
+        progress(1, 2)
+        spec = loaded.model.spec
+        drift = drift_table(reference.frame, feats, list(spec.feature_names),
+                            set(spec.categorical_features), limits.psi, limits.p_value)
+        score = compare_feature(SCORE, reference.frame[SCORE], feats[SCORE], False, limits.psi,
+                                limits.p_value)
+        judged = True
+        progress(2, 2)
+
+    # realised accuracy: every version's matured predictions since --since
+    start = pd.Timestamp(since) if since is not None else end - pd.Timedelta(weeks=ACCURACY_WEEKS)
+    logged = count_logged(engine, start, until)
+    if logged > limits.max_log_rows:
+        raise MonitorError(
+            f"--since: the log holds {logged:,} predictions from {start:%Y-%m-%d} to "
+            f"{end:%Y-%m-%d}, more than {limits.max_log_rows:,} (CHURN_MONITOR__MAX_LOG_ROWS); "
+            "give a later --since")
+    progress = stage("realised accuracy")
+    history = latest_per_prediction(read_predictions(engine, since=start, until=until))
+    joined, counts = join_outcomes(history, tables.customers, tables.events, loaded.model.spec,
+                                   reference.label, reference.horizon_days)
+    progress(1, 2)
+    by_version, weeks = ({}, []) if joined.empty else accuracy_groups(
+        joined, limits.level, limits.bootstrap)
+    progress(2, 2)
+    test = dict(reference.about.get("test_metrics") or {})
+    test.update({k[len("test_"):]: v for k, v in loaded.metrics.items() if k.startswith("test_")})
+    mine = by_version.get(version)
+    low = test.get("roc_auc_ci_low")
+    auc_flagged = bool(mine and mine.get("roc_auc") is not None and low is not None
+                       and mine["rows"] >= limits.min_rows and mine["roc_auc"] < low)
+    if mine is None:
+        notes.append(f"no realised accuracy for version {version}: none of its predictions "
+                     f"since {start:%Y-%m-%d} has a horizon ({reference.horizon_days:g} days) "
+                     "that the data covers")
+    elif mine["rows"] < limits.min_rows:
+        notes.append(f"realised accuracy of version {version} is not judged against its test "
+                     f"interval: {mine['rows']:,} matured predictions, fewer than "
+                     f"{limits.min_rows:,}")
+
+    result = MonitorResult(
+        settings.model_name, version, end, window_days, limits, reference.label,
+        reference.horizon_days, drift, score, len(window), judged, counts, by_version, weeks,
+        test, auc_flagged, notes, start)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    target = report or settings.mlruns / "monitoring" / f"monitor-v{version}-{end:%Y%m%d}-{stamp}.html"
+    result.report = Path(target).resolve()
+    html = render(result, reference.frame, feats if judged else None)
+    _write_atomically(result.report, html)
+    result.run_id = _log_run(settings, result)
+    write_health(engine, health_row(result))
+    return result
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """The whole file or none: written beside the target, then renamed onto it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise MonitorError(f"--report: cannot write {path}: {exc.strerror or exc}") from None
+
+
+def flat_metrics(result: MonitorResult) -> dict[str, float]:
+    """The run's metrics: counts, the score's and every feature's PSI, realised accuracy."""
+    m: dict[str, float] = {"drift_rows": result.drift_rows, "drifted_features": len(result.drifted),
+                           "flagged": float(result.flagged), "auc_flagged": float(result.auc_flagged),
+                           **{f"rows_{k}": float(v) for k, v in result.counts.items()}}
+    if result.score:
+        m["score_psi"] = result.score["psi"]
+    for r in result.drift.itertuples():
+        m[f"psi_{r.feature}"] = r.psi
+    for key, value in (result.realised or {}).items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            m[f"realised_{key}"] = value
+    return {k: float(v) for k, v in m.items() if v is not None and np.isfinite(float(v))}
+
+
+def _log_run(settings: Settings, result: MonitorResult) -> str:
+    exp = experiment_id(EXPERIMENT, settings)
+    with tempfile.TemporaryDirectory() as tmpdir, mlflow.start_run(
+        experiment_id=exp, run_name=f"v{result.model_version} · {result.as_of:%Y-%m-%d}",
+        tags={"churn.kind": "monitor", "churn.model_version": result.model_version,
+              "churn.flagged": str(result.flagged).lower(),
+              "mlflow.note.content": "\n".join(["Flags:", *(f"- {f}" for f in result.flags())])
+              if result.flagged else "Nothing flagged."},
+    ) as run:
+        t = result.thresholds
+        mlflow.log_params({"model_name": result.model_name, "model_version": result.model_version,
+                           "as_of": str(result.as_of), "window_days": result.window_days,
+                           "since": str(result.since), "label": result.label,
+                           "horizon_days": result.horizon_days, "psi_threshold": t.psi,
+                           "p_value": t.p_value, "min_rows": t.min_rows,
+                           "bootstrap": t.bootstrap, "level": t.level})
+        mlflow.log_metrics(flat_metrics(result))
+        tmp = Path(tmpdir)
+        if not result.drift.empty:
+            result.drift.to_csv(tmp / "drift.csv", index=False)
+            mlflow.log_artifact(str(tmp / "drift.csv"))
+        mlflow.log_dict({"by_version": result.by_version, "weeks": result.weeks,
+                         "counts": result.counts, "flags": result.flags(),
+                         "notes": result.notes}, "accuracy.json")
+        mlflow.log_artifact(str(result.report), "report")
+        return run.info.run_id
+
+
+def health_row(result: MonitorResult) -> HealthRow:
+    mine = result.realised or {}
+    drift = {r.feature: {"psi": r.psi, "p_value": r.p_value, "flagged": bool(r.flagged)}
+             for r in result.drift.itertuples()}
+    weeks = [{k: w.get(k) for k in ("model_version", "week", "rows", "churners", "roc_auc",
+                                    "roc_auc_low", "roc_auc_high", "brier", "lift_top10",
+                                    "base_rate", "mean_predicted")}
+             for w in result.weeks]
+    return HealthRow(
+        model_name=result.model_name, model_version=result.model_version,
+        as_of=result.as_of.to_pydatetime(), window_days=result.window_days,
+        drift_rows=result.drift_rows, drifted=len(result.drifted),
+        score_psi=result.score["psi"] if result.score else None,
+        score_flagged=result.score_flagged, matured_rows=int(mine.get("rows", 0)),
+        realised_auc=mine.get("roc_auc"), realised_auc_low=mine.get("roc_auc_low"),
+        realised_auc_high=mine.get("roc_auc_high"),
+        test_auc_low=result.test_metrics.get("roc_auc_ci_low"), auc_flagged=result.auc_flagged,
+        flagged=result.flagged, drift=drift, weeks=weeks, mlflow_run_id=result.run_id,
+        report=str(result.report) if result.report else None)
