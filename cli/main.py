@@ -600,6 +600,11 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+from cli.monitor import monitor as monitor_command  # noqa: E402
+
+app.command(name="monitor")(monitor_command)
+
+
 def main() -> None:
     """Entry point: run the app, turning any error into one line and a non-zero exit."""
     level = os.environ.get("CHURN_LOG_LEVEL", "WARNING")
