@@ -600,6 +600,11 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+from cli.campaign import app as campaign_app  # noqa: E402  (it uses the helpers above)
+
+app.add_typer(campaign_app, name="campaign")
+
+
 from cli.monitor import monitor as monitor_command  # noqa: E402
 
 app.command(name="monitor")(monitor_command)
