@@ -14,9 +14,10 @@ ROUTES = frozenset({
     "/", "/predict", "/predict_features", "/explain", "/batch/submit", "/batch/status",
     "/batch/get", "/model", "/review", "/review/", "/review/filters.js", "/review/export.csv",
     "/review/rescore", "/review/contacts", "/metrics", "/readyz", "/livez", "/healthz", "/docs",
-    "/docs.json", "/docs.js", "/score_histories", "/score_feature_rows",
+    "/docs.json", "/docs.js", "/score_histories", "/score_feature_rows", "/review/campaigns",
 })
 PREFIXES = (("/review/customer/", "/review/customer/{id}"),
+            ("/review/campaigns/", "/review/campaigns/{id}"),
             ("/static_content/", "/static_content/{file}"))
 ENDPOINT_METRICS = ("metrics_request_duration", "metrics_request_total",
                     "metrics_request_in_progress", "metrics_websocket_connections",

@@ -47,6 +47,7 @@ from scoring.records import (
 )
 from scoring.settings import Settings, get_settings
 from scoring.store import LoadedModel
+from serving.review.campaigns import campaign_routes, history_or_none
 from serving.review.data import (
     PageError,
     current_data,
@@ -316,6 +317,7 @@ def customer_page(request: Request) -> Response:
     value_name, value_def = _value_words(settings)
     return render("customer.html", base=_base(request), view=view, outcomes=OUTCOMES,
                   contacts=contacts_of(engine_for(settings), customer_id),
+                  campaigns=history_or_none(settings, customer_id, current_playbook(settings)),
                   value_name=value_name, value_def=value_def, currency=settings.review_currency,
                   owner_max=settings.contact_owner_max_chars,
                   note_max=settings.contact_note_max_chars)
@@ -358,6 +360,7 @@ review_app = Starlette(
         Route("/rescore", rescore_list, methods=["POST"], name="rescore"),
         Route("/contacts", record_contact, methods=["POST"], name="contacts"),
         Route("/customer/{customer_id:path}", customer_page, methods=["GET"], name="customer"),
+        *campaign_routes(_page, render, _base),
     ],
     exception_handlers={HTTPException: http_error},
 )
