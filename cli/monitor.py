@@ -36,7 +36,7 @@ def monitor(
         "--report",
         help="HTML report (default: mlruns/monitoring/monitor-v<version>-<as_of>-<time>.html).")] = None,
     psi: Annotated[float | None, typer.Option(
-        "--psi", min=0.0, help="PSI from which a feature drifts (default: 0.2).")] = None,
+        "--psi", min=0.001, help="PSI from which a feature drifts (default: 0.2).")] = None,
     date_format: Annotated[str | None, typer.Option(
         "--date-format", callback=_date_format,
         help="The one format (strftime, such as %d/%m/%Y) of date columns not written in ISO 8601.")] = None,
