@@ -65,7 +65,9 @@ def read_outcome_file(path: Path, max_bytes: int = MAX_FILE_BYTES,
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise OutcomeFileError(f"--file: not UTF-8 text (byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    if "\x00" in text:
+        raise OutcomeFileError("--file: contains NUL bytes: not a text CSV")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
         if header is None:
