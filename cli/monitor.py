@@ -4,6 +4,7 @@ flagged, so a scheduler can alert."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -103,7 +104,9 @@ def monitor(
     if result.flagged:
         for flag in result.flags():
             out.print(f"FLAGGED: {flag}")
-        raise typer.Exit(FLAGGED_EXIT)
+        # SystemExit, not typer.Exit: the app runs with standalone_mode=False, where click
+        # returns an Exit's code instead of exiting with it
+        sys.exit(FLAGGED_EXIT)
     out.print("nothing flagged")
 
 
