@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 SOURCES = ("predict", "predict_features", "batch", "score")
 BATCH_ROWS = 2_000  # rows the writer stores in one transaction at most
 CHUNK_ROWS = 5_000  # rows `churn score` turns into records and stores at once
-RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts; the last one repeats
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between the writer's attempts; the last repeats
+CLI_RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds between `churn score`'s attempts at one chunk
 MAX_FAILED_ATTEMPTS = 3  # a batch failing other than by its connection is dropped after these
 # the widths of the table's text columns: a longer value is cut, never refused by the database
 _WIDTHS = {c: predictions.c[c].type.length for c in ("customer_id", "band", "model_version",
@@ -113,7 +114,7 @@ def transient(exc: BaseException) -> bool:
 
 def write_all(engine: Engine, chunks: Iterable[Sequence[dict]],
               progress: Callable[[int], None] | None = None,
-              delays: Sequence[float] = RETRY_DELAYS) -> int:
+              delays: Sequence[float] = CLI_RETRY_DELAYS) -> int:
     """Store chunks of records synchronously, each in one transaction; a chunk whose write
     fails is retried with the same record ids (at most len(delays) more times). Raises the
     last error when a chunk cannot be stored; the chunks before it stay stored. Returns the

@@ -93,6 +93,9 @@ OPTIONS: dict[str, Option] = {
     "top_reasons": Option(int, None, "Reasons per customer (1 to 20; default: the settings').",
                           low=1, high=20),
 }
+# `churn` as its console script runs it: `python -m cli.main` would import the CLI twice
+# (as __main__ and as cli.main), which the modules that register commands on it cannot survive
+CLI = "from cli.main import main; main()"
 # the CLI's exit code for bad input (a DataError or a usage error); any other failure is ours
 BAD_INPUT_EXIT = 2
 
@@ -306,7 +309,7 @@ class BatchJobs:
         job.status, job.executed_at = "in_progress", _now()
         self._write(job)
         out = folder / "scores.parquet"
-        cmd = [sys.executable, "-m", "cli.main", "score",
+        cmd = [sys.executable, "-c", CLI, "score",
                "--customers", str(folder / job.files["customers"]),
                "--events", str(folder / job.files["events"]),
                "--as-of", job.as_of or _now(), "--out", str(out), "--model", job.model,
