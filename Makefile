@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup browser java demo serve test lint bench clean
+.PHONY: setup browser java postgres demo serve test lint bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -52,7 +52,15 @@ java:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
 	  else echo "--engine spark needs Java 17: sudo apt-get install openjdk-17-jre-headless"; exit 1; fi; }
 
-test: setup browser java
+# the PostgreSQL tests start a throwaway server with Debian's initdb and pg_ctl
+# (/usr/lib/postgresql/<version>/bin; as root it runs as the package's postgres user)
+postgres:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "the PostgreSQL tests need Debian's postgresql: sudo apt-get install postgresql"; exit 1; fi; }
+
+test: setup browser java postgres
 	$(VENV)/bin/pytest -q
 
 lint: setup
