@@ -1,0 +1,161 @@
+"""churn monitor end to end: the trained fixture's model scores a later time with `churn score`
+(which logs its predictions), once on the data as generated and once on a copy in which half
+of the logins after a date are gone (dropped at random, seeded, here in the test). Monitoring
+the shifted world flags the login features and exits 3; the steady world flags nothing and
+exits 0. Realised metrics equal scikit-learn's on the same joined rows; the MLflow run and the
+store's row exist."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from scoring.health import latest_health
+from scoring.records import engine_for, read_predictions
+from scoring.settings import Settings
+from tests.helpers import CHURN, Trained
+
+SCORED_AT = "2026-05-30"  # a time whose 30-day horizon the generated data (to 2026-06-30) covers
+SHIFT_FROM = pd.Timestamp("2026-04-20")
+WINDOW = "16"
+
+
+@dataclass
+class World:
+    events: Path
+    database: str
+    monitor: subprocess.CompletedProcess
+    report: Path
+
+
+def _churn(trained: Trained, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHURN, *args], cwd=trained.home, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+def _halve_logins(events: Path, out: Path) -> None:
+    frame = pd.read_parquet(events)
+    late_login = (frame["event_type"] == "login") & (frame["timestamp"] >= SHIFT_FROM)
+    dropped = late_login & (np.random.default_rng(11).uniform(size=len(frame)) < 0.5)
+    assert 0.4 < dropped.sum() / late_login.sum() < 0.6
+    frame[~dropped].to_parquet(out, index=False)
+
+
+@pytest.fixture(scope="module")
+def worlds(trained: Trained, tmp_path_factory) -> dict[str, World]:
+    folder = tmp_path_factory.mktemp("monitor")
+    shifted = folder / "events-shifted.parquet"
+    _halve_logins(trained.events, shifted)
+    version = trained.result["model_version"]
+    out = {}
+    for name, events in (("steady", trained.events), ("shifted", shifted)):
+        database = f"sqlite:///{folder / name}.db"
+        env = {**trained.env, "CHURN_DATABASE_URL": database}
+        scored = _churn(trained, env, "score", "--customers", str(trained.customers), "--events",
+                        str(events), "--as-of", SCORED_AT, "--model", f"models:/churn/{version}",
+                        "--out", str(folder / f"{name}-scores.parquet"))
+        assert scored.returncode == 0, scored.stderr[-2000:]
+        report = folder / f"{name}.html"
+        proc = _churn(trained, env, "monitor", "--customers", str(trained.customers), "--events",
+                      str(events), "--model-version", version, "--window", WINDOW,
+                      "--report", str(report))
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        out[name] = World(events, database, proc, report)
+    return out
+
+
+def _store(world: World, trained: Trained):
+    return engine_for(Settings(home=trained.home, database_url=world.database))
+
+
+def test_halved_logins_are_flagged_and_exit_3(worlds: dict[str, World], trained: Trained):
+    proc = worlds["shifted"].monitor
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    row = latest_health(_store(worlds["shifted"], trained))
+    assert row is not None and row.flagged and row.drifted == len(row.drift_flags)
+    assert "n_login_30d" in row.drift_flags
+    # what moved is logins, and the totals they are part of; nothing else
+    assert all(re.search(r"login|events|active_days", f) for f in row.drift_flags), row.drift_flags
+    assert "FLAGGED: feature n_login_30d drifted" in proc.stdout
+
+
+def test_the_same_run_without_the_shift_flags_nothing(worlds: dict[str, World], trained: Trained):
+    proc = worlds["steady"].monitor
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing flagged" in proc.stdout and "FLAGGED" not in proc.stdout
+    row = latest_health(_store(worlds["steady"], trained))
+    assert not row.flagged and row.drift_flags == [] and not row.score_flagged
+    assert row.drift["n_login_30d"]["psi"] < 0.1
+    assert row.drift_rows > 1000 and not row.auc_flagged
+
+
+def _outcomes_by_hand(log: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    """The explicit 30-day label computed here with pandas, not with the monitor's SQL."""
+    c = customers.assign(customer_id=customers["customer_id"].astype(str)).set_index("customer_id")
+    as_of = pd.to_datetime(log["as_of"])
+    churned = log["customer_id"].map(c["churned_at"])
+    signup = log["customer_id"].map(c["signup_at"])
+    active = (signup <= as_of) & ~(churned <= as_of)
+    label = ((churned > as_of) & (churned <= as_of + pd.Timedelta(days=30))).astype(int)
+    return log.assign(label=label)[active.to_numpy()]
+
+
+def test_realised_metrics_equal_scikit_learns(worlds: dict[str, World], trained: Trained):
+    world = worlds["steady"]
+    row = latest_health(_store(world, trained))
+    log = read_predictions(_store(world, trained))
+    joined = _outcomes_by_hand(log, pd.read_parquet(trained.customers))
+    assert len(joined) == row.matured_rows > 1000
+    assert row.realised_auc == roc_auc_score(joined["label"], joined["probability"])
+    accuracy = json.loads(mlflow.artifacts.load_text(f"runs:/{row.mlflow_run_id}/accuracy.json"))
+    mine = accuracy["by_version"][row.model_version]
+    assert mine["roc_auc"] == roc_auc_score(joined["label"], joined["probability"])
+    assert mine["brier"] == brier_score_loss(joined["label"], joined["probability"])
+    assert mine["churners"] == int(joined["label"].sum())
+    assert mine["roc_auc_low"] < mine["roc_auc"] < mine["roc_auc_high"]
+    # the test interval it is judged against is the one training logged
+    test = MlflowClient().get_run(
+        MlflowClient().get_model_version("churn", row.model_version).run_id).data.metrics
+    assert row.test_auc_low == test["test_roc_auc_ci_low"]
+
+
+def test_the_mlflow_run_and_the_report_exist(worlds: dict[str, World], trained: Trained):
+    world = worlds["shifted"]
+    row = latest_health(_store(world, trained))
+    client = MlflowClient()
+    run = client.get_run(row.mlflow_run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "monitoring"
+    assert run.data.tags["churn.kind"] == "monitor"
+    assert run.data.tags["churn.model_version"] == row.model_version
+    assert run.data.metrics["flagged"] == 1.0
+    assert run.data.metrics["psi_n_login_30d"] >= 0.2
+    assert run.data.params["window_days"] == WINDOW
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"drift.csv", "accuracy.json", "report"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "report")] == [
+        f"report/{world.report.name}"]
+    html = world.report.read_text()
+    assert "Model health" in html and "n_login_30d" in html and "data:image/png;base64," in html
+    assert row.report == str(world.report)
+
+
+def test_bad_input_is_one_line(worlds: dict[str, World], trained: Trained, tmp_path: Path):
+    env = {**trained.env, "CHURN_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    args = ["monitor", "--customers", str(trained.customers), "--events", str(trained.events)]
+    unknown = _churn(trained, env, *args, "--model-version", "999")
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("error: --model-version: no version 999")
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    empty = _churn(trained, env, *args, "--model-version", trained.result["model_version"])
+    assert empty.returncode == 2 and "holds no prediction" in empty.stderr
+    assert len(empty.stderr.strip().splitlines()) == 1
