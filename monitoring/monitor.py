@@ -345,5 +345,6 @@ def health_row(result: MonitorResult) -> HealthRow:
         realised_auc=mine.get("roc_auc"), realised_auc_low=mine.get("roc_auc_low"),
         realised_auc_high=mine.get("roc_auc_high"),
         test_auc_low=result.test_metrics.get("roc_auc_ci_low"), auc_flagged=result.auc_flagged,
-        flagged=result.flagged, drift=drift, weeks=weeks, mlflow_run_id=result.run_id,
+        flagged=result.flagged, test_auc_high=result.test_metrics.get("roc_auc_ci_high"),
+        psi_threshold=result.thresholds.psi, drift=drift, weeks=weeks, mlflow_run_id=result.run_id,
         report=str(result.report) if result.report else None)

@@ -35,9 +35,11 @@ monitor_runs = Table(
     Column("realised_auc", Float, nullable=True),
     Column("realised_auc_low", Float, nullable=True),
     Column("realised_auc_high", Float, nullable=True),
-    Column("test_auc_low", Float, nullable=True),  # the champion's test interval, lower end
+    Column("test_auc_low", Float, nullable=True),  # the version's test interval
+    Column("test_auc_high", Float, nullable=True),
     Column("auc_flagged", Boolean, nullable=False),
     Column("flagged", Boolean, nullable=False),  # anything above: the exit code was 3
+    Column("psi_threshold", Float, nullable=True),  # the PSI that flagged a feature
     Column("drift", Text, nullable=False, default="{}"),
     Column("weeks", Text, nullable=False, default="[]"),
     Column("mlflow_run_id", String(64), nullable=True),
@@ -64,6 +66,8 @@ class HealthRow:
     test_auc_low: float | None
     auc_flagged: bool
     flagged: bool
+    test_auc_high: float | None = None
+    psi_threshold: float | None = None
     drift: dict[str, dict] = field(default_factory=dict)
     weeks: list[dict] = field(default_factory=list)
     mlflow_run_id: str | None = None
@@ -103,7 +107,8 @@ def write_health(engine: Engine, row: HealthRow, now: datetime | None = None) ->
         "model_name", "model_version", "as_of", "window_days", "drift_rows", "drifted",
         "score_flagged", "matured_rows", "auc_flagged", "flagged", "mlflow_run_id", "report")}
     values.update({k: _finite(getattr(row, k)) for k in (
-        "score_psi", "realised_auc", "realised_auc_low", "realised_auc_high", "test_auc_low")})
+        "score_psi", "realised_auc", "realised_auc_low", "realised_auc_high", "test_auc_low",
+        "test_auc_high", "psi_threshold")})
     values.update(run_at=run_at, drift=json.dumps(_clean(row.drift)),
                   weeks=json.dumps(_clean(row.weeks)))
     with engine.begin() as conn:

@@ -15,6 +15,7 @@ ROUTES = frozenset({
     "/batch/get", "/model", "/review", "/review/", "/review/filters.js", "/review/export.csv",
     "/review/rescore", "/review/contacts", "/metrics", "/readyz", "/livez", "/healthz", "/docs",
     "/docs.json", "/docs.js", "/score_histories", "/score_feature_rows", "/review/campaigns",
+    "/review/health",
 })
 PREFIXES = (("/review/customer/", "/review/customer/{id}"),
             ("/review/campaigns/", "/review/campaigns/{id}"),

@@ -57,6 +57,7 @@ from serving.review.data import (
     rescore,
 )
 from serving.review.format import day, money, value_definition
+from serving.review.health import health_routes
 from serving.review.ranking import (
     BANDS,
     SORTS,
@@ -361,6 +362,7 @@ review_app = Starlette(
         Route("/contacts", record_contact, methods=["POST"], name="contacts"),
         Route("/customer/{customer_id:path}", customer_page, methods=["GET"], name="customer"),
         *campaign_routes(_page, render, _base),
+        *health_routes(_page, render, _base),
     ],
     exception_handlers={HTTPException: http_error},
 )
