@@ -12,11 +12,16 @@ requests and throughput and p99 at concurrency 16. Our service runs in three mod
 (CHURN_LOCAL_MAX_INFLIGHT): up to two requests at once scored in the public process (the
 default), one, every request handed to the batching Scorer process, and every request scored in
 the public process.
-It also times the single-customer feature build in-process, NumPy against DuckDB.
+It also times the single-customer feature build in-process, NumPy against DuckDB, and the
+overhead of the prediction log on /predict: two servers of the default mode, one with the log on
+and one with it off (CHURN_PREDICTION_LOG=false), take alternating blocks of the same sequential
+requests, so both see the same machine; p50 on against off. `--log-overhead-only` measures that
+alone (no MLflow server, no other modes).
 
 Targets (issue #9), as ratios against MLflow measured in the same run: /predict p50 <= 0.5x and
 p99 <= 0.75x of MLflow's; at concurrency 16 >= 3x MLflow's throughput with p99 no worse;
-/predict_features p50 <= 5 ms; the feature build under 1 ms for 500 events.
+/predict_features p50 <= 5 ms; the feature build under 1 ms for 500 events. Issue #13: the
+prediction log adds at most 5% to /predict's p50.
 """
 
 from __future__ import annotations
@@ -217,6 +222,77 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT MET"
 
 
+LOG_BLOCK = 25  # sequential requests sent to one server before switching to the other
+
+
+def log_overhead(churn: str, env: dict, home: Path, hist: list[dict], requests: int
+                 ) -> dict[str, float]:
+    """/predict p50 and p99 with the prediction log on and off, from alternating blocks of
+    sequential requests to two servers that run at the same time; and how many predictions the
+    logging server stored (every one it answered, once its writer caught up)."""
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    out: dict[str, float] = {}
+    try:
+        for name, flag in (("on", "true"), ("off", "false")):
+            port = free_port()
+            log = home / f"ours-log-{name}.log"
+            proc = start([churn, "serve", "--port", str(port), "--model", "models:/churn/1"],
+                         {**env, "CHURN_PREDICTION_LOG": flag}, home, log)
+            servers[name] = (proc, f"http://127.0.0.1:{port}/predict")
+            wait_ready(f"http://127.0.0.1:{port}/readyz", proc, log)
+        lat: dict[str, list[float]] = {"on": [], "off": []}
+        sent = 0
+        with httpx.Client(timeout=60) as client:
+            for _, url in servers.values():  # warm-up
+                for body in hist[:20]:
+                    _post(client.post, url, body)
+            sent += 20
+            for block in range(max(1, requests // LOG_BLOCK)):
+                for name in (("on", "off") if block % 2 == 0 else ("off", "on")):
+                    for i in range(LOG_BLOCK):
+                        body = hist[(block * LOG_BLOCK + i) % len(hist)]
+                        lat[name].append(_post(client.post, servers[name][1], body))
+                sent += LOG_BLOCK
+        for name, values in lat.items():
+            out[f"p50_{name}"] = float(np.percentile(values, 50))
+            out[f"p99_{name}"] = float(np.percentile(values, 99))
+        out["requests"] = float(len(lat["on"]))
+        out["stored"] = float(_stored_predictions(home, sent * len(hist[0]["customers"])))
+        out["sent"] = float(sent * len(hist[0]["customers"]))
+    finally:
+        for proc, _ in servers.values():
+            stop(proc)
+    return out
+
+
+def _stored_predictions(home: Path, expected: int, timeout: float = 30) -> int:
+    """Rows of source predict in the store's log, once there are `expected` or time is up."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with sqlite3.connect(home / "mlruns" / "churn.db") as con:
+                n = con.execute("SELECT count(*) FROM predictions WHERE source = 'predict'"
+                                ).fetchone()[0]
+        except sqlite3.OperationalError:
+            n = 0
+        if n >= expected or time.monotonic() > deadline:
+            return n
+        time.sleep(0.5)
+
+
+def print_log_overhead(r: dict[str, float]) -> None:
+    ratio = r["p50_on"] / r["p50_off"]
+    print(f"\nprediction log overhead on /predict, {r['requests']:.0f} sequential requests to each "
+          f"of two servers in alternating blocks of {LOG_BLOCK}:")
+    print(f"  {'log on':10} p50 {ms(r['p50_on'])} ms  p99 {ms(r['p99_on'])} ms")
+    print(f"  {'log off':10} p50 {ms(r['p50_off'])} ms  p99 {ms(r['p99_off'])} ms")
+    print(f"  {'p50 on / off':40} {ratio:6.3f}x  (target <= 1.05x: {verdict(ratio <= 1.05)})")
+    print(f"  the logging server stored {r['stored']:,.0f} of the {r['sent']:,.0f} predictions "
+          "it answered")
+
+
 # the ways our service can score a request (CHURN_LOCAL_MAX_INFLIGHT)
 MODES = {"in-process 2 (default)": "2", "in-process 1": "1", "scorer only": "0",
          "in-process always": "1000"}
@@ -227,6 +303,8 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=3000)
     ap.add_argument("--requests", type=int, default=300, help="sequential requests per server")
     ap.add_argument("--concurrent-requests", type=int, default=800)
+    ap.add_argument("--log-overhead-only", action="store_true",
+                    help="measure only the prediction log's overhead on /predict")
     args = ap.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -244,9 +322,18 @@ def main() -> None:
                    env=env, cwd=home, check=True, stdout=subprocess.DEVNULL)
     uri = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
     hist, rows, mlf = payloads(home, {**env, "MLFLOW_TRACKING_URI": uri})
-    build = in_process(hist)
     sizes = [len(b["customers"][0]["events"]) for b in hist]
     print(f"{len(hist)} customers, {min(sizes)}-{max(sizes)} events each", flush=True)
+    overhead = log_overhead(churn, env, home, hist, args.requests)
+    print("measured the prediction log's overhead", flush=True)
+    if args.log_overhead_only:
+        print(f"\n{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")
+        print_log_overhead(overhead)
+        for url, problems in FAILURES.items():
+            print(f"FAILED requests at {url}: {len(problems)} (first: {problems[0]})")
+        print(json.dumps({"log_overhead": overhead}, indent=1))
+        return
+    build = in_process(hist)
 
     results: dict[str, dict[str, float]] = {}
     mlflow_port = free_port()
@@ -307,11 +394,13 @@ def main() -> None:
     print(f"  {'feature build, one customer, NumPy':40} {build['numpy'] * 1000:6.2f} ms for "
           f"{build['events']:.0f} events (target < 1 ms: {verdict(build['numpy'] < 0.001)}); "
           f"DuckDB {build['sql'] * 1000:.1f} ms ({build['sql'] / build['numpy']:.0f}x)")
+    print_log_overhead(overhead)
     for url, problems in FAILURES.items():
         print(f"FAILED requests at {url}: {len(problems)} (first: {problems[0]})")
     if not FAILURES:
         print("every request answered 200")
-    print(json.dumps({"results": results, "feature_build": build}, indent=1))
+    print(json.dumps({"results": results, "feature_build": build, "log_overhead": overhead},
+                     indent=1))
 
 
 if __name__ == "__main__":
