@@ -41,6 +41,7 @@ from serving.batch import BatchJobs, get_route, status_route, submit_route
 from serving.docs import ApiDocs
 from serving.errors import MAX_DETAIL, error_body
 from serving.guard import Guard
+from serving.health_gauges import start_health_gauges
 from serving.holder import ModelHolder
 from serving.logs import quiet_client_errors
 from serving.memory import start_trimming
@@ -302,6 +303,7 @@ class ChurnService:
         self.holder = open_holder(self.settings)  # for in-process scoring and batch jobs
         self.jobs = BatchJobs(self.settings)
         init_prediction_counters()
+        start_health_gauges(self.settings)  # the last churn monitor run, on /metrics
         # every answered prediction, written by a background thread: a request never waits
         self.predlog = open_prediction_log(self.settings, on_drop=count_dropped)
         start_trimming()
