@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 MIN_KNOWN_PER_ARM = 30  # data outcomes per arm below which the page does not judge the uplift
 LIST_LIMIT = 100  # campaigns on the list page
-SAID_LIMIT = 50  # stated reasons shown with the customer's words
+SAID_LIMIT = 30  # the latest outcomes with the customer's own words
 MAX_ID_CHARS = 64  # the store's campaign_id column
 LEVEL = 0.95
 RESULT_WORDS = {"stayed": "stayed", "left": "left", "no_answer": "no answer"}
@@ -88,7 +88,8 @@ class CampaignPage:
     judged: bool  # enough data outcomes in both arms to read the uplift
     verdict: str  # one sentence on what the numbers say (or why they cannot say it yet)
     chart: Markup
-    said: list[dict]  # imported outcomes with a stated reason or words, latest first
+    said: list[dict]  # imported outcomes with the customer's own words, latest first
+    standouts: str  # the breakdown rows whose uplift interval excludes zero, in a sentence
     reason_labels: dict[str, str]
     ended: bool
 
@@ -120,6 +121,21 @@ def verdict(report: CampaignReport, campaign: Campaign, now: datetime | None = N
                       "confidence.")
     return True, (f"No effect shown: the uplift is {_pp(u)} at {level} confidence, an interval "
                   "that includes zero.")
+
+
+def standouts(report: CampaignReport) -> str:
+    """The breakdown rows (value segments, actions) whose uplift interval excludes zero, with the
+    caveat that some of many rows do so by chance; "" when none does or nothing is known."""
+    rows = [*(("value segment " + g.label, g) for g in report.by_value_segment),
+            *(("action " + g.label, g) for g in report.by_action_family)]
+    known = [(name, g) for name, g in rows if g.uplift.known]
+    clear = [f"{name} ({_pp(g.uplift)})" for name, g in known
+             if g.uplift.low > 0 or g.uplift.high < 0]
+    if not clear:
+        return ""
+    return (f"Of the {len(known)} breakdown rows, the uplift's interval excludes zero for "
+            f"{'; '.join(clear)}. With this many rows one can do so by chance: confirm it with "
+            "the next campaign before relying on it.")
 
 
 def churn_by_arm_svg(sections: list[tuple[str, list[Comparison]]], level: float = LEVEL
@@ -192,7 +208,7 @@ def _said(outcomes: pd.DataFrame, labels: dict[str, str], limit: int = SAID_LIMI
     if outcomes.empty:
         return []
     imported = outcomes[outcomes["source"] == "import"]
-    stated = imported[imported["reason"].notna() | (imported["reason_text"].fillna("") != "")]
+    stated = imported[imported["reason_text"].fillna("").str.strip() != ""]
     stated = stated.sort_values("recorded_at", ascending=False, kind="stable").head(limit)
     return [{"customer_id": str(r.customer_id), "when": day(r.recorded_at),
              "result": RESULT_WORDS.get(r.result, r.result),
@@ -215,7 +231,7 @@ def campaign_page_view(engine: Engine, campaign_id: str, playbook: Playbook, off
                 ("By action", report.by_action_family)]
     return CampaignPage(campaign, report, judged, sentence,
                         churn_by_arm_svg([s for s in sections if s[1]], LEVEL),
-                        _said(outcomes, labels), labels,
+                        _said(outcomes, labels), standouts(report) if judged else "", labels,
                         campaign.ends_at <= (now or datetime.now()))
 
 

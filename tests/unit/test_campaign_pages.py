@@ -18,7 +18,13 @@ from campaigns.report import campaign_report
 from campaigns.store import Campaign, create_campaign, record_outcomes
 from scoring.records import engine_for
 from scoring.settings import get_settings
-from serving.review.campaigns import MIN_KNOWN_PER_ARM, churn_by_arm_svg, customer_history, verdict
+from serving.review.campaigns import (
+    MIN_KNOWN_PER_ARM,
+    churn_by_arm_svg,
+    customer_history,
+    standouts,
+    verdict,
+)
 
 CAMPAIGN = Campaign("spring", "Spring <b>save</b>", "7", datetime(2026, 3, 1), 60, 0.2, 3,
                     "top 400 by expected profit")
@@ -67,6 +73,20 @@ def test_before_any_outcome_the_verdict_says_when_the_horizon_ends():
     ok, sentence = verdict(report, CAMPAIGN, now=datetime(2026, 3, 10))
     assert not ok and "0 contacted and 0 control customers" in sentence
     assert "the horizon ends on 2026-04-30" in sentence
+
+
+def test_standouts_name_the_rows_whose_interval_excludes_zero():
+    members = _members(6000)
+    churn = np.where((members["arm"] == "treatment") & (members["action_family"] == "complaints"),
+                     0.15, 0.4)
+    rng = np.random.default_rng(2)
+    left = rng.random(len(members)) < churn
+    outcomes = _data_outcomes(members, {}).assign(result=np.where(left, "left", "stayed"))
+    sentence = standouts(campaign_report(members, outcomes))
+    assert "action complaints (+" in sentence and "action payment" not in sentence
+    assert sentence.startswith("Of the 4 breakdown rows") and "by chance" in sentence
+    none = _data_outcomes(members, {"treatment": 0.4, "control": 0.4}, seed=5)
+    assert standouts(campaign_report(members, none)) == ""
 
 
 def test_chart_draws_each_arm_at_its_rate_and_escapes_labels():
