@@ -603,6 +603,9 @@ def fail(message: str, code: int) -> None:
 from cli.campaign import app as campaign_app  # noqa: E402  (it uses the helpers above)
 
 app.add_typer(campaign_app, name="campaign")
+from cli.returning import returning  # noqa: E402
+
+campaign_app.command(name="returning")(returning)
 
 
 from cli.monitor import monitor as monitor_command  # noqa: E402
