@@ -54,6 +54,8 @@ def _now() -> datetime:
 
 
 def _naive_utc(value) -> datetime:
+    if type(value) is datetime and value.tzinfo is None:
+        return value
     ts = pd.Timestamp(value)
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
@@ -99,10 +101,14 @@ def score_rows(scores: pd.DataFrame, source: str = "score") -> list[dict]:
     """Records of a scores table (`score_batch`'s columns: customer_id, churn_probability,
     risk_band, as_of, reason_{i}_feature, model_version)."""
     now = _now()
+    as_of = pd.to_datetime(scores["as_of"])
+    if as_of.dt.tz is not None:
+        as_of = as_of.dt.tz_convert("UTC").dt.tz_localize(None)
     return [make_row(cid, when, p, band, why, version, source, now)
             for cid, when, p, band, why, version in zip(
-                scores["customer_id"], scores["as_of"], scores["churn_probability"],
-                scores["risk_band"], _reason_names(scores), scores["model_version"], strict=True)]
+                scores["customer_id"].tolist(), list(as_of.dt.to_pydatetime()),
+                scores["churn_probability"].tolist(), scores["risk_band"].tolist(),
+                _reason_names(scores), scores["model_version"].tolist(), strict=True)]
 
 
 def transient(exc: BaseException) -> bool:
