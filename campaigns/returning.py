@@ -17,12 +17,14 @@ back twice has two.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Engine, select
 
+from campaigns.store import WRITE_CHUNK, campaign_outcomes_table
 from features.contract import CHURNED_AT, CUSTOMER_ID, SIGNUP_AT
 from features.definitions import FeatureSpec
 from features.engine import epoch_seconds, relations
@@ -184,6 +186,29 @@ def _new_signups(customers: pd.DataFrame, rel, rules: ReturnRules, active: str,
                          "returned_ts": pairs["signup_new"].to_numpy(),
                          "how": "new signup",
                          "returned_as": pairs["customer_id_new"].to_numpy()})
+
+
+def stated_reasons(engine: Engine, customer_ids: Sequence[str],
+                   labels: Mapping[str, str]) -> dict[str, str]:
+    """What each customer last told a campaign's call about leaving ("Price: too dear"), from the
+    imported outcomes in the store; customers who said nothing are absent."""
+    o = campaign_outcomes_table.c
+    ids = list(dict.fromkeys(str(c) for c in customer_ids))
+    said: dict[str, tuple] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(ids), WRITE_CHUNK):
+            part = ids[i:i + WRITE_CHUNK]
+            rows = conn.execute(select(o.customer_id, o.reason, o.reason_text)
+                                .where(o.source == "import", o.customer_id.in_(part))
+                                .order_by(o.recorded_at, o.id)).all()
+            for cid, reason, words in rows:  # the latest last
+                if reason or (words or "").strip():
+                    said[cid] = (reason, (words or "").strip())
+    out = {}
+    for cid, (reason, words) in said.items():
+        label = labels.get(reason, reason) if reason else ""
+        out[cid] = f"{label}: {words}" if label and words else (label or words)
+    return out
 
 
 def summary(found: pd.DataFrame) -> dict[str, object]:

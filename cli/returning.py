@@ -16,6 +16,7 @@ from cli.main import (
     SparkMasterOpt,
     UsageError,
     _load,
+    err,
     out,
     parse_time,
     print_json,
@@ -25,6 +26,33 @@ from cli.main import (
 )
 
 MAX_SHOWN = 200
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _stated(found, book) -> dict[str, str] | None:
+    """What the returners told earlier campaigns, from the product's store; None when there is
+    no store yet (a read never creates one) or it cannot be read (one warning line)."""
+    from sqlalchemy.engine import make_url
+
+    from campaigns.returning import stated_reasons
+    from scoring.records import database_url, engine_for
+    from scoring.settings import get_settings
+
+    settings = get_settings()
+    url = database_url(settings)
+    database = make_url(url).database
+    if url.startswith("sqlite") and (not database or not Path(database).exists()):
+        return None
+    try:
+        return stated_reasons(engine_for(settings), found["customer_id"].tolist(),
+                              {k: r.label for k, r in book.reasons.items()})
+    except Exception as exc:
+        err.print(f"warning: what customers said before is left out: the store could not be read "
+                  f"({type(exc).__name__})", markup=False, highlight=False)
+        return None
 
 
 def returning(
@@ -85,6 +113,9 @@ def returning(
         found = find_returning(tables.customers, tables.events, rules,
                                follow_up=book.winback.action)
         progress(1, 1)
+    said = _stated(found, book)
+    if said is not None:
+        found = found.assign(said_before=found["customer_id"].map(said).fillna(""))
     if out_path is not None:
         if str(out_path).lower().endswith(".csv"):
             found.to_csv(out_path, index=False)
@@ -104,10 +135,12 @@ def returning(
               + (f" ({how}); median {away:g} days away" if counts["returns"] else ""),
               markup=False, highlight=False)
     if counts["returns"]:
+        columns = ["customer_id", "left", "returned", "days away", "how", "returned as"]
         print_table(f"Came back, latest first (top {min(top, len(found))})",
-                    ["customer_id", "left", "returned", "days away", "how", "returned as"],
+                    columns + (["said before"] if said else []),
                     [[r.customer_id, f"{r.left_at:%Y-%m-%d}", f"{r.returned_at:%Y-%m-%d}",
                       f"{r.days_away:g}", r.how, r.returned_as]
+                     + ([_clip(r.said_before, 60)] if said else [])
                      for r in found.head(top).itertuples()])
         out.print(f"Follow-up ({book.winback.title}): {book.winback.action}", markup=False,
                   highlight=False, soft_wrap=True)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 import pytest
+from sqlalchemy import create_engine
 
-from campaigns.returning import ReturnRules, find_returning, parse_event_types
+from campaigns.returning import ReturnRules, find_returning, parse_event_types, stated_reasons
+from campaigns.store import Campaign, create_campaign, record_outcomes
+from scoring.records import metadata
 
 T = pd.Timestamp
 
@@ -118,3 +123,29 @@ def test_a_match_column_shared_by_many_is_refused():
 def test_event_type_options_split_on_commas():
     assert parse_event_types(["login, feature_use", "payment", " "]) == (
         "login", "feature_use", "payment")
+
+
+def test_stated_reasons_are_the_latest_a_customer_gave(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'churn.db'}")
+    metadata.create_all(engine)
+    members = pd.DataFrame({"customer_id": ["A", "D", "E"], "arm": "treatment",
+                            "risk_band": "high", "value_segment": "top", "probability": 0.5,
+                            "customer_value": 1.0, "action_family": "payment", "action": "call"})
+    create_campaign(engine, Campaign("c1", "One", "1", datetime(2026, 1, 1), 30, 0.2, 1, "all"),
+                    members)
+    create_campaign(engine, Campaign("c2", "Two", "1", datetime(2026, 2, 1), 30, 0.2, 1, "all"),
+                    members)
+    record_outcomes(engine, "c1", [
+        {"customer_id": "A", "reached": True, "result": "left", "reason": "price",
+         "reason_text": "Too dear", "source": "import", "recorded_at": datetime(2026, 1, 5)},
+        {"customer_id": "D", "reached": False, "result": "no_answer", "source": "import"},
+        {"customer_id": "E", "reached": True, "result": "left", "reason": "other",
+         "reason_text": "Our budget was cut", "source": "import",
+         "recorded_at": datetime(2026, 1, 6)}])
+    record_outcomes(engine, "c2", [
+        {"customer_id": "A", "reached": True, "result": "left", "reason": "competitor",
+         "reason_text": "", "source": "import", "recorded_at": datetime(2026, 2, 5)},
+        {"customer_id": "E", "reached": None, "result": "left", "source": "data"}])
+    labels = {"price": "Price", "competitor": "Went to a competitor", "other": "Other"}
+    said = stated_reasons(engine, ["A", "D", "E", "X"], labels)
+    assert said == {"A": "Went to a competitor", "E": "Other: Our budget was cut"}
