@@ -43,7 +43,7 @@ def _ticks(top: float) -> tuple[float, float]:
 def psi_svg(series: list[Series], threshold: float) -> Markup:
     """PSI over monitor runs, one line per series, with the flag threshold drawn."""
     labels = list(dict.fromkeys(x for s in series for x, _ in s.points))
-    left, plot_w, plot_h, top, legend_w = 50, 560, 180, 16, 230
+    left, plot_w, plot_h, top, legend_w = 40, 290, 180, 16, 180
     width, height = left + plot_w + legend_w, top + plot_h + 40
     values = [v for s in series for _, v in s.points if v is not None]
     hi, step = _ticks(max([*values, threshold * 1.2]))
@@ -66,7 +66,7 @@ def psi_svg(series: list[Series], threshold: float) -> Markup:
     parts.append(f'<line x1="{left}" y1="{y(threshold):.1f}" x2="{left + plot_w}" '
                  f'y2="{y(threshold):.1f}" class="threshold"><title>flag threshold: PSI '
                  f'{threshold:g}</title></line>')
-    every = max(1, len(labels) // 8)
+    every = max(1, len(labels) // 4)
     for i, label in enumerate(labels):
         if i % every == 0 or i == len(labels) - 1:
             parts.append(f'<text x="{x(i):.1f}" y="{top + plot_h + 16}" class="tick" '
@@ -85,7 +85,7 @@ def psi_svg(series: list[Series], threshold: float) -> Markup:
         ly = top + 14 + 18 * n
         parts.append(f'<rect x="{left + plot_w + 16}" y="{ly - 9}" width="10" height="10" '
                      f'fill="{colour}"/><text x="{left + plot_w + 32}" y="{ly}" class="label">'
-                     f'{escape(s.name[:30])}</text>')
+                     f'{escape(s.name[:24])}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -93,8 +93,8 @@ def psi_svg(series: list[Series], threshold: float) -> Markup:
 def auc_svg(weeks: list[dict], test_low: float | None, test_high: float | None) -> Markup:
     """Realised ROC-AUC per week with its interval, over the band of the test interval."""
     rows = [w for w in weeks if w.get("roc_auc") is not None]
-    left, plot_w, plot_h, top = 50, 560, 180, 16
-    width, height = left + plot_w + 20, top + plot_h + 40
+    left, plot_w, plot_h, top = 44, 440, 180, 16
+    width, height = left + plot_w + 16, top + plot_h + 40
     lows = [w.get("roc_auc_low") or w["roc_auc"] for w in rows] + [test_low or 1.0]
     lo = max(0.0, min(lows) - 0.05)
     lo = int(lo * 20) / 20  # down to a multiple of 0.05

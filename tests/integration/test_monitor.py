@@ -8,11 +8,14 @@ store's row exist."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import mlflow
 import numpy as np
 import pandas as pd
@@ -24,6 +27,7 @@ from scoring.health import latest_health
 from scoring.records import engine_for, read_predictions
 from scoring.settings import Settings
 from tests.helpers import CHURN, Trained
+from tests.integration.server import Server, free_port
 
 SCORED_AT = "2026-05-30"  # a time whose 30-day horizon the generated data (to 2026-06-30) covers
 SHIFT_FROM = pd.Timestamp("2026-04-20")
@@ -159,3 +163,65 @@ def test_bad_input_is_one_line(worlds: dict[str, World], trained: Trained, tmp_p
     empty = _churn(trained, env, *args, "--model-version", trained.result["model_version"])
     assert empty.returncode == 2 and "holds no prediction" in empty.stderr
     assert len(empty.stderr.strip().splitlines()) == 1
+
+
+# -- the service: gauges on /metrics and the Model health page in a browser ----------------------
+
+
+@pytest.fixture(scope="module")
+def served(worlds: dict[str, World], trained: Trained, tmp_path_factory):
+    """`churn serve` on the shifted world's store, which holds its flagged monitor run."""
+    folder = tmp_path_factory.mktemp("monitor-serve")
+    port = free_port()
+    env = {**trained.env, "CHURN_DATABASE_URL": worlds["shifted"].database}
+    server = Server.start([CHURN, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                          cwd=trained.home, env=env, log=folder / "serve.log", port=port)
+    try:
+        server.wait_ready(180)
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _metric(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
+    assert match, f"{name} not on /metrics"
+    return float(match.group(1))
+
+
+def test_metrics_show_the_last_monitor_runs_flags(served: str, worlds, trained: Trained):
+    row = latest_health(_store(worlds["shifted"], trained))
+    deadline = time.monotonic() + 60
+    while True:  # the gauges are set by the service's thread right after it starts
+        text = httpx.get(f"{served}/metrics", timeout=30).text
+        if "churn_monitor_flagged" in text or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert _metric(text, "churn_monitor_flagged") == 1.0
+    assert _metric(text, "churn_monitor_drifted_features") == row.drifted
+    assert _metric(text, 'churn_monitor_feature_drift{feature="n_login_30d"}') == 1.0
+    assert _metric(text, "churn_monitor_realised_auc") == pytest.approx(row.realised_auc)
+    features = set(re.findall(r'churn_monitor_feature_drift\{feature="([^"]+)"\}', text))
+    assert features == set(row.drift_flags)  # labelled by flagged features only
+
+
+def test_browser_shows_the_model_health_page(served: str, worlds, tmp_path: Path):
+    """Also the README's screenshot: MONITOR_SCREENSHOTS=docs writes docs/model-health.png."""
+    from playwright.sync_api import expect
+
+    from tests.integration.test_review_page import _browser
+
+    shots = Path(os.environ.get("MONITOR_SCREENSHOTS") or tmp_path)
+    with _browser(served) as page:
+        page.goto(served + "/review/")
+        page.click("#nav-health")
+        page.wait_for_url(re.compile(r"/review/health$"))
+        expect(page.locator("h1")).to_have_text("Model health")
+        expect(page.locator("#verdict-text")).to_contain_text("Needs attention")
+        expect(page.locator("#verdict-text")).to_contain_text("n_login_30d")
+        expect(page.locator("#drift svg")).to_be_visible()
+        expect(page.locator("#accuracy svg")).to_be_visible()
+        expect(page.locator("#drift-table tr.flagged").first).to_contain_text("login")
+        expect(page.locator("#explain")).to_contain_text("What this page tells you")
+        page.screenshot(path=str(shots / "model-health.png"), full_page=True)
+    assert (shots / "model-health.png").stat().st_size > 10_000
