@@ -70,7 +70,7 @@ def psi_svg(series: list[Series], threshold: float) -> Markup:
     for i, label in enumerate(labels):
         if i % every == 0 or i == len(labels) - 1:
             parts.append(f'<text x="{x(i):.1f}" y="{top + plot_h + 16}" class="tick" '
-                         f'text-anchor="middle">{escape(label)}</text>')
+                         f'text-anchor="middle">{escape(label[5:])}</text>')  # MM-DD
     for n, s in enumerate(series):
         colour = COLOURS[n % len(COLOURS)]
         where = {label: i for i, label in enumerate(labels)}
@@ -156,7 +156,7 @@ def _series(runs: list[HealthRow]) -> list[Series]:
     chosen = [f for f in by_psi if f in ever] + sorted(ever - set(by_psi))
     chosen = (chosen or by_psi)[: LINES - 1]
     label = [r.as_of.strftime("%Y-%m-%d") for r in runs]
-    series = [Series("score (churn probability)", list(zip(label, [r.score_psi for r in runs],
+    series = [Series("score", list(zip(label, [r.score_psi for r in runs],
                                                          strict=True)))]
     for f in chosen:
         series.append(Series(f, [(lbl, (r.drift.get(f) or {}).get("psi"))
