@@ -225,3 +225,26 @@ def test_the_log_is_on_by_default_and_one_setting_turns_it_off(tmp_path):
     plog.record(rows(3))
     assert plog.close(10)
     assert len(read_predictions(engine_for(Settings(home=tmp_path)))) == 3
+
+
+def test_the_counters_labels_are_bounded():
+    from prometheus_client import REGISTRY
+
+    from serving import metrics
+
+    def value(**labels) -> float:
+        return REGISTRY.get_sample_value("churn_predictions_total", labels) or 0.0
+
+    metrics.init_prediction_counters()
+    before = value(band="other", model_version="other", source="other")
+    versions = [f"v{i}" for i in range(metrics.MAX_VERSION_LABELS + 5)]
+    metrics.count_predictions([("high", v) for v in versions], "predict")
+    metrics.count_predictions([("weird", "v-late"), ("low", "v0")], "somewhere")
+    named = sum(value(band="high", model_version=v, source="predict") for v in versions)
+    assert named + value(band="high", model_version="other", source="predict") >= len(versions)
+    assert value(band="high", model_version=versions[-1], source="predict") == 0  # past the bound
+    assert value(band="other", model_version="other", source="other") == before + 1
+    metrics.count_dropped("queue_full", 3)
+    metrics.count_dropped("anything else", 1)
+    assert REGISTRY.get_sample_value("churn_prediction_log_dropped_total",
+                                     {"reason": "other"}) >= 1
