@@ -4,6 +4,7 @@ flagged, so a scheduler can alert."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -60,7 +61,8 @@ def monitor(
     limits = settings.monitor if psi is None else settings.monitor.model_copy(update={"psi": psi})
     tables = _load(customers, events, date_format, engine)
     try:
-        with stage_bars() as stage:
+        # MLflow prints "View run ... at ..." to stdout when it talks to a server; stdout is ours
+        with stage_bars() as stage, contextlib.redirect_stdout(sys.stderr):
             result = run(settings, tables, model_version, end, window, start, report, limits, stage)
     except MonitorError as exc:
         raise UsageError(str(exc)) from None

@@ -152,9 +152,11 @@ def latest_as_of(engine, version: str) -> pd.Timestamp | None:
     return None if value is None else pd.Timestamp(value)
 
 
-def count_logged(engine, since: datetime, until: datetime) -> int:
+def count_logged(engine, since: datetime, until: datetime, version: str | None = None) -> int:
     query = (select(func.count()).select_from(predictions)
              .where(predictions.c.as_of >= since, predictions.c.as_of < until))
+    if version is not None:
+        query = query.where(predictions.c.model_version == version)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
 
@@ -209,8 +211,14 @@ def monitor(
 
     # drift: the window's predictions of this version against the reference
     progress = stage("drift: features of the window")
-    window = read_predictions(engine, since=end - pd.Timedelta(days=window_days) + pd.Timedelta(
-        microseconds=1), until=until, model_version=version)
+    first = end - pd.Timedelta(days=window_days) + pd.Timedelta(microseconds=1)
+    in_window = count_logged(engine, first, until, version)
+    if in_window > limits.max_log_rows:
+        raise MonitorError(
+            f"--window: the log holds {in_window:,} predictions of version {version} in the "
+            f"{window_days} days to {end:%Y-%m-%d}, more than {limits.max_log_rows:,} "
+            "(CHURN_MONITOR__MAX_LOG_ROWS); give a shorter --window")
+    window = read_predictions(engine, since=first, until=until, model_version=version)
     window = latest_per_prediction(window)
     score, judged, drift = None, False, pd.DataFrame()
     if len(window) < limits.min_rows:
@@ -280,6 +288,9 @@ def _write_atomically(path: Path, text: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary file, not mkstemp's 0600
         os.replace(tmp, path)
     except OSError as exc:
         raise MonitorError(f"--report: cannot write {path}: {exc.strerror or exc}") from None
