@@ -42,7 +42,7 @@ SOURCES = ("predict", "predict_features", "batch", "score")
 BATCH_ROWS = 2_000  # rows the writer stores in one transaction at most
 CHUNK_ROWS = 5_000  # rows `churn score` turns into records and stores at once
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between the writer's attempts; the last repeats
-CLI_RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds between `churn score`'s attempts at one chunk
+CLI_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)  # seconds between `churn score`'s attempts at one chunk
 MAX_FAILED_ATTEMPTS = 3  # a batch failing other than by its connection is dropped after these
 # the widths of the table's text columns: a longer value is cut, never refused by the database
 _WIDTHS = {c: predictions.c[c].type.length for c in ("customer_id", "band", "model_version",
