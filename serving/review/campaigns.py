@@ -120,7 +120,9 @@ def verdict(report: CampaignReport, campaign: Campaign, now: datetime | None = N
         return True, (f"Churn was higher among those contacted: uplift {_pp(u)} at {level} "
                       "confidence.")
     return True, (f"No effect shown: the uplift is {_pp(u)} at {level} confidence, an interval "
-                  "that includes zero.")
+                  "that includes zero. That does not show the contacts did nothing: every value "
+                  f"in the interval fits these {o.treatment.known:,} contacted and "
+                  f"{o.control.known:,} control customers.")
 
 
 def standouts(report: CampaignReport) -> str:
