@@ -224,3 +224,21 @@ def test_monitor_runs_round_trip_oldest_first(tmp_path):
     assert last == rows[-1] and last.drift_flags == ["n_login_30d"]
     assert last.weeks == [{"week": "2026-05-25", "roc_auc": 0.8, "brier": None}]
     assert read_health(engine, model_name="other") == []
+
+
+def test_the_training_reference_is_a_bounded_seeded_sample(monkeypatch):
+    from training import pipeline
+
+    test = pd.DataFrame({"customer_id": [f"c{i}" for i in range(50)],
+                         "as_of": pd.Timestamp("2026-05-30"), "x": np.arange(50.0), "label": 0})
+    y, p = np.arange(50) % 2, np.linspace(0, 1, 50)
+    whole = pipeline.reference_sample(test, y, p, ["x"], seed=3)
+    assert len(whole) == 50 and list(whole.columns) == ["customer_id", "as_of", "x",
+                                                        "churn_probability", "label"]
+    assert (whole["churn_probability"] == p).all() and (whole["label"] == y).all()
+    monkeypatch.setattr(pipeline, "REFERENCE_ROWS", 20)
+    first = pipeline.reference_sample(test, y, p, ["x"], seed=3)
+    assert len(first) == 20 and first.equals(pipeline.reference_sample(test, y, p, ["x"], seed=3))
+    # rows stay whole: each sampled row keeps its own probability and label
+    assert (first["churn_probability"] == first["x"] / 49).all()
+    assert (first["label"] == first["x"].astype(int) % 2).all()
