@@ -240,5 +240,5 @@ def test_the_training_reference_is_a_bounded_seeded_sample(monkeypatch):
     first = pipeline.reference_sample(test, y, p, ["x"], seed=3)
     assert len(first) == 20 and first.equals(pipeline.reference_sample(test, y, p, ["x"], seed=3))
     # rows stay whole: each sampled row keeps its own probability and label
-    assert (first["churn_probability"] == first["x"] / 49).all()
+    assert np.allclose(first["churn_probability"], first["x"] / 49, rtol=0, atol=1e-15)
     assert (first["label"] == first["x"].astype(int) % 2).all()
