@@ -64,12 +64,16 @@ class Postgres:
             os.chown(root, owner.pw_uid, owner.pw_gid)
             run_as = "postgres"
         server = cls(root, free_port(), run_as)
-        server._run(pg_bin("initdb"), "-D", str(root / "data"), "-A", "trust", "-U", USER,
-                    "-E", "UTF8", "--no-sync")
-        options = (f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")
-        server._run(pg_bin("pg_ctl"), "-D", str(root / "data"), "-o", options,
-                    "-l", str(root / "server.log"), "-w", "-t", "60", "start")
+        try:
+            server._run(pg_bin("initdb"), "-D", str(root / "data"), "-A", "trust", "-U", USER,
+                        "-E", "UTF8", "--no-sync")
+            options = (f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                       "-c synchronous_commit=off -c full_page_writes=off")
+            server._run(pg_bin("pg_ctl"), "-D", str(root / "data"), "-o", options,
+                        "-l", str(root / "server.log"), "-w", "-t", "60", "start")
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
         return server
 
     def stop(self) -> None:
