@@ -155,14 +155,22 @@ def test_the_mlflow_run_and_the_report_exist(worlds: dict[str, World], trained: 
 
 def test_bad_input_is_one_line(worlds: dict[str, World], trained: Trained, tmp_path: Path):
     env = {**trained.env, "CHURN_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
-    args = ["monitor", "--customers", str(trained.customers), "--events", str(trained.events)]
-    unknown = _churn(trained, env, *args, "--model-version", "999")
+    unknown = _churn(trained, env, "monitor", "--customers", str(trained.customers), "--events",
+                     str(trained.events), "--model-version", "999")
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("error: --model-version: no version 999")
     assert len(unknown.stderr.strip().splitlines()) == 1
-    empty = _churn(trained, env, *args, "--model-version", trained.result["model_version"])
-    assert empty.returncode == 2 and "holds no prediction" in empty.stderr
-    assert len(empty.stderr.strip().splitlines()) == 1
+
+
+def test_an_empty_log_is_an_error_naming_it(trained: Trained, tmp_path: Path):
+    """In process (the CLI's one line is the message of this error, as above)."""
+    from features.contract import load_tables
+    from monitoring.monitor import MonitorError, monitor
+
+    settings = Settings(home=trained.home, database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    tables = load_tables(trained.customers, trained.events)
+    with pytest.raises(MonitorError, match="holds no prediction of model version"):
+        monitor(settings, tables, trained.result["model_version"])
 
 
 # -- the service: gauges on /metrics and the Model health page in a browser ----------------------
