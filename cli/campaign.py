@@ -11,6 +11,7 @@ import json
 import math
 import os
 import secrets
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -322,10 +323,10 @@ def outcomes(
         if "file" in summary:
             f = summary["file"]
             out.print(f"{file}: {f['stored']:,} outcomes stored, {f['bad']:,} bad rows")
-            for p in problems[:200]:
-                err.print(f"  {p}")
+            # one line each, never folded: people grep and copy them
+            sys.stderr.write("".join(f"  {p}\n" for p in problems[:200]))
             if len(problems) > 200:
-                err.print(f"  ... and {len(problems) - 200:,} more")
+                sys.stderr.write(f"  ... and {len(problems) - 200:,} more\n")
         if "data" in summary:
             d = summary["data"]
             out.print(f"churn from the data ({d['label']}, by {campaign.ends_at:%Y-%m-%d}) for "
@@ -333,7 +334,7 @@ def outcomes(
                           f"{arm} {d['left'].get(arm, 0):,} of {n:,} left"
                           for arm, n in sorted(d["members_by_arm"].items(), reverse=True)))
     if problems:
-        raise typer.Exit(2)  # the good rows are stored; the bad ones are listed above
+        sys.exit(2)  # the good rows are stored; the bad ones are listed above
 
 
 # -- report -------------------------------------------------------------------------------------
