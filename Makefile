@@ -30,6 +30,20 @@ demo: setup
 	$(VENV)/bin/churn promote
 	$(VENV)/bin/churn score --customers $(DEMO)/customers.parquet \
 		--events $(DEMO)/events.parquet --as-of 2026-06-30 --out $(DEMO)/scores.parquet
+# a retention campaign planned on the batch of 1 May, its calls simulated with the
+# generator's treatment effect, and its report once the 30-day horizon has passed
+	$(VENV)/bin/churn score --customers $(DEMO)/customers.parquet \
+		--events $(DEMO)/events.parquet --as-of 2026-05-01 --out $(DEMO)/campaign/scores.parquet
+	$(VENV)/bin/churn campaign plan --scores $(DEMO)/campaign/scores.parquet --budget 120 \
+		--control-share 0.3 --seed 7 --name "May save" --out $(DEMO)/campaign/contacts.csv
+	$(VENV)/bin/churn campaign simulate --campaign latest --customers $(DEMO)/customers.parquet \
+		--events $(DEMO)/events.parquet --out $(DEMO)/campaign/world --effect complaints=0.5 \
+		--effect payment=0.5 --effect cancel_intent=0.5 --effect contact_drop=0.7
+	$(VENV)/bin/churn campaign outcomes --campaign latest --file $(DEMO)/campaign/world/calls.csv
+	$(VENV)/bin/churn campaign outcomes --campaign latest \
+		--customers $(DEMO)/campaign/world/customers.parquet \
+		--events $(DEMO)/campaign/world/events.parquet
+	$(VENV)/bin/churn campaign report --campaign latest
 	$(VENV)/bin/churn compare
 	PORT=$(PORT) $(VENV)/bin/python scripts/serve_once.py
 

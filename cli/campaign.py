@@ -38,7 +38,8 @@ from cli.main import (
 app = typer.Typer(name="campaign", no_args_is_help=True, add_completion=False,
                   help="Retention campaigns: plan with a control group, import outcomes, report.")
 
-CampaignOpt = Annotated[str, typer.Option("--campaign", help="The campaign's id (from plan).")]
+CampaignOpt = Annotated[str, typer.Option(
+    "--campaign", help="The campaign's id (from plan), or latest: the newest campaign.")]
 PlaybookOpt = Annotated[Path | None, typer.Option(
     "--playbook", help="Playbook TOML (default: CHURN_REVIEW_PLAYBOOK, else the packaged one).")]
 LABELS = ("explicit", "inactivity")
@@ -66,8 +67,13 @@ def _playbook(path: Path | None):
 
 
 def _campaign(campaign_id: str):
-    from campaigns.store import get_campaign
+    from campaigns.store import get_campaign, list_campaigns
 
+    if campaign_id == "latest":
+        newest = list_campaigns(_engine())[:1]
+        if not newest:
+            raise UsageError("--campaign latest: there is no campaign yet (churn campaign plan)")
+        return newest[0]
     found = get_campaign(_engine(), campaign_id)
     if found is None:
         raise UsageError(f"--campaign: no campaign {campaign_id!r} (churn campaign list shows "
@@ -193,6 +199,10 @@ def plan(
             notes.append(f"model version {version} not found in the registry: horizon 30 days "
                          "(give --horizon)")
     label = label or params.get("label") or "explicit"
+    called = int((members["arm"] == "treatment").sum())
+    if budget is not None and called < budget:
+        notes.append(f"only {len(members):,} customers are outside the low risk band: "
+                     f"{called:,} calls of the budget of {budget:,} are planned")
     created = datetime.now(UTC)
     campaign_id = f"{created:%Y%m%d}-{secrets.token_hex(3)}"
     campaign = Campaign(
@@ -285,6 +295,7 @@ def outcomes(
     if (customers is None) != (events is None):
         raise UsageError("--customers and --events go together")
     campaign = _campaign(campaign_id)
+    campaign_id = campaign.campaign_id
     db = _engine()
     members = campaign_members(db, campaign_id)
     summary: dict = {"campaign_id": campaign_id}
@@ -378,6 +389,7 @@ def report(
     from campaigns.store import campaign_members, campaign_outcomes
 
     campaign = _campaign(campaign_id)
+    campaign_id = campaign.campaign_id
     settings = _settings()
     db = _engine()
     playbook = _playbook(playbook_path)
@@ -571,14 +583,19 @@ def simulate(
     from features.generate import FAMILY, apply_treatment
 
     campaign = _campaign(campaign_id)
+    families = _playbook(playbook_path).families
     factors = {}
     for item in effect or []:
         family, _, factor = item.partition("=")
+        family = family.strip()
         try:
-            factors[family.strip()] = float(factor)
+            factors[family] = float(factor)
         except ValueError:
             raise UsageError(f"--effect: {item!r} is not family=factor") from None
-    members = campaign_members(_engine(), campaign_id)
+        if family not in families:
+            raise UsageError(f"--effect: {family!r} is not a family of the playbook ("
+                             f"{', '.join(families)})")
+    members = campaign_members(_engine(), campaign.campaign_id)
     treated = members[members["arm"] == "treatment"]
     tables = load_tables(customers, events)
     as_of = pd.Timestamp(campaign.as_of)
