@@ -18,12 +18,13 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sqlalchemy import func, select
 
 from features.contract import CUSTOMER_ID, Tables
 from features.engine import AS_OF, feature_table
-from monitoring.accuracy import PROBABILITY, join_outcomes, latest_per_prediction
+from monitoring.accuracy import PROBABILITY, VERSION, join_outcomes, latest_per_prediction
 from monitoring.accuracy import accuracy_by_group as accuracy_groups
 from monitoring.drift import compare_feature, drift_table
 from scoring.health import HealthRow, write_health
@@ -180,6 +181,43 @@ def _window_features(tables: Tables, loaded: LoadedModel, window: pd.DataFrame,
     return feats.assign(**{SCORE: pairs[PROBABILITY].to_numpy()})
 
 
+def label_settings(settings: Settings, version: str) -> tuple[str, float] | None:
+    """The label kind and horizon a registered version was trained with (the params of its
+    training run, the parent of the model's run), or None when they cannot be read."""
+    client = MlflowClient()
+    try:
+        run = client.get_run(client.get_model_version(settings.model_name, version).run_id)
+        parent = run.data.tags.get("mlflow.parentRunId")
+        params = client.get_run(parent).data.params if parent else run.data.params
+        return str(params["label"]), float(params["horizon_days"])
+    except (MlflowException, OSError, KeyError, ValueError):
+        return None
+
+
+def _outcomes(history: pd.DataFrame, tables: Tables, loaded: LoadedModel, reference: Reference,
+              settings: Settings, notes: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Each version's matured predictions with outcomes by that version's own label and
+    horizon (the monitored version's when another's cannot be read)."""
+    mine = (reference.label, reference.horizon_days)
+    groups: dict[tuple[str, float], list[str]] = {}
+    for version in sorted(history[VERSION].astype(str).unique()):
+        found = mine if version == loaded.label else label_settings(settings, version)
+        if found is None:
+            notes.append(f"version {version}'s label settings cannot be read; its outcomes use "
+                         f"version {loaded.label}'s ({mine[0]}, {mine[1]:g} days)")
+            found = mine
+        groups.setdefault(found, []).append(version)
+    parts, counts = [], {"logged": 0, "not_matured": 0, "not_in_population": 0, "matured": 0}
+    for (label, horizon), versions in groups.items():
+        part, c = join_outcomes(history[history[VERSION].astype(str).isin(versions)],
+                                tables.customers, tables.events, loaded.model.spec, label, horizon)
+        parts.append(part)
+        counts = {k: counts[k] + c[k] for k in counts}
+    if not parts:
+        return history.iloc[0:0].assign(label=pd.Series(dtype="int8")), counts
+    return pd.concat(parts, ignore_index=True), counts
+
+
 def monitor(
     settings: Settings,
     tables: Tables,
@@ -246,8 +284,7 @@ def monitor(
             "give a later --since")
     progress = stage("realised accuracy")
     history = latest_per_prediction(read_predictions(engine, since=start, until=until))
-    joined, counts = join_outcomes(history, tables.customers, tables.events, loaded.model.spec,
-                                   reference.label, reference.horizon_days)
+    joined, counts = _outcomes(history, tables, loaded, reference, settings, notes)
     progress(1, 2)
     by_version, weeks = ({}, []) if joined.empty else accuracy_groups(
         joined, limits.level, limits.bootstrap)
