@@ -16,8 +16,9 @@ Pure: members and outcomes in (the frames of campaigns/store.py), a `CampaignRep
   counted per planned contact (intention to treat: an unreached contact counts as treated).
 - cost = offer cost x treated members; customers saved = uplift x treated members; value saved =
   uplift x the treated members' value; both with the uplift's interval.
-- The same comparison by value segment and by action family (the control arm keeps the action
-  family it would have had), and the reasons customers stated, from the imported outcomes.
+- The same comparison, with its cost and value saved, by value segment and by action family
+  (the control arm keeps the action family it would have had), and the reasons customers
+  stated, from the imported outcomes.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class Comparison:
     control: Arm
     uplift: Estimate
     save_rate: Estimate
+    cost: float = 0.0  # offer cost x treated members
+    value_saved: Estimate = NONE  # uplift x the treated members' value
+    net: Estimate = NONE  # value saved - cost
 
 
 @dataclass(frozen=True)
@@ -151,25 +155,34 @@ def _arm(status: pd.Series, level: float) -> Arm:
     return Arm(int(len(status)), int(len(known)), churned, wilson(churned, len(known), level))
 
 
-def compare(label: str, arm: pd.Series, status: pd.Series, level: float) -> Comparison:
-    t, c = _arm(status[arm == "treatment"], level), _arm(status[arm == "control"], level)
-    return Comparison(label, t, c,
-                      newcombe_difference(c.churned, c.known, t.churned, t.known, level),
-                      save_rate(t.churned, t.known, c.churned, c.known, level))
-
-
-def _breakdown(members: pd.DataFrame, status: pd.Series, column: str, level: float,
-               order: tuple[str, ...] = ()) -> list[Comparison]:
-    values = members[column].astype(str)
-    present = list(dict.fromkeys(values))
-    ranked = [v for v in order if v in present] + sorted(v for v in present if v not in order)
-    return [compare(v, members["arm"][values == v], status[values == v], level) for v in ranked]
-
-
 def _scale(e: Estimate, factor: float, shift: float = 0.0) -> Estimate:
     if not e.known:
         return NONE
     return Estimate(e.value * factor + shift, e.low * factor + shift, e.high * factor + shift)
+
+
+def compare(label: str, arm: pd.Series, status: pd.Series, level: float,
+            value: pd.Series | None = None, offer_cost: float = 0.0) -> Comparison:
+    """Churn of the two arms of these members, the uplift and save rate, and with the members'
+    `value`, what the uplift is worth on the treated ones against the offers' cost."""
+    t, c = _arm(status[arm == "treatment"], level), _arm(status[arm == "control"], level)
+    uplift = newcombe_difference(c.churned, c.known, t.churned, t.known, level)
+    treated_value = (0.0 if value is None
+                     else float(pd.to_numeric(value[arm == "treatment"]).fillna(0.0).sum()))
+    cost = t.members * offer_cost
+    saved = _scale(uplift, treated_value)
+    return Comparison(label, t, c, uplift,
+                      save_rate(t.churned, t.known, c.churned, c.known, level),
+                      cost, saved, _scale(saved, 1.0, -cost))
+
+
+def _breakdown(members: pd.DataFrame, status: pd.Series, column: str, level: float,
+               offer_cost: float, order: tuple[str, ...] = ()) -> list[Comparison]:
+    values = members[column].astype(str)
+    present = list(dict.fromkeys(values))
+    ranked = [v for v in order if v in present] + sorted(v for v in present if v not in order)
+    return [compare(v, members["arm"][values == v], status[values == v], level,
+                    members["customer_value"][values == v], offer_cost) for v in ranked]
 
 
 def _contacts(members: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
@@ -205,7 +218,8 @@ def campaign_report(members: pd.DataFrame, outcomes: pd.DataFrame, level: float 
     z_value(level)  # checks the level
     members = members.reset_index(drop=True)
     status = churn_status(members, outcomes)
-    overall = compare("all", members["arm"], status, level)
+    overall = compare("all", members["arm"], status, level, members["customer_value"],
+                      offer_cost)
     treated = members["arm"] == "treatment"
     value = float(pd.to_numeric(members.loc[treated, "customer_value"]).fillna(0.0).sum())
     offers = int(treated.sum())
@@ -219,8 +233,9 @@ def campaign_report(members: pd.DataFrame, outcomes: pd.DataFrame, level: float 
                          min(1.0, max(0.0, s.high))) if s.known else NONE)
     return CampaignReport(
         level=level, overall=overall,
-        by_value_segment=_breakdown(members, status, "value_segment", level, SEGMENT_ORDER),
-        by_action_family=_breakdown(members, status, "action_family", level),
+        by_value_segment=_breakdown(members, status, "value_segment", level, offer_cost,
+                                    SEGMENT_ORDER),
+        by_action_family=_breakdown(members, status, "action_family", level, offer_cost),
         money=money, contacts=contacts, reasons=_reasons(imported, reason_labels or {}),
         suggested_save_rate=suggested, current_save_rate=current_save_rate,
         pending=int(status.isna().sum()))

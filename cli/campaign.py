@@ -366,7 +366,8 @@ def _money(e) -> str:
 def _comparison_rows(rows) -> list[list[object]]:
     return [[c.label, f"{c.treatment.churned}/{c.treatment.known}",
              f"{c.control.churned}/{c.control.known}", _pct(c.treatment.churn, 1),
-             _pct(c.control.churn, 1), _pct(c.uplift), _pct(c.save_rate, 0)] for c in rows]
+             _pct(c.control.churn, 1), _pct(c.uplift), _pct(c.save_rate, 0), _money(c.net)]
+            for c in rows]
 
 
 @app.command()
@@ -418,7 +419,7 @@ def report(
                   "--events, once the horizon has passed)")
     print_table("Churn: called (treatment) against not called (control)",
                 ["", "left (treated)", "left (control)", "churn treated", "churn control",
-                 "uplift", "save rate"], _comparison_rows([o]))
+                 "uplift", "save rate", "net"], _comparison_rows([o]))
     m = rep.money
     print_table("Cost and return of the offers",
                 ["", "amount"],
@@ -427,12 +428,11 @@ def report(
                  ["customers saved", _money(m.customers_saved)],
                  ["value saved", _money(m.value_saved)],
                  ["net (value saved - cost)", _money(m.net)]])
-    print_table("By value segment", ["segment", "left (treated)", "left (control)",
-                                     "churn treated", "churn control", "uplift", "save rate"],
-                _comparison_rows(rep.by_value_segment))
-    print_table("By action family", ["action family", "left (treated)", "left (control)",
-                                     "churn treated", "churn control", "uplift", "save rate"],
-                _comparison_rows(rep.by_action_family))
+    for title, first, rows in (("By value segment", "segment", rep.by_value_segment),
+                               ("By action family", "action family", rep.by_action_family)):
+        print_table(title, [first, "left (treated)", "left (control)", "churn treated",
+                            "churn control", "uplift", "save rate", "net"],
+                    _comparison_rows(rows))
     c = rep.contacts
     out.print(f"calls: {c['imported']:,} of {c['treated']:,} outcomes imported; reached "
               f"{c['reached']:,}; stayed {c['stayed']:,}, left {c['left']:,}, no answer "

@@ -84,6 +84,11 @@ def test_report_recovers_a_known_uplift():
     assert report.money.value_saved.value == pytest.approx(report.overall.uplift.value * treated * 100)
     assert [c.label for c in report.by_value_segment] == ["top", "middle", "bottom"]
     assert sum(c.treatment.members for c in report.by_action_family) == treated
+    assert report.overall.net == report.money.net and report.overall.cost == report.money.cost
+    for seg in report.by_value_segment:  # each segment's money from its own members
+        assert seg.cost == 10.0 * seg.treatment.members
+        assert seg.value_saved.value == pytest.approx(seg.uplift.value * seg.treatment.members * 100)
+        assert seg.net.low == pytest.approx(seg.value_saved.low - seg.cost)
     assert report.pending == 0
 
 
