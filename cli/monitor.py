@@ -45,10 +45,11 @@ def monitor(
     engine: Annotated[str | None, typer.Option(
         "--engine",
         help="duckdb or spark: what reads the event files (default: CHURN_ENGINE, duckdb).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Judge the champion on the prediction log: feature and score drift against its training
     reference, realised accuracy once horizons pass; report, MLflow run, exit 3 when flagged."""
-    from cli.main import UsageError, _load, err, out, parse_time, print_table, stage_bars
+    from cli.main import UsageError, _load, parse_time, print_json, stage_bars
     from monitoring.monitor import MonitorError
     from monitoring.monitor import monitor as run
     from scoring.settings import get_settings
@@ -66,6 +67,32 @@ def monitor(
             result = run(settings, tables, model_version, end, window, start, report, limits, stage)
     except MonitorError as exc:
         raise UsageError(str(exc)) from None
+    if as_json:
+        print_json(summary(result))
+    else:
+        print_summary(result, limits)
+    if result.flagged:
+        # SystemExit, not typer.Exit: the app runs with standalone_mode=False, where click
+        # returns an Exit's code instead of exiting with it
+        sys.exit(FLAGGED_EXIT)
+
+
+def summary(result) -> dict:
+    """--json: the verdict, the flags, every feature's drift, realised accuracy, where it went."""
+    drift = result.drift.astype(object).where(result.drift.notna(), None)
+    return {"model_name": result.model_name, "model_version": result.model_version,
+            "as_of": str(result.as_of), "window_days": result.window_days,
+            "flagged": result.flagged, "flags": result.flags(), "drifted": result.drifted,
+            "drift_rows": result.drift_rows, "drift_judged": result.drift_judged,
+            "score": result.score, "auc_flagged": result.auc_flagged,
+            "test_roc_auc_ci_low": result.test_metrics.get("roc_auc_ci_low"),
+            "realised": result.by_version, "weeks": result.weeks, "counts": result.counts,
+            "drift": drift.to_dict(orient="records"), "notes": result.notes,
+            "report": str(result.report), "mlflow_run_id": result.run_id}
+
+
+def print_summary(result, limits) -> None:
+    from cli.main import err, out, print_table
 
     out.print(f"model {result.model_name} version {result.model_version} · label "
               f"{result.label}, horizon {result.horizon_days:g} days")
@@ -103,13 +130,10 @@ def monitor(
     for note in result.notes:
         err.print(f"[yellow]note:[/] {note}")
     out.print(f"report {result.report} · MLflow run {result.run_id} (experiment monitoring)")
-    if result.flagged:
-        for flag in result.flags():
-            out.print(f"FLAGGED: {flag}")
-        # SystemExit, not typer.Exit: the app runs with standalone_mode=False, where click
-        # returns an Exit's code instead of exiting with it
-        sys.exit(FLAGGED_EXIT)
-    out.print("nothing flagged")
+    for flag in result.flags():
+        out.print(f"FLAGGED: {flag}")
+    if not result.flagged:
+        out.print("nothing flagged")
 
 
 def _num(value: float | None) -> str:

@@ -72,7 +72,7 @@ def worlds(trained: Trained, tmp_path_factory) -> dict[str, World]:
         report = folder / f"{name}.html"
         proc = _churn(trained, env, "monitor", "--customers", str(trained.customers), "--events",
                       str(events), "--model-version", version, "--window", WINDOW,
-                      "--report", str(report))
+                      "--report", str(report), *(["--json"] if name == "shifted" else []))
         assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
         out[name] = World(events, database, proc, report)
     return out
@@ -90,7 +90,10 @@ def test_halved_logins_are_flagged_and_exit_3(worlds: dict[str, World], trained:
     assert "n_login_30d" in row.drift_flags
     # what moved is logins, and the totals they are part of; nothing else
     assert all(re.search(r"login|events|active_days", f) for f in row.drift_flags), row.drift_flags
-    assert "FLAGGED: feature n_login_30d drifted" in proc.stdout
+    printed = json.loads(proc.stdout)  # --json
+    assert printed["flagged"] and printed["drifted"] == row.drift_flags
+    assert any(f.startswith("feature n_login_30d drifted (PSI") for f in printed["flags"])
+    assert printed["mlflow_run_id"] == row.mlflow_run_id
 
 
 def test_the_same_run_without_the_shift_flags_nothing(worlds: dict[str, World], trained: Trained):
