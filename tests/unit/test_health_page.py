@@ -120,3 +120,10 @@ def test_gauges_show_the_last_run_and_clear_old_flags():
     show(_row(False))
     assert value("churn_monitor_flagged") == 0.0
     assert value("churn_monitor_feature_drift", feature="n_login_30d") == 0.0
+
+
+def test_a_run_that_judged_nothing_draws_no_chart():
+    row = _row(False, drift={}, weeks=[], drift_rows=12, score_psi=None, realised_auc=None)
+    view = health_view([row], 0.2)
+    assert view.psi_chart is None and view.auc_chart is None and view.top_drift == []
+    assert verdict(row).startswith("Healthy")
