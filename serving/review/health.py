@@ -168,6 +168,10 @@ def verdict(row: HealthRow | None) -> str:
     if row is None:
         return "No monitor run yet."
     when = f"{row.run_at:%Y-%m-%d %H:%M} UTC" if row.run_at else "the last run"
+    if not row.flagged and not row.drift and row.realised_auc is None:
+        return (f"Not judged at the last check ({when}) of model version {row.model_version}: "
+                f"{row.drift_rows:,} predictions in its window and {row.matured_rows:,} with a "
+                "known outcome are too few.")
     if not row.flagged:
         return (f"Healthy: nothing flagged at the last check ({when}) of model version "
                 f"{row.model_version}.")

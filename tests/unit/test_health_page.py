@@ -126,4 +126,5 @@ def test_a_run_that_judged_nothing_draws_no_chart():
     row = _row(False, drift={}, weeks=[], drift_rows=12, score_psi=None, realised_auc=None)
     view = health_view([row], 0.2)
     assert view.psi_chart is None and view.auc_chart is None and view.top_drift == []
-    assert verdict(row).startswith("Healthy")
+    assert verdict(row).startswith("Not judged at the last check")
+    assert "12 predictions in its window" in verdict(row)
