@@ -116,6 +116,8 @@ def test_simulated_campaign_recovers_the_uplift_and_an_ineffective_one_shows_non
 
 def test_report_is_logged_beside_the_model_and_apply_writes_the_save_rate(planned: Planned):
     run, cid = planned.run, planned.effective["campaign_id"]
+    written = run.home / "mlruns" / "settings.toml"
+    written.write_text("[offer]\ncost = 12.5\n")  # what the file held before is kept
     first = run.json("campaign", "report", "--campaign", cid, "--apply")
     again = run.json("campaign", "report", "--campaign", cid)
     assert first["mlflow_run_id"] == again["mlflow_run_id"]  # one run per campaign
@@ -129,8 +131,9 @@ def test_report_is_logged_beside_the_model_and_apply_writes_the_save_rate(planne
 
     suggested = first["report"]["suggested_save_rate"]["value"]
     assert first["applied"]["save_rate"] == suggested
-    assert Settings(home=run.home).offer.save_rate == pytest.approx(round(suggested, 4))
-    assert "campaign " + cid in (run.home / "mlruns" / "settings.toml").read_text()
+    offer = Settings(home=run.home).offer
+    assert offer.save_rate == pytest.approx(round(suggested, 4)) and offer.cost == 12.5
+    assert "campaign " + cid in written.read_text()
 
 
 def test_bad_outcome_rows_are_named_and_nothing_stored_is_lost(planned: Planned):
