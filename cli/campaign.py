@@ -212,10 +212,16 @@ def plan(
         params={"budget": budget, "save_rate": offer.save_rate, "offer_cost": offer.cost,
                 "label": label, "scores": str(source), "contact_list": str(out_path)},
         created_at=created)
-    # the list is written first: a campaign is recorded only once its list exists
+    # the list is written beside its place first, the campaign recorded, then the list moved
+    # into place: no list is ever handed out for a campaign that was not recorded
     calls = contact_list(members)
-    write_table(calls, out_path)
-    create_campaign(_engine(), campaign, members)
+    staged = out_path.with_name(f".{out_path.stem}.planned-{os.getpid()}{out_path.suffix}")
+    try:
+        write_table(calls, staged)
+        create_campaign(_engine(), campaign, members)
+        os.replace(staged, out_path)
+    finally:
+        staged.unlink(missing_ok=True)
     arms = members["arm"].value_counts()
     summary = {"campaign_id": campaign_id, "name": campaign.name, "model_version": version,
                "as_of": str(as_of), "horizon_days": horizon, "label": label,
