@@ -19,15 +19,15 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from cli.main import (
+from cli.common import (
     CustomersOpt,
     DateFormatOpt,
     EngineOpt,
     EventsOpt,
     SparkMasterOpt,
     UsageError,
-    _load,
     err,
+    load_tables,
     out,
     print_json,
     print_table,
@@ -317,7 +317,7 @@ def outcomes(
         summary["file"] = {"rows": len(frame), "stored": stored, "bad": len(problems),
                            "problems": [str(p) for p in problems[:1000]]}
     if customers is not None:
-        tables = _load(customers, events, date_format, engine, spark_master)
+        tables = load_tables(customers, events, date_format, engine, spark_master)
         ids = members["customer_id"].astype(str).tolist()
         try:
             with progress_bar("churn from the data") as progress:

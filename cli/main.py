@@ -5,20 +5,39 @@ parse arguments, call library code and print results."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+
+from cli.campaign import app as campaign_app
+from cli.common import (
+    CadenceOpt,
+    CustomersOpt,
+    DateFormatOpt,
+    EngineOpt,
+    EventsOpt,
+    HorizonOpt,
+    LabelOpt,
+    SparkMasterOpt,
+    UsageError,
+    err,
+    fail,
+    load_tables,
+    out,
+    parse_time,
+    print_json,
+    print_table,
+    progress_bar,
+    stage_bars,
+    table_engine,
+    write_parquet,
+)
+from cli.monitor import monitor as monitor_command
+from cli.returning import returning
 
 app = typer.Typer(
     name="churn",
@@ -27,110 +46,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# piped output is not cut at 80 columns
-out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160")))
-err = Console(stderr=True)
-log = logging.getLogger("churn")
-
-
-class UsageError(Exception):
-    """A bad argument or input; printed as one line."""
-
-
-@contextmanager
-def stage_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
-    """Progress bars on stderr for a multi-stage job: `stage(label)` returns a
-    `progress(done, total)` callback for one stage."""
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err,
-        disable=not err.is_terminal and os.environ.get("CHURN_PROGRESS") != "1",
-    ) as bar:
-
-        def stage(label: str) -> Callable[[int, int], None]:
-            task = bar.add_task(label, total=None)
-            return lambda done, total: bar.update(task, completed=done, total=total)
-
-        yield stage
-
-
-@contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """One progress bar: yields a `progress(done, total)` callback."""
-    with stage_bars() as stage:
-        yield stage(label)
-
-
-def write_parquet(frame, path: Path) -> None:
-    from features.contract import write_parquet as write
-
-    write(frame, path)
-
-
-def parse_time(value: str, option: str) -> datetime:
-    from features.contract import to_utc_naive
-
-    try:
-        return to_utc_naive(value)
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}") from None
-
-
-def date_format_option(value: str | None) -> str | None:
-    """Refuse a format that cannot date anything before any file is read."""
-    from features.contract import check_date_format as check
-
-    try:
-        return None if value is None else check(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def _engine(engine: str | None, spark_master: str | None):
-    """The engine that reads event files: --engine, else the settings' CHURN_ENGINE (DuckDB,
-    with its memory limit and spill folder, by default)."""
-    from features.sources import make_engine
-    from scoring.settings import get_settings
-
-    settings = get_settings()
-    try:
-        return make_engine(engine or settings.engine, memory_limit=settings.duckdb_memory_limit,
-                           temp_directory=settings.duckdb_temp_dir and str(settings.duckdb_temp_dir),
-                           spark_master=spark_master or settings.spark_master,
-                           spark_driver_memory=settings.spark_driver_memory)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _load(customers: Path, events: Path, date_format: str | None, engine: str | None = None,
-          spark_master: str | None = None):
-    """The customers file read and checked, and the events scanned where they lie by the
-    chosen engine (`_engine`)."""
-    from features.sources import open_tables
-
-    tables = open_tables(customers, events, _engine(engine, spark_master), date_format=date_format)
-    for note in tables.notes:
-        err.print(f"[yellow]note:[/] {note}")
-    return tables
-
-
-CustomersOpt = Annotated[Path, typer.Option("--customers", help="Customers table (CSV or Parquet).")]
-EventsOpt = Annotated[Path, typer.Option("--events", help="Events table (CSV or Parquet).")]
-LabelOpt = Annotated[str, typer.Option(
-    "--label", help="explicit: churned_at in (t, t+horizon]; inactivity: no event in it.")]
-HorizonOpt = Annotated[int, typer.Option("--horizon", min=1, help="Label horizon in days.")]
-CadenceOpt = Annotated[int | None, typer.Option(
-    "--cadence", min=1, help="Days between snapshots (default: chosen from the log's length).")]
-EngineOpt = Annotated[str | None, typer.Option(
-    "--engine", help="duckdb or spark: what reads the event files (default: CHURN_ENGINE, duckdb).")]
-SparkMasterOpt = Annotated[str | None, typer.Option(
-    "--spark-master", help="Spark master URL for --engine spark (default: local[*]; "
-    "SPARK_REMOTE=sc://host for Spark Connect).")]
-DateFormatOpt = Annotated[str | None, typer.Option(
-    "--date-format", callback=date_format_option,
-    help="The one format (strftime, such as %d/%m/%Y) of date columns not written in ISO 8601.")]
-
-
 @app.command()
 def generate(
     customers: Annotated[int, typer.Option("--customers", min=1, help="How many customers.")],
@@ -169,7 +84,7 @@ def features(
     from features.engine import feature_table, infer_spec
 
     times = [parse_time(v, "--as-of") for v in as_of]
-    tables = _load(customers, events, date_format, engine, spark_master)
+    tables = load_tables(customers, events, date_format, engine, spark_master)
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
     with progress_bar("building features") as progress:
         table = feature_table(tables.customers, tables.events, spec, times, progress)
@@ -195,7 +110,7 @@ def snapshots(
 
     if label not in LABEL_KINDS:
         raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
-    tables = _load(customers, events, date_format, engine, spark_master)
+    tables = load_tables(customers, events, date_format, engine, spark_master)
     plan = plan_observations(tables.customers, tables.events, horizon, cadence)
     times = plan.times
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
@@ -253,7 +168,7 @@ def train(
         result = run(customers, events, label, horizon, cadence, cfg, get_settings(),
                      experiment, stage, date_format=date_format,
                      config_name=config.stem if config else None,
-                     engine=_engine(engine, spark_master))
+                     engine=table_engine(engine, spark_master))
     if as_json:
         print_json({"run_id": result.run_id, "model_run_id": result.model_run_id,
                     "model_version": result.model_version,
@@ -416,7 +331,7 @@ def score(
     offer = settings.offer.model_copy(update={k: v for k, v in flags.items() if v is not None})
     model = model or settings.model_uri
     configure(settings)
-    tables = _load(customers, events, date_format, engine, spark_master)
+    tables = load_tables(customers, events, date_format, engine, spark_master)
     try:
         loaded = load_model(model)
     except Exception as exc:
@@ -571,46 +486,10 @@ def serve(
                         "--port", str(port), "--working-dir", str(root)], env)
 
 
-def _cell(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:,.0f}" if v.is_integer() and abs(v) >= 100 else f"{v:.4f}"
-    return str(v)
-
-
-def print_table(title: str, columns: list[str], rows: list[list[object]],
-                width: int | None = None) -> None:
-    """A rich table; at most `width` characters wide when given (long text folds onto more
-    lines, nothing is cut)."""
-    table = Table(title=title)
-    for c in columns:
-        table.add_column(c, justify="right" if c != columns[0] else "left",
-                         overflow="fold" if width else "ellipsis")
-    for r in rows:
-        table.add_row(*[_cell(v) for v in r])
-    out.print(table, width=min(out.width, width) if width else None)
-
-
-def print_json(payload: dict) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-
-
-def fail(message: str, code: int) -> None:
-    """Print one plain line on stderr and exit."""
-    sys.stderr.write(" ".join(message.split()) + "\n")
-    sys.exit(code)
-
-
-from cli.campaign import app as campaign_app  # noqa: E402  (it uses the helpers above)
-
-app.add_typer(campaign_app, name="campaign")
-from cli.returning import returning  # noqa: E402
-
-campaign_app.command(name="returning")(returning)
-
-
-from cli.monitor import monitor as monitor_command  # noqa: E402
-
+# commands that live in their own modules
 app.command(name="monitor")(monitor_command)
+app.add_typer(campaign_app, name="campaign")
+campaign_app.command(name="returning")(returning)
 
 
 def main() -> None:

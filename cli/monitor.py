@@ -11,14 +11,20 @@ from typing import Annotated
 
 import typer
 
+from cli.common import (
+    UsageError,
+    date_format_option,
+    err,
+    load_tables,
+    out,
+    parse_time,
+    print_json,
+    print_table,
+    stage_bars,
+)
+
 FLAGGED_EXIT = 3
 SHOWN_FEATURES = 10
-
-
-def _date_format(value: str | None) -> str | None:
-    from cli.main import date_format_option
-
-    return date_format_option(value)
 
 
 def monitor(
@@ -40,16 +46,15 @@ def monitor(
     psi: Annotated[float | None, typer.Option(
         "--psi", min=0.001, help="PSI from which a feature drifts (default: 0.2).")] = None,
     date_format: Annotated[str | None, typer.Option(
-        "--date-format", callback=_date_format,
+        "--date-format", callback=date_format_option,
         help="The one format (strftime, such as %d/%m/%Y) of date columns not written in ISO 8601.")] = None,
     engine: Annotated[str | None, typer.Option(
         "--engine",
         help="duckdb or spark: what reads the event files (default: CHURN_ENGINE, duckdb).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Judge the champion on the prediction log: feature and score drift against its training
-    reference, realised accuracy once horizons pass; report, MLflow run, exit 3 when flagged."""
-    from cli.main import UsageError, _load, parse_time, print_json, stage_bars
+    """Judge the champion on the prediction log: drift against its training reference and
+    realised accuracy once horizons pass; exits 3 when flagged."""
     from monitoring.monitor import MonitorError
     from monitoring.monitor import monitor as run
     from scoring.settings import get_settings
@@ -60,7 +65,7 @@ def monitor(
     if end is not None and start is not None and start > end:
         raise UsageError(f"--since: {start} is after --as-of {end}")
     limits = settings.monitor if psi is None else settings.monitor.model_copy(update={"psi": psi})
-    tables = _load(customers, events, date_format, engine)
+    tables = load_tables(customers, events, date_format, engine)
     try:
         # MLflow prints "View run ... at ..." to stdout when it talks to a server; stdout is ours
         with stage_bars() as stage, contextlib.redirect_stdout(sys.stderr):
@@ -92,7 +97,6 @@ def summary(result) -> dict:
 
 
 def print_summary(result, limits) -> None:
-    from cli.main import err, out, print_table
 
     out.print(f"model {result.model_name} version {result.model_version} · label "
               f"{result.label}, horizon {result.horizon_days:g} days")

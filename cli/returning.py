@@ -8,15 +8,15 @@ from typing import Annotated
 
 import typer
 
-from cli.main import (
+from cli.common import (
     CustomersOpt,
     DateFormatOpt,
     EngineOpt,
     EventsOpt,
     SparkMasterOpt,
     UsageError,
-    _load,
     err,
+    load_tables,
     out,
     parse_time,
     print_json,
@@ -107,7 +107,7 @@ def returning(
             event_types=parse_event_types(event_type or []), match_column=match_column)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    tables = _load(customers, events, date_format, engine, spark_master)
+    tables = load_tables(customers, events, date_format, engine, spark_master)
     with progress_bar("finding returns") as progress:
         progress(0, 1)
         found = find_returning(tables.customers, tables.events, rules,

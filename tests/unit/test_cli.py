@@ -217,6 +217,7 @@ def test_the_compare_table_fits_100_columns_with_long_names_and_keeps_every_numb
     from rich.console import Console
 
     import cli.main as cli
+    from cli import common
 
     long = {"data": "quarterly-export-from-the-billing-system to 2026-06-29",
             "config": "regularised-more-leaves-longer-search"}
@@ -229,7 +230,7 @@ def test_the_compare_table_fits_100_columns_with_long_names_and_keeps_every_numb
          "champion": False, "data": "demo to 2026-06-29", "config": "default"},
     ])
     printed = io.StringIO()
-    monkeypatch.setattr(cli, "out", Console(file=printed, width=300))
+    monkeypatch.setattr(common, "out", Console(file=printed, width=300))
     cli.print_table("Training runs", cli.COMPARE_COLUMNS, cli.compare_rows(table),
                     width=cli.TABLE_WIDTH)
     text = printed.getvalue()
@@ -240,3 +241,15 @@ def test_the_compare_table_fits_100_columns_with_long_names_and_keeps_every_numb
     for shown in ("0.7691", "0.1980", "0.0347", "4.1860", "0.5359", "12 ★", "inactivity 91d",
                   "explicit 30d", "PR-AUC", "config"):
         assert shown in text, shown
+
+
+def test_the_cli_runs_as_a_module():
+    """`python -m cli.main` imports cli.main a second time as __main__: the command modules
+    must not import it back (they share cli/common.py), or that second import fails."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "cli.main", "campaign", "--help"],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "returning" in done.stdout
