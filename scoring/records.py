@@ -206,9 +206,13 @@ def write_predictions(engine: Engine, rows: Sequence[dict]) -> int:
     clean = [{**r, "reasons": r["reasons"] if isinstance(r["reasons"], str)
               else json.dumps(list(r["reasons"]))} for r in rows]
     stored = 0
+    upsert = _insert_if_new(engine.dialect.name)
     with engine.begin() as conn:
         for i in range(0, len(clean), WRITE_CHUNK):  # bound the statement's parameters
             part = clean[i:i + WRITE_CHUNK]
+            if upsert is not None:  # one statement: no read before the write, no lock upgrade
+                stored += len(conn.execute(upsert, part).all())
+                continue
             ids = [r["record_id"] for r in part]
             seen = set(conn.execute(select(predictions.c.record_id)
                                     .where(predictions.c.record_id.in_(ids))).scalars())
@@ -217,6 +221,18 @@ def write_predictions(engine: Engine, rows: Sequence[dict]) -> int:
                 conn.execute(predictions.insert(), fresh)
             stored += len(fresh)
     return stored
+
+
+def _insert_if_new(dialect: str):
+    """INSERT ... ON CONFLICT (record_id) DO NOTHING where the database has it."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        return None
+    return (insert(predictions).on_conflict_do_nothing(index_elements=["record_id"])
+            .returning(predictions.c.id))  # the rows stored (executemany's rowcount is not kept)
 
 
 WRITE_CHUNK = 5_000
