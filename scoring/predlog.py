@@ -62,18 +62,24 @@ def _naive_utc(value) -> datetime:
     return ts.to_pydatetime()
 
 
+def _text(value: object) -> str:
+    """Text the database stores: PostgreSQL refuses NUL in text, and one such row would
+    fail its whole batch."""
+    return str(value).replace("\x00", "\ufffd")
+
+
 def make_row(customer_id: object, as_of: datetime, probability: float, band: str,
              reasons: Sequence[str], model_version: str, source: str,
              created_at: datetime | None = None) -> dict:
     """One record of the log with a fresh record id; text cut to the table's widths."""
     return {
         "record_id": uuid.uuid4().hex,
-        "customer_id": str(customer_id)[:_WIDTHS["customer_id"]],
+        "customer_id": _text(customer_id)[:_WIDTHS["customer_id"]],
         "as_of": _naive_utc(as_of),
         "probability": float(probability),
         "band": str(band)[:_WIDTHS["band"]],
-        "reasons": [str(r) for r in reasons],
-        "model_version": str(model_version)[:_WIDTHS["model_version"]],
+        "reasons": [_text(r) for r in reasons],
+        "model_version": _text(model_version)[:_WIDTHS["model_version"]],
         "source": source[:_WIDTHS["source"]],
         "created_at": created_at or _now(),
     }
@@ -168,6 +174,7 @@ class PredictionLog:
         self._cond = threading.Condition()
         self._busy = 0  # rows taken by the writer and not yet stored or given up
         self._closing = False
+        self._abandoned = False  # close() gave up on the writer and counted its batch
         self._deadline = math.inf  # monotonic time at which a closing writer gives up
         self.written = 0  # rows stored by this log
         self.dropped: dict[str, int] = {}
@@ -221,8 +228,11 @@ class PredictionLog:
         with self._cond:
             left = len(self._queue)
             self._queue.clear()
+            if self._thread.is_alive():  # the batch the writer holds is given up too
+                left += self._busy
+                self._abandoned = True
         if left:
-            self._drop("shutdown", left)
+            self._drop("shutdown", left, final=True)
         if self._thread.is_alive():
             log.error("prediction log: the writer did not finish within %.0f s", timeout)
             return False
@@ -230,8 +240,10 @@ class PredictionLog:
 
     # ---- the writer -------------------------------------------------------------------------
 
-    def _drop(self, reason: str, n: int) -> None:
+    def _drop(self, reason: str, n: int, final: bool = False) -> None:
         with self._cond:
+            if self._abandoned and not final:  # close() already counted the writer's batch
+                return
             self.dropped[reason] = self.dropped.get(reason, 0) + n
         if reason != "queue_full":
             log.error("prediction log: %d records given up (%s)", n, reason)

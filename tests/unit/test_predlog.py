@@ -111,6 +111,35 @@ def test_close_gives_up_after_its_time_and_counts_what_is_left(db):
         lock.close()
 
 
+def test_close_counts_the_batch_the_writer_still_holds_once(tmp_path):
+    """A writer stuck in one write (a lock held longer than the drain) when close() gives up:
+    its batch is counted as dropped with the queue, and not again when the write ends."""
+    path = tmp_path / "log.db"
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 3})
+    metadata.create_all(engine)
+    lock = sqlite3.connect(path)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        plog = PredictionLog(lambda: engine, max_queue=100, batch_rows=10, delays=NO_WAIT)
+        plog.record(rows(30))
+        wait_until(lambda: plog.pending() == 30 and plog._busy == 10)
+        assert not plog.close(0.1)  # the writer waits 3 s for the lock
+        assert plog.dropped == {"shutdown": 30}
+        plog._thread.join(10)
+        assert not plog._thread.is_alive() and plog.dropped == {"shutdown": 30}
+    finally:
+        lock.rollback()
+        lock.close()
+        engine.dispose()
+
+
+def test_a_nul_in_a_value_never_reaches_the_database():
+    """PostgreSQL refuses NUL in text, and one such row would fail its whole batch."""
+    row = make_row("a\x00b", AS_OF, 0.5, "low", ["x\x00"], "1\x00", "predict")
+    assert "\x00" not in row["customer_id"] + "".join(row["reasons"]) + row["model_version"]
+    assert row["customer_id"] == "a\ufffdb"
+
+
 def test_a_failed_write_is_retried_with_the_same_record_ids_and_stored_once(db):
     path, engine = db
     lock = sqlite3.connect(path)
