@@ -200,6 +200,14 @@ def json_value(value: object) -> Scalar:
     return value  # type: ignore[return-value]
 
 
+CONTROL_MESSAGE = "contains a control character (such as NUL or a line break)"
+
+
+def has_control(text: str) -> bool:
+    """A control character in an id: it is stored, logged and shown, so it is refused."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
 def check_limits(n_customers: int, n_events: int, max_customers: int, max_events: int,
                  path: str = "customers[].") -> None:
     """413 past the configured maximum of customers or events in one request. `path` prefixes
@@ -219,6 +227,8 @@ def check_strings(customers: list[CustomerIn], paths: list[str], max_id: int,
     for c, prefix in zip(customers, paths, strict=True):
         if len(c.customer_id) > max_id:
             raise RequestError(f"{prefix}customer_id", f"longer than {max_id} characters")
+        if has_control(c.customer_id):
+            raise RequestError(f"{prefix}customer_id", CONTROL_MESSAGE)
         for name, value in c.attributes.items():
             if len(name) > max_text:
                 raise RequestError(f"{prefix}attributes", f"a name is longer than {max_text} "

@@ -53,6 +53,7 @@ from serving.metrics import (
 )
 from serving.review import review_app
 from serving.schemas import (
+    CONTROL_MESSAGE,
     CustomerIn,
     ExplainRequest,
     ExplainResponse,
@@ -66,6 +67,7 @@ from serving.schemas import (
     RequestError,
     check_limits,
     check_strings,
+    has_control,
     histories_to_relations,
     json_value,
     predictions_from,
@@ -370,6 +372,10 @@ class ChurnService:
             if long_id is not None:
                 raise RequestError(f"rows[{long_id}].customer_id",
                                    f"longer than {s.max_id_chars} characters")
+            bad_id = next((i for i, r in enumerate(request.rows)
+                           if has_control(str(r.customer_id))), None)
+            if bad_id is not None:
+                raise RequestError(f"rows[{bad_id}].customer_id", CONTROL_MESSAGE)
         except RequestError as exc:
             return _error(exc)
         when, loaded = as_of.to_pydatetime(), self.holder.current

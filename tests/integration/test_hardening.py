@@ -213,6 +213,18 @@ def test_long_ids_and_strings_are_refused_by_field(api):
     assert_names(api.post("/predict_features", json=rows), 400, "rows[0].customer_id")
 
 
+@pytest.mark.parametrize("bad_id", ["a\x00b", "line\nbreak", "tab\there"])
+def test_ids_with_control_characters_are_refused_by_field(api, bad_id):
+    """Ids are stored (the prediction log), logged and shown: a NUL would fail a PostgreSQL
+    batch of other callers' records, a line break forges log lines."""
+    good = customer("fine-1")
+    resp = api.post("/predict", json=predict_body(customers=[good, customer(bad_id)]))
+    body = assert_names(resp, 400, "customers[1].customer_id")
+    assert "control character" in str(body)
+    rows = {"rows": [{"customer_id": "ok"}, {"customer_id": bad_id}]}
+    assert_names(api.post("/predict_features", json=rows), 400, "rows[1].customer_id")
+
+
 # --------------------------------------------------------------------------------------------
 # strict JSON: numbers are not times, 0 is not a boolean, false is not an id
 # --------------------------------------------------------------------------------------------
