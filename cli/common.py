@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -126,9 +127,11 @@ DateFormatOpt = Annotated[str | None, typer.Option(
 
 
 def _cell(v: object) -> str:
+    """A table cell as plain text: ids and customers' words may hold [brackets], which rich
+    would read as markup (and fail on, or drop)."""
     if isinstance(v, float):
         return f"{v:,.0f}" if v.is_integer() and abs(v) >= 100 else f"{v:.4f}"
-    return str(v)
+    return escape(str(v))
 
 
 def print_table(title: str, columns: list[str], rows: list[list[object]],

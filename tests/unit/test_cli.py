@@ -253,3 +253,20 @@ def test_the_cli_runs_as_a_module():
                           check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "returning" in done.stdout
+
+
+def test_table_cells_are_text_not_markup(monkeypatch):
+    """Ids and what customers said may hold [brackets]: printed as written, never read as
+    rich markup (which fails on "[/]" and drops "[was told]")."""
+    import io
+
+    from rich.console import Console
+
+    from cli import common
+
+    printed = io.StringIO()
+    monkeypatch.setattr(common, "out", Console(file=printed, width=200))
+    common.print_table("t", ["said"], [["price [/] too dear"], ["Price: [was told] too dear"],
+                                       ["[bold]cheaper elsewhere"]])
+    text = printed.getvalue()
+    assert "price [/] too dear" in text and "[was told]" in text and "[bold]cheaper" in text
