@@ -105,8 +105,9 @@ class MonitorResult:
 
     def flags(self) -> list[str]:
         """What was flagged, in words."""
-        out = [f"feature {f} drifted (PSI {p:.3f})" for f, p in zip(
-            self.drifted, self.drift.loc[self.drift["flagged"], "psi"], strict=True)]
+        out = [] if self.drift.empty else [
+            f"feature {f} drifted (PSI {p:.3f})" for f, p in zip(
+                self.drifted, self.drift.loc[self.drift["flagged"], "psi"], strict=True)]
         if self.score_flagged:
             out.append(f"the score distribution drifted (PSI {self.score['psi']:.3f})")
         if self.auc_flagged:
@@ -259,13 +260,19 @@ def monitor(
     window = read_predictions(engine, since=first, until=until, model_version=version)
     window = latest_per_prediction(window)
     score, judged, drift = None, False, pd.DataFrame()
+    feats = pd.DataFrame()
+    if len(window) >= limits.min_rows:
+        feats = _window_features(tables, loaded, window, limits, notes)
+        progress(1, 2)
     if len(window) < limits.min_rows:
         notes.append(f"drift not judged: {len(window):,} predictions of version {version} in the "
                      f"{window_days} days to {end:%Y-%m-%d}, fewer than "
                      f"{limits.min_rows:,} (CHURN_MONITOR__MIN_ROWS)")
+    elif len(feats) < limits.min_rows:  # the others' customers are not in --customers
+        notes.append(f"drift not judged: only {len(feats):,} of the window's predictions are of "
+                     f"customers in --customers, fewer than {limits.min_rows:,} "
+                     "(CHURN_MONITOR__MIN_ROWS)")
     else:
-        feats = _window_features(tables, loaded, window, limits, notes)
-        progress(1, 2)
         spec = loaded.model.spec
         drift = drift_table(reference.frame, feats, list(spec.feature_names),
                             set(spec.categorical_features), limits.psi, limits.p_value)

@@ -176,6 +176,28 @@ def test_an_empty_log_is_an_error_naming_it(trained: Trained, tmp_path: Path):
         monitor(settings, tables, trained.result["model_version"])
 
 
+def test_drift_is_not_judged_on_predictions_of_customers_the_files_lack(trained: Trained,
+                                                                        tmp_path: Path):
+    """Enough predictions in the window, but of customers not in --customers (say /predict
+    requests with histories of their own): drift is not judged on the few that are left."""
+    from datetime import datetime
+
+    from features.contract import load_tables
+    from monitoring.monitor import monitor
+    from scoring.predlog import make_row
+    from scoring.records import write_predictions
+
+    settings = Settings(home=trained.home, database_url=f"sqlite:///{tmp_path / 'strangers.db'}")
+    version = trained.result["model_version"]
+    at = datetime.fromisoformat(SCORED_AT)
+    write_predictions(engine_for(settings), [
+        make_row(f"stranger-{i}", at, 0.1, "medium", [], version, "predict") for i in range(250)])
+    result = monitor(settings, load_tables(trained.customers, trained.events), version,
+                     report=tmp_path / "r.html")
+    assert not result.drift_judged and result.drift.empty
+    assert any("only 0 of the window's predictions" in n for n in result.notes), result.notes
+
+
 # -- the service: gauges on /metrics and the Model health page in a browser ----------------------
 
 
