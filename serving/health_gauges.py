@@ -74,13 +74,11 @@ def show(row: HealthRow | None) -> None:
     g["auc_flagged"].set(float(bool(row and row.auc_flagged)))
     for name in sorted(flags | _labelled):
         g["feature"].labels(feature=_feature_label(name)).set(float(name in flags))
-    if row is None:
-        return
-    if row.score_psi is not None:
-        g["score_psi"].set(row.score_psi)
-    if row.realised_auc is not None:
-        g["auc"].set(row.realised_auc)
-    if row.run_at is not None:
+    # what the last run did not judge is NaN, never an earlier run's value
+    nan = float("nan")
+    g["score_psi"].set(nan if row is None or row.score_psi is None else row.score_psi)
+    g["auc"].set(nan if row is None or row.realised_auc is None else row.realised_auc)
+    if row is not None and row.run_at is not None:
         g["last_run"].set(float(timegm(row.run_at.timetuple())))
 
 

@@ -4,6 +4,7 @@ the page rendered by the review app in-process from a store holding monitor runs
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime
 
 import httpx
@@ -120,6 +121,10 @@ def test_gauges_show_the_last_run_and_clear_old_flags():
     show(_row(False))
     assert value("churn_monitor_flagged") == 0.0
     assert value("churn_monitor_feature_drift", feature="n_login_30d") == 0.0
+    # a run that judged nothing shows no number, never the previous run's
+    show(_row(False, score_psi=None, realised_auc=None))
+    assert math.isnan(value("churn_monitor_realised_auc"))
+    assert math.isnan(value("churn_monitor_score_psi"))
 
 
 def test_a_run_that_judged_nothing_draws_no_chart():
