@@ -226,6 +226,8 @@ def campaign_page_view(engine: Engine, campaign_id: str, playbook: Playbook, off
     members = campaign_members(engine, campaign_id)
     outcomes = campaign_outcomes(engine, campaign_id)
     labels = {k: r.label for k, r in playbook.reasons.items()}
+    # priced as planned (as `churn campaign report` does), not at today's offer settings
+    offer_cost = float((campaign.params or {}).get("offer_cost", offer_cost))
     report = campaign_report(members, outcomes, LEVEL, offer_cost=offer_cost,
                              current_save_rate=save_rate, reason_labels=labels)
     judged, sentence = verdict(report, campaign, now)

@@ -152,6 +152,27 @@ def test_campaign_list_and_page_from_the_store(store):
     assert bad.status_code == 400 and "level" in bad.text
 
 
+def test_the_page_prices_offers_as_planned_not_at_todays_settings(tmp_path, monkeypatch):
+    """The cost a campaign was planned with (its params) is what the page and `churn campaign
+    report` both use; a later change of CHURN_OFFER__COST does not reprice it."""
+    from dataclasses import replace
+
+    monkeypatch.setenv("CHURN_DATABASE_URL", f"sqlite:///{tmp_path / 'churn.db'}")
+    monkeypatch.setenv("CHURN_OFFER__COST", "99")
+    get_settings.cache_clear()
+    try:
+        engine = engine_for(get_settings())
+        members = _members(400)  # 80 held out: enough outcomes per arm to judge
+        create_campaign(engine, replace(CAMPAIGN, params={"offer_cost": 7.0}), members)
+        outcomes = _data_outcomes(members, {"treatment": 0.2, "control": 0.45})
+        record_outcomes(engine, "spring", outcomes.assign(reached=None).to_dict("records"))
+        text = html.unescape(_get("/campaigns/spring").text)
+        offers = text.split("Offers:")[1][:40]
+        assert offers.startswith(" 320 × 7.00 = 2,240.00") and "99" not in offers
+    finally:
+        get_settings.cache_clear()
+
+
 def test_customer_history_lists_arm_action_outcomes_and_words(store):
     playbook = load_playbook()
     history = customer_history(store, "C1", playbook)
