@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 from sqlalchemy import (
@@ -185,6 +185,21 @@ def get_campaign(engine: Engine, campaign_id: str) -> Campaign | None:
         row = conn.execute(select(campaigns_table)
                            .where(campaigns_table.c.campaign_id == campaign_id)).first()
     return None if row is None else _campaign(row)
+
+
+def overlapping_members(engine: Engine, start: datetime, end: datetime) -> dict[str, str]:
+    """Customers in a campaign whose window (as_of, as_of + horizon] overlaps (start, end],
+    each with one such campaign's id. A customer held out by one campaign and called by
+    another while both are judged would bias the first one's uplift towards zero."""
+    start, end = _naive_utc(start), _naive_utc(end)
+    overlapping = [c.campaign_id for c in list_campaigns(engine)
+                   if c.as_of < end and c.as_of + timedelta(days=c.horizon_days) > start]
+    if not overlapping:
+        return {}
+    query = (select(campaign_members_table.c.customer_id, campaign_members_table.c.campaign_id)
+             .where(campaign_members_table.c.campaign_id.in_(overlapping)))
+    with engine.connect() as conn:
+        return {customer: campaign for customer, campaign in conn.execute(query)}
 
 
 def campaign_members(engine: Engine, campaign_id: str) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import math
 import os
 import secrets
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -161,14 +161,18 @@ def plan(
     label: Annotated[str | None, typer.Option(
         "--label", help="explicit or inactivity: how churn is read from the data (default: the "
         "model's training label).")] = None,
+    allow_overlap: Annotated[bool, typer.Option(
+        "--allow-overlap", help="Keep customers who are in another campaign judged over the "
+        "same days (by default they are left out: being held out by one campaign and called by "
+        "another would spoil both comparisons).")] = False,
     playbook_path: PlaybookOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Plan a campaign from a batch of scores: whom to call, the action for each, and a
     randomised control group (stratified by risk band and value segment) that is not called.
     Records the campaign in the store and writes the contact list."""
-    from campaigns.plan import Cut, PlanError, contact_list, plan_campaign
-    from campaigns.store import Campaign, create_campaign
+    from campaigns.plan import Cut, PlanError, check_scores, contact_list, plan_campaign
+    from campaigns.store import Campaign, create_campaign, overlapping_members
     from features.contract import read_table
 
     if label is not None and label not in LABELS:
@@ -185,7 +189,7 @@ def plan(
     offer = settings.offer
     cut = Cut(budget, offer.save_rate, offer.cost)
     try:
-        members = plan_campaign(scores, playbook, cut, control_share, seed)
+        check_scores(scores)
     except PlanError as exc:
         raise UsageError(str(exc)) from None
     version = str(scores["model_version"].iloc[0])
@@ -199,6 +203,23 @@ def plan(
             notes.append(f"model version {version} not found in the registry: horizon 30 days "
                          "(give --horizon)")
     label = label or params.get("label") or "explicit"
+    left_out = 0
+    if not allow_overlap:
+        busy = overlapping_members(_engine(), as_of, as_of + timedelta(days=horizon))
+        taken = scores["customer_id"].astype(str).isin(busy)
+        if taken.any():
+            first = next(iter(busy[c] for c in scores.loc[taken, "customer_id"].astype(str)))
+            notes.append(f"{int(taken.sum()):,} customers are in a campaign judged over the same "
+                         f"days (e.g. {first}) and are left out (--allow-overlap keeps them)")
+            scores, left_out = scores[~taken], int(taken.sum())
+            if scores.empty:
+                raise UsageError("--scores: every customer of the batch is in a campaign judged "
+                                 f"over the same days (e.g. {first}); --allow-overlap keeps them")
+    try:
+        members = plan_campaign(scores, playbook, cut, control_share, seed)
+    except PlanError as exc:
+        hint = f" ({notes[-1]})" if left_out else ""
+        raise UsageError(f"{exc}{hint}") from None
     called = int((members["arm"] == "treatment").sum())
     if budget is not None and called < budget:
         notes.append(f"only {len(members):,} customers are outside the low risk band: "
@@ -384,6 +405,8 @@ def report(
     apply: Annotated[bool, typer.Option(
         "--apply", help="Write the suggested save rate to the offer settings (mlruns/settings."
         "toml, read by churn score, train and the service).")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --apply: write the save rate even when its interval includes 0.")] = False,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not log to MLflow.")] = False,
     playbook_path: PlaybookOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -408,7 +431,7 @@ def report(
     logged = None if no_mlflow else log_report(campaign, rep)
     applied = None
     if apply:
-        applied = apply_save_rate(rep, campaign)
+        applied = apply_save_rate(rep, campaign, force)
     if as_json:
         print_json({"campaign_id": campaign_id, "name": campaign.name,
                     "model_version": campaign.model_version, "as_of": str(campaign.as_of),
@@ -506,9 +529,10 @@ def log_report(campaign, rep) -> str | None:
         return run.info.run_id
 
 
-def apply_save_rate(rep, campaign) -> dict:
+def apply_save_rate(rep, campaign, force: bool = False) -> dict:
     """Write the suggested save rate to mlruns/settings.toml ([offer] save_rate), keeping what
-    else the file holds."""
+    else the file holds. Refused while the save rate's interval includes 0 (the campaign has
+    not shown that the calls save anyone; a 0 would stop every profit cut), unless `force`."""
     import tomllib
 
     from scoring.settings import written_settings_path
@@ -517,6 +541,11 @@ def apply_save_rate(rep, campaign) -> dict:
     if not s.known:
         raise UsageError("--apply: no save rate to apply yet (needs churn from the data in both "
                          "arms, and some churn in the control arm)")
+    if not force and not s.low > 0:
+        raise UsageError(f"--apply: the measured save rate {s.value:.2f} has the interval "
+                         f"[{s.low:.2f}, {s.high:.2f}], which includes 0: this campaign has not "
+                         "shown that the calls save anyone, so the offer settings are left as "
+                         "they are (--force writes it anyway)")
     path = written_settings_path(_settings().home)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

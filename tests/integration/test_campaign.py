@@ -46,10 +46,10 @@ class Planned:
     world: Path  # the effective campaign's treated world
 
 
-def _plan(run: Run, seed: int, out: str) -> dict:
+def _plan(run: Run, seed: int, out: str, *more) -> dict:
     return run.json("campaign", "plan", "--scores", run.home / "scores.parquet",
                     "--budget", 2000, "--control-share", 0.3, "--seed", seed,
-                    "--out", run.home / out, "--name", f"seed {seed}")
+                    "--out", run.home / out, "--name", f"seed {seed}", *more)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,13 @@ def planned(trained: Trained, tmp_path_factory) -> Planned:
                                      "--file", world / "calls.csv")
     run.churn("campaign", "outcomes", "--campaign", cid, "--customers",
               world / "customers.parquet", "--events", world / "events.parquet")
-    idle = _plan(run, 2, "calls2.parquet")
+    # the same customers over the same days are refused unless asked for: the ineffective
+    # campaign is a second design on the untreated world, so it asks
+    refused = run.churn("campaign", "plan", "--scores", run.home / "scores.parquet",
+                        "--out", run.home / "refused.csv", check=False)
+    assert refused.returncode == 2 and "--allow-overlap" in refused.stderr
+    assert not (run.home / "refused.csv").exists()
+    idle = _plan(run, 2, "calls2.parquet", "--allow-overlap")
     run.churn("campaign", "outcomes", "--campaign", idle["campaign_id"], "--customers",
               trained.customers, "--events", trained.events)
     return Planned(run, effective, idle, world)
@@ -112,6 +118,11 @@ def test_simulated_campaign_recovers_the_uplift_and_an_ineffective_one_shows_non
     assert none["pending"] == 0
     assert none["overall"]["uplift"]["low"] <= 0 <= none["overall"]["uplift"]["high"]
     assert none["overall"]["save_rate"]["low"] <= 0 <= none["overall"]["save_rate"]["high"]
+    # and its save rate is not written into the offer settings
+    applied = run.churn("campaign", "report", "--campaign", planned.idle["campaign_id"],
+                        "--apply", "--no-mlflow", check=False)
+    assert applied.returncode == 2 and "includes 0" in applied.stderr
+    assert not (run.home / "mlruns" / "settings.toml").exists()
 
 
 def test_report_is_logged_beside_the_model_and_apply_writes_the_save_rate(planned: Planned):
