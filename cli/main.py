@@ -352,7 +352,7 @@ def score(
         out.print(f"scored {rows:,} customers at {when} with model version {loaded.version} "
                   f"on Spark -> {out_path} (a Parquet folder)")
         log_scores(settings, spark_score_frames(out_path, tables.events.engine), rows,
-                   log_source, out_path)
+                   log_source, out_path, loaded.name)
         return
     with progress_bar("scoring") as progress:
         scores = score_batch(loaded, tables.customers, tables.events, when, settings.top_reasons,
@@ -371,10 +371,11 @@ def score(
     print_table("Highest risk", ["customer_id", "probability", "band", "top reason"],
                 [[r.customer_id, r.churn_probability, r.risk_band, r.reason_1_text]
                  for r in top.itertuples()])
-    log_scores(settings, [scores], len(scores), log_source, out_path)
+    log_scores(settings, [scores], len(scores), log_source, out_path, loaded.name)
 
 
-def log_scores(settings, frames, total: int, source: str, out_path: Path) -> None:
+def log_scores(settings, frames, total: int, source: str, out_path: Path,
+               model_name: str | None) -> None:
     """Record the scores in the prediction log once the scores file is written, in chunks
     (each one transaction) with a progress bar. A failure is one warning line: the scores file
     stays, and the chunks stored before the failure stay stored."""
@@ -397,7 +398,7 @@ def log_scores(settings, frames, total: int, source: str, out_path: Path) -> Non
 
     try:
         with progress_bar("prediction log") as bar:
-            write_all(engine_for(settings), chunked(lambda f: score_rows(f, source), frames),
+            write_all(engine_for(settings), chunked(lambda f: score_rows(f, source, model_name), frames),
                       progress_of(bar))
     except Exception as exc:
         text = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]

@@ -147,16 +147,19 @@ def load_reference(loaded: LoadedModel) -> Reference:
     return Reference(frame, about)
 
 
-def latest_as_of(engine, version: str) -> pd.Timestamp | None:
+def latest_as_of(engine, name: str | None, version: str) -> pd.Timestamp | None:
     with engine.connect() as conn:
         value = conn.execute(select(func.max(predictions.c.as_of))
-                             .where(predictions.c.model_version == version)).scalar()
+                             .where(predictions.c.model_version == version,
+                                    predictions.c.model_name == name)).scalar()
     return None if value is None else pd.Timestamp(value)
 
 
-def count_logged(engine, since: datetime, until: datetime, version: str | None = None) -> int:
+def count_logged(engine, name: str | None, since: datetime, until: datetime,
+                 version: str | None = None) -> int:
     query = (select(func.count()).select_from(predictions)
-             .where(predictions.c.as_of >= since, predictions.c.as_of < until))
+             .where(predictions.c.as_of >= since, predictions.c.as_of < until,
+                    predictions.c.model_name == name))
     if version is not None:
         query = query.where(predictions.c.model_version == version)
     with engine.connect() as conn:
@@ -241,7 +244,8 @@ def monitor(
     version = loaded.label
     reference = load_reference(loaded)
     engine = engine_for(settings)
-    end = pd.Timestamp(as_of) if as_of is not None else latest_as_of(engine, version)
+    name = loaded.name  # another registered model's version "1" is not this one's
+    end = pd.Timestamp(as_of) if as_of is not None else latest_as_of(engine, name, version)
     if end is None:
         raise MonitorError(f"the prediction log holds no prediction of model version {version}: "
                            "score with churn score or the service first")
@@ -251,13 +255,14 @@ def monitor(
     # drift: the window's predictions of this version against the reference
     progress = stage("drift: features of the window")
     first = end - pd.Timedelta(days=window_days) + pd.Timedelta(microseconds=1)
-    in_window = count_logged(engine, first, until, version)
+    in_window = count_logged(engine, name, first, until, version)
     if in_window > limits.max_log_rows:
         raise MonitorError(
             f"--window: the log holds {in_window:,} predictions of version {version} in the "
             f"{window_days} days to {end:%Y-%m-%d}, more than {limits.max_log_rows:,} "
             "(CHURN_MONITOR__MAX_LOG_ROWS); give a shorter --window")
-    window = read_predictions(engine, since=first, until=until, model_version=version)
+    window = read_predictions(engine, since=first, until=until, model_version=version,
+                              model_name=name)
     window = latest_per_prediction(window)
     score, judged, drift = None, False, pd.DataFrame()
     feats = pd.DataFrame()
@@ -283,14 +288,15 @@ def monitor(
 
     # realised accuracy: every version's matured predictions since --since
     start = pd.Timestamp(since) if since is not None else end - pd.Timedelta(weeks=ACCURACY_WEEKS)
-    logged = count_logged(engine, start, until)
+    logged = count_logged(engine, name, start, until)
     if logged > limits.max_log_rows:
         raise MonitorError(
             f"--since: the log holds {logged:,} predictions from {start:%Y-%m-%d} to "
             f"{end:%Y-%m-%d}, more than {limits.max_log_rows:,} (CHURN_MONITOR__MAX_LOG_ROWS); "
             "give a later --since")
     progress = stage("realised accuracy")
-    history = latest_per_prediction(read_predictions(engine, since=start, until=until))
+    history = latest_per_prediction(read_predictions(engine, since=start, until=until,
+                                                     model_name=name))
     joined, counts = _outcomes(history, tables, loaded, reference, settings, notes)
     progress(1, 2)
     by_version, weeks = ({}, []) if joined.empty else accuracy_groups(

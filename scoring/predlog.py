@@ -46,7 +46,7 @@ CLI_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)  # seconds between `churn score`'s attem
 MAX_FAILED_ATTEMPTS = 3  # a batch failing other than by its connection is dropped after these
 # the widths of the table's text columns: a longer value is cut, never refused by the database
 _WIDTHS = {c: predictions.c[c].type.length for c in ("customer_id", "band", "model_version",
-                                                       "source")}
+                                                       "model_name", "source")}
 
 
 def _now() -> datetime:
@@ -70,8 +70,9 @@ def _text(value: object) -> str:
 
 def make_row(customer_id: object, as_of: datetime, probability: float, band: str,
              reasons: Sequence[str], model_version: str, source: str,
-             created_at: datetime | None = None) -> dict:
-    """One record of the log with a fresh record id; text cut to the table's widths."""
+             created_at: datetime | None = None, model_name: str | None = None) -> dict:
+    """One record of the log with a fresh record id; text cut to the table's widths.
+    `model_name` is the registered model the version belongs to (None outside the registry)."""
     return {
         "record_id": uuid.uuid4().hex,
         "customer_id": _text(customer_id)[:_WIDTHS["customer_id"]],
@@ -80,16 +81,19 @@ def make_row(customer_id: object, as_of: datetime, probability: float, band: str
         "band": str(band)[:_WIDTHS["band"]],
         "reasons": [_text(r) for r in reasons],
         "model_version": _text(model_version)[:_WIDTHS["model_version"]],
+        "model_name": None if model_name is None else _text(model_name)[:_WIDTHS["model_name"]],
         "source": source[:_WIDTHS["source"]],
         "created_at": created_at or _now(),
     }
 
 
-def prediction_rows(out, as_of: datetime, model_version: str, source: str) -> list[dict]:
+def prediction_rows(out, as_of: datetime, model_version: str, source: str,
+                    model_name: str | None = None) -> list[dict]:
     """Records of a predictor output (`scoring.predictor.Predictions`) made at `as_of`."""
     frame, now = out.frame, _now()
     reasons = out.reasons if len(out.reasons) == len(frame) else [[] for _ in range(len(frame))]
-    return [make_row(cid, as_of, p, band, [r["feature"] for r in why], model_version, source, now)
+    return [make_row(cid, as_of, p, band, [r["feature"] for r in why], model_version, source, now,
+                     model_name)
             for cid, p, band, why in zip(frame["customer_id"], frame["churn_probability"],
                                          frame["risk_band"], reasons, strict=True)]
 
@@ -103,14 +107,16 @@ def _reason_names(frame: pd.DataFrame) -> list[list[str]]:
         if values else [[] for _ in range(len(frame))]
 
 
-def score_rows(scores: pd.DataFrame, source: str = "score") -> list[dict]:
+def score_rows(scores: pd.DataFrame, source: str = "score",
+               model_name: str | None = None) -> list[dict]:
     """Records of a scores table (`score_batch`'s columns: customer_id, churn_probability,
-    risk_band, as_of, reason_{i}_feature, model_version)."""
+    risk_band, as_of, reason_{i}_feature, model_version) scored by registered model
+    `model_name`."""
     now = _now()
     as_of = pd.to_datetime(scores["as_of"])
     if as_of.dt.tz is not None:
         as_of = as_of.dt.tz_convert("UTC").dt.tz_localize(None)
-    return [make_row(cid, when, p, band, why, version, source, now)
+    return [make_row(cid, when, p, band, why, version, source, now, model_name)
             for cid, when, p, band, why, version in zip(
                 scores["customer_id"].tolist(), list(as_of.dt.to_pydatetime()),
                 scores["churn_probability"].tolist(), scores["risk_band"].tolist(),

@@ -70,13 +70,15 @@ predictions = Table(
     Column("band", String(20), nullable=False),
     Column("reasons", Text, nullable=False, default="[]"),  # JSON list of feature names, top first
     Column("model_version", String(200), nullable=False),
+    # the registered model the version belongs to (None: a model outside the registry)
+    Column("model_name", String(200), nullable=True),
     Column("source", String(40), nullable=False),  # predict, predict_features, batch, score
     Column("created_at", DateTime, nullable=False),  # UTC, naive: when it was made
-    Index("ix_predictions_version_as_of", "model_version", "as_of"),
+    Index("ix_predictions_version_as_of", "model_name", "model_version", "as_of"),
     Index("ix_predictions_customer", "customer_id", "as_of"),
 )
 PREDICTION_COLUMNS = ("record_id", "customer_id", "as_of", "probability", "band", "reasons",
-                      "model_version", "source", "created_at")
+                      "model_version", "model_name", "source", "created_at")
 
 
 class RecordError(ValueError):
@@ -203,7 +205,8 @@ def write_predictions(engine: Engine, rows: Sequence[dict]) -> int:
     retried after an unclear failure stores each row once. Returns the rows stored."""
     if not rows:
         return 0
-    clean = [{**r, "reasons": r["reasons"] if isinstance(r["reasons"], str)
+    clean = [{**r, "model_name": r.get("model_name"),
+              "reasons": r["reasons"] if isinstance(r["reasons"], str)
               else json.dumps(list(r["reasons"]))} for r in rows]
     stored = 0
     upsert = _insert_if_new(engine.dialect.name)
@@ -239,9 +242,11 @@ WRITE_CHUNK = 5_000
 
 
 def read_predictions(engine: Engine, since: datetime | None = None, until: datetime | None = None,
-                     model_version: str | None = None, source: str | None = None):
+                     model_version: str | None = None, source: str | None = None,
+                     model_name: str | None = None):
     """Logged predictions as a DataFrame (PREDICTION_COLUMNS, `reasons` as JSON text), filtered
-    by observation time (`since` <= as_of < `until`, naive UTC), model version and source."""
+    by observation time (`since` <= as_of < `until`, naive UTC), model name and version, and
+    source."""
     import pandas as pd
 
     query = select(*(predictions.c[c] for c in PREDICTION_COLUMNS)).order_by(predictions.c.id)
@@ -251,6 +256,8 @@ def read_predictions(engine: Engine, since: datetime | None = None, until: datet
         query = query.where(predictions.c.as_of < until)
     if model_version is not None:
         query = query.where(predictions.c.model_version == model_version)
+    if model_name is not None:
+        query = query.where(predictions.c.model_name == model_name)
     if source is not None:
         query = query.where(predictions.c.source == source)
     with engine.connect() as conn:

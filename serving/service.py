@@ -416,7 +416,8 @@ class ChurnService:
             if self.predlog is not None:
                 self.predlog.record([
                     make_row(p.customer_id, when, p.churn_probability, p.risk_band,
-                             [r.feature for r in p.reasons], p.model_version, source)
+                             [r.feature for r in p.reasons], p.model_version, source,
+                             model_name=self.holder.current.name)
                     for p, when in zip(preds, times, strict=True)])
         except Exception:
             log.exception("could not record %d predictions", len(preds))

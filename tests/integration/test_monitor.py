@@ -179,7 +179,8 @@ def test_an_empty_log_is_an_error_naming_it(trained: Trained, tmp_path: Path):
 def test_drift_is_not_judged_on_predictions_of_customers_the_files_lack(trained: Trained,
                                                                         tmp_path: Path):
     """Enough predictions in the window, but of customers not in --customers (say /predict
-    requests with histories of their own): drift is not judged on the few that are left."""
+    requests with histories of their own): drift is not judged on the few that are left. And
+    another registered model's predictions with the same version number are not this one's."""
     from datetime import datetime
 
     from features.contract import load_tables
@@ -190,8 +191,12 @@ def test_drift_is_not_judged_on_predictions_of_customers_the_files_lack(trained:
     settings = Settings(home=trained.home, database_url=f"sqlite:///{tmp_path / 'strangers.db'}")
     version = trained.result["model_version"]
     at = datetime.fromisoformat(SCORED_AT)
+    known = pd.read_parquet(trained.customers)["customer_id"].astype(str).head(250)
     write_predictions(engine_for(settings), [
-        make_row(f"stranger-{i}", at, 0.1, "medium", [], version, "predict") for i in range(250)])
+        *(make_row(f"stranger-{i}", at, 0.1, "medium", [], version, "predict",
+                   model_name="churn") for i in range(250)),
+        *(make_row(c, at, 0.1, "medium", [], version, "score", model_name="churn-notebook")
+          for c in known)])
     result = monitor(settings, load_tables(trained.customers, trained.events), version,
                      report=tmp_path / "r.html")
     assert not result.drift_judged and result.drift.empty

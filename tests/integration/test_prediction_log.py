@@ -149,6 +149,7 @@ def _same(rows: pd.DataFrame, answer: dict, source: str, as_of: datetime,
         assert row["band"] == pred["risk_band"]
         assert json.loads(row["reasons"]) == [r["feature"] for r in pred["reasons"]]
         assert row["model_version"] == pred["model_version"] == answer["model_version"]
+        assert row["model_name"] == "churn"  # the registered model the version belongs to
         assert row["source"] == source and row["as_of"] == as_of
         assert started <= row["created_at"] <= datetime.now(UTC).replace(tzinfo=None)
     assert rows["record_id"].is_unique
@@ -203,6 +204,7 @@ def test_the_service_logs_what_it_answered(http, server, trained, log_url, featu
     np.testing.assert_array_equal(merged["probability"], merged["churn_probability"])
     assert (merged["band"] == merged["risk_band"]).all()
     assert (merged["model_version_x"] == merged["model_version_y"]).all()
+    assert (merged["model_name"] == "churn").all()
     assert (merged["as_of_x"] == AS_OF).all()
     first = merged.iloc[0]
     assert json.loads(first["reasons"]) == [first[f"reason_{i}_feature"] for i in (1, 2, 3)

@@ -104,5 +104,7 @@ def test_prediction_log_stores_each_record_once_and_reads_back_filtered(tmp_path
     assert write_predictions(engine, batch[:2] + [row(4, "2")]) == 1  # a retry adds only the new
     assert len(read_predictions(engine)) == 5
     got = read_predictions(engine, since=datetime(2026, 1, 2), model_version="1")
+    assert got["model_name"].isna().all()  # rows without a registered model's name
+    assert read_predictions(engine, model_name="churn").empty
     assert got["customer_id"].tolist() == ["c1", "c2"]
     assert got["reasons"].iloc[0] == '["n_login_30d"]'
