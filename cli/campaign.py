@@ -121,19 +121,11 @@ def latest_batch_scores() -> Path:
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     """CSV or Parquet by the extension, written atomically (a temporary file, then a rename)."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        write_parquet(frame, path)
-        return
-    if suffix != ".csv":
+    from features.contract import write_table as write
+
+    if path.suffix.lower() not in (".csv", ".parquet"):
         raise UsageError(f"--out: {path.name}: give a .csv or .parquet file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write(frame, path)
 
 
 # -- plan ---------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from cli.common import (
     print_json,
     print_table,
     progress_bar,
-    write_parquet,
 )
+from features.contract import write_table
 
 MAX_SHOWN = 200
 
@@ -117,10 +117,7 @@ def returning(
     if said is not None:
         found = found.assign(said_before=found["customer_id"].map(said).fillna(""))
     if out_path is not None:
-        if str(out_path).lower().endswith(".csv"):
-            found.to_csv(out_path, index=False)
-        else:
-            write_parquet(found, out_path)
+        write_table(found, out_path)  # CSV by the extension, else Parquet; atomically
     counts = summary(found)
     if as_json:
         print_json({**counts, "follow_up": {"title": book.winback.title,

@@ -147,6 +147,13 @@ def _require_columns(frame: pd.DataFrame, required: tuple[str, ...], source: str
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write atomically: a temporary file beside the target, then a rename. Temporary files a
     killed earlier run left beside it (their process is gone) are removed first."""
+    write_table(frame, path, "parquet")
+
+
+def write_table(frame: pd.DataFrame, path: Path, kind: str | None = None) -> None:
+    """`write_parquet` for CSV or Parquet, chosen by `kind` or else the file's extension
+    (.csv is CSV, anything else Parquet)."""
+    kind = kind or ("csv" if path.suffix.lower() == ".csv" else "parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
         pid = stale.name.rsplit("-", 1)[1]
@@ -154,7 +161,10 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
             stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        frame.to_parquet(tmp, index=False)
+        if kind == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
