@@ -57,3 +57,25 @@ def churn_env(home: Path) -> dict[str, str]:
     return env
 
 
+
+
+def review_get(path: str):
+    """GET from the review app in this process (no server), with the current environment; the
+    settings are read afresh before and forgotten after."""
+    import asyncio
+
+    import httpx
+
+    from scoring.settings import get_settings
+    from serving.review import review_app
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=review_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://review") as client:
+            return await client.get(path)
+
+    get_settings.cache_clear()
+    try:
+        return asyncio.run(get())
+    finally:
+        get_settings.cache_clear()

@@ -5,7 +5,6 @@ country is hostile markup and another whose plan is; both must come back escaped
 
 from __future__ import annotations
 
-import asyncio
 import html
 import os
 import re
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import CHURN, Trained
+from tests.helpers import CHURN, Trained, review_get
 from tests.integration.server import Server, free_port
 
 AS_OF = "2026-06-15"
@@ -106,23 +105,6 @@ def _earlier_batch(scores_path: Path) -> list[str]:
     folder.mkdir()
     earlier.to_parquet(folder / f"{scores_path.stem}-20260601T000000000000Z.parquet", index=False)
     return new_ids
-
-
-def _in_process(path: str) -> httpx.Response:
-    """GET from the review app in this process (no server), with the current environment."""
-    from scoring.settings import get_settings
-    from serving.review import review_app
-
-    async def get() -> httpx.Response:
-        transport = httpx.ASGITransport(app=review_app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://review") as client:
-            return await client.get(path)
-
-    get_settings.cache_clear()
-    try:
-        return asyncio.run(get())
-    finally:
-        get_settings.cache_clear()
 
 
 def _ids(page: str) -> list[str]:
@@ -246,7 +228,7 @@ def test_attributes_are_escaped(review: Review):
 
 def test_without_scores_the_list_says_how_to_make_them(monkeypatch):
     monkeypatch.delenv("CHURN_REVIEW_SCORES", raising=False)
-    response = _in_process("/")
+    response = review_get("/")
     assert response.status_code == 200
     assert "No scored batch yet" in response.text and "churn score" in response.text
 
@@ -258,7 +240,7 @@ def test_bad_playbook_is_a_page_naming_the_key(review: Review, tmp_path: Path, m
     bad.write_text(DEFAULT_PATH.read_text().replace("days = 120", 'days = "a lot"'))
     monkeypatch.setenv("CHURN_REVIEW_SCORES", str(review.scores_path))
     monkeypatch.setenv("CHURN_REVIEW_PLAYBOOK", str(bad))
-    response = _in_process("/")
+    response = review_get("/")
     assert response.status_code == 500
     assert "timeline.days" in response.text and "Traceback" not in response.text
 
@@ -392,12 +374,12 @@ def test_export_is_capped_as_stated(review: Review, monkeypatch):
     monkeypatch.setenv("CHURN_REVIEW_CUSTOMERS", str(review.customers_path))
     monkeypatch.setenv("CHURN_REVIEW_EVENTS", str(review.events_path))
     monkeypatch.setenv("CHURN_REVIEW_EXPORT_MAX_ROWS", "7")
-    response = _in_process("/export.csv?band=")
+    response = review_get("/export.csv?band=")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert response.text.count("\n") == 8  # the header and 7 rows
     assert response.headers["x-rows"] == "7"
     assert response.headers["x-rows-matching"] == str(len(review.scores))
-    assert _in_process("/export.csv?band=purple").status_code == 400
+    assert review_get("/export.csv?band=purple").status_code == 400
 
 
 def test_new_since_the_last_batch_and_the_trend(review: Review):

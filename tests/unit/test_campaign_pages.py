@@ -3,12 +3,10 @@ SQLite store through the review app in this process."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
 from datetime import datetime
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +23,7 @@ from serving.review.campaigns import (
     standouts,
     verdict,
 )
+from tests.helpers import review_get
 
 CAMPAIGN = Campaign("spring", "Spring <b>save</b>", "7", datetime(2026, 3, 1), 60, 0.2, 3,
                     "top 400 by expected profit")
@@ -119,25 +118,14 @@ def store(tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
-def _get(path: str) -> httpx.Response:
-    from serving.review import review_app
-
-    async def get() -> httpx.Response:
-        transport = httpx.ASGITransport(app=review_app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://review") as client:
-            return await client.get(path)
-
-    return asyncio.run(get())
-
-
 def test_campaign_list_and_page_from_the_store(store):
-    listing = _get("/campaigns")
+    listing = review_get("/campaigns")
     assert listing.status_code == 200
     assert 'href="/campaigns/spring"' in listing.text
     assert "Spring &lt;b&gt;save&lt;/b&gt;" in listing.text and "<b>save" not in listing.text
     assert ">320<" in listing.text and ">80<" in listing.text  # the arms' sizes
 
-    page = _get("/campaigns/spring")
+    page = review_get("/campaigns/spring")
     assert page.status_code == 200
     text = html.unescape(page.text)
     assert "The contacts lowered churn by" in text
@@ -146,9 +134,9 @@ def test_campaign_list_and_page_from_the_store(store):
     assert "&lt;i&gt;dear" in page.text
     assert 'href="/customer/C1"' in page.text
 
-    assert _get("/campaigns/nope").status_code == 404
-    assert _get("/campaigns/" + "x" * 65).status_code == 404
-    bad = _get("/campaigns/spring?level=0.9")
+    assert review_get("/campaigns/nope").status_code == 404
+    assert review_get("/campaigns/" + "x" * 65).status_code == 404
+    bad = review_get("/campaigns/spring?level=0.9")
     assert bad.status_code == 400 and "level" in bad.text
 
 
@@ -166,7 +154,7 @@ def test_the_page_prices_offers_as_planned_not_at_todays_settings(tmp_path, monk
         create_campaign(engine, replace(CAMPAIGN, params={"offer_cost": 7.0}), members)
         outcomes = _data_outcomes(members, {"treatment": 0.2, "control": 0.45})
         record_outcomes(engine, "spring", outcomes.assign(reached=None).to_dict("records"))
-        text = html.unescape(_get("/campaigns/spring").text)
+        text = html.unescape(review_get("/campaigns/spring").text)
         offers = text.split("Offers:")[1][:40]
         assert offers.startswith(" 320 × 7.00 = 2,240.00") and "99" not in offers
     finally:

@@ -3,17 +3,16 @@ the page rendered by the review app in-process from a store holding monitor runs
 
 from __future__ import annotations
 
-import asyncio
 import math
 from datetime import datetime
 
-import httpx
 import pytest
 
 from scoring.health import HealthRow, write_health
 from scoring.records import engine_for
-from scoring.settings import Settings, get_settings
+from scoring.settings import Settings
 from serving.review.health import Series, auc_svg, health_view, psi_svg, verdict
+from tests.helpers import review_get
 
 
 def _row(flagged: bool, **kw) -> HealthRow:
@@ -73,35 +72,20 @@ def test_view_draws_the_flagged_features_over_time():
     assert health_view([], 0.2).psi_chart is None
 
 
-def _get(path: str) -> httpx.Response:
-    from serving.review import review_app
-
-    async def get() -> httpx.Response:
-        transport = httpx.ASGITransport(app=review_app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://review") as client:
-            return await client.get(path)
-
-    get_settings.cache_clear()
-    try:
-        return asyncio.run(get())
-    finally:
-        get_settings.cache_clear()
-
-
 def test_page_renders_the_stored_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("CHURN_HOME", str(tmp_path))
     monkeypatch.setenv("CHURN_DATABASE_URL", f"sqlite:///{tmp_path / 'churn.db'}")
-    empty = _get("/health")
+    empty = review_get("/health")
     assert empty.status_code == 200 and "No monitor run yet" in empty.text
     assert "churn monitor --customers" in empty.text
     engine = engine_for(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'churn.db'}"))
     write_health(engine, _row(False), now=datetime(2026, 6, 24))
     write_health(engine, _row(True), now=datetime(2026, 7, 1))
-    page = _get("/health")
+    page = review_get("/health")
     assert page.status_code == 200
     assert "Needs attention" in page.text and 'id="nav-health"' in page.text
     assert page.text.count("<svg") == 2 and "What this page tells you" in page.text
-    assert _get("/health?x=1").status_code == 400
+    assert review_get("/health?x=1").status_code == 400
 
 
 def test_gauges_show_the_last_run_and_clear_old_flags():
