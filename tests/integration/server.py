@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,3 +146,19 @@ class Server:
             pass
         time.sleep(0.2)
         return left, alive(self.tracked)
+
+
+@contextmanager
+def churn_serve(churn: str, cwd: Path, env: dict[str, str], log: Path,
+                ready_s: float = 120.0) -> Iterator[Server]:
+    """`churn serve` on a free loopback port, ready; on exit stopped with every process it
+    started (asserted: none may survive SIGTERM and SIGKILL)."""
+    port = free_port()
+    server = Server.start([churn, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                          cwd=cwd, env=env, log=log, port=port)
+    try:
+        server.wait_ready(ready_s)
+        yield server
+    finally:
+        _, left = server.stop(20)
+        assert not left, f"processes left after SIGTERM and SIGKILL: {left}"

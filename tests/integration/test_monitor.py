@@ -27,7 +27,7 @@ from scoring.health import latest_health
 from scoring.records import engine_for, read_predictions
 from scoring.settings import Settings
 from tests.helpers import CHURN, Trained
-from tests.integration.server import Server, free_port
+from tests.integration.server import churn_serve
 
 SCORED_AT = "2026-05-30"  # a time whose 30-day horizon the generated data (to 2026-06-30) covers
 SHIFT_FROM = pd.Timestamp("2026-04-20")
@@ -210,15 +210,9 @@ def test_drift_is_not_judged_on_predictions_of_customers_the_files_lack(trained:
 def served(worlds: dict[str, World], trained: Trained, tmp_path_factory):
     """`churn serve` on the shifted world's store, which holds its flagged monitor run."""
     folder = tmp_path_factory.mktemp("monitor-serve")
-    port = free_port()
     env = {**trained.env, "CHURN_DATABASE_URL": worlds["shifted"].database}
-    server = Server.start([CHURN, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                          cwd=trained.home, env=env, log=folder / "serve.log", port=port)
-    try:
-        server.wait_ready(180)
+    with churn_serve(CHURN, trained.home, env, folder / "serve.log", ready_s=180) as server:
         yield server.url
-    finally:
-        server.stop()
 
 
 def _metric(text: str, name: str) -> float:

@@ -32,7 +32,7 @@ from scoring.records import (
 from scoring.settings import Settings
 from tests.helpers import CHURN
 from tests.integration.postgres import Postgres
-from tests.integration.server import Server, free_port
+from tests.integration.server import churn_serve, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = pd.Timestamp("2026-06-15")
@@ -89,16 +89,9 @@ def log_url(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def server(trained, tmp_path_factory, log_url):
-    port = free_port()
-    srv = Server.start([CHURN, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                       cwd=trained.home, env={**trained.env, "CHURN_DATABASE_URL": log_url},
-                       log=tmp_path_factory.mktemp("serve") / "serve.log", port=port)
-    try:
-        srv.wait_ready(120)
+    with churn_serve(CHURN, trained.home, {**trained.env, "CHURN_DATABASE_URL": log_url},
+                     tmp_path_factory.mktemp("serve") / "serve.log") as srv:
         yield srv
-    finally:
-        _, left = srv.stop(20)
-        assert not left, f"processes left after SIGTERM and SIGKILL: {left}"
 
 
 @pytest.fixture(scope="module")
