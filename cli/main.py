@@ -158,6 +158,7 @@ def train(
     from features.definitions import LABEL_KINDS
     from scoring.settings import get_settings
     from training.config import load_config
+    from training.pipeline import METRIC_KEYS
     from training.pipeline import train as run
 
     if label not in LABEL_KINDS:
@@ -173,6 +174,8 @@ def train(
         print_json({"run_id": result.run_id, "model_run_id": result.model_run_id,
                     "model_version": result.model_version,
                     "aliases": result.aliases, "metrics": result.metrics,
+                    "chosen": result.chosen, "candidates": result.candidates,
+                    "registered": "refit" if "refit" in result.dataset else "evaluation model",
                     "dataset": {k: result.dataset[k] for k in (
                         "cadence_days", "cadence_chosen", "log_days", "validation_scheme",
                         "test_scheme", "notes", "observation_times", "rows")}})
@@ -183,10 +186,12 @@ def train(
               f"{data['test_scheme'].replace('_', ' ')}")
     for note in data["notes"]:
         err.print(f"[yellow]note:[/] {note}")
-    lgbm = result.metrics["lightgbm"]
+    chosen = data["chosen"]
+    lgbm = result.metrics[METRIC_KEYS.get(result.chosen, result.chosen)]
     level = f"{lgbm['ci_level']:.0%} interval" if "ci_level" in lgbm else "interval"
-    shown = [(name, title) for name, title in (("lightgbm", "LightGBM"), ("baseline", "logistic"),
-                                               ("bgnbd", "BG/NBD")) if name in result.metrics]
+    first = [METRIC_KEYS.get(result.chosen, result.chosen)]
+    rest = [k for k in ("lightgbm", "baseline", "bgnbd") if k in result.metrics and k not in first]
+    shown = [(name, CANDIDATE_TITLES.get(name, name)) for name in (first + rest)[:3]]
     test_at = ", ".join(data["observation_times"]["test"]) or "held-out customers"
     print_table(
         f"Test metrics ({data['rows']['test']:,} rows at {test_at}; intervals resample customers)",
@@ -197,8 +202,17 @@ def train(
     )
     if "campaign_best_k" in lgbm:
         print_campaign(lgbm)
+    baseline_won = result.chosen in ("logistic", "bgnbd")
+    out.print(f"{'a baseline won: ' if baseline_won else ''}registered {chosen['words']}: "
+              f"{chosen['why']}"
+              + ("; refitted on every labelled time" if "refit" in data else ""))
     out.print(f"run {result.run_id} · registered {result.model_name} version "
               f"{result.model_version} ({', '.join(result.aliases)})")
+
+
+# the candidates' column titles in `churn train`'s table (their metrics keys)
+CANDIDATE_TITLES = {"lightgbm": "LightGBM", "baseline": "logistic", "bgnbd": "BG/NBD",
+                    "lightgbm_bgnbd": "LGBM+BG/NBD", "blend": "blend"}
 
 
 def print_campaign(metrics: dict[str, float]) -> None:

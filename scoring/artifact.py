@@ -9,7 +9,7 @@ the base value.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
@@ -81,17 +81,120 @@ class CategoryEncoder:
         return x
 
 
+LOGIT_CLIP = 1e-6
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype="float64"), LOGIT_CLIP, 1 - LOGIT_CLIP)
+    return np.log(p / (1 - p))
+
+
+@dataclass
+class LinearScorer:
+    """A logistic regression over the encoded matrix, with its preprocessing in plain numpy so
+    that its contributions are exact: numbers are imputed with the training median, put on a
+    signed log scale and standardised; each category level is a 0/1 column.
+
+    A feature's contribution is the sum over its columns of coef x (column - training mean);
+    the base value is the intercept plus coef x mean, so they add up to the raw score."""
+
+    numeric: list[int]  # positions in the encoded matrix
+    medians: list[float]
+    means: list[float]  # of the signed-log column, before scaling
+    scales: list[float]
+    coef_numeric: list[float]
+    categorical: list[int]
+    levels: list[int]  # number of coded levels per categorical position
+    coef_levels: list[list[float]]  # one coefficient per level
+    level_means: list[list[float]]  # training share of each level
+    intercept: float
+    n_features: int
+
+    @staticmethod
+    def transform_numeric(x: np.ndarray, numeric: list[int], medians: np.ndarray) -> np.ndarray:
+        block = x[:, numeric]
+        block = np.where(np.isnan(block), medians[None, :], block)
+        return np.sign(block) * np.log1p(np.abs(block))
+
+    def _contrib(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        out = np.zeros((n, self.n_features + 1))
+        if self.numeric:
+            z = self.transform_numeric(x, self.numeric, np.asarray(self.medians))
+            z = (z - np.asarray(self.means)) / np.asarray(self.scales)
+            out[:, self.numeric] = z * np.asarray(self.coef_numeric)
+        for pos, n_levels, coef_list, mean_list in zip(self.categorical, self.levels,
+                                                       self.coef_levels, self.level_means):
+            coef, mean = np.asarray(coef_list), np.asarray(mean_list)
+            codes = x[:, pos]
+            onehot = np.zeros((n, n_levels))
+            known = ~np.isnan(codes) & (codes >= 0) & (codes < n_levels)
+            onehot[np.flatnonzero(known), codes[known].astype(int)] = 1.0
+            out[:, pos] = (onehot - mean) @ coef
+        # standardised numbers have mean 0 in training; levels are centred on their share
+        base = self.intercept + sum(float(np.dot(c, m)) for c, m in zip(self.coef_levels, self.level_means))
+        out[:, -1] = base
+        return out
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        return self._contrib(x)
+
+    def raw_score(self, x: np.ndarray) -> np.ndarray:
+        return self._contrib(x).sum(axis=1)
+
+
+@dataclass
+class BgnbdScorer:
+    """BG/NBD's P(no event in the horizon) as log-odds, from the row's `btyd_p_inactive`
+    feature (a customer without a recorded event gets `fallback`). Its whole contribution
+    belongs to that feature; the base value is the training mean of the log-odds."""
+
+    position: int
+    fallback: float
+    mean: float
+    n_features: int
+
+    def raw_score(self, x: np.ndarray) -> np.ndarray:
+        p = x[:, self.position]
+        return logit(np.where(np.isnan(p), self.fallback, p))
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(x), self.n_features + 1))
+        out[:, self.position] = self.raw_score(x) - self.mean
+        out[:, -1] = self.mean
+        return out
+
+
+# what each kind of model is made of, in words (the run, the CLI and the reviewer page say it)
+KIND_WORDS = {
+    "lightgbm": "LightGBM",
+    "logistic": "logistic regression",
+    "bgnbd": "BG/NBD",
+    "lightgbm_bgnbd": "LightGBM boosted from BG/NBD",
+    "blend": "blend of LightGBM and logistic regression",
+}
+
+
 class ChurnModel:
-    """Calibrated LightGBM churn model over a fixed feature spec."""
+    """A calibrated churn model over a fixed feature spec: a weighted sum of up to three parts
+    (a LightGBM booster, a logistic regression, BG/NBD log-odds) plus an intercept, then a
+    monotone calibration. Every part has exact per-feature contributions in log-odds (TreeSHAP
+    for the booster), so the reasons of any kind of model add up to its raw score."""
 
     def __init__(
         self,
         spec: FeatureSpec,
-        booster: lgb.Booster,
+        booster: lgb.Booster | None,
         encoder: CategoryEncoder,
         calibration: tuple[np.ndarray, np.ndarray] | None,
         reason_texts: dict[str, str],
         num_threads: int = 1,
+        *,
+        linear: LinearScorer | None = None,
+        bgnbd: BgnbdScorer | None = None,
+        weights: dict[str, float] | None = None,
+        intercept: float = 0.0,
+        kind: str = "lightgbm",
     ):
         self.spec = spec
         self.booster = booster
@@ -100,16 +203,38 @@ class ChurnModel:
         self.reason_texts = reason_texts
         self.num_threads = num_threads
         self.feature_names = list(spec.feature_names)
+        self.linear = linear
+        self.bgnbd = bgnbd
+        self.weights = {"tree": 1.0, "linear": 1.0, "bgnbd": 1.0, **(weights or {})}
+        self.intercept = float(intercept)
+        self.kind = kind
+
+    @property
+    def description(self) -> str:
+        return KIND_WORDS.get(self.kind, self.kind)
+
+    def _parts(self) -> list[tuple[float, object]]:
+        parts: list[tuple[float, object]] = []
+        if self.booster is not None:
+            parts.append((self.weights["tree"], _Tree(self.booster, self.num_threads)))
+        if self.linear is not None:
+            parts.append((self.weights["linear"], self.linear))
+        if self.bgnbd is not None:
+            parts.append((self.weights["bgnbd"], self.bgnbd))
+        return parts
 
     # -- inference ---------------------------------------------------------------------------
     def matrix(self, features: pd.DataFrame | FeatureRows) -> np.ndarray:
-        """The numeric matrix LightGBM sees: categories encoded, columns in spec order."""
+        """The numeric matrix the model sees: categories encoded, columns in spec order."""
         if isinstance(features, FeatureRows):
             return self.encoder.encode_rows(features, self.feature_names)
         return self.encoder.encode(features, self.feature_names)
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
-        return self.booster.predict(x, raw_score=True, num_threads=self.num_threads)
+        raw = np.full(len(x), self.intercept)
+        for weight, part in self._parts():
+            raw = raw + weight * part.raw_score(x)
+        return raw
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         p = 1.0 / (1.0 + np.exp(-raw))
@@ -122,14 +247,22 @@ class ChurnModel:
         return self.calibrate(self.raw_score(self.matrix(features)))
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
-        """TreeSHAP contributions in log-odds; the last column is the base value."""
-        return self.booster.predict(x, pred_contrib=True, num_threads=self.num_threads)
+        """Exact contributions in log-odds (TreeSHAP for the booster); the last column is the
+        base value, and a row's sum is its raw score."""
+        out = np.zeros((len(x), len(self.feature_names) + 1))
+        out[:, -1] = self.intercept
+        for weight, part in self._parts():
+            out += weight * part.contributions(x)
+        return out
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, folder: Path) -> dict[str, str]:
         folder.mkdir(parents=True, exist_ok=True)
-        booster_path = folder / "booster.txt"
-        self.booster.save_model(str(booster_path))
+        files: dict[str, str] = {}
+        if self.booster is not None:
+            booster_path = folder / "booster.txt"
+            self.booster.save_model(str(booster_path))
+            files["booster"] = str(booster_path)
         state = {
             "spec": json.loads(self.spec.to_json()),
             "encoder": {"columns": list(self.encoder.columns), "levels": self.encoder.levels_,
@@ -139,13 +272,19 @@ class ChurnModel:
             else [list(map(float, self.calibration[0])), list(map(float, self.calibration[1]))],
             "reason_texts": self.reason_texts,
             "num_threads": self.num_threads,
+            "kind": self.kind,
+            "weights": self.weights,
+            "intercept": self.intercept,
+            "linear": None if self.linear is None else asdict(self.linear),
+            "bgnbd": None if self.bgnbd is None else asdict(self.bgnbd),
         }
         state_path = folder / "state.json"
         state_path.write_text(json.dumps(state, indent=1))
-        return {"booster": str(booster_path), "state": str(state_path)}
+        files["state"] = str(state_path)
+        return files
 
     @classmethod
-    def load(cls, booster_path: str, state_path: str) -> ChurnModel:
+    def load(cls, booster_path: str | None, state_path: str) -> ChurnModel:
         state = json.loads(Path(state_path).read_text())
         spec = FeatureSpec.from_json(json.dumps(state["spec"]))
         enc_state = state["encoder"]
@@ -153,16 +292,38 @@ class ChurnModel:
                                   enc_state["min_count"], enc_state["levels"])
         cal = state["calibration"]
         calibration = None if cal is None else (np.asarray(cal[0]), np.asarray(cal[1]))
-        booster = lgb.Booster(model_file=booster_path)
+        booster = lgb.Booster(model_file=booster_path) if booster_path else None
+        linear = LinearScorer(**state["linear"]) if state.get("linear") else None
+        bgnbd = BgnbdScorer(**state["bgnbd"]) if state.get("bgnbd") else None
         return cls(spec, booster, encoder, calibration, state["reason_texts"],
-                   state.get("num_threads", 1))
+                   state.get("num_threads", 1), linear=linear, bgnbd=bgnbd,
+                   weights=state.get("weights"), intercept=state.get("intercept", 0.0),
+                   kind=state.get("kind", "lightgbm"))
+
+    @classmethod
+    def load_folder(cls, folder: Path) -> ChurnModel:
+        """A model saved with `save` into `folder`."""
+        booster = Path(folder) / "booster.txt"
+        return cls.load(str(booster) if booster.exists() else None, str(Path(folder) / "state.json"))
+
+
+@dataclass
+class _Tree:
+    booster: lgb.Booster
+    num_threads: int
+
+    def raw_score(self, x: np.ndarray) -> np.ndarray:
+        return self.booster.predict(x, raw_score=True, num_threads=self.num_threads)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        return self.booster.predict(x, pred_contrib=True, num_threads=self.num_threads)
 
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):
     """MLflow wrapper. Input: a feature table (spec.feature_names). Output: probabilities."""
 
     def load_context(self, context) -> None:
-        self.model = ChurnModel.load(context.artifacts["booster"], context.artifacts["state"])
+        self.model = ChurnModel.load(context.artifacts.get("booster"), context.artifacts["state"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         output = (params or {}).get("output", "probability")

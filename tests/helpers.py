@@ -25,6 +25,8 @@ num_leaves = 2
 max_rounds = 1
 [search]
 trials = 0
+[candidates]
+include = ["lightgbm"]
 """
 
 

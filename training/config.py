@@ -40,6 +40,23 @@ class SplitConfig(_Frozen):
                                           "the next split's first observation time")
 
 
+CANDIDATES = ("lightgbm", "logistic", "bgnbd", "lightgbm_bgnbd", "blend")
+
+
+class CandidatesConfig(_Frozen):
+    include: tuple[Literal["lightgbm", "logistic", "bgnbd", "lightgbm_bgnbd", "blend"], ...] = Field(
+        CANDIDATES, min_length=1,
+        description="models weighed on validation; bgnbd and lightgbm_bgnbd need an inactivity label")
+    logistic_c: float = Field(0.5, gt=0, description="inverse L2 strength of the logistic model")
+
+
+class RefitConfig(_Frozen):
+    enabled: bool = Field(True, description="register the winner refitted on every labelled time")
+    folds: int = Field(3, ge=2, le=10, description="customer folds of the out-of-fold calibration")
+    round_factor: float = Field(1.1, gt=0, le=3,
+                                description="boosting rounds of the refit, x the evaluation's")
+
+
 class TrainConfig(_Frozen):
     seed: int = 0
     num_threads: int = Field(2, ge=1)
@@ -51,6 +68,8 @@ class TrainConfig(_Frozen):
     lightgbm: LightGBMParams = LightGBMParams()
     search: SearchConfig = SearchConfig()
     split: SplitConfig = SplitConfig()
+    candidates: CandidatesConfig = CandidatesConfig()
+    refit: RefitConfig = RefitConfig()
     confidence_level: float = Field(0.95, gt=0, lt=1, description="level of metric intervals")
     bootstrap: int | None = Field(
         None, ge=0, description="customer resamples for metric intervals; default: enough for the "

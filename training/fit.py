@@ -1,4 +1,5 @@
-"""Model fitting: a tuned, calibrated LightGBM model and a logistic-regression baseline."""
+"""Model fitting: the tuned, calibrated LightGBM model and the calibration map every candidate
+uses (training.candidates weighs the others)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,9 @@ from dataclasses import dataclass
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from features.definitions import FeatureSpec
 from scoring.artifact import CategoryEncoder, ChurnModel
@@ -151,38 +148,3 @@ def fit_lightgbm(
                        num_threads=1)
     return FitResult(model, dict(best["params"]), booster.current_iteration(),  # type: ignore[arg-type]
                      float(best["auc"]), trials)
-
-
-def _signed_log(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-def fit_baseline(
-    train: pd.DataFrame, y_train: np.ndarray, spec: FeatureSpec, config: TrainConfig
-) -> Pipeline:
-    """Logistic regression on scaled, log-transformed numbers and one-hot categories."""
-    cats = list(spec.categorical_features)
-    nums = [c for c in spec.feature_names if c not in cats]
-    numeric = make_pipeline(
-        SimpleImputer(strategy="median", keep_empty_features=True),
-        FunctionTransformer(_signed_log, feature_names_out="one-to-one"),
-        StandardScaler(),
-    )
-    categorical = make_pipeline(
-        SimpleImputer(strategy="constant", fill_value="(missing)", keep_empty_features=True),
-        OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20, max_categories=30),
-    )
-    pre = ColumnTransformer([("num", numeric, nums), ("cat", categorical, cats)])
-    pipe = Pipeline([("pre", pre), ("lr", LogisticRegression(C=0.5, max_iter=2000))])
-    return pipe.fit(_baseline_input(train, spec), y_train)
-
-
-def _baseline_input(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """The feature columns, with missing categories as NaN, which the imputer expects."""
-    x = frame[list(spec.feature_names)]
-    return x.assign(**{c: x[c].astype(object).where(x[c].notna(), np.nan)
-                       for c in spec.categorical_features})
-
-
-def baseline_proba(pipe: Pipeline, frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
-    return pipe.predict_proba(_baseline_input(frame, spec))[:, 1]

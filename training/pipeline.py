@@ -42,8 +42,9 @@ from scoring.reasons import top_reasons
 from scoring.settings import Offer, Settings
 from scoring.store import configure, experiment_id, store_lock, version_by_alias
 from training import plots
+from training.candidates import fit_candidates, refit
 from training.config import TrainConfig, config_changes, flat_params
-from training.fit import baseline_proba, fit_baseline, fit_lightgbm
+from training.intervals import paired_difference
 from training.metrics import metrics_with_intervals, profit_curve
 from training.split import TimeSplit, split_rows, split_times
 
@@ -57,11 +58,17 @@ REGISTRY_CHATTER = ("Successfully registered model ", "Registered model ", "Crea
 class TrainResult:
     run_id: str
     model_version: str
-    model_run_id: str  # the nested `lightgbm` run that holds the model and its artifacts
+    model_run_id: str  # the run that holds the registered model: the parent run
     aliases: list[str]
     metrics: dict[str, dict[str, float]]
     dataset: dict[str, object] = field(default_factory=dict)
     model_name: str = "churn"
+    chosen: str = "lightgbm"  # the candidate registered (its metrics key: METRIC_KEYS)
+    candidates: dict[str, dict] = field(default_factory=dict)
+
+
+# each candidate's key in the metrics (the logistic baseline keeps its old name)
+METRIC_KEYS = {"logistic": "baseline"}
 
 
 def _no_progress(_: str) -> Callable[[int, int], None]:
@@ -131,7 +138,12 @@ def describe_run(data: str, dataset: dict, config_name: str, changes: dict[str, 
         f"(validation by {dataset['validation_scheme'].replace('_', ' ')}, test by "
         f"{dataset['test_scheme'].replace('_', ' ')}).",
         "",
-        f"LightGBM on test: {headline(metrics)}.",
+        f"Registered: **{dataset['chosen']['words']}**, chosen on validation "
+        f"({dataset['chosen']['why']})"
+        + (f", refitted on every labelled time ({dataset['refit']['rows']:,} rows)."
+           if "refit" in dataset else "."),
+        "",
+        f"Its evaluation model on the out-of-time test (the honest estimate): {headline(metrics)}.",
     ]
     if offer is not None and "campaign_best_k" in metrics:
         lines += ["", campaign_text(metrics, offer)]
@@ -222,7 +234,9 @@ def train(
     spec = infer_spec(tables, before=max(split.train), max_event_types=config.max_event_types)
     if label == "inactivity":  # repeat-buying signals, with BG/NBD fitted on the past
         spec = with_btyd(tables, spec, horizon, max(split.train))
-    snaps = build_snapshots(tables, spec, label, horizon, plan.cadence_days, times=split.used,
+    # every labelled time, purged ones included: the refit learns from all of them
+    snap_times = plan.times if config.refit.enabled else split.used
+    snaps = build_snapshots(tables, spec, label, horizon, plan.cadence_days, times=snap_times,
                             progress=stage("building snapshots"))
     frames = split_rows(snaps, split, AS_OF, CUSTOMER_ID, config.seed)
     for name, frame in frames.items():
@@ -239,29 +253,30 @@ def train(
     changes = config_changes(config)
     config_name = config_name or ("custom" if changes else "default")
 
-    fit = fit_lightgbm(frames["train"], ys["train"], frames["validation"], ys["validation"],
-                       spec, config, progress=stage("tuning LightGBM on validation"))
-    baseline = fit_baseline(frames["train"], ys["train"], spec, config)
+    cands = fit_candidates(frames["train"], ys["train"], frames["validation"], ys["validation"],
+                           spec, config, progress=stage("tuning LightGBM on validation"))
+    fit = cands.search
+    winner = cands.winner
 
     test = frames["test"]
     model = fit.model
     x_test = model.matrix(test)
     contrib = model.contributions(x_test)
-    p_lgb = model.calibrate(contrib.sum(axis=1))
-    p_base = baseline_proba(baseline, test, spec)
     customers_test = test[CUSTOMER_ID].to_numpy()
-    metrics = {"lightgbm": evaluate(ys["test"], p_lgb, customers_test, config),
-               "baseline": evaluate(ys["test"], p_base, customers_test, config)}
-    p_bgnbd = None
-    if spec.btyd_features:  # the classical shop model beside them, on the same rows
-        p_bgnbd = bgnbd_proba(frames["train"], ys["train"], test)
-        metrics["bgnbd"] = evaluate(ys["test"], p_bgnbd, customers_test, config)
+    probs = {name: c.model.calibrate(c.model.raw_score(x_test))
+             for name, c in cands.candidates.items()}
+    metrics = {METRIC_KEYS.get(name, name): evaluate(ys["test"], p, customers_test, config)
+               for name, p in probs.items()}
+    p_lgb, p_chosen = probs.get("lightgbm", probs[winner.name]), probs[winner.name]
+    p_base = probs.get("logistic", p_chosen)
+    comparisons = candidate_comparisons(ys["test"], probs, winner.name, customers_test, config)
     offer = offer_if_valued(settings.offer, spec)
+    chosen_metrics = metrics[METRIC_KEYS.get(winner.name, winner.name)]
     curve, best_k = None, 0
     if offer is not None:
-        curve = profit_curve(p_lgb, customer_value(test, offer, spec), offer, ys["test"])
+        curve = profit_curve(p_chosen, customer_value(test, offer, spec), offer, ys["test"])
         best_k = int(np.argmax(curve["expected"]))
-        metrics["lightgbm"].update(
+        chosen_metrics.update(
             campaign_best_k=float(best_k),
             campaign_expected_profit=float(curve["expected"][best_k]),
             campaign_realised_profit=float(curve["realised"][best_k]),
@@ -271,6 +286,12 @@ def train(
             f"no profit curve: the offer's value column {settings.offer.value_column!r} is "
             "neither a feature nor a numeric attribute of this log (set CHURN_OFFER__VALUE_COLUMN "
             "to one, e.g. a spend feature)")]
+    dataset["chosen"] = {"candidate": winner.name, "words": winner.words, "why": cands.reason()}
+    registered = winner.model
+    if config.refit.enabled:
+        registered = refit(winner, [snaps], spec, config, progress=stage("refitting the winner"))
+        dataset["refit"] = {"times": [str(pd.Timestamp(t).date()) for t in sorted(snaps[AS_OF].unique())],
+                            "rows": len(snaps), "folds": config.refit.folds}
 
     exp_id = experiment_id(experiment or settings.experiment, settings)
     inputs = input_datasets(frames, events_path, data)
@@ -278,8 +299,9 @@ def train(
         experiment_id=exp_id, run_name=run_name(data, label, horizon, config_name),
         tags={"churn.kind": "train", "churn.label": label, "churn.data": data,
               "churn.config": config_name, "churn.config_changes": json.dumps(changes),
+              "churn.chosen": winner.name,
               "mlflow.note.content": describe_run(data, dataset, config_name, changes,
-                                                  metrics["lightgbm"], offer)},
+                                                  chosen_metrics, offer)},
     ) as parent:
         tmp = Path(tmpdir)
         for part, ds in inputs.items():
@@ -287,7 +309,8 @@ def train(
         # the parent carries what a comparison needs: the config, the tuned values, the
         # offer and the headline metrics (below); the nested runs keep the detail
         mlflow.log_params(flat_params(config))
-        mlflow.log_params({"best_iteration": fit.best_iteration,
+        mlflow.log_params({"best_iteration": fit.best_iteration, "chosen_candidate": winner.name,
+                           "registered": "refit" if config.refit.enabled else "evaluation model",
                            **{f"chosen.{k}": v for k, v in _chosen(fit.params).items()},
                            **{f"offer.{k}": v for k, v in settings.offer.model_dump().items()}})
         mlflow.log_dict(config.model_dump(), "config.json")
@@ -302,41 +325,60 @@ def train(
                            "events_file": dataset["events_file"],
                            "attributes_as_of": "export"})
         mlflow.log_dict(dataset, "dataset.json")
+        mlflow.log_dict(comparisons, "candidates.json")
         for name, m in metrics.items():
             mlflow.log_metrics({f"{name}_test_{k}": v for k, v in m.items() if np.isfinite(v)})
+        mlflow.log_metrics({f"model_test_{k}": v for k, v in chosen_metrics.items()
+                            if np.isfinite(v)})
+        mlflow.log_metrics({f"{METRIC_KEYS.get(n, n)}_validation_roc_auc": c.validation_auc
+                            for n, c in cands.candidates.items()})
         mlflow.log_metrics({f"rows_{k}": float(len(f)) for k, f in frames.items()})
         scores = {"LightGBM": p_lgb, "baseline": p_base}
-        if p_bgnbd is not None:
-            scores["BG/NBD"] = p_bgnbd
+        if "bgnbd" in probs:
+            scores["BG/NBD"] = probs["bgnbd"]
+        if winner.name not in ("lightgbm", "logistic", "bgnbd"):
+            scores[winner.words] = p_chosen
+        _log_figure(plots.roc_plot(ys["test"], scores), "roc")
+        _log_figure(plots.calibration_plot(ys["test"], scores), "calibration")
 
-        with mlflow.start_run(run_name="lightgbm", nested=True, experiment_id=exp_id) as child:
+        with mlflow.start_run(run_name="lightgbm", nested=True, experiment_id=exp_id):
             for part, ds in inputs.items():
                 mlflow.log_input(ds, context=part)
             mlflow.log_dict(settings.offer.model_dump(), "offer.json")
-            version = _log_lightgbm(model, fit, config, spec, dataset, test, ys["test"], contrib,
-                                    x_test, p_lgb, p_base, scores, metrics["lightgbm"], curve,
-                                    best_k, settings, tmp)
-        with mlflow.start_run(run_name="baseline", nested=True, experiment_id=exp_id):
-            _log_baseline(baseline, config, spec, dataset, test, ys["test"], scores,
-                          metrics["baseline"])
-        if p_bgnbd is not None:
+            _log_lightgbm(model, fit, config, spec, dataset, test, ys["test"], contrib,
+                          x_test, p_lgb, p_base, scores, metrics["lightgbm"], curve, best_k,
+                          settings, tmp, registered)
+        if "logistic" in cands.candidates:
+            with mlflow.start_run(run_name="baseline", nested=True, experiment_id=exp_id):
+                _log_baseline(cands.candidates["logistic"].model, config, dataset, ys["test"],
+                              scores, metrics["baseline"])
+        if "bgnbd" in cands.candidates:
             with mlflow.start_run(run_name="bgnbd", nested=True, experiment_id=exp_id):
-                _log_bgnbd(spec, dataset, ys["test"], p_bgnbd, metrics["bgnbd"])
+                _log_bgnbd(spec, dataset, ys["test"], probs["bgnbd"], metrics["bgnbd"])
+        # the registered model and the evaluation model it came from hang off the parent run,
+        # the run a user opens first
+        _log_reference(reference_sample(test, ys["test"], p_chosen, list(spec.feature_names),
+                                        config.seed), dataset, chosen_metrics, tmp)
+        winner.model.save(tmp / "evaluation_model")
+        mlflow.log_artifacts(str(tmp / "evaluation_model"), "evaluation_model")
+        version = _log_registered(registered, test, spec, config, settings, tmp)
         mlflow.set_tag("churn.model_version", version)
 
     aliases = _initial_alias(settings, version)
     describe_version(settings, version, parent.info.run_id, data, label, horizon, config_name,
-                     metrics["lightgbm"], aliases)
-    return TrainResult(parent.info.run_id, version, child.info.run_id, aliases, metrics, dataset,
-                       settings.model_name)
+                     chosen_metrics, aliases, dataset)
+    return TrainResult(parent.info.run_id, version, parent.info.run_id, aliases, metrics, dataset,
+                       settings.model_name, winner.name, comparisons)
 
 
 def _log_lightgbm(
     model: ChurnModel, fit, config: TrainConfig, spec: FeatureSpec, dataset: dict,
     test: pd.DataFrame, y: np.ndarray, contrib: np.ndarray, x_test: np.ndarray,
     p_lgb: np.ndarray, p_base: np.ndarray, scores: dict, metrics: dict[str, float],
-    curve: dict | None, best_k: int, settings: Settings, tmp: Path,
-) -> str:
+    curve: dict | None, best_k: int, settings: Settings, tmp: Path, registered: ChurnModel,
+) -> None:
+    """The LightGBM candidate's run: its search, plots and SHAP on the test rows, and the test
+    snapshot with every probability (the registered model's too)."""
     names = list(spec.feature_names)
     mlflow.log_params(flat_params(config))
     mlflow.log_params({"model": "lightgbm", "best_iteration": fit.best_iteration,
@@ -375,11 +417,25 @@ def _log_lightgbm(
     ], axis=1)
     _log_frame(shap_frame, "shap_contributions.parquet", tmp)
     _log_frame(test.assign(**{LABEL: y}), "test_snapshot.parquet", tmp)
+    # the registered model's probabilities on these rows reproduce what it serves; after a
+    # refit it has trained on them, so they are no estimate of its accuracy
     _log_frame(pd.DataFrame({CUSTOMER_ID: test[CUSTOMER_ID], AS_OF: test[AS_OF], LABEL: y,
-                             "churn_probability": p_lgb, "baseline_probability": p_base}),
+                             "churn_probability": p_lgb, "baseline_probability": p_base,
+                             "registered_probability": registered.predict_proba(test)}),
                "test_predictions.parquet", tmp)
-    _log_reference(reference_sample(test, y, p_lgb, names, config.seed), dataset, metrics, tmp)
 
+
+def _log_registered(model: ChurnModel, test: pd.DataFrame, spec: FeatureSpec,
+                    config: TrainConfig, settings: Settings, tmp: Path) -> str:
+    """Log the model that is registered (with its signature and an input example) and its SHAP
+    summary on the test rows, in the current run; return the registered version."""
+    names = list(spec.feature_names)
+    x = model.matrix(test)
+    sample = np.random.default_rng(config.seed).choice(len(test), min(len(test), 2000),
+                                                       replace=False)
+    phi = model.contributions(x[sample])[:, : len(names)]
+    _log_figure(plots.shap_beeswarm(phi, pd.DataFrame(x[sample], columns=names), names),
+                "shap_summary")
     artifacts = model.save(tmp / "model_files")
     example = test[names].head(5)
     signature = infer_signature(
@@ -394,6 +450,24 @@ def _log_lightgbm(
             pip_requirements=_requirements(),
         )
     return str(info.registered_model_version)
+
+
+def candidate_comparisons(y: np.ndarray, probs: dict[str, np.ndarray], chosen: str,
+                          customers: np.ndarray, config: TrainConfig) -> dict[str, dict]:
+    """Every candidate against the chosen one on the test rows: the paired, customer-clustered
+    interval of the ROC-AUC and Brier differences (candidate minus chosen)."""
+    out: dict[str, dict] = {}
+    for name, p in probs.items():
+        row: dict[str, object] = {"chosen": name == chosen}
+        if name != chosen and config.bootstrap != 0:
+            diff = paired_difference(y, p, probs[chosen], customers,
+                                     level=config.confidence_level, seed=config.seed)
+            for key in ("roc_auc", "brier"):
+                iv = diff[key]
+                row[f"{key}_minus_chosen"] = {"estimate": iv.estimate, "low": iv.low,
+                                              "high": iv.high}
+        out[name] = row
+    return out
 
 
 REFERENCE_ROWS = 20_000  # test rows kept as `churn monitor`'s drift reference
@@ -458,12 +532,12 @@ def _requirements() -> list[str]:
             f"duckdb=={duckdb.__version__}", f"scikit-learn=={sklearn.__version__}"]
 
 
-def _log_baseline(pipe, config: TrainConfig, spec: FeatureSpec, dataset: dict,
-                  test: pd.DataFrame, y: np.ndarray, scores: dict,
-                  metrics: dict[str, float]) -> None:
-    mlflow.log_params({"model": "logistic_regression", "C": pipe.named_steps["lr"].C,
-                       "transform": "signed log1p",
-                       "scaler": "standard", "seed": config.seed})
+def _log_baseline(model: ChurnModel, config: TrainConfig, dataset: dict, y: np.ndarray,
+                  scores: dict, metrics: dict[str, float]) -> None:
+    linear = model.linear
+    mlflow.log_params({"model": "logistic_regression", "C": config.candidates.logistic_c,
+                       "transform": "signed log1p, median imputed",
+                       "scaler": "standard", "calibration": "on validation", "seed": config.seed})
     mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
     mlflow.log_dict(dataset, "dataset.json")
     base_only = {"baseline": scores["baseline"]}
@@ -471,26 +545,13 @@ def _log_baseline(pipe, config: TrainConfig, spec: FeatureSpec, dataset: dict,
     _log_figure(plots.pr_plot(y, base_only), "pr")
     _log_figure(plots.calibration_plot(y, base_only), "calibration")
     _log_figure(plots.lift_plot(y, base_only), "lift_gain")
-    coef = pd.Series(np.abs(pipe.named_steps["lr"].coef_[0]),
-                     index=pipe.named_steps["pre"].get_feature_names_out())
+    size = np.zeros(len(model.feature_names))
+    size[linear.numeric] = np.abs(linear.coef_numeric)
+    for pos, coef in zip(linear.categorical, linear.coef_levels):
+        size[pos] = float(np.abs(coef).max()) if coef else 0.0
+    coef = pd.Series(size, index=model.feature_names)
     _log_figure(plots.importance_plot(coef, "|coefficient| (scaled features)"),
                 "feature_importance")
-    example = test[list(spec.feature_names)].head(5)
-    mlflow.sklearn.log_model(
-        pipe, name="model", signature=infer_signature(example, baseline_proba(pipe, example, spec)),
-        pip_requirements=_requirements(),
-        skops_trusted_types=["numpy.dtype", "training.fit._signed_log"],
-    )
-
-
-def bgnbd_proba(train: pd.DataFrame, y_train: np.ndarray, test: pd.DataFrame) -> np.ndarray:
-    """The BG/NBD baseline: P(no event in the horizon) from parameters fitted at each test time
-    on the events before it (the snapshot's btyd_p_inactive). A customer without any event yet
-    has no BG/NBD history; they get the churn rate of such customers in training."""
-    p = test["btyd_p_inactive"].to_numpy(dtype="float64")
-    unseen = train["btyd_p_inactive"].isna().to_numpy()
-    fallback = float(y_train[unseen].mean()) if unseen.any() else float(y_train.mean())
-    return np.clip(np.where(np.isnan(p), fallback, p), 1e-6, 1 - 1e-6)
 
 
 def _log_bgnbd(spec: FeatureSpec, dataset: dict, y: np.ndarray, p: np.ndarray,
@@ -508,7 +569,7 @@ def _log_bgnbd(spec: FeatureSpec, dataset: dict, y: np.ndarray, p: np.ndarray,
 
 def describe_version(settings: Settings, version: str, run_id: str, data: str, label: str,
                      horizon: int, config_name: str, metrics: dict[str, float],
-                     aliases: list[str]) -> None:
+                     aliases: list[str], dataset: dict | None = None) -> None:
     """Write the registered version's description: what it was trained on, how it scored and
     where it stands (`churn promote` adds its decision below)."""
     if aliases == ["champion"]:
@@ -517,8 +578,13 @@ def describe_version(settings: Settings, version: str, run_id: str, data: str, l
     else:
         standing = ("Registered as **challenger**: `churn promote` decides whether it replaces "
                     "the champion.")
+    chosen = (dataset or {}).get("chosen")
+    what = "" if chosen is None else (
+        f"\n\nModel: {chosen['words']} ({chosen['why']})"
+        + (", refitted on every labelled time." if "refit" in dataset else "."))  # type: ignore[operator]
     text = (f"Trained on {data}, label `{label}`, horizon {horizon} days, config {config_name} "
-            f"(run `{run_id}`).\n\nTest: {headline(metrics)}.\n\n{standing}")
+            f"(run `{run_id}`).{what}\n\nTest (evaluation model): {headline(metrics)}."
+            f"\n\n{standing}")
     MlflowClient().update_model_version(settings.model_name, version, description=text)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -15,6 +16,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from features.contract import CUSTOMER_ID, load_tables
 from features.engine import AS_OF, LABEL, feature_table
+from scoring.artifact import ChurnModel
 from scoring.settings import Settings
 from scoring.store import LoadedModel, configure, load_model, store_lock, version_by_alias
 from training.intervals import Interval, paired_difference
@@ -111,6 +113,19 @@ def evaluation_record(client: MlflowClient, name: str, version: str) -> dict:
     dataset["feature_version"] = mlflow.get_run(run_id).data.params.get("feature_version")
     dataset["run_id"] = run_id
     return dataset
+
+
+def evaluation_model(name: str, version: str, run_id: str) -> LoadedModel:
+    """The model a version was evaluated as: fitted on its training times only. A version whose
+    registered model is a refit keeps it beside the model (evaluation_model/ in its run); the
+    gate compares these, so neither side has trained on the rows it is judged on. A version
+    registered without a refit is its own evaluation model."""
+    loaded = load_model(f"models:/{name}/{version}")
+    try:
+        folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation_model")
+    except (MlflowException, OSError):
+        return loaded
+    return replace(loaded, model=ChurnModel.load_folder(Path(folder)))
 
 
 def comparability_problems(candidate: dict, champion: dict) -> list[str]:
@@ -227,8 +242,8 @@ def _judge(client: MlflowClient, name: str, candidate: str, champion: str, level
     snapshot = pd.read_parquet(mlflow.artifacts.download_artifacts(
         run_id=cand_rec["run_id"], artifact_path="test_snapshot.parquet"))
     snapshot = snapshot[snapshot[AS_OF].isin(pd.to_datetime(times))].reset_index(drop=True)
-    cand = load_model(f"models:/{name}/{candidate}")
-    champ = load_model(f"models:/{name}/{champion}")
+    cand = evaluation_model(name, candidate, cand_rec["run_id"])
+    champ = evaluation_model(name, champion, champ_rec["run_id"])
     y = snapshot[LABEL].to_numpy()
     p_cand = cand.model.predict_proba(snapshot)
     p_champ = champ.model.predict_proba(champion_features(champ, snapshot, cand_rec))
@@ -264,9 +279,15 @@ def _apply(client: MlflowClient, name: str, result: Promotion) -> None:
         f"{previous}\n\n**Promotion gate, {when}:** {result.in_words()}").strip())
 
 
+def headline_metric(col, key: str) -> pd.Series:
+    """The registered model's test metric (runs before the candidates logged LightGBM's)."""
+    return col(f"metrics.model_test_{key}").fillna(col(f"metrics.lightgbm_test_{key}"))
+
+
 def compare(settings: Settings, experiment: str | None = None) -> pd.DataFrame:
     """One row per `churn train` run, newest first: the data, the question, the config, the
-    LightGBM test metrics beside the baseline's ROC-AUC, the version and the champion flag."""
+    registered candidate and its evaluation model's test metrics beside the baseline's ROC-AUC,
+    the version and the champion flag."""
     configure(settings)
     name = experiment or settings.experiment
     if mlflow.get_experiment_by_name(name) is None:
@@ -299,12 +320,10 @@ def compare(settings: Settings, experiment: str | None = None) -> pd.DataFrame:
         "config_changes": text("tags.churn.config_changes").map(
             lambda v: json.loads(v) if v else {}),
         "test_rows": col("metrics.rows_test").fillna(0).astype(int),
-        "roc_auc": col("metrics.lightgbm_test_roc_auc"),
-        "roc_auc_ci_low": col("metrics.lightgbm_test_roc_auc_ci_low"),
-        "roc_auc_ci_high": col("metrics.lightgbm_test_roc_auc_ci_high"),
-        "pr_auc": col("metrics.lightgbm_test_pr_auc"),
-        "brier": col("metrics.lightgbm_test_brier"),
-        "lift_top10": col("metrics.lightgbm_test_lift_top10"),
+        # runs from before the candidates registered LightGBM
+        "model": text("tags.churn.chosen").replace("", "lightgbm"),
+        **{key: headline_metric(col, key) for key in (
+            "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pr_auc", "brier", "lift_top10")},
         "baseline_roc_auc": col("metrics.baseline_test_roc_auc"),
         "version": version,
         "champion": [bool(v) and v == champ_version for v in version],

@@ -1,0 +1,340 @@
+"""The candidates `churn train` weighs, the choice between them, and the refit of the winner.
+
+Every candidate is a `ChurnModel` (scoring.artifact) over the same features:
+- `lightgbm`: the tuned booster;
+- `logistic`: a logistic regression on signed-log, standardised numbers and one-hot levels;
+- `bgnbd` (inactivity labels): BG/NBD's P(no event in the horizon), recalibrated;
+- `lightgbm_bgnbd` (inactivity labels): a booster that starts from the BG/NBD log-odds;
+- `blend`: the raw scores of the others, stacked by a logistic regression.
+
+The choice uses validation alone (the blend's weights are cross-fitted inside it, so its score
+is out of sample too); the test only reports. The refit fits the chosen recipe again on every
+labelled snapshot, and calibrates it on out-of-fold predictions over customer groups: a row is
+calibrated by a model that saw neither its customer nor, so, any of that customer's overlapping
+label windows."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from features.contract import CUSTOMER_ID
+from features.definitions import FeatureSpec
+from scoring.artifact import KIND_WORDS, BgnbdScorer, CategoryEncoder, ChurnModel, LinearScorer
+from scoring.reasons import reason_templates
+from training.config import TrainConfig
+from training.fit import FitResult, fit_calibration, fit_lightgbm
+from training.split import customer_buckets
+
+Progress = Callable[[int, int], None]
+log = logging.getLogger(__name__)
+PARTS = ("tree", "linear", "bgnbd")
+
+
+@dataclass
+class Recipe:
+    """How to fit a candidate again on other rows: its parts and their settings."""
+
+    kind: str
+    tree_params: dict | None = None  # LightGBM parameters (min_child_samples as a share)
+    rounds: int = 0
+    tree_from_bgnbd: bool = False  # the booster starts from the BG/NBD log-odds
+    linear_c: float | None = None
+    bgnbd: bool = False
+    stacked: bool = False  # weights and intercept by logistic regression on the parts' scores
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(p for p, on in (("tree", self.tree_params is not None),
+                                     ("linear", self.linear_c is not None),
+                                     ("bgnbd", self.bgnbd)) if on)
+
+
+@dataclass
+class Candidate:
+    name: str
+    recipe: Recipe
+    model: ChurnModel  # fitted on the training rows, calibrated on validation
+    validation_auc: float
+    chosen_params: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def words(self) -> str:
+        return KIND_WORDS.get(self.name, self.name)
+
+
+@dataclass
+class CandidateSet:
+    candidates: dict[str, Candidate]
+    chosen: str
+    search: FitResult  # the LightGBM search (trials, chosen parameters)
+
+    @property
+    def winner(self) -> Candidate:
+        return self.candidates[self.chosen]
+
+    def reason(self) -> str:
+        """Why the winner won, in one line."""
+        ranked = sorted(self.candidates.values(), key=lambda c: -c.validation_auc)
+        best = ranked[0]
+        runner = ranked[1] if len(ranked) > 1 else None
+        text = f"{best.words} had the best validation ROC-AUC ({best.validation_auc:.4f}"
+        if runner is not None:
+            text += f"; next {runner.words}, {runner.validation_auc:.4f}"
+        return text + ")"
+
+
+# -- the parts ------------------------------------------------------------------------------------
+
+
+def _names_and_cats(spec: FeatureSpec) -> tuple[list[str], list[int]]:
+    names = list(spec.feature_names)
+    return names, [names.index(c) for c in spec.categorical_features]
+
+
+def fit_linear(x: np.ndarray, y: np.ndarray, spec: FeatureSpec, encoder: CategoryEncoder,
+               c: float, seed: int = 0) -> LinearScorer:
+    """A logistic regression on the encoded matrix (see `LinearScorer` for the transform)."""
+    names, cats = _names_and_cats(spec)
+    numeric = [i for i in range(len(names)) if i not in cats]
+    block = x[:, numeric]
+    medians = np.nanmedian(np.where(np.isfinite(block), block, np.nan), axis=0) if numeric else np.array([])
+    medians = np.nan_to_num(medians, nan=0.0)
+    z = LinearScorer.transform_numeric(x, numeric, medians) if numeric else np.empty((len(x), 0))
+    means = z.mean(axis=0) if numeric else np.array([])
+    scales = z.std(axis=0) if numeric else np.array([])
+    scales = np.where(scales > 1e-12, scales, 1.0)
+    columns = [(z - means) / scales]
+    levels, level_means = [], []
+    for pos in cats:
+        n_levels = len(encoder.levels_[names[pos]])
+        codes = x[:, pos]
+        onehot = np.zeros((len(x), n_levels))
+        known = ~np.isnan(codes)
+        onehot[np.flatnonzero(known), codes[known].astype(int)] = 1.0
+        columns.append(onehot)
+        levels.append(n_levels)
+        level_means.append(onehot.mean(axis=0))
+    design = np.hstack(columns)
+    lr = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(design, y)
+    coef = lr.coef_[0]
+    coef_levels, start = [], len(numeric)
+    for n_levels in levels:
+        coef_levels.append([float(v) for v in coef[start:start + n_levels]])
+        start += n_levels
+    return LinearScorer(
+        numeric=numeric, medians=[float(v) for v in medians], means=[float(v) for v in means],
+        scales=[float(v) for v in scales], coef_numeric=[float(v) for v in coef[:len(numeric)]],
+        categorical=cats, levels=levels, coef_levels=coef_levels,
+        level_means=[[float(v) for v in m] for m in level_means],
+        intercept=float(lr.intercept_[0]), n_features=len(names))
+
+
+def fit_bgnbd(x: np.ndarray, y: np.ndarray, spec: FeatureSpec) -> BgnbdScorer:
+    """BG/NBD's log-odds of no event in the horizon; customers without a recorded event get
+    the churn rate of such customers in these rows."""
+    names = list(spec.feature_names)
+    pos = names.index("btyd_p_inactive")
+    unseen = np.isnan(x[:, pos])
+    fallback = float(y[unseen].mean()) if unseen.any() else float(y.mean())
+    fallback = float(np.clip(fallback, 1e-4, 1 - 1e-4))
+    scorer = BgnbdScorer(pos, fallback, 0.0, len(names))
+    return replace(scorer, mean=float(scorer.raw_score(x).mean()))
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, spec: FeatureSpec, init: np.ndarray | None = None,
+             reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    names, cats = _names_and_cats(spec)
+    return lgb.Dataset(x, y, feature_name=names, categorical_feature=cats, init_score=init,
+                       reference=reference, free_raw_data=False,
+                       params={"feature_pre_filter": False})
+
+
+def _params_for(params: dict, n_rows: int, config: TrainConfig) -> dict:
+    out = dict(params)
+    frac = out.pop("min_child_samples_frac", None)
+    if frac is not None:
+        out["min_child_samples"] = max(config.lightgbm.min_child_samples_floor, int(frac * n_rows))
+    return out
+
+
+def fit_parts(recipe: Recipe, x: np.ndarray, y: np.ndarray, spec: FeatureSpec,
+              encoder: CategoryEncoder, config: TrainConfig) -> dict[str, object]:
+    """Fit a recipe's parts on (x, y) with its fixed settings (no search, no early stopping)."""
+    parts: dict[str, object] = {}
+    if recipe.bgnbd:
+        parts["bgnbd"] = fit_bgnbd(x, y, spec)
+    if recipe.linear_c is not None:
+        parts["linear"] = fit_linear(x, y, spec, encoder, recipe.linear_c, config.seed)
+    if recipe.tree_params is not None:
+        init = parts["bgnbd"].raw_score(x) if recipe.tree_from_bgnbd else None  # type: ignore[union-attr]
+        parts["tree"] = lgb.train(_params_for(recipe.tree_params, len(x), config),
+                                  _dataset(x, y, spec, init), num_boost_round=max(recipe.rounds, 1))
+    return parts
+
+
+def part_scores(parts: dict[str, object], x: np.ndarray, num_threads: int) -> dict[str, np.ndarray]:
+    """Each part's raw score (log-odds)."""
+    out = {}
+    for name, part in parts.items():
+        if name == "tree":
+            out[name] = part.predict(x, raw_score=True, num_threads=num_threads)  # type: ignore[union-attr]
+        else:
+            out[name] = part.raw_score(x)  # type: ignore[union-attr]
+    return out
+
+
+def combine(recipe: Recipe, scores: dict[str, np.ndarray], y: np.ndarray | None,
+            stack: tuple[dict[str, float], float] | None = None
+            ) -> tuple[np.ndarray, dict[str, float], float]:
+    """The candidate's raw score from its parts' scores, with its weights and intercept: a
+    stacked recipe fits them on (scores, y) unless `stack` gives them; the others add their
+    parts with weight 1 (a booster from BG/NBD adds to the BG/NBD log-odds)."""
+    names = recipe.parts
+    if not recipe.stacked:
+        weights = {p: 1.0 for p in names}
+        return sum(scores[p] for p in names), weights, 0.0
+    if stack is None:
+        stack = stack_weights({p: scores[p] for p in names}, y)
+    weights, intercept = stack
+    return intercept + sum(weights[p] * scores[p] for p in names), weights, intercept
+
+
+def stack_weights(scores: dict[str, np.ndarray], y: np.ndarray) -> tuple[dict[str, float], float]:
+    """Non-negative weights for the parts' log-odds and an intercept, by logistic regression;
+    a part that gets a negative weight is dropped and the rest fitted again."""
+    names = list(scores)
+    while True:
+        design = np.column_stack([scores[n] for n in names])
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit(design, y)
+        coef = lr.coef_[0]
+        if (coef >= 0).all() or len(names) == 1:
+            weights = {n: float(max(c, 0.0)) for n, c in zip(names, coef)}
+            return {n: weights.get(n, 0.0) for n in scores}, float(lr.intercept_[0])
+        names = [n for n, c in zip(names, coef) if c >= 0] or [names[int(np.argmax(coef))]]
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else 0.5
+
+
+def build_model(recipe: Recipe, parts: dict[str, object], spec: FeatureSpec,
+                encoder: CategoryEncoder, calibration, weights: dict[str, float],
+                intercept: float) -> ChurnModel:
+    return ChurnModel(spec, parts.get("tree"), encoder, calibration, reason_templates(spec),  # type: ignore[arg-type]
+                      num_threads=1, linear=parts.get("linear"), bgnbd=parts.get("bgnbd"),  # type: ignore[arg-type]
+                      weights={p: weights.get(p, 0.0) for p in PARTS}, intercept=intercept,
+                      kind=recipe.kind)
+
+
+def _cross_fitted_auc(recipe: Recipe, scores: dict[str, np.ndarray], y: np.ndarray,
+                      customers: np.ndarray, seed: int) -> float:
+    """A stacked candidate's validation ROC-AUC with its weights fitted on the other half of
+    the validation customers (two folds), so it is out of sample like the others'."""
+    half = customer_buckets(customers, seed + 1) % 2
+    raw = np.empty(len(y))
+    for k in (0, 1):
+        fit_rows, score_rows = half != k, half == k
+        if len(np.unique(y[fit_rows])) < 2:
+            return 0.0
+        stack = stack_weights({p: scores[p][fit_rows] for p in recipe.parts}, y[fit_rows])
+        raw[score_rows], _, _ = combine(recipe, {p: s[score_rows] for p, s in scores.items()},
+                                        None, stack)
+    return _auc(y, raw)
+
+
+def fit_candidates(train: pd.DataFrame, y_train: np.ndarray, val: pd.DataFrame,
+                   y_val: np.ndarray, spec: FeatureSpec, config: TrainConfig,
+                   progress: Progress | None = None) -> CandidateSet:
+    """Fit every candidate on the training rows, calibrate each on validation and choose the
+    one with the best validation ROC-AUC."""
+    search = fit_lightgbm(train, y_train, val, y_val, spec, config, progress=progress)
+    encoder = search.model.encoder
+    x_train, x_val = encoder.encode(train, list(spec.feature_names)), encoder.encode(
+        val, list(spec.feature_names))
+    threads = config.num_threads
+    tree_params = {k: v for k, v in search.params.items() if k != "min_child_samples"}
+    tree_params["min_child_samples_frac"] = search.params["min_child_samples"] / max(len(train), 1)
+    recipes = {"lightgbm": Recipe("lightgbm", tree_params, search.best_iteration),
+               "logistic": Recipe("logistic", linear_c=config.candidates.logistic_c)}
+    parts: dict[str, dict[str, object]] = {"lightgbm": {"tree": search.model.booster}}
+    parts["logistic"] = fit_parts(recipes["logistic"], x_train, y_train, spec, encoder, config)
+    with_bgnbd = bool(spec.btyd_features)
+    if with_bgnbd:
+        recipes["bgnbd"] = Recipe("bgnbd", bgnbd=True)
+        parts["bgnbd"] = fit_parts(recipes["bgnbd"], x_train, y_train, spec, encoder, config)
+        # a booster that starts from BG/NBD: the tuned settings, rounds by early stopping
+        bg = parts["bgnbd"]["bgnbd"]
+        train_set = _dataset(x_train, y_train, spec, bg.raw_score(x_train))  # type: ignore[union-attr]
+        val_set = _dataset(x_val, y_val, spec, bg.raw_score(x_val), reference=train_set)  # type: ignore[union-attr]
+        booster = lgb.train(
+            _params_for(tree_params, len(train), config), train_set,
+            num_boost_round=config.lightgbm.max_rounds, valid_sets=[val_set],
+            callbacks=[lgb.early_stopping(config.lightgbm.early_stopping_rounds, verbose=False)])
+        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+        recipes["lightgbm_bgnbd"] = Recipe("lightgbm_bgnbd", tree_params,
+                                          booster.current_iteration(), tree_from_bgnbd=True,
+                                          bgnbd=True)
+        parts["lightgbm_bgnbd"] = {"tree": booster, "bgnbd": bg}
+    recipes["blend"] = Recipe("blend", tree_params, search.best_iteration,
+                              linear_c=config.candidates.logistic_c, bgnbd=with_bgnbd, stacked=True)
+    parts["blend"] = {"tree": search.model.booster, "linear": parts["logistic"]["linear"],
+                      **({"bgnbd": parts["bgnbd"]["bgnbd"]} if with_bgnbd else {})}
+
+    customers = val[CUSTOMER_ID].to_numpy()
+    candidates: dict[str, Candidate] = {}
+    for name in [n for n in config.candidates.include if n in recipes]:
+        recipe = recipes[name]
+        scores = part_scores(parts[name], x_val, threads)
+        raw, weights, intercept = combine(recipe, scores, y_val)
+        auc = (_cross_fitted_auc(recipe, scores, y_val, customers, config.seed) if recipe.stacked
+               else _auc(y_val, raw))
+        p = 1.0 / (1.0 + np.exp(-raw))
+        calibration = fit_calibration(p, y_val, config.calibration)
+        model = build_model(recipe, parts[name], spec, encoder, calibration, weights, intercept)
+        chosen_params = (search.params if recipe.tree_params is not None else {}) | (
+            {"C": recipe.linear_c} if recipe.linear_c is not None else {})
+        candidates[name] = Candidate(name, recipe, model, auc, chosen_params)
+    if not candidates:
+        raise ValueError("config: candidates.include names no candidate this label can train "
+                         f"(choose from {', '.join(recipes)})")
+    chosen = max(candidates.values(), key=lambda c: c.validation_auc).name
+    return CandidateSet(candidates, chosen, search)
+
+
+def refit(candidate: Candidate, frames: list[pd.DataFrame], spec: FeatureSpec,
+          config: TrainConfig, progress: Progress | None = None) -> ChurnModel:
+    """The candidate's recipe fitted on every row of `frames`, calibrated (and, for a blend,
+    weighted) on out-of-fold predictions over customer groups."""
+    rows = pd.concat(frames, ignore_index=True)
+    y = rows["label"].to_numpy()
+    names = list(spec.feature_names)
+    encoder = CategoryEncoder(spec.categorical_features).fit(rows)
+    x = encoder.encode(rows, names)
+    recipe = candidate.recipe
+    if recipe.tree_params is not None:  # more rows than the evaluation model saw: a few more rounds
+        recipe = replace(recipe, rounds=max(20, int(round(recipe.rounds * config.refit.round_factor))))
+    folds = max(2, config.refit.folds)
+    group = customer_buckets(rows[CUSTOMER_ID].to_numpy(), config.seed + 2) % folds
+    oof = {p: np.empty(len(y)) for p in recipe.parts}
+    steps = folds + 1
+    for k in range(folds):
+        held = group == k
+        fitted = fit_parts(recipe, x[~held], y[~held], spec, encoder, config)
+        for p, s in part_scores(fitted, x[held], config.num_threads).items():
+            oof[p][held] = s
+        if progress:
+            progress(k + 1, steps)
+    raw_oof, weights, intercept = combine(recipe, oof, y)
+    calibration = fit_calibration(1.0 / (1.0 + np.exp(-raw_oof)), y, config.calibration)
+    parts = fit_parts(recipe, x, y, spec, encoder, config)
+    if progress:
+        progress(steps, steps)
+    return build_model(recipe, parts, spec, encoder, calibration, weights, intercept)
