@@ -255,3 +255,19 @@ def test_agg_event_types_are_a_nonempty_set_without_event_type():
     with pytest.raises(ValueError, match="event_types"):
         Agg("count", "login", event_types=("login",))
     assert Agg("days", hi=7, event_types=("a",)).key != Agg("days", hi=7).key
+
+
+def test_the_training_config_holds_activity_types(tmp_path):
+    from training.config import config_changes, flat_params, load_config
+
+    assert load_config().activity_types == ()
+    path = tmp_path / "shop.toml"
+    path.write_text('activity_types = ["purchase", "login"]\n')
+    config = load_config(path)
+    assert config.activity_types == ("purchase", "login")
+    # logged as a JSON list, so a campaign or the monitor can read it back from MLflow
+    assert json.loads(flat_params(config)["activity_types"]) == ["purchase", "login"]
+    assert config_changes(config) == {"activity_types": '["purchase", "login"]'}
+    path.write_text('activity_types = "purchase"\n')
+    with pytest.raises(ValueError, match="activity_types"):
+        load_config(path)
