@@ -45,7 +45,7 @@ def _lapsed_shop() -> tuple[pd.DataFrame, pd.DataFrame]:
     events = events_frame(
         [("lapsed", AS_OF - 60 * DAY, "purchase", 20.0),
          ("lapsed", AS_OF - 59 * DAY, "purchase", 5.0)]
-        + [("lapsed", AS_OF + d * DAY, "email_sent") for d in (-40, -20, -5, -1, 3, 10, 25)]
+        + [("lapsed", AS_OF + d * DAY, "email_sent") for d in (-40, -20, -5, -1, 3, 10, 25, 35)]
         + [("buyer", AS_OF - d * DAY, "purchase", 9.0) for d in (50, 30, 3)]
         + [("buyer", AS_OF + 4 * DAY, "purchase", 9.0)])
     return customers, events
@@ -271,3 +271,34 @@ def test_the_training_config_holds_activity_types(tmp_path):
     path.write_text('activity_types = "purchase"\n')
     with pytest.raises(ValueError, match="activity_types"):
         load_config(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outcomes judged later read the model's activity types
+# ---------------------------------------------------------------------------------------------
+
+
+def test_monitor_outcomes_use_the_activity_types():
+    from monitoring.accuracy import join_outcomes
+
+    customers, events = _lapsed_shop()
+    log = pd.DataFrame({"customer_id": ["lapsed", "buyer"], "as_of": [AS_OF, AS_OF],
+                        "probability": [0.5, 0.5], "model_version": ["1", "1"],
+                        "created_at": [AS_OF, AS_OF]})
+    spec = spec_for(TYPES)
+    for activity, expected in (((), 0), (("purchase",), 1)):
+        joined, _ = join_outcomes(log, customers, events, spec, "inactivity", H, activity)
+        assert dict(zip(joined["customer_id"], joined["label"], strict=True)) == {
+            "lapsed": expected, "buyer": 0}
+
+
+def test_campaign_outcomes_use_the_activity_types():
+    from campaigns.outcomes import label_members
+
+    customers, events = _lapsed_shop()
+    tables = Tables(customers, events, AttributeKinds(), ("amount",))
+    ids = ["lapsed", "buyer"]
+    assert label_members(tables, ids, AS_OF, "inactivity", H).to_dict() == {
+        "lapsed": 0, "buyer": 0}
+    assert label_members(tables, ids, AS_OF, "inactivity", H, ["purchase"]).to_dict() == {
+        "lapsed": 1, "buyer": 0}
