@@ -4,9 +4,9 @@ Each feature is one `Feature(name, expr)` entry (`features.definitions.feature_e
 expression combines
 
 - `Agg`: one aggregate over a customer's events strictly before the observation time, optionally
-  of one event type (or of a set of them) and within an age window (lo, hi] in days: a count, a sum or non-missing
-  count of a value column, the smallest or largest age or timestamp, or the number of distinct
-  active days;
+  of one event type (or of a set of them) and within an age window (lo, hi] in days: a count,
+  a sum or non-missing count of a value column, the smallest or largest age or timestamp, or the
+  number of distinct active days;
 - `Row`: a column of the observation row (`as_of`, `signup`, an attribute);
 - `Const`, arithmetic, comparisons, `Case` and a few functions (`coalesce`, `nullif`,
   `greatest`, `least`, `floor`).

@@ -2,10 +2,11 @@
 
 The outcome comes from the data files with training's own label SQL (`features.definitions.
 label_sql`): explicit (a churn date in (as_of, as_of + horizon]) or inactivity (no activity
-event in it), for the label kind, horizon and activity types the model was trained with. A prediction is matured when
-its whole horizon lies within the data (as_of + horizon <= the data's last event or churn),
-the rule training uses for its latest observation time. Only customers in the population at
-their as_of (signed up by then, not churned) are judged, as in training.
+event in it), for the label kind, horizon and activity types the model was trained with. A
+prediction is matured when its whole horizon lies within the data (as_of + horizon <= the
+data's last event or churn), the rule training uses for its latest observation time. Only
+customers in the population at their as_of (signed up by then, not churned) are judged, as in
+training.
 
 Metrics per group: ROC-AUC and Brier from scikit-learn, lift in the top 10%, calibration in
 ten equal-width bins, and customer-clustered bootstrap intervals (training/intervals.py).
