@@ -303,3 +303,22 @@ def test_campaign_outcomes_use_the_activity_types():
         "lapsed": 0, "buyer": 0}
     assert label_members(tables, ids, AS_OF, "inactivity", H, ["purchase"]).to_dict() == {
         "lapsed": 1, "buyer": 0}
+
+
+def test_scanned_event_files_give_the_same_activity_labels_and_features(tmp_path):
+    """Events read where they lie (DuckDB over Parquet) take the same activity types."""
+    from features.sources import make_engine, open_tables
+
+    customers, events = _lapsed_shop()
+    customers.to_parquet(tmp_path / "customers.parquet")
+    events.to_parquet(tmp_path / "events.parquet")
+    scanned = open_tables(tmp_path / "customers.parquet", tmp_path / "events.parquet",
+                          make_engine("duckdb"))
+    spec = infer_spec(scanned, before=AS_OF, activity_types=["purchase"])
+    snaps = build_snapshots(scanned, spec, "inactivity", H, H, times=[AS_OF])
+    in_memory = _snapshot(("purchase",))
+    got = snaps.set_index("customer_id").loc[in_memory.index]
+    for col in ("label", "days_since_last_event", "events_lifetime", "n_email_sent_30d"):
+        assert got[col].tolist() == in_memory[col].tolist(), col
+    with pytest.raises(ValueError, match="--activity: event type 'nope'"):
+        infer_spec(scanned, activity_types=["nope"])
