@@ -62,11 +62,13 @@ def labels_at(
     horizon_days: float,
     label: str,
     active_only: bool = False,
+    activity_types: Sequence[str] = (),
 ) -> pd.Series:
     """The product's label at ``at`` for every candidate (int8, indexed by customer_id).
 
     explicit: 1 if ``churned_at`` falls in (at, at + horizon].
-    inactivity: 1 if no event falls in (at, at + horizon].
+    inactivity: 1 if no event falls in (at, at + horizon]; with ``activity_types``, no event of
+    those types (the product's ``--activity``), and ``active_only`` reads them alone too.
     Every candidate (signed up at or before ``at``, not churned by it) is labelled, as the product's
     ``features.definitions.label_sql`` does since it labels lapsed customers too. ``active_only=True``
     keeps, for inactivity, only candidates who signed up or had an event within (at - horizon, at)
@@ -85,6 +87,8 @@ def labels_at(
         y = ((churned > at) & (churned <= end)).to_numpy()
         return pd.Series(y.astype("int8"), index=ids, name="label")
     start = at - pd.Timedelta(days=horizon_days)
+    if activity_types:
+        events = events[events["event_type"].astype(str).isin(list(activity_types))]
     ts = events["timestamp"]
     near = events.loc[(ts > start) & (ts <= end), ["customer_id", "timestamp"]]
     after = near.loc[near["timestamp"] > at, "customer_id"].astype(str).unique()

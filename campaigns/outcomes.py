@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,10 +189,11 @@ class NotYetError(ValueError):
 
 
 def label_members(tables, member_ids: list[str], as_of: pd.Timestamp, label: str,
-                  horizon_days: int) -> pd.Series:
+                  horizon_days: int, activity_types: Sequence[str] = ()) -> pd.Series:
     """Whether each member left within (as_of, as_of + horizon], by the label training uses
-    (features.definitions.label_sql: an explicit churn date, or no event in the horizon), read
-    by the tables' own engine. A member missing from the customers file, or already gone at
+    (features.definitions.label_sql: an explicit churn date, or no event of `activity_types`,
+    the model's activity types, in the horizon; empty: any event), read by the tables' own
+    engine. A member missing from the customers file, or already gone at
     as_of, is a ValueError. NotYetError while the data ends before the horizon does."""
     import numpy as np
     import pyarrow as pa
@@ -218,5 +219,6 @@ def label_members(tables, member_ids: list[str], as_of: pd.Timestamp, label: str
     obs = pa.table({"obs_id": np.arange(len(member_ids), dtype="int64"),
                     "customer_id": pa.array(member_ids, pa.string()),
                     "as_of": np.full(len(member_ids), t)})
-    labels = rel.query(label_sql(label, horizon_days), obs=obs).sort_values("obs_id")
+    labels = rel.query(label_sql(label, horizon_days, tuple(activity_types)),
+                       obs=obs).sort_values("obs_id")
     return pd.Series(labels["label"].to_numpy().astype(int), index=member_ids)

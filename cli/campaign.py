@@ -102,6 +102,16 @@ def _model_run(version: str) -> tuple[str, str, dict] | None:
     return mv.run_id, run.info.experiment_id, dict(params)
 
 
+def _activity_types(params: dict) -> list[str]:
+    """The activity types a model was trained with (a JSON list in its training params; absent
+    from runs before they existed, which counted every event)."""
+    try:
+        found = json.loads(params.get("activity_types") or "[]")
+    except ValueError:
+        return []
+    return [str(t) for t in found] if isinstance(found, list) else []
+
+
 def latest_batch_scores() -> Path:
     """The scores of the newest completed /batch job."""
     root = _settings().batch_root
@@ -195,6 +205,8 @@ def plan(
             notes.append(f"model version {version} not found in the registry: horizon 30 days "
                          "(give --horizon)")
     label = label or params.get("label") or "explicit"
+    # the event types the model counts as activity, for the inactivity label (empty: every event)
+    activity = _activity_types(params)
     left_out = 0
     if not allow_overlap:
         busy = overlapping_members(_engine(), as_of, as_of + timedelta(days=horizon))
@@ -223,7 +235,8 @@ def plan(
         model_version=version, as_of=as_of, horizon_days=horizon, control_share=control_share,
         seed=seed, cut=cut.describe(),
         params={"budget": budget, "save_rate": offer.save_rate, "offer_cost": offer.cost,
-                "label": label, "scores": str(source), "contact_list": str(out_path)},
+                "label": label, "activity_types": activity, "scores": str(source),
+                "contact_list": str(out_path)},
         created_at=created)
     # the list is written beside its place first, the campaign recorded, then the list moved
     # into place: no list is ever handed out for a campaign that was not recorded
@@ -238,6 +251,7 @@ def plan(
     arms = members["arm"].value_counts()
     summary = {"campaign_id": campaign_id, "name": campaign.name, "model_version": version,
                "as_of": str(as_of), "horizon_days": horizon, "label": label,
+               "activity_types": activity,
                "cut": cut.describe(), "treatment": int(arms.get("treatment", 0)),
                "control": int(arms.get("control", 0)), "contact_list": str(out_path),
                "notes": notes}
@@ -336,7 +350,8 @@ def outcomes(
             with progress_bar("churn from the data") as progress:
                 labels = label_members(tables, ids, pd.Timestamp(campaign.as_of),
                                        campaign.params.get("label", "explicit"),
-                                       campaign.horizon_days)
+                                       campaign.horizon_days,
+                                       campaign.params.get("activity_types") or ())
                 progress(1, 1)
         except NotYetError as exc:
             raise UsageError(str(exc)) from None

@@ -153,6 +153,10 @@ def train(
     date_format: DateFormatOpt = None,
     engine: EngineOpt = None,
     spark_master: SparkMasterOpt = None,
+    activity: Annotated[list[str] | None, typer.Option(
+        "--activity", help="Event types that count as activity, for the inactivity label, "
+        "recency and BG/NBD (repeatable or comma-separated; default: the config's "
+        "activity_types, else every event). Recorded with the model.")] = None,
 ) -> None:
     """Train LightGBM and a baseline on time-split snapshots; log and register in MLflow."""
     from features.definitions import LABEL_KINDS
@@ -164,6 +168,11 @@ def train(
     if label not in LABEL_KINDS:
         raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
     cfg = load_config(config)
+    if activity:  # the option overrides the config; unknown types are refused by infer_spec
+        types = [t.strip() for value in activity for t in value.split(",")]
+        if not all(types):
+            raise UsageError("--activity: an event type must not be empty")
+        cfg = cfg.model_copy(update={"activity_types": tuple(dict.fromkeys(types))})
     # MLflow prints "View run ... at ..." to stdout when it talks to a server; stdout is ours
     with stage_bars() as stage, contextlib.redirect_stdout(sys.stderr):
         result = run(customers, events, label, horizon, cadence, cfg, get_settings(),

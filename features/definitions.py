@@ -79,6 +79,11 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _type_in(column: str, types: tuple[str, ...]) -> str:
+    """`column IN ('a', 'b')`: the event type is one of `types` (DuckDB and Spark alike)."""
+    return f"{column} IN ({', '.join(_sql_str(t) for t in types)})"
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """What the feature table contains; learned from training data and stored with the model."""
@@ -98,6 +103,10 @@ class FeatureSpec:
     btyd_horizon_days: float | None = None
     btyd_params: dict[str, float] | None = None
     version: str = FEATURE_VERSION
+    # the event types that count as activity (a purchase, a login; not an email the company
+    # sent): the inactivity label, recency, the activity totals and BG/NBD read only these.
+    # Empty: every event. The per-type features stay for every type.
+    activity_types: tuple[str, ...] = ()
 
     # -- names ---------------------------------------------------------------------------------
     @cached_property
@@ -147,8 +156,9 @@ class FeatureSpec:
     def from_json(cls, text: str) -> FeatureSpec:
         raw = json.loads(text)
         raw["attributes"] = AttributeKinds(**{k: tuple(v) for k, v in raw["attributes"].items()})
-        for key in ("event_types", "value_columns", "windows"):
-            raw[key] = tuple(raw[key])
+        for key in ("event_types", "value_columns", "windows", "activity_types"):
+            if key in raw:  # activity_types: absent from specs saved before it existed
+                raw[key] = tuple(raw[key])
         return cls(**raw)
 
 
@@ -187,7 +197,13 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
     columns are added after the query, from the btyd_* summaries: features.engine)."""
     rec, prev_hi = spec.trend_recent, spec.trend_recent + spec.trend_earlier
     wmax = max(spec.windows)
-    n_all, min_age, max_age = Agg("count"), Agg("min_age"), Agg("max_age")
+    active_types = spec.activity_types or None  # None: every event is activity
+
+    def activity(kind: str, lo: float | None = None, hi: float | None = None) -> Agg:
+        """An aggregate of the activity events (every event without activity types)."""
+        return Agg(kind, lo=lo, hi=hi, event_types=active_types)
+
+    n_all, min_age, max_age = activity("count"), activity("min_age"), activity("max_age")
     since = Row("as_of") - (greatest(Row("signup"), float(spec.log_start))
                             if spec.log_start is not None else Row("signup"))
     tenure = _tenure()
@@ -199,8 +215,8 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
         _nonnegative("history_days", least(greatest(since / DAY, 0.0), float(wmax))),
     ]
     for w in spec.windows:
-        out += [_nonnegative(f"n_events_{w}d", Agg("count", hi=w)),
-                _nonnegative(f"active_days_{w}d", Agg("days", hi=w))]
+        out += [_nonnegative(f"n_events_{w}d", activity("count", hi=w)),
+                _nonnegative(f"active_days_{w}d", activity("days", hi=w))]
     out += [
         _nonnegative("days_since_last_event", min_age / DAY),
         _nonnegative("events_lifetime", n_all),
@@ -208,12 +224,12 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
         # signed up before the log began would otherwise look quieter the earlier the log starts
         _nonnegative("events_per_day_lifetime", n_all / greatest(coalesce(max_age, 0.0) / DAY, 1.0)),
         _nonnegative(f"events_per_active_day_{wmax}d",
-                Agg("count", hi=wmax) / nullif(Agg("days", hi=wmax), 0.0)),
+                activity("count", hi=wmax) / nullif(activity("days", hi=wmax), 0.0)),
         _nonnegative("mean_gap_days", case((n_all >= 2, (max_age - min_age) / DAY / (n_all - 1.0)))),
         _nonnegative("overdue_ratio", case(((n_all >= 2).and_(max_age > min_age),
                                        min_age / ((max_age - min_age) / (n_all - 1.0))))),
-        Feature("trend_events", _trend(Agg("count", hi=rec), Agg("count", lo=rec, hi=prev_hi),
-                                       spec)),
+        Feature("trend_events", _trend(activity("count", hi=rec),
+                                       activity("count", lo=rec, hi=prev_hi), spec)),
     ]
     for etype, s in spec.type_slugs.items():
         out += [_nonnegative(f"n_{s}_{w}d", Agg("count", etype, hi=w)) for w in spec.windows]
@@ -238,9 +254,9 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
         ]
     if spec.btyd_horizon_days is not None:
         # repeat days, first to last active day, first active day to the observation time
-        first_day, last_day = floor(Agg("min_ts") / DAY), floor(Agg("max_ts") / DAY)
+        first_day, last_day = floor(activity("min_ts") / DAY), floor(activity("max_ts") / DAY)
         out += [
-            _nonnegative("btyd_frequency", case((n_all >= 1, Agg("days") - 1.0))),
+            _nonnegative("btyd_frequency", case((n_all >= 1, activity("days") - 1.0))),
             _nonnegative("btyd_recency_days", last_day - first_day),
             _nonnegative("btyd_age_days", (Row("as_of") - first_day * DAY) / DAY),
         ]
@@ -304,20 +320,38 @@ def feature_sql(spec: FeatureSpec) -> str:
     for a in by_type:
         p = partials[a.partial_key]
         func = "MIN" if a.kind.startswith("min") else "MAX" if a.kind.startswith("max") else "SUM"
-        inner = p if a.event_type is None else (
-            f"CASE WHEN event_type = {_sql_str(a.event_type)} THEN {p} END")
+        if a.event_types is not None:
+            inner = f"CASE WHEN {_type_in('event_type', a.event_types)} THEN {p} END"
+        elif a.event_type is not None:
+            inner = f"CASE WHEN event_type = {_sql_str(a.event_type)} THEN {p} END"
+        else:
+            inner = p
         wide.append(f"{func}({inner}) AS {names[a.key]}")
     wide_sql = f"SELECT obs_id AS w_obs_id, {', '.join(wide)} FROM per_type GROUP BY obs_id"
     ctes = [f"joined AS ({joined})", f"per_type AS ({per_type_sql})", f"wide AS ({wide_sql})"]
-    # 4. distinct active days: one pass over (observation, day), then count days per window
+    # 4. distinct active days: one pass over (observation, day), then count days per window;
+    # a day's age per set of event types (day_age: any type; day_age_<i>: one of a set)
     if by_day:
         bounded = all(a.hi is not None for a in by_day)
         where = f"WHERE age <= {sql_literal(max(a.hi for a in by_day) * DAY)} " if bounded else ""
-        days = ", ".join(
-            (f"COUNT(CASE WHEN day_age <= {sql_literal(a.hi * DAY)} THEN 1 END)"
-             if a.hi is not None else "COUNT(*)") + f" AS {names[a.key]}" for a in by_day)
+        day_cols: dict[tuple[str, ...] | None, str] = {}
+        for a in by_day:
+            day_cols.setdefault(a.event_types,
+                                "day_age" if a.event_types is None else f"day_age_{len(day_cols)}")
+        ages = ", ".join(
+            ("MIN(age)" if types is None
+             else f"MIN(CASE WHEN {_type_in('event_type', types)} THEN age END)") + f" AS {col}"
+            for types, col in day_cols.items())
+
+        def count_days(a: Agg) -> str:
+            col = day_cols[a.event_types]
+            if a.hi is not None:
+                return f"COUNT(CASE WHEN {col} <= {sql_literal(a.hi * DAY)} THEN 1 END)"
+            return "COUNT(*)" if a.event_types is None else f"COUNT({col})"
+
+        days = ", ".join(f"{count_days(a)} AS {names[a.key]}" for a in by_day)
         ctes.append(
-            f"active AS (SELECT obs_id AS a_obs_id, {days} FROM (SELECT obs_id, MIN(age) AS day_age "
+            f"active AS (SELECT obs_id AS a_obs_id, {days} FROM (SELECT obs_id, {ages} "
             f"FROM joined {where}GROUP BY obs_id, FLOOR(ts / {sql_literal(DAY)})) d "
             "GROUP BY obs_id)")
 
@@ -360,14 +394,15 @@ def candidates_sql() -> str:
     )
 
 
-def label_sql(kind: str, horizon_days: float) -> str:
+def label_sql(kind: str, horizon_days: float, activity_types: tuple[str, ...] = ()) -> str:
     """(obs_id, label) for every row of `obs`: every customer active at as_of (signed up at or
     before it, not churned by it) gets a label, the same population `churn score` scores.
 
     explicit: churned if `churned` falls in (as_of, as_of + horizon].
-    inactivity: churned if no event falls in (as_of, as_of + horizon]. A customer who has been
-    quiet for a long time is still a customer: a shop wants to win them back, so they are
-    labelled (and scored) like everyone else."""
+    inactivity: churned if no activity event (one of `activity_types`; empty: any event) falls
+    in (as_of, as_of + horizon]. A customer who has been quiet for a long time is still a
+    customer: a shop wants to win them back, so they are labelled (and scored) like everyone
+    else."""
     if kind not in LABEL_KINDS:
         raise ValueError(f"label must be one of {', '.join(LABEL_KINDS)}, not {kind!r}")
     h = horizon_days * DAY
@@ -380,7 +415,9 @@ def label_sql(kind: str, horizon_days: float) -> str:
     return (
         "WITH after AS (SELECT o.obs_id, COUNT(*) AS n_after "
         "FROM obs o JOIN events e ON e.customer_id = o.customer_id "
-        f"AND e.ts > o.as_of AND e.ts <= o.as_of + {h} GROUP BY o.obs_id) "
+        f"AND e.ts > o.as_of AND e.ts <= o.as_of + {h}"
+        + (f" AND {_type_in('e.event_type', tuple(activity_types))}" if activity_types else "")
+        + " GROUP BY o.obs_id) "
         "SELECT o.obs_id, CASE WHEN COALESCE(a.n_after, 0) = 0 THEN 1 ELSE 0 END AS label "
         "FROM obs o LEFT JOIN after a ON a.obs_id = o.obs_id"
     )

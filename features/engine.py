@@ -68,13 +68,15 @@ def changing_date_attributes(tables: Tables) -> tuple[str, ...]:
 
 
 def infer_spec(tables: Tables, before: pd.Timestamp | None = None, max_event_types: int = 30,
-               **kwargs) -> FeatureSpec:
+               activity_types: Sequence[str] = (), **kwargs) -> FeatureSpec:
     """The feature spec for a dataset: its most frequent event types, value columns, attributes.
 
     Only events strictly before `before` are counted, so the columns of a feature table are a
     function of the past alone: training passes its last training time, `churn features` its
     latest observation time. Rarer and later types still count in the totals. Date attributes
-    that change after signup are left out (`changing_date_attributes`)."""
+    that change after signup are left out (`changing_date_attributes`). `activity_types` are
+    the event types that count as activity (`check_activity_types`; empty: every event)."""
+    activity = check_activity_types(tables, activity_types)
     changing = changing_date_attributes(tables)
     if changing:
         log.warning("left out date attributes that change after signup (their export value would "
@@ -97,8 +99,28 @@ def infer_spec(tables: Tables, before: pd.Timestamp | None = None, max_event_typ
         event_types=tuple(sorted(t for t, _ in ranked)),
         value_columns=tables.value_columns,
         attributes=attributes,
+        activity_types=activity,
         **kwargs,
     )
+
+
+def check_activity_types(tables: Tables, activity_types: Sequence[str]) -> tuple[str, ...]:
+    """The activity types, sorted and without repeats, each of which must occur in the events
+    file (a ValueError naming `--activity` and the first that does not). Empty: every event."""
+    wanted = tuple(sorted({str(t).strip() for t in activity_types}))
+    if not wanted:
+        return ()
+    if "" in wanted:
+        raise ValueError("--activity: an event type must not be empty")
+    events = tables.events
+    present = (set(events[EVENT_TYPE].astype(str).unique()) if isinstance(events, pd.DataFrame)
+               else set(events.stats()[0].index))  # scanned: counts of the whole file, cached
+    unknown = [t for t in wanted if t not in present]
+    if unknown:
+        shown = ", ".join(sorted(present)[:10]) + (", ..." if len(present) > 10 else "")
+        raise ValueError(f"--activity: event type {unknown[0]!r} is not in the events file "
+                         f"(its types: {shown})")
+    return wanted
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
@@ -518,14 +540,16 @@ def plan_observations(
 def label_observations(
     rel: Relations, times: Iterable[pd.Timestamp], label: str, horizon_days: float
 ) -> pd.DataFrame:
-    """(customer_id, as_of, label) for every customer active at each of the given times."""
+    """(customer_id, as_of, label) for every customer active at each of the given times; the
+    inactivity label reads the activity types of the relations' spec."""
     times_rel = pa.table({"as_of": epoch_seconds(pd.Series(pd.to_datetime(list(times))))})
     cands = rel.query(candidates_sql(), times=times_rel)
     cands = cands.sort_values(["as_of", "customer_id"], kind="stable").reset_index(drop=True)
     obs = pa.table({"obs_id": np.arange(len(cands), dtype="int64"),
                     "customer_id": _strings(cands["customer_id"]),
                     "as_of": cands["as_of"].to_numpy(dtype="float64")})
-    labels = rel.query(label_sql(label, horizon_days), obs=obs).sort_values("obs_id")
+    labels = rel.query(label_sql(label, horizon_days, rel.spec.activity_types),
+                       obs=obs).sort_values("obs_id")
     return pd.DataFrame({
         CUSTOMER_ID: cands["customer_id"].to_numpy(),
         AS_OF: _from_epoch(cands["as_of"]),
@@ -568,6 +592,6 @@ def build_snapshots(
 
 __all__ = [
     "AS_OF", "DAY", "LABEL", "FeatureRows", "active_at", "build_snapshots", "feature_table",
-    "features_of_relations", "infer_spec",
+    "check_activity_types", "features_of_relations", "infer_spec",
     "label_observations", "observation_times",
 ]

@@ -4,9 +4,9 @@ Each feature is one `Feature(name, expr)` entry (`features.definitions.feature_e
 expression combines
 
 - `Agg`: one aggregate over a customer's events strictly before the observation time, optionally
-  of one event type and within an age window (lo, hi] in days: a count, a sum or non-missing
-  count of a value column, the smallest or largest age or timestamp, or the number of distinct
-  active days;
+  of one event type (or of a set of them) and within an age window (lo, hi] in days: a count,
+  a sum or non-missing count of a value column, the smallest or largest age or timestamp, or the
+  number of distinct active days;
 - `Row`: a column of the observation row (`as_of`, `signup`, an attribute);
 - `Const`, arithmetic, comparisons, `Case` and a few functions (`coalesce`, `nullif`,
   `greatest`, `least`, `floor`).
@@ -82,14 +82,15 @@ class Row(Expr):
 @dataclass(frozen=True, eq=False)
 class Agg(Expr):
     """An aggregate over the customer's events with ts < as_of, of `event_type` (None: every
-    type), whose age (as_of - ts) lies in (lo, hi] days (None: unbounded). `value` names the
-    value column of sum and count_values."""
+    type) or of any type in `event_types` (the activity types), whose age (as_of - ts) lies in
+    (lo, hi] days (None: unbounded). `value` names the value column of sum and count_values."""
 
     kind: str
     event_type: str | None = None
     lo: float | None = None
     hi: float | None = None
     value: str | None = None
+    event_types: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.kind not in AGG_KINDS:
@@ -97,12 +98,15 @@ class Agg(Expr):
         if (self.value is None) == (self.kind in ("sum", "count_values")):
             raise ValueError(f"{self.kind}: a value column is needed exactly for sum and "
                              "count_values")
+        if self.event_types is not None and (self.event_type is not None
+                                             or not self.event_types):
+            raise ValueError("event_types: a non-empty set of types, without event_type")
         if self.kind == "days" and (self.event_type is not None or self.lo is not None):
-            raise ValueError("days: only all event types and windows that end at as_of")
+            raise ValueError("days: only all event types (or a set) and windows that end at as_of")
 
     @property
     def key(self) -> tuple:
-        return (self.kind, self.event_type, self.lo, self.hi, self.value)
+        return (self.kind, self.event_type, self.lo, self.hi, self.value, self.event_types)
 
     @property
     def partial_key(self) -> tuple:

@@ -7,7 +7,7 @@ observations, times in epoch seconds). The steps mirror the query's:
 1. join each observation with its customer's events before `as_of` (index arithmetic on the
    events sorted by customer);
 2. partial aggregates per (observation, event type) with `bincount` and `ufunc.at`, reduced over
-   the types or picked for one type;
+   the types (or a set of them, the activity types) or picked for one type;
 3. distinct active days from one pass over (observation, day);
 4. each feature's expression over the per-observation arrays.
 
@@ -140,11 +140,24 @@ def _all_nan_safe(func, partial: np.ndarray) -> np.ndarray:
     return out
 
 
-def _active_days(aggs: list[Agg], n: int, obs_idx: np.ndarray, ts: np.ndarray, age: np.ndarray
-                 ) -> dict[tuple, np.ndarray]:
+def _active_days(aggs: list[Agg], n: int, obs_idx: np.ndarray, ts: np.ndarray, age: np.ndarray,
+                 type_code: np.ndarray, type_index: dict[str, int]) -> dict[tuple, np.ndarray]:
+    """Distinct days with an event (of the aggregate's types) per observation, within each
+    aggregate's window."""
+    out: dict[tuple, np.ndarray] = {}
+    for types in dict.fromkeys(a.event_types for a in aggs):
+        same = [a for a in aggs if a.event_types == types]
+        if types is None:
+            out.update(_days_of(same, n, obs_idx, ts, age))
+        else:
+            keep = np.isin(type_code, [type_index[t] for t in types])
+            out.update(_days_of(same, n, obs_idx[keep], ts[keep], age[keep]))
+    return out
+
+
+def _days_of(aggs: list[Agg], n: int, obs_idx: np.ndarray, ts: np.ndarray, age: np.ndarray
+             ) -> dict[tuple, np.ndarray]:
     """Distinct days with an event per observation, within each aggregate's window."""
-    if not aggs:
-        return {}
     if all(a.hi is not None for a in aggs):
         keep = age <= max(a.hi for a in aggs) * DAY
         obs_idx, ts, age = obs_idx[keep], ts[keep], age[keep]
@@ -180,7 +193,9 @@ class Program:
     groups of the same shape (a count per window and type is one NumPy call, not dozens)."""
 
     type_index: dict[str, int]
-    types: pa.Array  # the spec's event types, for coding the events'
+    # the spec's event types, then other types an aggregate names (activity types outside the
+    # most frequent), for coding the events'; any other type is coded len(types)
+    types: pa.Array
     aggs: tuple[Agg, ...]
     day_aggs: tuple[Agg, ...]
     numeric_rows: tuple[str, ...]
@@ -206,14 +221,16 @@ def program(spec: FeatureSpec) -> Program:
     if cached is None:
         entries = spec.entries
         aggs = aggregates(list(entries))
+        named = [t for a in aggs for t in (a.event_types or ())]
+        types = list(dict.fromkeys([*spec.event_types, *named]))
         categorical = {f.expr.name for f in entries if f.categorical}
         shapes: dict[tuple, list] = {}
         for f in entries:
             if not f.categorical:
                 shapes.setdefault(shape_key(f.expr), []).append(f)
         cached = Program(
-            type_index={t: i for i, t in enumerate(spec.event_types)},
-            types=pa.array(list(spec.event_types), type=pa.string()),
+            type_index={t: i for i, t in enumerate(types)},
+            types=pa.array(types, type=pa.string()),
             aggs=tuple(a for a in aggs if a.kind != "days"),
             day_aggs=tuple(a for a in aggs if a.kind == "days"),
             numeric_rows=tuple(r for r in rows(list(entries))
@@ -258,15 +275,20 @@ def evaluate(spec: FeatureSpec, customers: pa.Table, events: pa.Table, obs: pa.T
     obs_idx, ev_idx, ts = obs_idx[past], ev_idx[past], ts[past]
     age = as_of[obs_idx] - ts
 
+    n_types = len(prog.type_index)
     type_code = _codes(events.column("event_type"), prog.types)[ev_idx]
-    type_code[type_code < 0] = len(spec.event_types)
+    type_code[type_code < 0] = n_types
     values = {s: _floats(events.column(f"v_{s}"))[ev_idx] for s in spec.value_slugs.values()}
 
-    partials = _Partials(n, len(spec.event_types), obs_idx, type_code, age, ts, values)
-    env: dict[tuple, np.ndarray] = _active_days(list(prog.day_aggs), n, obs_idx, ts, age)
+    partials = _Partials(n, n_types, obs_idx, type_code, age, ts, values)
+    env: dict[tuple, np.ndarray] = _active_days(list(prog.day_aggs), n, obs_idx, ts, age,
+                                                type_code, prog.type_index)
     for a in prog.aggs:
         if a.event_type is not None:  # one type's column of the partial
             env[a.key] = partials.partial(a)[:, prog.type_index[a.event_type]]
+        elif a.event_types is not None:  # the set's columns, reduced as for all types
+            cols = [prog.type_index[t] for t in a.event_types]
+            env[a.key] = _reduce(a, partials.partial(a)[:, cols])
         else:
             env[a.key] = _reduce(a, partials.partial(a))
 

@@ -1,11 +1,12 @@
 """Realised accuracy: logged predictions joined with what happened once their horizon passed.
 
 The outcome comes from the data files with training's own label SQL (`features.definitions.
-label_sql`): explicit (a churn date in (as_of, as_of + horizon]) or inactivity (no event in
-it), for the label kind and horizon the model was trained with. A prediction is matured when
-its whole horizon lies within the data (as_of + horizon <= the data's last event or churn),
-the rule training uses for its latest observation time. Only customers in the population at
-their as_of (signed up by then, not churned) are judged, as in training.
+label_sql`): explicit (a churn date in (as_of, as_of + horizon]) or inactivity (no activity
+event in it), for the label kind, horizon and activity types the model was trained with. A
+prediction is matured when its whole horizon lies within the data (as_of + horizon <= the
+data's last event or churn), the rule training uses for its latest observation time. Only
+customers in the population at their as_of (signed up by then, not churned) are judged, as in
+training.
 
 Metrics per group: ROC-AUC and Brier from scikit-learn, lift in the top 10%, calibration in
 ten equal-width bins, and customer-clustered bootstrap intervals (training/intervals.py).
@@ -53,9 +54,11 @@ def matured_mask(as_of: pd.Series, end: pd.Timestamp, horizon_days: float) -> np
 
 
 def join_outcomes(log: pd.DataFrame, customers: pd.DataFrame, events, spec: FeatureSpec,
-                  label: str, horizon_days: float) -> tuple[pd.DataFrame, dict[str, int]]:
+                  label: str, horizon_days: float, activity_types: tuple[str, ...] = ()
+                  ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The matured predictions of `log` in the population with their `label` column, and
-    counts of what was left out (not yet matured, unknown or inactive customers)."""
+    counts of what was left out (not yet matured, unknown or inactive customers).
+    `activity_types`: the event types the inactivity label counts (empty: every event)."""
     end = data_end(customers, events)
     mature = matured_mask(log[AS_OF], end, horizon_days)
     ripe = log[mature].reset_index(drop=True)
@@ -66,7 +69,7 @@ def join_outcomes(log: pd.DataFrame, customers: pd.DataFrame, events, spec: Feat
     if judged.empty:
         return judged.assign(**{LABEL: pd.Series(dtype="int8")}), counts
     rel = relations(customers, events, spec)
-    labels = rel.query(label_sql(label, horizon_days), obs=obs_relation(judged))
+    labels = rel.query(label_sql(label, horizon_days, activity_types), obs=obs_relation(judged))
     y = labels.set_index("obs_id")["label"].reindex(np.arange(len(judged))).to_numpy()
     return judged.assign(**{LABEL: y.astype("int8")}), counts
 

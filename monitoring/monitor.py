@@ -185,25 +185,30 @@ def _window_features(tables: Tables, loaded: LoadedModel, window: pd.DataFrame,
     return feats.assign(**{SCORE: pairs[PROBABILITY].to_numpy()})
 
 
-def label_settings(settings: Settings, version: str) -> tuple[str, float] | None:
-    """The label kind and horizon a registered version was trained with (the params of its
-    training run, the parent of the model's run), or None when they cannot be read."""
+LabelSettings = tuple[str, float, tuple[str, ...]]  # label kind, horizon days, activity types
+
+
+def label_settings(settings: Settings, version: str) -> LabelSettings | None:
+    """The label kind, horizon and activity types a registered version was trained with (the
+    params of its training run, the parent of the model's run; a run from before activity types
+    counted every event), or None when they cannot be read."""
     client = MlflowClient()
     try:
         run = client.get_run(client.get_model_version(settings.model_name, version).run_id)
         parent = run.data.tags.get("mlflow.parentRunId")
         params = client.get_run(parent).data.params if parent else run.data.params
-        return str(params["label"]), float(params["horizon_days"])
-    except (MlflowException, OSError, KeyError, ValueError):
+        activity = tuple(json.loads(params.get("activity_types", "[]")))
+        return str(params["label"]), float(params["horizon_days"]), activity
+    except (MlflowException, OSError, KeyError, ValueError, TypeError):
         return None
 
 
 def _outcomes(history: pd.DataFrame, tables: Tables, loaded: LoadedModel, reference: Reference,
               settings: Settings, notes: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
     """Each version's matured predictions with outcomes by that version's own label and
-    horizon (the monitored version's when another's cannot be read)."""
-    mine = (reference.label, reference.horizon_days)
-    groups: dict[tuple[str, float], list[str]] = {}
+    horizon and activity types (the monitored version's when another's cannot be read)."""
+    mine = (reference.label, reference.horizon_days, loaded.model.spec.activity_types)
+    groups: dict[LabelSettings, list[str]] = {}
     for version in sorted(history[VERSION].astype(str).unique()):
         found = mine if version == loaded.label else label_settings(settings, version)
         if found is None:
@@ -212,9 +217,10 @@ def _outcomes(history: pd.DataFrame, tables: Tables, loaded: LoadedModel, refere
             found = mine
         groups.setdefault(found, []).append(version)
     parts, counts = [], {"logged": 0, "not_matured": 0, "not_in_population": 0, "matured": 0}
-    for (label, horizon), versions in groups.items():
+    for (label, horizon, activity), versions in groups.items():
         part, c = join_outcomes(history[history[VERSION].astype(str).isin(versions)],
-                                tables.customers, tables.events, loaded.model.spec, label, horizon)
+                                tables.customers, tables.events, loaded.model.spec, label, horizon,
+                                activity)
         parts.append(part)
         counts = {k: counts[k] + c[k] for k in counts}
     if not parts:

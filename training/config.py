@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -61,6 +62,9 @@ class TrainConfig(_Frozen):
     seed: int = 0
     num_threads: int = Field(2, ge=1)
     max_event_types: int = Field(30, ge=1)
+    activity_types: tuple[str, ...] = Field(
+        (), description="event types that count as activity (the inactivity label, recency, "
+                        "the activity totals, BG/NBD); empty: every event")
     min_history_days: int = Field(28, ge=0, description="log history before the first "
                                                         "observation time")
     calibration: Literal["auto", "isotonic", "sigmoid"] = Field(
@@ -102,6 +106,8 @@ def flat_params(config: TrainConfig) -> dict[str, object]:
             name = f"{prefix}{key}"
             if isinstance(value, dict):
                 walk(name + ".", value)
+            elif isinstance(value, (list, tuple)):  # a JSON list, readable back from MLflow
+                out[name] = json.dumps(list(value))
             else:
                 out[name] = value
 

@@ -170,6 +170,30 @@ def test_errors_are_one_line_without_traceback(generated, runs, name):
     assert not (folder / "bad").exists()
 
 
+@pytest.mark.parametrize(("how", "words"), [
+    ("option", ["error:", "--activity", "'bogus'", "not in the events file"]),
+    ("config", ["error:", "--activity", "'bogus'", "not in the events file"]),
+    ("empty", ["error:", "--activity", "must not be empty"]),
+])
+def test_train_refuses_an_unknown_activity_type(generated, tmp_path, how, words):
+    """--activity (or activity_types in the config) names event types of the events file; any
+    other is one line naming the option and the type, before anything is trained."""
+    folder, _ = generated
+    args = ["train", "--customers", folder / "customers.parquet", "--events",
+            folder / "events.parquet", "--label", "inactivity", "--horizon", "30"]
+    if how == "config":
+        config = tmp_path / "activity.toml"
+        config.write_text('activity_types = ["login", "bogus"]\n')
+        args += ["--config", config]
+    else:
+        args += ["--activity", "login,bogus" if how == "option" else "login,"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "MLFLOW_"))}
+    result = subprocess.run([str(CHURN), *map(str, args)], capture_output=True, text=True,
+                            env=env | {"CHURN_HOME": str(tmp_path)}, cwd=ROOT, timeout=180,
+                            check=False)
+    assert_one_line_error(result, 2, words)
+
+
 def test_a_note_is_printed_once(tmp_path):
     customers, events = tmp_path / "c.csv", tmp_path / "e.csv"
     customers.write_text("customer_id,signup_at\n1,2025-01-01\n")
