@@ -231,7 +231,8 @@ def train(
     split = split_times(plan.times, horizon, config.split.validation_times,
                         config.split.test_times, config.split.purge)
     # the columns are chosen from what training sees: events before the last training time
-    spec = infer_spec(tables, before=max(split.train), max_event_types=config.max_event_types)
+    spec = infer_spec(tables, before=max(split.train), max_event_types=config.max_event_types,
+                      activity_types=config.activity_types)
     if label == "inactivity":  # repeat-buying signals, with BG/NBD fitted on the past
         spec = with_btyd(tables, spec, horizon, max(split.train))
     # every labelled time, purged ones included: the refit learns from all of them
@@ -290,6 +291,12 @@ def train(
     registered = winner.model
     if config.refit.enabled:
         registered = refit(winner, [snaps], spec, config, progress=stage("refitting the winner"))
+        if spec.btyd_features:
+            # BG/NBD needs no labels: the registered model scores with parameters fitted on the
+            # whole log, as the classical model would be, not on the log up to a training time
+            end = data_end(tables.customers, tables.events)
+            registered.spec = with_btyd(tables, spec, horizon, end)
+            dataset["refit"]["btyd_params_at"] = str(end.date())
         dataset["refit"] = {"times": [str(pd.Timestamp(t).date()) for t in sorted(snaps[AS_OF].unique())],
                             "rows": len(snaps), "folds": config.refit.folds}
 
