@@ -9,7 +9,9 @@ tenure with L1 logistic regression. Every number has a 95% customer-bootstrap in
 product's ROC-AUC and Brier differences to each baseline have paired intervals on the same rows.
 
 It also prints the wall time of each stage of `churn train` (from its progress) and of
-`churn score`, so a slow stage is visible.
+`churn score`, so a slow stage is visible, and, when `churn train --json` reports them, the
+candidates training evaluated (validation and test metrics, paired differences) and the one it
+registered (`chosen`).
 
     .venv/bin/python benchmarks/bench_quality.py [--sets subscription shop_btyd ...] [--seed 0]
 
@@ -53,8 +55,10 @@ def _run(args: list[str], home: Path) -> tuple[subprocess.CompletedProcess, floa
     return proc, time.perf_counter() - started
 
 
-def product_scores(dev: DevSet, past: Path, home: Path) -> tuple[pd.Series, dict[str, float]]:
-    """Train with the defaults on the past, score at the cutoff; probabilities by customer."""
+def product_scores(dev: DevSet, past: Path, home: Path
+                   ) -> tuple[pd.Series, dict[str, object], pd.DataFrame | None]:
+    """Train with the defaults on the past, score at the cutoff; probabilities by customer, the
+    run's facts, and its candidates (None when `churn train --json` lists none)."""
     files = ["--customers", str(past / "customers.parquet"), "--events", str(past / "events.parquet")]
     proc, train_s = _run(["train", *files, "--label", dev.label, "--horizon",
                           str(dev.horizon_days), "--json"], home)
@@ -66,14 +70,52 @@ def product_scores(dev: DevSet, past: Path, home: Path) -> tuple[pd.Series, dict
             "validation": trained["dataset"]["validation_scheme"],
             "test": trained["dataset"]["test_scheme"],
             "cadence": trained["dataset"]["cadence_days"]}
-    return scores.set_index(scores["customer_id"].astype(str))["churn_probability"], info
+    if trained.get("chosen") is not None:
+        info["chosen"] = str(trained["chosen"])
+    return (scores.set_index(scores["customer_id"].astype(str))["churn_probability"], info,
+            candidate_table(trained))
+
+
+def _flat(prefix: str, value: object, out: dict[str, object]) -> None:
+    """Nested dicts as one level of 'outer inner' keys."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flat(f"{prefix} {key}".strip(), inner, out)
+    elif isinstance(value, float):
+        out[prefix] = f"{value:.4f}"
+    elif isinstance(value, list | tuple) and len(value) == 2 and all(
+            isinstance(v, float) for v in value):  # an interval
+        out[prefix] = f"[{value[0]:.4f}, {value[1]:.4f}]"
+    else:
+        out[prefix] = value
+
+
+def candidate_table(trained: dict) -> pd.DataFrame | None:
+    """One row per candidate of `churn train --json` (`candidates`: name -> validation_roc_auc,
+    test metrics, paired differences), the registered one (`chosen`) marked; None without them."""
+    candidates = trained.get("candidates")
+    if not isinstance(candidates, dict) or not candidates:
+        return None
+    chosen = trained.get("chosen")
+    rows = []
+    for name, given in candidates.items():
+        row: dict[str, object] = {"candidate": name, "chosen": "yes" if name == chosen else ""}
+        facts = given if isinstance(given, dict) else {"value": given}
+        if "validation_roc_auc" in facts:
+            _flat("validation_roc_auc", facts["validation_roc_auc"], row)
+        for key, value in facts.items():
+            if key != "validation_roc_auc":
+                _flat(key, value, row)
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
 
 
 def _signed(iv) -> str:
     return f"{iv.estimate:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]"
 
 
-def evaluate(dev: DevSet, workdir: Path, seed: int) -> list[dict[str, object]]:
+def evaluate(dev: DevSet, workdir: Path, seed: int
+             ) -> tuple[list[dict[str, object]], pd.DataFrame | None]:
     customers, events = dev.load()
     past_c, past_e = truncate(customers, events, dev.cutoff)
     past = workdir / "past"
@@ -83,7 +125,7 @@ def evaluate(dev: DevSet, workdir: Path, seed: int) -> list[dict[str, object]]:
     truth = labels_at(customers, events, dev.cutoff, dev.horizon_days, dev.label)
     truth.index = truth.index.astype(str)
 
-    ours, info = product_scores(dev, past, workdir)
+    ours, info, candidates = product_scores(dev, past, workdir)
     scores = {"churn-service": ours}
     for name, baseline in BASELINES.items():
         if name == "bgnbd" and dev.label != "inactivity":
@@ -114,7 +156,7 @@ def evaluate(dev: DevSet, workdir: Path, seed: int) -> list[dict[str, object]]:
             row.update({k: str(v) if not isinstance(v, float) else f"{v:.0f} s"
                         for k, v in info.items()})
         rows.append(row)
-    return rows
+    return rows, candidates
 
 
 def main() -> None:
@@ -129,10 +171,14 @@ def main() -> None:
         started = time.perf_counter()
         dev = MAKERS[name](args.root / name, seed=args.seed)
         with tempfile.TemporaryDirectory() as tmp:
-            rows += evaluate(dev, Path(tmp), args.seed)
+            found, candidates = evaluate(dev, Path(tmp), args.seed)
+        rows += found
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
         table = pd.DataFrame([r for r in rows if r["set"] == name]).fillna("")
         print(table.to_string(index=False), flush=True)
+        if candidates is not None:
+            print(f"{name}: candidates of churn train (on its own test split)")
+            print(candidates.to_string(index=False), flush=True)
     print("\nall sets:")
     print(pd.DataFrame(rows).fillna("").to_markdown(index=False)
           if _has_tabulate() else pd.DataFrame(rows).fillna("").to_string(index=False))

@@ -13,6 +13,10 @@ Dev sets:
 * ``shop_btyd``: a shop whose purchases follow a BG/NBD process with known parameters (``BTYD_PARAMS``),
   customers acquired over the first ~3 months of a ~9-month log; inactivity label, horizon 91 days.
 * ``shop_generator``: ``features.generate`` (kind "retail"); inactivity label, horizon 91 days.
+* ``shop_baskets``: a high-frequency shop whose events are basket line items (several events at one
+  timestamp) with ``quantity``, ``discount`` and a ``store`` text column, demographics for a third of
+  ~2,500 customers, Pareto/NBD-like trips with seasonality over two years; inactivity label, horizon
+  60 days.
 * ``fightchurn_crm6``: the ChurnSim simulator of the ``fightchurn`` package (PyPI, 1.2.0), product
   ``crm6`` (a multi-user B2B CRM with monthly, 6-monthly and annual plans), run without its PostgreSQL
   database in a separate interpreter that has ``fightchurn`` installed; explicit churn dates, horizon 31.
@@ -288,6 +292,158 @@ def make_shop_generator(
         cutoff=_cutoff(end, horizon_days),
         description=f"features.generate retail (seed {seed}, {n_customers} customers), inactivity label",
         extra={"log_end": end},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# e. shop_baskets: a high-frequency shop whose events are basket line items
+# ---------------------------------------------------------------------------------------------
+
+BASKETS_LOG_START = pd.Timestamp("2024-01-01")
+# Latent process of `shop_baskets` (days). Shopping trips: Poisson with rate lambda ~ Gamma(shape 1.3,
+# rate 14) per day (mean 0.09, about one trip in 11 days, strongly spread) times the season; lifetime
+# ~ Exponential(mu) with mu ~ Gamma(shape 1.1, rate 420) (Pareto/NBD: median lifetime about 370 days,
+# a long tail of loyal customers). Not fitted to any data set.
+BASKETS_PARAMS = {"r": 1.3, "alpha": 14.0, "s": 1.1, "beta": 420.0}
+STORES = ("north", "south", "east", "west", "centre", "harbour", "airport", "mall")
+AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+INCOME_BANDS = ("low", "middle", "high")
+
+
+def _season(day: np.ndarray) -> np.ndarray:
+    """Trip-rate multiplier by day of the log: a yearly wave (busier in winter), a December peak and
+    a weekly pattern (Saturday busiest, Sunday short hours). The log starts on a Monday."""
+    doy = (BASKETS_LOG_START.day_of_year + np.floor(day)) % 365.25
+    yearly = 1.0 + 0.15 * np.cos(2 * np.pi * (doy - 15.0) / 365.25)
+    december = 1.0 + 0.5 * np.exp(-0.5 * ((doy - 352.0) / 8.0) ** 2)
+    weekday = np.array([0.9, 0.85, 0.9, 1.0, 1.2, 1.45, 0.7])[np.floor(day).astype(np.int64) % 7]
+    return yearly * december * weekday
+
+
+def make_shop_baskets(
+    folder: Path,
+    seed: int = 0,
+    n_customers: int = 2500,
+    log_days: int = 730,
+    horizon_days: int = 60,
+    early_share: float = 0.35,
+) -> DevSet:
+    """A high-frequency shop (groceries, drugstore) whose events are basket line items.
+
+    Each customer has a latent trip rate and lifetime (``BASKETS_PARAMS``, Pareto/NBD-like: trips are
+    Poisson while alive, dropout in continuous time), slightly shifted by household size and age. A
+    share ``early_share`` of customers joins in the first 60 days of a ``log_days`` log, the rest
+    uniformly until 60 days before its end, so the scored population is older than most training
+    snapshots. Trips follow ``_season`` (yearly wave, December peak, weekdays); the first trip is the
+    signup. Every trip is one basket: ``1 + Poisson(size)`` ``purchase`` events at the same timestamp,
+    one per line item, with ``quantity`` (1 + Poisson(0.3)), ``amount`` (unit price times quantity, less
+    the discount) and ``discount`` (currency; customers differ in how often they buy on promotion).
+    Basket size drifts by a random per-customer trend, and in a customer's last 45-150 days before
+    lapsing (for 60% of those who lapse) the size shrinks to about 60% and trips slow by a quarter.
+
+    Each event has a ``store`` (text): customers shop at a home store (85% of trips; the rest at
+    others by popularity). 15% of those who lapse move to another home store 20-120 days before
+    lapsing, but so do 12% of the others at a random time (house moves), so switching is a weak
+    warning sign, not a label. Demographics (``age_band``, ``household_size``, ``income_band``) are
+    filled for a random third of the customers and blank for the rest. No churn dates: inactivity
+    label, horizon ``horizon_days``.
+    """
+    rng = np.random.default_rng([seed, 23])
+    n = n_customers
+    p = BASKETS_PARAMS
+    # who they are: demographics (known for a third) and latent traits
+    age = rng.choice(len(AGE_BANDS), n, p=[0.1, 0.2, 0.2, 0.2, 0.15, 0.15])
+    household = np.minimum(1 + rng.poisson(1.4, n), 6)
+    income = rng.choice(len(INCOME_BANDS), n, p=[0.3, 0.5, 0.2])
+    rate = rng.gamma(p["r"], 1.0 / p["alpha"], n) * (0.85 + 0.06 * household)
+    dropout = rng.gamma(p["s"], 1.0 / p["beta"], n) * (1.15 - 0.06 * age)
+    lifetime = rng.exponential(1.0 / dropout)
+    early = rng.random(n) < early_share
+    signup = np.where(early, rng.uniform(0, 60, n), rng.uniform(60, log_days - 60, n))
+    death = signup + lifetime
+    lapses = death < log_days
+    declines = lapses & (rng.random(n) < 0.6)
+    decline_days = rng.uniform(45, 150, n)
+    size = rng.lognormal(np.log(3.0), 0.45, n) * (0.7 + 0.15 * household) * (0.8 + 0.1 * income)
+    size_trend = rng.normal(0.0, 0.25, n)  # per year of tenure: baskets grow or shrink for everyone
+    promo = rng.beta(1.5, 8.0, n)  # share of line items bought on promotion
+    # stores: a home store, and a move for some (before lapsing for some who lapse)
+    popularity = rng.dirichlet(np.full(len(STORES), 3.0))
+    home = rng.choice(len(STORES), n, p=popularity)
+    moved = np.where(lapses & (rng.random(n) < 0.15), death - rng.uniform(20, 120, n), np.inf)
+    mover = np.isinf(moved) & (rng.random(n) < 0.12)
+    moved = np.where(mover, signup + rng.uniform(0, log_days, n), moved)
+    moved = np.maximum(moved, signup)
+    new_home = (home + rng.integers(1, len(STORES), n)) % len(STORES)
+
+    # trips: Poisson candidates at the peak rate, thinned by season and the decline before lapsing
+    end = np.minimum(death, log_days)
+    peak = 1.5 * 1.45 * 1.15
+    span = np.maximum(end - signup, 0.0)
+    k = rng.poisson(rate * peak * span)
+    owner = np.repeat(np.arange(n), k)
+    day = signup[owner] + rng.random(owner.size) * span[owner]
+    in_decline = declines[owner] & (day > death[owner] - decline_days[owner])
+    keep = rng.random(owner.size) < _season(day) / peak * np.where(in_decline, 0.75, 1.0)
+    owner = np.concatenate([np.arange(n), owner[keep]])
+    day = np.concatenate([signup, day[keep]])
+    order = np.lexsort((day, owner))
+    owner, day = owner[order], day[order]
+    # a trip is on its day, in opening hours (8:00 to 21:00); the customer's first is the signup
+    stamp = np.round((np.floor(day) + (8.0 + 13.0 * rng.random(day.size)) / 24.0) * 86400.0)
+    first_trip = np.minimum.reduceat(stamp, np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]))
+
+    # baskets: size, trend with tenure and the shrink before lapsing
+    tenure_years = (day - signup[owner]) / 365.25
+    until_death = np.clip((death[owner] - day) / decline_days[owner], 0.0, 1.0)
+    shrink = np.where(declines[owner], 0.6 + 0.4 * until_death, 1.0)
+    december = 1.0 + 0.3 * np.exp(-0.5 * ((((BASKETS_LOG_START.day_of_year + np.floor(day)) % 365.25)
+                                           - 352.0) / 8.0) ** 2)
+    mean_items = size[owner] * np.exp(size_trend[owner] * tenure_years) * shrink * december
+    items = 1 + rng.poisson(mean_items)
+    at_home = rng.random(day.size) < 0.85
+    home_now = np.where(day >= moved[owner], new_home[owner], home[owner])
+    store = np.where(at_home, home_now, rng.choice(len(STORES), day.size, p=popularity))
+
+    line = np.repeat(np.arange(day.size), items)
+    who = owner[line]
+    quantity = 1 + rng.poisson(0.3, line.size)
+    price = np.round(rng.lognormal(np.log(2.8), 0.75, line.size), 2)
+    on_promo = rng.random(line.size) < promo[who]
+    gross = price * quantity
+    discount = np.round(np.where(on_promo, gross * rng.uniform(0.1, 0.4, line.size), 0.0), 2)
+    ids = np.array([f"K{i:05d}" for i in range(n)])
+    events = pd.DataFrame({
+        "customer_id": ids[who],
+        "timestamp": BASKETS_LOG_START + pd.to_timedelta(stamp[line], unit="s"),
+        "event_type": "purchase",
+        "amount": np.round(gross - discount, 2),
+        "quantity": quantity.astype("float64"),
+        "discount": discount,
+        "store": np.asarray(STORES, dtype=object)[store[line]],
+    })
+    known = rng.random(n) < 1.0 / 3.0
+    customers = pd.DataFrame({
+        "customer_id": ids,
+        "signup_at": BASKETS_LOG_START + pd.to_timedelta(first_trip, unit="s"),
+        "age_band": pd.Series(np.asarray(AGE_BANDS, dtype=object)[age]).where(known),
+        "household_size": pd.Series(household.astype("float64")).where(known),
+        "income_band": pd.Series(np.asarray(INCOME_BANDS, dtype=object)[income]).where(known),
+    })
+    _write(folder, customers, events)
+    log_end = BASKETS_LOG_START + pd.Timedelta(days=log_days)
+    return DevSet(
+        name="shop_baskets",
+        folder=folder,
+        label="inactivity",
+        horizon_days=horizon_days,
+        cutoff=_cutoff(log_end, horizon_days),
+        description=(
+            f"basket line items, Pareto/NBD-like trips ({BASKETS_PARAMS}), {n_customers} customers over "
+            f"{log_days} d, store column, demographics for a third; seed {seed}"
+        ),
+        extra={"latent": dict(BASKETS_PARAMS), "log_start": BASKETS_LOG_START, "log_end": log_end,
+               "lapsed_in_log": int(lapses.sum())},
     )
 
 
@@ -684,6 +840,7 @@ MAKERS = {
     "subscription": make_subscription,
     "shop_btyd": make_shop_btyd,
     "shop_generator": make_shop_generator,
+    "shop_baskets": make_shop_baskets,
     "fightchurn_crm6": make_fightchurn_crm6,
 }
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(str(path), None, "file not found")
     if name.endswith(_PARQUET_SUFFIXES):
+        import pyarrow.parquet as pq
+
         try:
-            frame = pd.read_parquet(path)
+            table = pq.read_table(path)
         except Exception as exc:  # pyarrow raises several types for corrupt files
             raise DataError(str(path), None, f"not a readable Parquet file: {exc}") from None
+        frame = utc_times(table, str(path)).to_pandas()
     elif name.endswith(_CSV_SUFFIXES):
         try:
             frame = _read_csv(path, "\t" if ".tsv" in name else ",")
@@ -108,6 +112,40 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(str(path), None, "the file has no rows")
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
+
+
+def utc_times(table: pa.Table, source: str) -> pa.Table:
+    """Every timestamp and date column of an Arrow table as naive UTC `timestamp[us]`.
+
+    Parquet files carry times in seconds, milliseconds, microseconds or nanoseconds, naive or
+    with any zone, and days as `date32`; pandas writes `timestamp[ns, tz=UTC]` by default. One
+    unit and zone from the moment a file is opened keeps every later step (and every engine)
+    reading the same instants: an aware time is converted to UTC, a naive one is taken as UTC,
+    a date is its midnight. Nanoseconds are truncated to the microsecond."""
+    columns = {}
+    for i, fld in enumerate(table.schema):
+        kind = fld.type
+        if pa.types.is_timestamp(kind):
+            if kind.unit == "us" and kind.tz is None:
+                continue
+            # an aware column holds UTC instants (Arrow's rule); dropping the zone keeps them
+            naive = table.column(i).cast(pa.timestamp(kind.unit))
+        elif pa.types.is_date(kind):
+            naive = table.column(i).cast(pa.timestamp("s"))
+        else:
+            continue
+        truncate = pa.types.is_timestamp(kind) and kind.unit == "ns"
+        try:
+            columns[i] = naive.cast(pa.timestamp("us"), safe=not truncate)
+        except (pa.ArrowInvalid, OverflowError) as exc:
+            import pyarrow.compute as pc
+
+            extreme = pc.min_max(naive)
+            raise DataError(source, fld.name, f"a time outside the readable range ({exc})",
+                            f"min={extreme['min'].value!r}, max={extreme['max'].value!r}") from None
+    for i, column in columns.items():
+        table = table.set_column(i, table.schema.field(i).name, column)
+    return table
 
 
 def _read_csv(path: Path, sep: str) -> pd.DataFrame:

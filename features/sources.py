@@ -89,6 +89,25 @@ class Dialect:
             return f"(epoch_us(CAST({ts} AS TIMESTAMP)) / 1e6)"
         return f"(unix_micros(CAST({ts} AS TIMESTAMP)) / 1e6)"
 
+    def utc_timestamp(self, ref: str, sql_type: str) -> str | None:
+        """A time or date column as it is read from a file, as a naive UTC TIMESTAMP in
+        microseconds (`features.contract.utc_times` in SQL); None when it is one already.
+
+        DuckDB reads Parquet as TIMESTAMP_S/_MS/_NS, TIMESTAMP WITH TIME ZONE, TIMESTAMPTZ_NS or
+        DATE, and cannot cast TIMESTAMPTZ_NS to TIMESTAMP directly; through TIMESTAMPTZ (the
+        session is in UTC) every one becomes the same instant. Spark reads naive Parquet times as
+        TIMESTAMP_NTZ, taken as UTC by the cast."""
+        t = sql_type.lower()
+        if t == "timestamp":
+            return None
+        if t == "date":
+            return f"CAST({ref} AS TIMESTAMP)"
+        if t.startswith("timestamp"):
+            if self.name == "duckdb":
+                return f"CAST(CAST({ref} AS TIMESTAMPTZ) AS TIMESTAMP)"
+            return f"CAST({ref} AS TIMESTAMP)"
+        return None
+
     def parse(self, text: str, date_format: str | None) -> str:
         """Text as a timestamp, NULL where it does not fit: ISO 8601, or the one format."""
         if date_format is None:
@@ -179,6 +198,14 @@ class DuckEngine:
         self.con.execute("SET preserve_insertion_order = false")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
+        self._n = 0
+
+    def relation(self, sql: str) -> str:
+        """A query as a temporary view with a fresh name, the name returned."""
+        self._n += 1
+        name = f"churn_rel_{self._n}"
+        self.view(name, sql)
+        return name
 
     def scan(self, files: list[str], kind: str, sep: str = ",") -> str:
         remote = [f for f in files if "://" in f]
@@ -263,12 +290,28 @@ class SparkEngine:
     def scan(self, files: list[str], kind: str, sep: str = ",") -> str:
         reader = self.spark.read
         if kind == "parquet":
+            nanos = parquet_nanosecond_columns(files)
+            if nanos:  # Spark refuses TIMESTAMP(NANOS) unless read as the integer it is
+                self.spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
             frame = reader.option("mergeSchema", "true").parquet(*files)
+            if nanos:
+                from pyspark.sql import functions as F
+
+                frame = frame.withColumns({
+                    c: F.expr(f"timestamp_micros((`{c}` - pmod(`{c}`, 1000)) DIV 1000)")
+                    for c in nanos if c in frame.columns})
         else:  # every column as text, as in DuckEngine
             frame = reader.csv(files, header=True, sep=sep, inferSchema=False)
         self._n += 1
         name = f"churn_scan_{self._n}"
         frame.createOrReplaceTempView(name)
+        return name
+
+    def relation(self, sql: str) -> str:
+        """A query as a temporary view with a fresh name, the name returned."""
+        self._n += 1
+        name = f"churn_rel_{self._n}"
+        self.view(name, sql)
         return name
 
     def view(self, name: str, sql: str) -> None:
@@ -311,6 +354,42 @@ def _sum_if(condition: str) -> str:
     return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
 
 
+def parquet_nanosecond_columns(files: list[str]) -> set[str]:
+    """Columns stored as nanosecond timestamps in the local Parquet files (read from their
+    footers). A file on a cluster's file system is not opened here."""
+    import pyarrow.parquet as pq
+
+    found: set[str] = set()
+    for f in files:
+        if "://" in f:
+            continue
+        try:
+            schema = pq.read_schema(f)
+        except Exception:  # noqa: BLE001 - the engine's read reports an unreadable file
+            continue
+        found |= {fld.name for fld in schema
+                  if pa.types.is_timestamp(fld.type) and fld.type.unit == "ns"}
+    return found
+
+
+def utc_relation(engine, raw: str) -> str:
+    """The scanned relation with every time and date column as a naive UTC TIMESTAMP in
+    microseconds (`Dialect.utc_timestamp`), so the checks and the feature SQL see one type
+    whatever unit and zone the file was written with; `raw` itself when nothing changes."""
+    exprs, changed = [], False
+    for name, sql_type in engine.schema(raw):
+        ref = engine.dialect.quote(name)
+        expr = engine.dialect.utc_timestamp(ref, sql_type)
+        exprs.append(ref if expr is None else f"{expr} AS {ref}")
+        changed |= expr is not None
+    return engine.relation(f"SELECT {', '.join(exprs)} FROM {raw}") if changed else raw
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
 @dataclass
 class _Column:
     name: str  # as written in the file
@@ -327,8 +406,18 @@ class EventFiles:
         self.path = str(path)
         files, kind = expand(path)
         sep = "\t" if files[0].lower().endswith((".tsv", ".tsv.gz")) else ","
-        self.raw = engine.scan(files, kind, sep)
-        self.columns = [_Column(n, n.strip(), _kind(t)) for n, t in engine.schema(self.raw)]
+        self.files = files
+        try:
+            self._scan = engine.scan(files, kind, sep)
+        except Exception as exc:  # noqa: BLE001 - each engine raises its own types
+            raise DataError(self.path, None, f"cannot be read by {engine.dialect.name}: "
+                            f"{_first_line(exc)}") from None
+        try:
+            self.raw = utc_relation(engine, self._scan)
+            schema = engine.schema(self.raw)
+        except Exception as exc:  # noqa: BLE001
+            raise self._unreadable(exc) from None
+        self.columns = [_Column(n, n.strip(), _kind(t)) for n, t in schema]
         self.date_format = date_format
         self.notes: list[str] = []
         have = {c.clean for c in self.columns}
@@ -382,6 +471,41 @@ class EventFiles:
         return f"NULLIF(TRIM(CAST({self._ref(clean)} AS STRING)), '')"
 
     # -- validation ----------------------------------------------------------------------------
+    def _unreadable(self, exc: Exception) -> DataError:
+        """An engine's error while reading the files, as the contract's one line: the file, the
+        first column the engine cannot read (each is tried alone) and a value of it."""
+        problem = f"cannot be read by {self.engine.dialect.name}: {_first_line(exc)}"
+        try:
+            schema = self.engine.schema(self._scan)
+        except Exception:  # noqa: BLE001 - not even the columns: the file itself
+            return DataError(self.path, None, problem)
+        for name, sql_type in schema:
+            ref = self.engine.dialect.quote(name)
+            expr = self.engine.dialect.utc_timestamp(ref, sql_type) or ref
+            try:
+                self.engine.query(f"SELECT MIN({expr}) AS lo, MAX({expr}) AS hi FROM {self._scan}")
+            except Exception:  # noqa: BLE001 - this column is the one
+                return DataError(self.path, name.strip(), problem, self._raw_value(name))
+        return DataError(self.path, None, problem)
+
+    def _raw_value(self, name: str) -> str | None:
+        """One value of a column as written in the file, for an error message."""
+        ref = self.engine.dialect.quote(name)
+        try:
+            row = self.engine.query(f"SELECT CAST({ref} AS STRING) AS v FROM {self._scan} "
+                                    f"WHERE {ref} IS NOT NULL LIMIT 1")
+            if not row.empty:
+                return f"{name.strip()}={row.iloc[0, 0]!r}"
+        except Exception:  # noqa: BLE001 - the engine cannot show it either: ask pyarrow
+            pass
+        try:
+            import pyarrow.parquet as pq
+
+            column = pq.ParquetFile(self.files[0]).read_row_group(0, columns=[name]).column(0)
+            return f"{name.strip()}={str(column.drop_null()[0])!r}"
+        except Exception:  # noqa: BLE001 - no example, the message still names the column
+            return None
+
     def _example(self, condition: str, *columns: str) -> str:
         cols = ", ".join(self._ref(c) for c in columns)
         row = self.engine.query(f"SELECT {cols} FROM {self.raw} WHERE {condition} LIMIT 1")
@@ -421,9 +545,12 @@ class EventFiles:
             if c.kind in ("string", "integer", "float"):
                 checks[f"inf_{i}"] = _sum_if(f"ABS({number}) = CAST('Infinity' AS DOUBLE)")
         select = ", ".join(f"{expr} AS {name}" for name, expr in checks.items())
-        stats = self.engine.query(
-            f"SELECT {select} FROM (SELECT *, {self._id_sql()} AS churn_id FROM {self.raw}) r "
-            f"LEFT JOIN {known} k ON r.churn_id = k.known_id").iloc[0]
+        try:
+            stats = self.engine.query(
+                f"SELECT {select} FROM (SELECT *, {self._id_sql()} AS churn_id FROM {self.raw}) r "
+                f"LEFT JOIN {known} k ON r.churn_id = k.known_id").iloc[0]
+        except Exception as exc:  # noqa: BLE001 - each engine raises its own types
+            raise self._unreadable(exc) from None
         stats = {k: int(0 if pd.isna(v) else v) for k, v in stats.items()}
         if stats["n"] == 0:
             raise DataError(self.path, None, "the table has no rows")

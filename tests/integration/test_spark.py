@@ -17,6 +17,7 @@ from scoring.spark_batch import score_on_spark, write_parquet_folder
 from scoring.store import load_model
 from tests.helpers import CHURN
 from tests.unit.test_contract import EVENT_ERRORS
+from tests.unit.test_parquet_times import check_same_features, write_forms
 from tests.unit.test_sources import (
     assert_same_table,
     check_engine_parity,
@@ -163,3 +164,12 @@ def test_churn_score_in_slices_equals_all_at_once(trained, monkeypatch):
     sliced = predictor.score_batch(loaded, *args)
     assert len(whole) > 2 * 700
     pd.testing.assert_frame_equal(sliced, whole)
+
+
+def test_spark_reads_every_parquet_time_type_as_duckdb_does(spark_engine, tmp_path):
+    """Every Arrow timestamp unit (nanoseconds too, which Spark refuses by default), naive or
+    with a zone, and date32: the same features as the in-memory reference. Seven of the 13
+    forms (each costs Spark about 7 s): every nanosecond form and one of each other unit."""
+    check_same_features(spark_engine, write_forms(tmp_path),
+                        ("ns-naive", "ns-UTC", "ns-Europe/Berlin", "ms-Europe/Berlin", "us-UTC",
+                         "s-naive", "date32"))
