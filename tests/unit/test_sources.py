@@ -160,16 +160,19 @@ def test_ids_join_as_the_contract_spells_them(tmp_path):
     assert eng.notes == mem.notes
 
 
-def test_text_columns_are_ignored_with_a_note_and_numbers_kept(tmp_path):
+def test_text_columns_are_contacts_with_a_note_and_numbers_kept(tmp_path):
     c = _write(tmp_path / "c.csv", CUSTOMERS)
     e = _write(tmp_path / "e.csv", pd.DataFrame({
         "customer_id": [1, 2], "timestamp": ["2024-01-01", "2024-01-02"],
         "event_type": ["login", "payment"], "channel": ["web", "app"], "amount": [None, 9.5],
-        "items": [1, 2]}))
+        "items": [1, 2], "sent_at": ["2024-01-01", "2024-01-02"]}))
     mem = load_tables(c, e)
     eng = open_tables(c, e, DuckEngine())
     assert eng.value_columns == mem.value_columns == ("amount", "items")
-    assert eng.notes == mem.notes and any("'channel' is not numeric" in n for n in eng.notes)
+    assert eng.contact_columns == mem.contact_columns == ("channel",)
+    assert eng.notes == mem.notes and any("'channel' is text: read as a point of contact" in n
+                                          for n in eng.notes)
+    assert any("'sent_at' is not numeric and is ignored" in n for n in eng.notes)
 
 
 def test_duckdb_memory_is_bounded_and_spills_where_told(tmp_path):
