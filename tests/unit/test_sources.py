@@ -23,16 +23,18 @@ AS_OF = pd.Timestamp("2026-05-01")
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory) -> dict[str, Path]:
-    """A subscription log and a shop log (no churn dates), as Parquet files."""
+    """A subscription log, a shop log (no churn dates) and a subscription log with a store
+    column (contacts), as Parquet files."""
     root = tmp_path_factory.mktemp("logs")
     out = {}
-    for kind, seed in (("subscription", 3), ("retail", 4)):
-        customers, events = generate(300, seed=seed, kind=kind)
-        folder = root / kind
+    for name, kind, seed in (("subscription", "subscription", 3), ("retail", "retail", 4),
+                             ("stores", "subscription", 5)):
+        customers, events = generate(300, seed=seed, kind=kind, contacts=name == "stores")
+        folder = root / name
         folder.mkdir()
         customers.to_parquet(folder / "customers.parquet", index=False)
         events.to_parquet(folder / "events.parquet", index=False)
-        out[kind] = folder
+        out[name] = folder
     return out
 
 
@@ -49,6 +51,7 @@ def check_engine_parity(engine, folder: Path, label: str) -> None:
     eng = open_tables(c, e, engine)
     assert len(eng.events) == len(mem.events)
     assert eng.value_columns == mem.value_columns and eng.attributes == mem.attributes
+    assert eng.contact_columns == mem.contact_columns
     spec = infer_spec(mem, before=AS_OF)
     assert infer_spec(eng, before=AS_OF) == spec
     want = feature_table(mem.customers, mem.events, spec, [AS_OF], evaluator="sql")
@@ -63,7 +66,7 @@ def check_engine_parity(engine, folder: Path, label: str) -> None:
 
 
 @pytest.mark.parametrize(("kind", "label"), [("subscription", "explicit"),
-                                             ("retail", "inactivity")])
+                                             ("retail", "inactivity"), ("stores", "explicit")])
 def test_duckdb_scan_equals_the_in_memory_path(logs, kind, label):
     check_engine_parity(DuckEngine(), logs[kind], label)
 
