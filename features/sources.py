@@ -34,8 +34,8 @@ from features.contract import (
     DataError,
     Tables,
     _format_problem,
-    choose_contact_columns,
     _plain,
+    choose_contact_columns,
     read_table,
     validate_customers,
 )

@@ -13,12 +13,12 @@ from features.contract import (
     AttributeKinds,
     DataError,
     classify_attributes,
+    contact_columns_of,
     load_tables,
     normalise_ids,
     parse_timestamps,
     read_table,
     validate_customers,
-    contact_columns_of,
     validate_events,
 )
 
