@@ -34,6 +34,13 @@ AMOUNT = "amount"
 CUSTOMER_REQUIRED = (CUSTOMER_ID, SIGNUP_AT)
 EVENT_REQUIRED = (CUSTOMER_ID, TIMESTAMP, EVENT_TYPE)
 
+# text event columns read as the customer's point of contact (a store, an agent, a channel):
+# at most this many, the first by name; each value trimmed and cut to this many characters
+MAX_CONTACT_COLUMNS = 3
+MAX_CONTACT_CHARS = 200
+# a text column so named holds times, not contacts
+_TIME_NAME = re.compile(r"(^|_)(at|on|date|time|ts|timestamp|datetime)$|^(date|time)(_|$)", re.I)
+
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv", ".tsv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 ISO_8601 = "ISO8601"  # pandas' name for any ISO 8601 form: date, date and time, with or without offset
@@ -76,6 +83,7 @@ class Tables:
     value_columns: tuple[str, ...]
     dropped_unknown_events: int = 0
     notes: list[str] = field(default_factory=list)
+    contact_columns: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,7 +471,9 @@ def validate_events(
     frame: pd.DataFrame, source: str = "events", *, date_format: str | None = None
 ) -> tuple[pd.DataFrame, tuple[str, ...], list[str]]:
     """Check and normalise an events table. Returns it, its numeric value columns and notes.
-    Timestamps written as text are read with `date_format`, ISO 8601 when it is None."""
+    Timestamps written as text are read with `date_format`, ISO 8601 when it is None. Text
+    columns chosen as contacts (`choose_contact_columns`) stay, after the value columns, as
+    text (`contact_text`); `contact_columns_of` names them."""
     if frame.empty:
         raise DataError(source, None, "the table has no rows")
     _require_columns(frame, EVENT_REQUIRED, source)
@@ -479,6 +489,7 @@ def validate_events(
         )
     etype = etype.astype("string").str.strip().astype(str)
     values: dict[str, pd.Series] = {}
+    texts: list[str] = []
     for col in frame.columns:
         if col in EVENT_REQUIRED:
             continue
@@ -490,6 +501,14 @@ def validate_events(
                 raise DataError(source, AMOUNT, "amount is not a number",
                                 _example(frame, bad.to_numpy(), AMOUNT))
             s = coerced
+        if (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)
+                or isinstance(s.dtype, pd.CategoricalDtype)) and not pd.api.types.is_bool_dtype(s):
+            text = contact_text(s)
+            coerced = pd.to_numeric(text, errors="coerce")
+            if (coerced.isna() & text.notna()).any():  # text, as the engines' TRY_CAST finds
+                texts.append(col)
+                continue
+            s = coerced
         if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
             notes.append(f"{source}: column '{col}' is not numeric and is ignored")
             continue
@@ -499,8 +518,45 @@ def validate_events(
             raise DataError(source, col, "infinite value", _example(frame, inf, col))
         values[col] = s
     value_cols = tuple(sorted(values, key=lambda c: (c != AMOUNT, c)))
-    out = pd.DataFrame({CUSTOMER_ID: ids, TIMESTAMP: ts, EVENT_TYPE: etype, **values})
+    contacts, contact_notes = choose_contact_columns(texts, source)
+    notes += contact_notes
+    out = pd.DataFrame({CUSTOMER_ID: ids, TIMESTAMP: ts, EVENT_TYPE: etype, **values,
+                        **{c: contact_text(frame[c]) for c in contacts}})
     return out, value_cols, notes
+
+
+def contact_text(values: pd.Series) -> pd.Series:
+    """A contact column's values as text: trimmed, blank as missing, at most
+    MAX_CONTACT_CHARS characters (`features.sources` does the same in SQL)."""
+    text = values.astype("string").str.strip().str.slice(0, MAX_CONTACT_CHARS)
+    return text.mask(text == "")
+
+
+def choose_contact_columns(text_columns: list[str], source: str
+                           ) -> tuple[tuple[str, ...], list[str]]:
+    """Which text event columns become contact columns, and notes on the others: not those
+    named like a time (`created_at`, `order_date`), then at most MAX_CONTACT_COLUMNS, the
+    first by name, so the choice does not depend on the file's column order."""
+    notes, named = [], []
+    for col in sorted(text_columns):
+        if _TIME_NAME.search(col):
+            notes.append(f"{source}: column '{col}' is not numeric and is ignored")
+        else:
+            named.append(col)
+    chosen = tuple(named[:MAX_CONTACT_COLUMNS])
+    for col in chosen:
+        notes.append(f"{source}: column '{col}' is text: read as a point of contact "
+                     "(contact features)")
+    for col in named[MAX_CONTACT_COLUMNS:]:
+        notes.append(f"{source}: column '{col}' is text and is ignored (at most "
+                     f"{MAX_CONTACT_COLUMNS} contact columns)")
+    return chosen, notes
+
+
+def contact_columns_of(events: pd.DataFrame, value_columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The contact columns `validate_events` kept: the columns after the value columns."""
+    return tuple(c for c in events.columns
+                 if c not in (CUSTOMER_ID, TIMESTAMP, EVENT_TYPE, *value_columns))
 
 
 def drop_unknown_customers(
@@ -529,4 +585,5 @@ def load_tables(
         notes.append(f"{events_path}: dropped {dropped} events of customers not in {customers_path}")
     for note in notes:
         log.info(note)  # callers show the notes (the CLI prints each once)
-    return Tables(customers, events, kinds, value_cols, dropped, notes)
+    return Tables(customers, events, kinds, value_cols, dropped, notes,
+                  contact_columns_of(events, value_cols))

@@ -11,7 +11,8 @@ engine-specific date function is needed. The queries read three relations:
 
 - `obs(obs_id, customer_id, as_of)`: the (customer, observation time) pairs;
 - `customers(customer_id, signup, churned, attr_*)`;
-- `events(customer_id, ts, event_type, v_*)`.
+- `events(customer_id, ts, event_type, v_*, c_*)`: `v_*` numeric values, `c_*` text contacts
+  (a store, an agent: `FeatureSpec.contact_columns`).
 
 Nothing at or after `as_of` reaches a feature: every event is filtered to `ts < as_of`.
 """
@@ -25,6 +26,7 @@ from functools import cached_property
 
 from features.contract import AttributeKinds
 from features.expr import (
+    CONTACT_KINDS,
     COUNT_KINDS,
     DAY,
     Agg,
@@ -48,8 +50,14 @@ WINDOWS = (7, 30, 90)  # trailing feature windows in days
 # to the observation time) and the model-based ones computed from them with BG/NBD parameters
 BTYD_SQL_FEATURES = ("btyd_frequency", "btyd_recency_days", "btyd_age_days")
 BTYD_MODEL_FEATURES = ("btyd_p_alive", "btyd_p_inactive", "btyd_expected_events")
-# 2: lifetime rate since the first recorded event; no future dates. 3: history_days
-FEATURE_VERSION = "3"
+# 2: lifetime rate since the first recorded event; no future dates. 3: history_days.
+# 4: text event columns are contacts (contact_<slug>_*) instead of being ignored
+FEATURE_VERSION = "4"
+# contact features (per text event column): distinct contacts per window, the share of the
+# recent window's events with the usual contact, the usual contact taken from (lo, hi] days ago
+CONTACT_WINDOWS = (30, 90)
+CONTACT_RECENT = 30
+CONTACT_USUAL = (30.0, 365.0)
 
 
 def slug(name: str) -> str:
@@ -107,6 +115,8 @@ class FeatureSpec:
     # sent): the inactivity label, recency, the activity totals and BG/NBD read only these.
     # Empty: every event. The per-type features stay for every type.
     activity_types: tuple[str, ...] = ()
+    # text event columns read as the customer's point of contact (a store, an agent, a channel)
+    contact_columns: tuple[str, ...] = ()
 
     # -- names ---------------------------------------------------------------------------------
     @cached_property
@@ -116,6 +126,10 @@ class FeatureSpec:
     @cached_property
     def value_slugs(self) -> dict[str, str]:
         return _unique_slugs(self.value_columns)
+
+    @cached_property
+    def contact_slugs(self) -> dict[str, str]:
+        return _unique_slugs(self.contact_columns)
 
     @cached_property
     def attribute_slugs(self) -> dict[str, str]:
@@ -156,8 +170,9 @@ class FeatureSpec:
     def from_json(cls, text: str) -> FeatureSpec:
         raw = json.loads(text)
         raw["attributes"] = AttributeKinds(**{k: tuple(v) for k, v in raw["attributes"].items()})
-        for key in ("event_types", "value_columns", "windows", "activity_types"):
-            if key in raw:  # activity_types: absent from specs saved before it existed
+        for key in ("event_types", "value_columns", "windows", "activity_types",
+                    "contact_columns"):
+            if key in raw:  # absent from specs saved before they existed
                 raw[key] = tuple(raw[key])
         return cls(**raw)
 
@@ -190,6 +205,38 @@ def _tenure() -> Expr:
 def _nonnegative(name: str, expr) -> Feature:
     """A count, a day count or a ratio of them: never below 0."""
     return Feature(name, expr, lower=0.0)
+
+
+def _contact_entries(spec: FeatureSpec) -> list[Feature]:
+    """The point of contact, per text event column C (slug s); events whose C is missing are
+    left out of all four:
+
+    - contact_s_distinct_30d, _90d: how many different values of C the events of the last 30
+      (90) days have;
+    - contact_s_usual_share_30d: the share of the last 30 days' events whose C is the usual
+      one, the most frequent C among the events 30 to 365 days old (ties to the smallest text);
+      missing without events in either window;
+    - contact_s_days_since_change: days since the latest event whose C differs from the C of
+      the event before it (events ordered by time, then C); missing while C never changed.
+
+    A switch of store shows as more distinct contacts, a falling usual share and few days since
+    the change. The raw text is compared, never one-hot encoded: any number of contacts."""
+    rec, (usual_lo, usual_hi) = CONTACT_RECENT, CONTACT_USUAL
+    out = []
+    for s in spec.contact_slugs.values():
+        def agg(kind, lo=None, hi=None, ref=None, s=s):
+            return Agg(kind, lo=lo, hi=hi, contact=s, ref=ref)
+
+        out += [_nonnegative(f"contact_{s}_distinct_{w}d", agg("contact_distinct", hi=w))
+                for w in CONTACT_WINDOWS]
+        usual = agg("contact_usual", hi=rec, ref=(usual_lo, usual_hi))
+        earlier = agg("contact_events", lo=usual_lo, hi=usual_hi)
+        out += [
+            _nonnegative(f"contact_{s}_usual_share_{rec}d", case(
+                (earlier >= 1.0, usual / nullif(agg("contact_events", hi=rec), 0.0)))),
+            _nonnegative(f"contact_{s}_days_since_change", agg("contact_change_age") / DAY),
+        ]
+    return out
 
 
 def feature_entries(spec: FeatureSpec) -> list[Feature]:
@@ -252,6 +299,7 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
             Feature(f"{s}_trend", _trend(coalesce(total(hi=rec), 0.0),
                                          coalesce(total(lo=rec, hi=prev_hi), 0.0), spec)),
         ]
+    out += _contact_entries(spec)
     if spec.btyd_horizon_days is not None:
         # repeat days, first to last active day, first active day to the observation time
         first_day, last_day = floor(activity("min_ts") / DAY), floor(activity("max_ts") / DAY)
@@ -291,6 +339,52 @@ def _partial_sql(agg: Agg) -> str:
     return f"{func}(CASE WHEN {cond} THEN {source} END)"
 
 
+def _contact_ctes(s: str, k: str, aggs: list[Agg], names: dict[tuple, str]) -> list[str]:
+    """The CTEs of one contact column's aggregates (`features.expr.CONTACT_KINDS`): the usual
+    contact per reference window (the most frequent, ties to the smallest text), then one
+    grouped pass over the events with a known contact, with the previous event's contact
+    (LAG, ordered by time and contact) where a change is asked for. Window functions and
+    COUNT(DISTINCT) are read alike by DuckDB and Spark SQL."""
+    col = f"c_{s}"
+    ctes, usual_cols, usual_joins = [], [], []
+    refs = list(dict.fromkeys(a.ref for a in aggs if a.kind == "contact_usual"))
+    for j, ref in enumerate(refs):
+        u = f"{k}u{j}"
+        window = _window_condition(Agg("count", lo=ref[0], hi=ref[1]))
+        where = f"{col} IS NOT NULL" + (f" AND {window}" if window else "")
+        ctes.append(
+            f"{u} AS (SELECT obs_id AS {u}_obs_id, contact AS {u}_contact FROM ("
+            "SELECT obs_id, contact, ROW_NUMBER() OVER (PARTITION BY obs_id "
+            "ORDER BY n DESC, contact) AS rk FROM ("
+            f"SELECT obs_id, {col} AS contact, COUNT(*) AS n FROM joined WHERE {where} "
+            f"GROUP BY obs_id, {col}) g) r WHERE rk = 1)")
+        usual_cols.append(f", {u}.{u}_contact AS usual{j}")
+        usual_joins.append(f" LEFT JOIN {u} ON {u}.{u}_obs_id = j.obs_id")
+    lag = any(a.kind == "contact_change_age" for a in aggs)
+    inner = (f"SELECT j.obs_id, j.age, j.{col} AS contact"
+             + (f", LAG(j.{col}) OVER (PARTITION BY j.obs_id ORDER BY j.ts, j.{col}) AS prev"
+                if lag else "")
+             + "".join(usual_cols) + f" FROM joined j{''.join(usual_joins)} "
+             f"WHERE j.{col} IS NOT NULL")
+    selects = []
+    for a in aggs:
+        window = _window_condition(a)
+        if a.kind == "contact_events":
+            sql = f"COUNT(CASE WHEN {window} THEN 1 END)" if window else "COUNT(*)"
+        elif a.kind == "contact_distinct":
+            sql = (f"COUNT(DISTINCT CASE WHEN {window} THEN contact END)" if window
+                   else "COUNT(DISTINCT contact)")
+        elif a.kind == "contact_usual":
+            cond = f"contact = usual{refs.index(a.ref)}" + (f" AND {window}" if window else "")
+            sql = f"COUNT(CASE WHEN {cond} THEN 1 END)"
+        else:  # contact_change_age
+            sql = "MIN(CASE WHEN prev IS NOT NULL AND prev <> contact THEN age END)"
+        selects.append(f"{sql} AS {names[a.key]}")
+    ctes.append(f"{k} AS (SELECT obs_id AS {k}_obs_id, {', '.join(selects)} FROM ({inner}) x "
+                "GROUP BY obs_id)")
+    return ctes
+
+
 def feature_sql(spec: FeatureSpec) -> str:
     """One SELECT that yields (obs_id, customer_id, as_of, <feature_entries names>), generated
     from the entries: per (observation, event type) partial aggregates, pivoted to one row per
@@ -299,7 +393,7 @@ def feature_sql(spec: FeatureSpec) -> str:
     entries = spec.entries
     aggs = aggregates(entries)
     names: dict[tuple, str] = {a.key: f"g{i}" for i, a in enumerate(aggs)}
-    by_type = [a for a in aggs if a.kind != "days"]
+    by_type = [a for a in aggs if a.kind != "days" and a.kind not in CONTACT_KINDS]
     by_day = [a for a in aggs if a.kind == "days"]
     partials: dict[tuple, str] = {}
     for a in by_type:
@@ -309,6 +403,7 @@ def feature_sql(spec: FeatureSpec) -> str:
     joined = (
         "SELECT o.obs_id, e.event_type, e.ts, o.as_of - e.ts AS age"
         + "".join(f", e.v_{s}" for s in spec.value_slugs.values())
+        + "".join(f", e.c_{s}" for s in spec.contact_slugs.values())
         + " FROM obs o JOIN events e ON e.customer_id = o.customer_id WHERE e.ts < o.as_of"
     )
     # 2. partial aggregates per observation and event type
@@ -355,11 +450,21 @@ def feature_sql(spec: FeatureSpec) -> str:
             f"FROM joined {where}GROUP BY obs_id, FLOOR(ts / {sql_literal(DAY)})) d "
             "GROUP BY obs_id)")
 
-    # 5. one row per observation: its row columns and aggregates (counts of nothing are 0)
+    # 5. contacts: one pass per contact column over its observations' events
+    contact_of: dict[str, str] = {}
+    for i, s in enumerate(spec.contact_slugs.values()):
+        of_s = [a for a in aggs if a.contact == s]
+        if of_s:
+            ctes += _contact_ctes(s, f"k{i}", of_s, names)
+            contact_of[s] = f"k{i}"
+
+    # 6. one row per observation: its row columns and aggregates (counts of nothing are 0)
     base_cols = ["o.obs_id", "o.customer_id", "o.as_of"]
     base_cols += [f"c.{r} AS {r}" for r in expr_rows(entries) if r != "as_of"]
     for a in aggs:
-        col = ("a." if a.kind == "days" else "w.") + names[a.key]
+        table = ("a" if a.kind == "days" else contact_of[a.contact] if a.contact is not None
+                 else "w")
+        col = f"{table}.{names[a.key]}"
         col = f"COALESCE({col}, 0)" if a.kind in COUNT_KINDS else col
         base_cols.append(f"CAST({col} AS DOUBLE) AS {names[a.key]}")
     base_sql = (
@@ -367,10 +472,11 @@ def feature_sql(spec: FeatureSpec) -> str:
         "LEFT JOIN customers c ON c.customer_id = o.customer_id "
         "LEFT JOIN wide w ON w.w_obs_id = o.obs_id"
         + (" LEFT JOIN active a ON a.a_obs_id = o.obs_id" if by_day else "")
+        + "".join(f" LEFT JOIN {k} ON {k}.{k}_obs_id = o.obs_id" for k in contact_of.values())
     )
     ctes.append(f"base AS ({base_sql})")
 
-    # 6. the features
+    # 7. the features
     def name_of(node: Expr) -> str:
         return names[node.key] if isinstance(node, Agg) else node.name
 

@@ -24,6 +24,7 @@ from features.contract import (
     TIMESTAMP,
     AttributeKinds,
     Tables,
+    contact_text,
 )
 from features.definitions import (
     BTYD_MODEL_FEATURES,
@@ -98,6 +99,7 @@ def infer_spec(tables: Tables, before: pd.Timestamp | None = None, max_event_typ
     return FeatureSpec(
         event_types=tuple(sorted(t for t, _ in ranked)),
         value_columns=tables.value_columns,
+        contact_columns=tables.contact_columns,
         attributes=attributes,
         activity_types=activity,
         **kwargs,
@@ -198,6 +200,9 @@ def event_relation(events: pd.DataFrame, spec: FeatureSpec) -> pa.Table:
         cols[f"v_{s}"] = _floats(
             events[col].to_numpy(dtype="float64") if col in events else np.full(len(events), np.nan)
         )
+    for col, s in spec.contact_slugs.items():
+        cols[f"c_{s}"] = (_strings(contact_text(events[col])) if col in events
+                          else pa.nulls(len(events), pa.string()))
     return pa.table(cols)
 
 

@@ -6,7 +6,9 @@ expression combines
 - `Agg`: one aggregate over a customer's events strictly before the observation time, optionally
   of one event type (or of a set of them) and within an age window (lo, hi] in days: a count,
   a sum or non-missing count of a value column, the smallest or largest age or timestamp, or the
-  number of distinct active days;
+  number of distinct active days; or, of a text contact column (a store, an agent: `contact`),
+  the events with a known contact, the distinct contacts, the events whose contact is the
+  customer's usual one, or the age of the latest change of contact (`CONTACT_KINDS`);
 - `Row`: a column of the observation row (`as_of`, `signup`, an attribute);
 - `Const`, arithmetic, comparisons, `Case` and a few functions (`coalesce`, `nullif`,
   `greatest`, `least`, `floor`).
@@ -30,9 +32,22 @@ import numpy as np
 
 DAY = 86400.0
 
-AGG_KINDS = ("count", "sum", "count_values", "min_age", "max_age", "min_ts", "max_ts", "days")
+# aggregates of a text contact column (`Agg.contact`), over the events whose contact is known:
+# contact_events    how many there are;
+# contact_distinct  how many different contacts they have (COUNT DISTINCT of the raw text);
+# contact_usual     how many have the customer's usual contact: the most frequent contact among
+#                   the events whose age lies in `ref` (lo, hi] days, ties to the smallest text
+#                   (both engines and Arrow compare text by its UTF-8 bytes); none without such
+#                   events;
+# contact_change_age  the age of the latest event whose contact differs from the previous
+#                   event's, in the order (ts, contact) over all the customer's past events;
+#                   NULL when the contact never changed.
+CONTACT_KINDS = ("contact_events", "contact_distinct", "contact_usual", "contact_change_age")
+AGG_KINDS = ("count", "sum", "count_values", "min_age", "max_age", "min_ts", "max_ts", "days",
+             *CONTACT_KINDS)
 # kinds whose empty result is 0 rather than NULL
-COUNT_KINDS = frozenset({"count", "count_values", "days"})
+COUNT_KINDS = frozenset({"count", "count_values", "days", "contact_events", "contact_distinct",
+                         "contact_usual"})
 FUNCTIONS = ("coalesce", "nullif", "greatest", "least", "floor")
 
 
@@ -83,7 +98,9 @@ class Row(Expr):
 class Agg(Expr):
     """An aggregate over the customer's events with ts < as_of, of `event_type` (None: every
     type) or of any type in `event_types` (the activity types), whose age (as_of - ts) lies in
-    (lo, hi] days (None: unbounded). `value` names the value column of sum and count_values."""
+    (lo, hi] days (None: unbounded). `value` names the value column of sum and count_values;
+    `contact` the contact column (its slug) of the contact kinds, and `ref` the (lo, hi] window
+    of contact_usual's usual contact."""
 
     kind: str
     event_type: str | None = None
@@ -91,6 +108,8 @@ class Agg(Expr):
     hi: float | None = None
     value: str | None = None
     event_types: tuple[str, ...] | None = None
+    contact: str | None = None
+    ref: tuple[float | None, float | None] | None = None
 
     def __post_init__(self):
         if self.kind not in AGG_KINDS:
@@ -103,15 +122,27 @@ class Agg(Expr):
             raise ValueError("event_types: a non-empty set of types, without event_type")
         if self.kind == "days" and (self.event_type is not None or self.lo is not None):
             raise ValueError("days: only all event types (or a set) and windows that end at as_of")
+        contact_kind = self.kind in CONTACT_KINDS
+        if (self.contact is None) == contact_kind:
+            raise ValueError(f"{self.kind}: a contact column is needed exactly for "
+                             f"{', '.join(CONTACT_KINDS)}")
+        if contact_kind and self.event_type is not None:
+            raise ValueError(f"{self.kind}: only all event types")
+        if (self.ref is None) == (self.kind == "contact_usual"):
+            raise ValueError(f"{self.kind}: a reference window is needed exactly for "
+                             "contact_usual")
+        if self.kind == "contact_change_age" and (self.lo is not None or self.hi is not None):
+            raise ValueError("contact_change_age: only the whole past")
 
     @property
     def key(self) -> tuple:
-        return (self.kind, self.event_type, self.lo, self.hi, self.value, self.event_types)
+        return (self.kind, self.event_type, self.lo, self.hi, self.value, self.event_types,
+                self.contact, self.ref)
 
     @property
     def partial_key(self) -> tuple:
         """The key without the event type: one partial per (observation, event type)."""
-        return (self.kind, self.lo, self.hi, self.value)
+        return (self.kind, self.lo, self.hi, self.value, self.contact, self.ref)
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,7 @@ vector operation over all customers, and events are expanded from Poisson counts
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ LOG_START_WEEK = 26  # the event log starts here; older customers have earlier s
 WEEK = pd.Timedelta(days=7)
 
 PLANS = {"basic": 19.0, "pro": 49.0, "business": 149.0}
+STORES = ("Berlin Mitte", "Hamburg", "Munich", "Cologne", "Leipzig", "online desk")
 COUNTRIES = np.array(["US", "DE", "GB", "FR", "NL", "ES", "SE", "PL", ""])
 COUNTRY_P = np.array([0.30, 0.16, 0.14, 0.10, 0.07, 0.07, 0.05, 0.05, 0.06])
 
@@ -42,6 +43,9 @@ class _Events:
     etype: list[np.ndarray]
     amount: list[np.ndarray]
     quantity: list[np.ndarray]
+    # with contacts: each customer's store now, and each added row's store
+    where: np.ndarray | None = None
+    store: list[np.ndarray] = field(default_factory=list)
 
     def add(self, rng, idx, counts, week_start, name, amount=None, quantity=None):
         counts = np.asarray(counts)
@@ -54,6 +58,8 @@ class _Events:
         self.etype.append(np.full(rows.size, name, dtype=object))
         self.amount.append(np.full(rows.size, np.nan) if amount is None else amount)
         self.quantity.append(np.full(rows.size, np.nan) if quantity is None else quantity)
+        if self.where is not None:
+            self.store.append(self.where[rows])
 
 
 def generate(
@@ -62,8 +68,14 @@ def generate(
     kind: str = "subscription",
     progress: Callable[[int, int], None] | None = None,
     history_days: int | None = None,
+    contacts: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (customers, events) frames that follow the data contract.
+
+    With `contacts`, the events carry a text `store` column: the store the customer deals
+    with, which switches at each change of the point of contact (a `contact_change` event, which
+    also lowers satisfaction). Its draws come from a stream of their own, so everything else is
+    the same as without it.
 
     With `history_days`, the log holds only its last `history_days` days, as an export from a
     system that began logging recently: earlier events are gone, and customers who churned
@@ -105,6 +117,9 @@ def generate(
     churn_s = np.full(n, np.nan)
     intent_boost = np.zeros(n)
     ev = _Events([], [], [], [], [])
+    if contacts:
+        stores = np.random.default_rng([seed, 1])  # its own stream: the rest stays as it was
+        ev.where = stores.integers(0, len(STORES), n)
     all_idx = np.arange(n)
 
     for w in range(WEEKS):
@@ -123,6 +138,10 @@ def generate(
         # the point of contact changes; the new person does not yet see the value
         contact = rng.random(m) < 0.006 * np.exp(-0.5 * s)
         sat[idx[contact]] -= 0.8
+        if ev.where is not None:  # another store than before
+            moved = idx[contact]
+            ev.where[moved] = (ev.where[moved] + stores.integers(1, len(STORES), moved.size)
+                               ) % len(STORES)
         if kind == "subscription":
             rate = activity[idx] * np.exp(0.55 * np.clip(s, -3, 3))
             logins = rng.poisson(rate)
@@ -246,6 +265,8 @@ def _frames(rng, kind, n, signup_s, churn_s, plan, annual, seats, ev):
         })
         if kind == "retail":
             events["quantity"] = np.concatenate(ev.quantity)[order]
+        if ev.where is not None:
+            events["store"] = np.asarray(STORES, dtype=object)[np.concatenate(ev.store)[order]]
     else:
         events = pd.DataFrame(columns=["customer_id", "timestamp", "event_type", "amount"])
     return customers, events

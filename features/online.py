@@ -9,7 +9,9 @@ observations, times in epoch seconds). The steps mirror the query's:
 2. partial aggregates per (observation, event type) with `bincount` and `ufunc.at`, reduced over
    the types (or a set of them, the activity types) or picked for one type;
 3. distinct active days from one pass over (observation, day);
-4. each feature's expression over the per-observation arrays.
+4. per contact column, its aggregates from the events with a known contact, the text coded in
+   the order SQL sorts it (`_contact_codes`);
+5. each feature's expression over the per-observation arrays.
 
 A DuckDB query costs tens of milliseconds to parse and plan whatever its input; this costs well
 under a millisecond for one customer (benchmarks/bench_serving.py prints both).
@@ -26,6 +28,7 @@ import pyarrow.compute as pc
 
 from features.definitions import FeatureSpec
 from features.expr import (
+    CONTACT_KINDS,
     COUNT_KINDS,
     DAY,
     Agg,
@@ -176,6 +179,79 @@ def _days_of(aggs: list[Agg], n: int, obs_idx: np.ndarray, ts: np.ndarray, age: 
     return out
 
 
+def _contact_codes(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Each contact as an integer that sorts as its text does in SQL (DuckDB, Spark and Arrow
+    all compare text by its UTF-8 bytes), so ties are broken alike; -1 when missing."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    encoded = pc.dictionary_encode(column.cast(pa.string()))
+    order = pc.sort_indices(encoded.dictionary).to_numpy()
+    if not len(order):
+        return np.full(len(column), -1, dtype="int64")
+    rank = np.empty(len(order), dtype="int64")
+    rank[order] = np.arange(len(order))
+    index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
+    return np.where(index >= 0, rank[np.maximum(index, 0)], -1)
+
+
+def _window(age: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
+    mask = np.ones(len(age), dtype=bool)
+    if lo is not None:
+        mask &= age > lo * DAY
+    if hi is not None:
+        mask &= age <= hi * DAY
+    return mask
+
+
+def _usual(n: int, obs_idx: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """Per observation, the most frequent code (ties to the smallest); -1 without any."""
+    out = np.full(n, -1, dtype="int64")
+    if not len(code):
+        return out
+    width = int(code.max()) + 1
+    pairs, counts = np.unique(obs_idx * width + code, return_counts=True)
+    obs, contact = pairs // width, pairs % width
+    order = np.lexsort((contact, -counts, obs))
+    obs, contact = obs[order], contact[order]
+    first = np.ones(len(obs), dtype=bool)
+    first[1:] = obs[1:] != obs[:-1]
+    out[obs[first]] = contact[first]
+    return out
+
+
+def _contact_aggregates(aggs: list[Agg], n: int, obs_idx: np.ndarray, ts: np.ndarray,
+                        age: np.ndarray, code: np.ndarray) -> dict[tuple, np.ndarray]:
+    """One contact column's aggregates (`features.expr.CONTACT_KINDS`), as the SQL's
+    `_contact_ctes` computes them, from the joined events' contact codes."""
+    known = code >= 0
+    obs_idx, ts, age, code = obs_idx[known], ts[known], age[known], code[known]
+    width = int(code.max()) + 1 if len(code) else 1
+    usual: dict[tuple, np.ndarray] = {}
+    out = {}
+    for agg in aggs:
+        mask = _window(age, agg.lo, agg.hi)
+        if agg.kind == "contact_events":
+            value = np.bincount(obs_idx[mask], minlength=n).astype("float64")
+        elif agg.kind == "contact_distinct":
+            pairs = np.unique(obs_idx[mask] * width + code[mask])
+            value = np.bincount(pairs // width, minlength=n).astype("float64")
+        elif agg.kind == "contact_usual":
+            if agg.ref not in usual:
+                ref = _window(age, *agg.ref)
+                usual[agg.ref] = _usual(n, obs_idx[ref], code[ref])
+            same = mask & (code == usual[agg.ref][obs_idx])
+            value = np.bincount(obs_idx[same], minlength=n).astype("float64")
+        else:  # contact_change_age: after the previous event in (time, contact) order
+            order = np.lexsort((code, ts, obs_idx))
+            o, c, a = obs_idx[order], code[order], age[order]
+            change = (o[1:] == o[:-1]) & (c[1:] != c[:-1])
+            value = np.full(n, np.inf)
+            np.minimum.at(value, o[1:][change], a[1:][change])
+            value[np.isinf(value)] = np.nan
+        out[agg.key] = value
+    return out
+
+
 @dataclass(frozen=True)
 class Group:
     """Entries of one shape, evaluated at once on (observations x entries) arrays: blank i of
@@ -198,6 +274,7 @@ class Program:
     types: pa.Array
     aggs: tuple[Agg, ...]
     day_aggs: tuple[Agg, ...]
+    contact_aggs: dict[str, tuple[Agg, ...]]  # per contact slug
     numeric_rows: tuple[str, ...]
     groups: tuple[Group, ...]
     categorical: tuple[tuple[str, str], ...]  # feature name, customer column
@@ -231,8 +308,10 @@ def program(spec: FeatureSpec) -> Program:
         cached = Program(
             type_index={t: i for i, t in enumerate(types)},
             types=pa.array(types, type=pa.string()),
-            aggs=tuple(a for a in aggs if a.kind != "days"),
+            aggs=tuple(a for a in aggs if a.kind != "days" and a.kind not in CONTACT_KINDS),
             day_aggs=tuple(a for a in aggs if a.kind == "days"),
+            contact_aggs={s: tuple(a for a in aggs if a.contact == s)
+                          for s in spec.contact_slugs.values()},
             numeric_rows=tuple(r for r in rows(list(entries))
                                if r != "as_of" and r not in categorical),
             groups=tuple(_group(group) for group in shapes.values()),
@@ -291,6 +370,10 @@ def evaluate(spec: FeatureSpec, customers: pa.Table, events: pa.Table, obs: pa.T
             env[a.key] = _reduce(a, partials.partial(a)[:, cols])
         else:
             env[a.key] = _reduce(a, partials.partial(a))
+    for s, contact_aggs in prog.contact_aggs.items():
+        if contact_aggs:
+            code = _contact_codes(events.column(f"c_{s}"))[ev_idx]
+            env.update(_contact_aggregates(list(contact_aggs), n, obs_idx, ts, age, code))
 
     known = obs_cust >= 0
     row_index = np.where(known, obs_cust, 0)

@@ -29,11 +29,13 @@ from features.contract import (
     CUSTOMER_ID,
     EVENT_REQUIRED,
     EVENT_TYPE,
+    MAX_CONTACT_CHARS,
     TIMESTAMP,
     DataError,
     Tables,
     _format_problem,
     _plain,
+    choose_contact_columns,
     read_table,
     validate_customers,
 )
@@ -429,6 +431,7 @@ class EventFiles:
         self.num_rows = 0
         self.dropped = 0
         self.value_columns: tuple[str, ...] = ()
+        self.contact_columns: tuple[str, ...] = ()
         self._value_sql: dict[str, str] = {}
         self._all_stats: tuple[pd.Series, float | None, float | None] | None = None
 
@@ -578,12 +581,13 @@ class EventFiles:
             raise DataError(self.path, EVENT_TYPE, "missing event type",
                             self._example(f"{self._text(EVENT_TYPE)} IS NULL", EVENT_TYPE))
         values: dict[str, str] = {}
+        texts: list[str] = []
         for i, (c, (number, not_number)) in enumerate(zip(candidates, numbers, strict=True)):
             if stats.get(f"nonnum_{i}"):
                 if c.clean == AMOUNT:
                     raise DataError(self.path, AMOUNT, "amount is not a number",
                                     self._example(not_number, c.clean))
-                self.notes.append(f"{self.path}: column '{c.clean}' is not numeric and is ignored")
+                texts.append(c.clean)
                 continue
             if c.kind not in ("string", "integer", "float"):
                 self.notes.append(f"{self.path}: column '{c.clean}' is not numeric and is ignored")
@@ -594,6 +598,8 @@ class EventFiles:
             values[c.clean] = f"CASE WHEN isnan({number}) THEN NULL ELSE {number} END"
         self.value_columns = tuple(sorted(values, key=lambda c: (c != AMOUNT, c)))
         self._value_sql = values
+        self.contact_columns, contact_notes = choose_contact_columns(texts, self.path)
+        self.notes += contact_notes
         self.dropped = stats["unknown"]
         self.num_rows = stats["n"] - stats["unknown"]
 
@@ -601,14 +607,25 @@ class EventFiles:
     def __len__(self) -> int:
         return self.num_rows
 
-    def relation_sql(self, value_slugs: dict[str, str]) -> str:
+    def _contact_sql(self, clean: str) -> str:
+        """`features.contract.contact_text` as SQL: trimmed, blank as NULL, cut short."""
+        return (f"SUBSTRING(NULLIF(TRIM(CAST({self._ref(clean)} AS STRING)), ''), 1, "
+                f"{MAX_CONTACT_CHARS})")
+
+    def relation_sql(self, value_slugs: dict[str, str],
+                     contact_slugs: dict[str, str] | None = None) -> str:
         """The events relation (`features.definitions`): customer_id, ts (epoch seconds),
-        event_type and v_<slug> per value column, of the customers in `customers`."""
+        event_type, v_<slug> per value column and c_<slug> per contact column, of the
+        customers in `customers`."""
         ts = self._ts_parse(self.date_format)
         cols = [f"{self._id_sql()} AS customer_id", f"{self.engine.dialect.epoch(ts)} AS ts",
                 f"TRIM(CAST({self._ref(EVENT_TYPE)} AS STRING)) AS event_type"]
         for col, s in value_slugs.items():
             cols.append(f"{self._value_sql.get(col, 'CAST(NULL AS DOUBLE)')} AS v_{s}")
+        for col, s in (contact_slugs or {}).items():
+            text = (self._contact_sql(col) if col in self.contact_columns
+                    else "CAST(NULL AS STRING)")
+            cols.append(f"{text} AS c_{s}")
         return (f"SELECT {', '.join(cols)} FROM {self.raw} "
                 f"WHERE {self._id_sql()} IN (SELECT customer_id FROM customers)")
 
@@ -639,7 +656,7 @@ class EngineRelations:
         self.spec = spec
         self.engine = events.engine
         self.engine.register("customers", customer_relation(customers, spec))
-        self.engine.view("events", events.relation_sql(spec.value_slugs))
+        self.engine.view("events", events.relation_sql(spec.value_slugs, spec.contact_slugs))
 
     def query(self, sql: str, **extra: pd.DataFrame | pa.Table) -> pd.DataFrame:
         for name, frame in extra.items():
@@ -685,4 +702,5 @@ def open_tables(customers_path: str | Path, events_path: str | Path, engine,
 
     EngineRelations(customers, events, FeatureSpec(event_types=(), attributes=kinds,
                                                    value_columns=events.value_columns))
-    return Tables(customers, events, kinds, events.value_columns, events.dropped, notes)
+    return Tables(customers, events, kinds, events.value_columns, events.dropped, notes,
+                  events.contact_columns)

@@ -8,12 +8,20 @@ import math
 import numpy as np
 import pandas as pd
 
-from features.definitions import FeatureSpec
+from features.definitions import CONTACT_RECENT, CONTACT_WINDOWS, FeatureSpec
 from features.engine import FeatureRows
 
 
 def _plural(event_type: str) -> str:
     return f"'{event_type.replace('_', ' ')}' events"
+
+
+def _noun(column: str, plural: bool = False) -> str:
+    """A contact column as words: `account_manager` as 'account manager(s)'."""
+    words = column.replace("_", " ").strip().lower()
+    if not plural:
+        return words
+    return words + ("es" if words.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def reason_templates(spec: FeatureSpec) -> dict[str, dict]:
@@ -53,6 +61,14 @@ def reason_templates(spec: FeatureSpec) -> dict[str, dict]:
         t[f"{s}_mean_lifetime"] = {"kind": "plain",
                                    "text": f"Average {col} per event overall: {{v:,.2f}}"}
         t[f"{s}_trend"] = {"kind": "trend", "label": f"Total {col}"}
+    for col, s in spec.contact_slugs.items():
+        noun, nouns = _noun(col), _noun(col, plural=True)
+        for w in CONTACT_WINDOWS:
+            t[f"contact_{s}_distinct_{w}d"] = {"kind": "contact_distinct", "w": w,
+                                               "noun": noun, "nouns": nouns}
+        t[f"contact_{s}_usual_share_{CONTACT_RECENT}d"] = {
+            "kind": "contact_usual", "w": CONTACT_RECENT, "noun": noun}
+        t[f"contact_{s}_days_since_change"] = {"kind": "contact_change", "noun": noun}
     attr = spec.attribute_slugs
     for a in spec.attributes.numeric:
         t[attr[a]] = {"kind": "plain", "text": f"{a} is {{v:g}}"}
@@ -76,6 +92,8 @@ def render_reason(template: dict, value: object) -> str:
     if kind == "category":
         shown = "unknown" if _missing(value) else str(value)
         return f"{template['label']} is {shown}"
+    if kind.startswith("contact_"):
+        return _contact_reason(template, value)
     if _missing(value):
         if kind == "days_since":
             return f"No {template['label']} recorded so far"
@@ -108,6 +126,35 @@ def render_reason(template: dict, value: object) -> str:
         verb = "fell" if change < 0 else "rose"
         return f"{label} {verb} {abs(change):.0f}% {span}"
     return template["text"].format(v=v)
+
+
+def _contact_reason(template: dict, value: object) -> str:
+    """The sentence of a contact feature (features.definitions `_contact_entries`): the
+    column's name goes into the words."""
+    kind, noun = template["kind"], template["noun"]
+    if kind == "contact_distinct":
+        n, w = (0 if _missing(value) else round(float(value))), template["w"]
+        if n == 0:
+            return f"No {noun} recorded in the last {w} days"
+        if n == 1:
+            return f"Dealt with one {noun} in the last {w} days"
+        return f"Dealt with {n} different {template['nouns']} in the last {w} days"
+    if kind == "contact_usual":
+        if _missing(value):
+            return f"No usual {noun} to compare the last {template['w']} days with"
+        share = float(value)
+        if share <= 0.0:
+            return f"Now deals with a different {noun} than usual"
+        if share >= 1.0:
+            return f"Still deals with the usual {noun}"
+        return (f"Only {share:.0%} of the last {template['w']} days' events were with the "
+                f"usual {noun}")
+    if _missing(value):
+        return f"The {noun} has not changed so far"
+    days = round(float(value))
+    if days == 0:
+        return f"The {noun} changed today"
+    return f"The {noun} changed {days:,} {'day' if days == 1 else 'days'} ago"
 
 
 def plain_value(value: object) -> object:

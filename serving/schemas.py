@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from features.contract import (
+    MAX_CONTACT_CHARS,
     to_utc_naive,
 )
 from features.definitions import FeatureSpec
@@ -69,6 +70,10 @@ class EventIn(_RequestModel):
     values: dict[str, float | None] = Field(
         default_factory=dict, max_length=MAX_ATTRIBUTES,
         description="Other numeric event columns, e.g. quantity.")
+    contacts: dict[str, str | None] = Field(
+        default_factory=dict, max_length=MAX_ATTRIBUTES,
+        description="Text event columns naming the point of contact, e.g. store or agent: "
+                    "the model's contact columns (the rest are ignored).")
 
 
 class CustomerIn(_RequestModel):
@@ -243,6 +248,13 @@ def check_strings(customers: list[CustomerIn], paths: list[str], max_id: int,
             if any(len(k) > max_text for k in e.values):
                 raise RequestError(f"{prefix}events[{j}].values",
                                    f"a name is longer than {max_text} characters")
+            for name, value in e.contacts.items():
+                if len(name) > max_text:
+                    raise RequestError(f"{prefix}events[{j}].contacts",
+                                       f"a name is longer than {max_text} characters")
+                if value is not None and len(value) > max_text:
+                    raise RequestError(f"{prefix}events[{j}].contacts.{name}",
+                                       f"longer than {max_text} characters")
 
 
 def _epoch(value: datetime) -> float:
@@ -291,6 +303,12 @@ def _attribute(spec: FeatureSpec, kind: str, name: str, value: Scalar, field: st
         raise RequestError(field, f"must be a date or timestamp: {ISO_HINT}") from None
 
 
+def _contact(value: str | None) -> str | None:
+    """`features.contract.contact_text` for one value: trimmed, blank as missing, cut short."""
+    text = None if value is None else value.strip()[:MAX_CONTACT_CHARS]
+    return text or None
+
+
 def histories_to_relations(
     customers: list[CustomerIn], as_ofs: list[datetime], spec: FeatureSpec,
     paths: list[str],
@@ -313,6 +331,8 @@ def histories_to_relations(
     ev_ts: list[float] = []
     ev_type: list[str] = []
     ev_vals: dict[str, list] = {col: [] for col in value_slugs}
+    contact_slugs = spec.contact_slugs
+    ev_contacts: dict[str, list] = {col: [] for col in contact_slugs}
     obs_ids: list[str] = []
     obs_t: list[float] = []
     accepted: list[int] = []
@@ -353,6 +373,8 @@ def histories_to_relations(
         ev_type += types
         for col in value_slugs:
             ev_vals[col] += [e.amount if col == "amount" else e.values.get(col) for e in c.events]
+        for col in contact_slugs:
+            ev_contacts[col] += [_contact(e.contacts.get(col)) for e in c.events]
 
     def floats(values: list) -> pa.Array:
         return pa.array(np.asarray(values, dtype="float64"), type=pa.float64(), from_pandas=True)
@@ -368,6 +390,8 @@ def histories_to_relations(
         "event_type": pa.array(ev_type, type=pa.string()),
         **{f"v_{s}": floats([math.nan if v is None else v for v in ev_vals[col]])
            for col, s in value_slugs.items()},
+        **{f"c_{s}": pa.array(ev_contacts[col], type=pa.string())
+           for col, s in contact_slugs.items()},
     })
     obs_rel = pa.table({"obs_id": np.arange(len(obs_ids), dtype="int64"),
                         "customer_id": pa.array(obs_ids, type=pa.string()),

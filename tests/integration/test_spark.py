@@ -34,7 +34,7 @@ def spark_engine() -> SparkEngine:
 
 
 @pytest.mark.parametrize(("kind", "label"), [("subscription", "explicit"),
-                                             ("retail", "inactivity")])
+                                             ("retail", "inactivity"), ("stores", "explicit")])
 def test_spark_equals_the_in_memory_path(spark_engine, logs, kind, label):  # noqa: F811
     check_engine_parity(spark_engine, logs[kind], label)
 

@@ -13,6 +13,7 @@ from features.contract import (
     AttributeKinds,
     DataError,
     classify_attributes,
+    contact_columns_of,
     load_tables,
     normalise_ids,
     parse_timestamps,
@@ -483,15 +484,39 @@ def test_validate_events_value_columns_and_notes():
         "flag": [True, False],
     }), "ev.csv")
     assert value_cols == ("amount", "quantity")  # amount first, then by name
-    assert list(events.columns) == ["customer_id", "timestamp", "event_type", "quantity", "amount"]
+    # a text column is kept as a point of contact, after the value columns
+    assert list(events.columns) == ["customer_id", "timestamp", "event_type", "quantity", "amount",
+                                    "channel"]
+    assert contact_columns_of(events, value_cols) == ("channel",)
     assert events["event_type"].tolist() == ["login", "payment"]
     assert events["amount"].iloc[0] == 19.5
     assert np.isnan(events["amount"].iloc[1])  # blank amount is missing, not an error
     assert events["quantity"].dtype == "float64"
     assert notes == [
-        "ev.csv: column 'channel' is not numeric and is ignored",
         "ev.csv: column 'flag' is not numeric and is ignored",
+        "ev.csv: column 'channel' is text: read as a point of contact (contact features)",
     ]
+
+
+def test_text_event_columns_are_bounded_contacts():
+    """At most MAX_CONTACT_COLUMNS text columns, the first by name, not those named like a
+    time; values trimmed, blank missing, cut at MAX_CONTACT_CHARS; numbers as text stay values."""
+    from features.contract import MAX_CONTACT_CHARS, MAX_CONTACT_COLUMNS
+
+    long = "x" * (MAX_CONTACT_CHARS + 50)
+    events, value_cols, notes = validate_events(pd.DataFrame({
+        "customer_id": [1, 2], "timestamp": ["2024-01-01", "2024-01-02"],
+        "event_type": ["login", "payment"],
+        "store": [" Berlin ", long], "agent": ["", "ann"], "zone": ["a", "b"], "team": ["t", "u"],
+        "created_at": ["2024-01-01", "2024-01-02"], "qty": ["1", " 2 "],
+    }), "ev.csv")
+    assert MAX_CONTACT_COLUMNS == 3
+    assert value_cols == ("qty",) and events["qty"].tolist() == [1.0, 2.0]
+    assert contact_columns_of(events, value_cols) == ("agent", "store", "team")
+    assert events["store"].tolist() == ["Berlin", "x" * MAX_CONTACT_CHARS]
+    assert events["agent"].isna().tolist() == [True, False]
+    assert "ev.csv: column 'zone' is text and is ignored (at most 3 contact columns)" in notes
+    assert "ev.csv: column 'created_at' is not numeric and is ignored" in notes
 
 
 @pytest.mark.parametrize("text", ["01/02/2025", "2 Jan 2025", "yesterday"])

@@ -29,8 +29,10 @@ EDGE_AGES = [1, DAY_US - 1, DAY_US, 7 * DAY_US, 7 * DAY_US + 1, 30 * DAY_US, 30 
              90 * DAY_US, 90 * DAY_US + 1, 400 * DAY_US]
 ages = st.one_of(st.sampled_from(EDGE_AGES), st.integers(1, 200 * DAY_US))
 amounts = st.one_of(st.none(), st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False))
+# contacts: missing, blank, case and non-ASCII text (both sort text by its UTF-8 bytes)
+stores = st.sampled_from((None, "", " A ", "A", "B", "b", "Ä", "z"))
 event = st.tuples(st.integers(0, N_CUSTOMERS - 1), ages,
-                  st.sampled_from((*TYPES, "unseen")), amounts, amounts)
+                  st.sampled_from((*TYPES, "unseen")), amounts, amounts, stores)
 # tenures in microseconds: signup on as_of, shorter than every window, or long
 tenures = st.one_of(st.just(0), st.integers(0, 5 * DAY_US), st.integers(0, 800 * DAY_US))
 
@@ -42,6 +44,7 @@ def _spec(btyd: bool, log_start_days: int | None) -> FeatureSpec:
         event_types=TYPES, value_columns=("amount", "quantity"), attributes=ATTRS,
         log_start=log_start, btyd_horizon_days=30.0 if btyd else None,
         btyd_params={"r": 0.8, "alpha": 12.0, "a": 0.6, "b": 2.5} if btyd else None,
+        contact_columns=("store",),
     )
 
 
@@ -89,9 +92,10 @@ def test_numpy_and_sql_agree_on_every_feature(tenure, events, duplicated, seats,
         "customer_id": [f"c{c}" for c, *_ in rows],
         "timestamp": pd.Series([AS_OF - MICRO * age for _, age, *_ in rows],
                                dtype="datetime64[us]"),
-        "event_type": pd.Series([t for _, _, t, _, _ in rows], dtype=object),
-        "amount": pd.Series([a for *_, a, _ in rows], dtype="float64"),
-        "quantity": pd.Series([q for *_, q in rows], dtype="float64"),
+        "event_type": pd.Series([t for _, _, t, *_ in rows], dtype=object),
+        "amount": pd.Series([a for *_, a, _, _ in rows], dtype="float64"),
+        "quantity": pd.Series([q for *_, q, _ in rows], dtype="float64"),
+        "store": pd.Series([s for *_, s in rows], dtype=object),
     })
     # every customer at as_of, one at a second time (its later events then lie in the future),
     # and a customer the table does not know

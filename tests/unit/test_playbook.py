@@ -16,7 +16,8 @@ from campaigns.playbook import (
     sign_for,
 )
 
-FAMILIES = {"contact_drop", "contact_change", "payment", "complaints", "cancel_intent", "default"}
+FAMILIES = {"contact_drop", "contact_change", "point_of_contact", "payment", "complaints",
+            "cancel_intent", "default"}
 
 
 def shipped() -> dict:
@@ -101,6 +102,9 @@ def test_file_errors_name_the_file(tmp_path: Path):
     ("active_days_7d", "contact_drop"),
     ("n_contact_change_90d", "contact_change"),
     ("days_since_contact_change", "contact_change"),
+    ("contact_store_distinct_30d", "point_of_contact"),
+    ("contact_account_manager_usual_share_30d", "point_of_contact"),
+    ("contact_agent_days_since_change", "point_of_contact"),
     ("days_since_payment_failed", "payment"),
     ("n_late_payment_30d", "payment"),
     ("trend_downgrade", "payment"),

@@ -82,6 +82,40 @@ def test_events_at_or_after_as_of_change_no_column(signup_seconds, before, after
     pd.testing.assert_frame_equal(table_all, table_past)
 
 
+CONTACT_SPEC = spec_for(TYPES, ("amount",), contact_columns=("store",))
+stores = st.sampled_from((None, "Berlin", "Munich", "Hamburg"))
+
+
+def _store_events(seconds_from_as_of: st.SearchStrategy[int]) -> st.SearchStrategy[list[tuple]]:
+    event = st.tuples(customer_ids, seconds_from_as_of, event_types, stores)
+    return st.lists(event, max_size=25).map(
+        lambda rows: [(c, AS_OF + pd.Timedelta(seconds=s), t, store) for c, s, t, store in rows])
+
+
+def _with_stores(rows: list[tuple]) -> pd.DataFrame:
+    return events_frame([r[:3] for r in rows]).assign(
+        store=pd.Series([r[3] for r in rows], dtype=object))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(signup_seconds=signups, before=_store_events(st.integers(-MAX_DAYS_BEFORE * 86400, -1)),
+       after=_store_events(st.one_of(st.just(0), st.integers(0, 120 * 86400))))
+def test_later_stores_change_no_contact_feature(signup_seconds, before, after):
+    """Other stores at or after as_of change neither the distinct stores, the usual store's
+    share nor the days since the store changed."""
+    customers = customers_frame(
+        {"customer_id": f"c{i}{copy}", "signup_at": AS_OF - pd.Timedelta(seconds=s)}
+        for copy in ("", "+") for i, s in enumerate(signup_seconds)
+    )
+    copied = [(c if c == "ghost" else f"{c}+", *rest) for c, *rest in before + after]
+    table = feature_table(customers, _with_stores(before + copied), CONTACT_SPEC, [AS_OF])
+    assert any(c.startswith("contact_store_") for c in table.columns)
+    base = table[~table["customer_id"].str.endswith("+")].reset_index(drop=True)
+    extended = table[table["customer_id"].str.endswith("+")].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        extended.assign(customer_id=extended["customer_id"].str.rstrip("+")), base)
+
+
 BTYD_SPEC = spec_for(TYPES, ("amount",), btyd_horizon_days=30.0)
 rng_days = np.random.default_rng(7)
 # 30 customers with repeat purchases before AS_OF, so BG/NBD parameters can be fitted

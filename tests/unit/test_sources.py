@@ -23,16 +23,18 @@ AS_OF = pd.Timestamp("2026-05-01")
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory) -> dict[str, Path]:
-    """A subscription log and a shop log (no churn dates), as Parquet files."""
+    """A subscription log, a shop log (no churn dates) and a subscription log with a store
+    column (contacts), as Parquet files."""
     root = tmp_path_factory.mktemp("logs")
     out = {}
-    for kind, seed in (("subscription", 3), ("retail", 4)):
-        customers, events = generate(300, seed=seed, kind=kind)
-        folder = root / kind
+    for name, kind, seed in (("subscription", "subscription", 3), ("retail", "retail", 4),
+                             ("stores", "subscription", 5)):
+        customers, events = generate(300, seed=seed, kind=kind, contacts=name == "stores")
+        folder = root / name
         folder.mkdir()
         customers.to_parquet(folder / "customers.parquet", index=False)
         events.to_parquet(folder / "events.parquet", index=False)
-        out[kind] = folder
+        out[name] = folder
     return out
 
 
@@ -49,6 +51,7 @@ def check_engine_parity(engine, folder: Path, label: str) -> None:
     eng = open_tables(c, e, engine)
     assert len(eng.events) == len(mem.events)
     assert eng.value_columns == mem.value_columns and eng.attributes == mem.attributes
+    assert eng.contact_columns == mem.contact_columns
     spec = infer_spec(mem, before=AS_OF)
     assert infer_spec(eng, before=AS_OF) == spec
     want = feature_table(mem.customers, mem.events, spec, [AS_OF], evaluator="sql")
@@ -63,7 +66,7 @@ def check_engine_parity(engine, folder: Path, label: str) -> None:
 
 
 @pytest.mark.parametrize(("kind", "label"), [("subscription", "explicit"),
-                                             ("retail", "inactivity")])
+                                             ("retail", "inactivity"), ("stores", "explicit")])
 def test_duckdb_scan_equals_the_in_memory_path(logs, kind, label):
     check_engine_parity(DuckEngine(), logs[kind], label)
 
@@ -160,16 +163,19 @@ def test_ids_join_as_the_contract_spells_them(tmp_path):
     assert eng.notes == mem.notes
 
 
-def test_text_columns_are_ignored_with_a_note_and_numbers_kept(tmp_path):
+def test_text_columns_are_contacts_with_a_note_and_numbers_kept(tmp_path):
     c = _write(tmp_path / "c.csv", CUSTOMERS)
     e = _write(tmp_path / "e.csv", pd.DataFrame({
         "customer_id": [1, 2], "timestamp": ["2024-01-01", "2024-01-02"],
         "event_type": ["login", "payment"], "channel": ["web", "app"], "amount": [None, 9.5],
-        "items": [1, 2]}))
+        "items": [1, 2], "sent_at": ["2024-01-01", "2024-01-02"]}))
     mem = load_tables(c, e)
     eng = open_tables(c, e, DuckEngine())
     assert eng.value_columns == mem.value_columns == ("amount", "items")
-    assert eng.notes == mem.notes and any("'channel' is not numeric" in n for n in eng.notes)
+    assert eng.contact_columns == mem.contact_columns == ("channel",)
+    assert eng.notes == mem.notes and any("'channel' is text: read as a point of contact" in n
+                                          for n in eng.notes)
+    assert any("'sent_at' is not numeric and is ignored" in n for n in eng.notes)
 
 
 def test_duckdb_memory_is_bounded_and_spills_where_told(tmp_path):
