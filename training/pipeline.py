@@ -291,14 +291,15 @@ def train(
     registered = winner.model
     if config.refit.enabled:
         registered = refit(winner, [snaps], spec, config, progress=stage("refitting the winner"))
+        dataset["refit"] = {"times": [str(pd.Timestamp(t).date())
+                                      for t in sorted(snaps[AS_OF].unique())],
+                            "rows": len(snaps), "folds": config.refit.folds}
         if spec.btyd_features:
             # BG/NBD needs no labels: the registered model scores with parameters fitted on the
             # whole log, as the classical model would be, not on the log up to a training time
             end = data_end(tables.customers, tables.events)
             registered.spec = with_btyd(tables, spec, horizon, end)
             dataset["refit"]["btyd_params_at"] = str(end.date())
-        dataset["refit"] = {"times": [str(pd.Timestamp(t).date()) for t in sorted(snaps[AS_OF].unique())],
-                            "rows": len(snaps), "folds": config.refit.folds}
 
     exp_id = experiment_id(experiment or settings.experiment, settings)
     inputs = input_datasets(frames, events_path, data)
