@@ -369,6 +369,8 @@ def train(
                                         config.seed), dataset, chosen_metrics, tmp)
         winner.model.save(tmp / "evaluation_model")
         mlflow.log_artifacts(str(tmp / "evaluation_model"), "evaluation_model")
+        # the rows the promotion gate judges this version's evaluation model on
+        _log_frame(test.assign(**{LABEL: ys["test"]}), "test_snapshot.parquet", tmp)
         version = _log_registered(registered, test, spec, config, settings, tmp)
         mlflow.set_tag("churn.model_version", version)
 
@@ -424,7 +426,6 @@ def _log_lightgbm(
         pd.DataFrame(reason_columns(reasons, settings.top_reasons)),
     ], axis=1)
     _log_frame(shap_frame, "shap_contributions.parquet", tmp)
-    _log_frame(test.assign(**{LABEL: y}), "test_snapshot.parquet", tmp)
     # the registered model's probabilities on these rows reproduce what it serves; after a
     # refit it has trained on them, so they are no estimate of its accuracy
     _log_frame(pd.DataFrame({CUSTOMER_ID: test[CUSTOMER_ID], AS_OF: test[AS_OF], LABEL: y,
