@@ -11,9 +11,11 @@ product's ROC-AUC and Brier differences to each baseline have paired intervals o
 It also prints the wall time of each stage of `churn train` (from its progress) and of
 `churn score`, so a slow stage is visible, and, when `churn train --json` reports them, the
 candidates training evaluated (validation and test metrics, paired differences) and the one it
-registered (`chosen`).
+registered (`chosen`). With `--each-candidate`, every candidate is also trained alone and scored
+at the cutoff (rows `only NAME`), so each is measured the way the registered one is.
 
     .venv/bin/python benchmarks/bench_quality.py [--sets subscription shop_btyd ...] [--seed 0]
+        [--each-candidate]
 
 Never run in the tests. Nothing here reads a held-out evaluation set.
 """
@@ -55,13 +57,15 @@ def _run(args: list[str], home: Path) -> tuple[subprocess.CompletedProcess, floa
     return proc, time.perf_counter() - started
 
 
-def product_scores(dev: DevSet, past: Path, home: Path
+def product_scores(dev: DevSet, past: Path, home: Path, config: Path | None = None
                    ) -> tuple[pd.Series, dict[str, object], pd.DataFrame | None]:
-    """Train with the defaults on the past, score at the cutoff; probabilities by customer, the
-    run's facts, and its candidates (None when `churn train --json` lists none)."""
+    """Train with the defaults (or `config`) on the past, score at the cutoff; probabilities by
+    customer, the run's facts, and its candidates (None when `churn train --json` lists none)."""
+    home.mkdir(parents=True, exist_ok=True)
     files = ["--customers", str(past / "customers.parquet"), "--events", str(past / "events.parquet")]
+    extra = ["--config", str(config)] if config is not None else []
     proc, train_s = _run(["train", *files, "--label", dev.label, "--horizon",
-                          str(dev.horizon_days), "--json"], home)
+                          str(dev.horizon_days), "--json", *extra], home)
     trained = json.loads(proc.stdout)
     out = home / "scores.parquet"
     _, score_s = _run(["score", *files, "--as-of", str(dev.cutoff), "--out", str(out)], home)
@@ -114,7 +118,25 @@ def _signed(iv) -> str:
     return f"{iv.estimate:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]"
 
 
-def evaluate(dev: DevSet, workdir: Path, seed: int
+# the candidates `--each-candidate` trains alone (BG/NBD ones need an inactivity label)
+CANDIDATES = ("lightgbm", "logistic", "bgnbd", "lightgbm_bgnbd", "blend")
+
+
+def candidate_scores(dev: DevSet, past: Path, workdir: Path) -> dict[str, pd.Series]:
+    """Each candidate trained alone with the defaults otherwise (`[candidates] include`), scored
+    at the cutoff like the product: what each would have given had it been registered."""
+    out = {}
+    for name in CANDIDATES:
+        if "bgnbd" in name and dev.label != "inactivity":
+            continue
+        config = workdir / f"only_{name}.toml"
+        config.write_text(f'[candidates]\ninclude = ["{name}"]\n')
+        scores, _, _ = product_scores(dev, past, workdir / f"only_{name}", config)
+        out[f"only {name}"] = scores
+    return out
+
+
+def evaluate(dev: DevSet, workdir: Path, seed: int, each_candidate: bool = False
              ) -> tuple[list[dict[str, object]], pd.DataFrame | None]:
     customers, events = dev.load()
     past_c, past_e = truncate(customers, events, dev.cutoff)
@@ -127,6 +149,8 @@ def evaluate(dev: DevSet, workdir: Path, seed: int
 
     ours, info, candidates = product_scores(dev, past, workdir)
     scores = {"churn-service": ours}
+    if each_candidate:
+        scores.update(candidate_scores(dev, past, workdir))
     for name, baseline in BASELINES.items():
         if name == "bgnbd" and dev.label != "inactivity":
             continue
@@ -164,6 +188,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=list(MAKERS), choices=list(MAKERS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "devsets")
+    parser.add_argument("--each-candidate", action="store_true",
+                        help="also train and score each candidate alone (five more trainings)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; level {LEVEL:.0%}; seed {args.seed}")
     rows = []
@@ -171,7 +197,7 @@ def main() -> None:
         started = time.perf_counter()
         dev = MAKERS[name](args.root / name, seed=args.seed)
         with tempfile.TemporaryDirectory() as tmp:
-            found, candidates = evaluate(dev, Path(tmp), args.seed)
+            found, candidates = evaluate(dev, Path(tmp), args.seed, args.each_candidate)
         rows += found
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
         table = pd.DataFrame([r for r in rows if r["set"] == name]).fillna("")
