@@ -69,6 +69,19 @@ def reason_templates(spec: FeatureSpec) -> dict[str, dict]:
         t[f"contact_{s}_usual_share_{CONTACT_RECENT}d"] = {
             "kind": "contact_usual", "w": CONTACT_RECENT, "noun": noun}
         t[f"contact_{s}_days_since_change"] = {"kind": "contact_change", "noun": noun}
+    if spec.btyd_horizon_days is not None:  # the buy-till-you-die summaries and BG/NBD's view
+        h = f"{spec.btyd_horizon_days:g}"
+        t["btyd_frequency"] = {"kind": "plain",
+                               "text": "Active on {v:,.0f} more days after the first active day"}
+        t["btyd_recency_days"] = {"kind": "plain",
+                                  "text": "{v:,.0f} days from the first to the last active day"}
+        t["btyd_age_days"] = {"kind": "plain", "text": "First active {v:,.0f} days ago"}
+        t["btyd_p_alive"] = {"kind": "plain", "text": "Their rhythm so far gives a {v:.0%} "
+                             "chance that they are still a customer (BG/NBD)"}
+        t["btyd_p_inactive"] = {"kind": "plain", "text": "Their rhythm so far gives a {v:.0%} "
+                                f"chance of no activity in the next {h} days (BG/NBD)"}
+        t["btyd_expected_events"] = {"kind": "plain", "text": "Their rhythm so far predicts "
+                                     f"{{v:.1f}} active days in the next {h} days (BG/NBD)"}
     attr = spec.attribute_slugs
     for a in spec.attributes.numeric:
         t[attr[a]] = {"kind": "plain", "text": f"{a} is {{v:g}}"}

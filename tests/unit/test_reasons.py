@@ -49,3 +49,23 @@ def test_effect_is_the_probability_with_minus_without_the_factor():
     margin = CONTRIB[0].sum()
     expected = MODEL.calibrate(np.array([margin]))[0] - MODEL.calibrate(np.array([margin - 0.8]))[0]
     assert np.isclose(first["effect"], expected)
+
+
+def test_every_feature_has_words_of_its_own():
+    """No feature falls back to "name = value": BG/NBD's, contacts' and attributes' included."""
+    from features.contract import AttributeKinds
+    from features.definitions import FeatureSpec
+    from scoring.reasons import reason_templates, render_reason
+
+    spec = FeatureSpec(("login", "payment"), value_columns=("amount",),
+                       attributes=AttributeKinds(numeric=("seats",), categorical=("plan",),
+                                                 datetime=("date_of_birth",)),
+                       contact_columns=("store",), btyd_horizon_days=30.0,
+                       btyd_params={"r": 1.0, "alpha": 2.0, "a": 0.5, "b": 2.0})
+    templates = reason_templates(spec)
+    missing = [f for f in spec.feature_names if f not in templates]
+    assert not missing
+    for name in spec.feature_names:
+        text = render_reason(templates[name], 0.25)
+        assert name not in text and "=" not in text, (name, text)
+    assert "30 days" in render_reason(templates["btyd_p_inactive"], 0.8)
