@@ -219,3 +219,13 @@ def test_customer_buckets_are_stable_per_customer_and_change_with_the_seed():
     np.testing.assert_array_equal(a, again)
     assert (a != b).mean() > 0.5  # another seed draws other groups
     assert set(np.unique(a)) == set(range(10))
+
+
+def test_isotonic_calibration_keeps_the_ranking_between_its_end_blocks():
+    p, y = _miscalibrated(60_000, 5)
+    xs, ys = fit_calibration(p, y, "isotonic")
+    assert (np.diff(xs) > 0).all() and (np.diff(ys) > 0).all()
+    inside = (p > xs[0]) & (p < xs[-1])
+    calibrated = np.interp(p[inside], xs, ys)
+    # distinct scores stay distinct (a step function ties whole blocks)
+    assert len(np.unique(calibrated)) == len(np.unique(p[inside]))
