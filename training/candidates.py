@@ -82,9 +82,13 @@ class CandidateSet:
 
     def reason(self) -> str:
         """Why the winner won, in one line."""
+        best = self.winner
         ranked = sorted(self.candidates.values(), key=lambda c: -c.validation_auc)
-        best = ranked[0]
-        runner = ranked[1] if len(ranked) > 1 else None
+        runner = next((c for c in ranked if c.name != best.name), None)
+        if ranked[0].name != best.name:  # the config allowed fewer than were weighed
+            return (f"{best.words} had the best validation ROC-AUC ({best.validation_auc:.4f}) "
+                    f"of the candidates the config allows; {ranked[0].words} had "
+                    f"{ranked[0].validation_auc:.4f}")
         text = f"{best.words} had the best validation ROC-AUC ({best.validation_auc:.4f}"
         if runner is not None:
             text += f"; next {runner.words}, {runner.validation_auc:.4f}"
@@ -290,7 +294,7 @@ def fit_candidates(train: pd.DataFrame, y_train: np.ndarray, val: pd.DataFrame,
 
     customers = val[CUSTOMER_ID].to_numpy()
     candidates: dict[str, Candidate] = {}
-    for name in [n for n in config.candidates.include if n in recipes]:
+    for name in recipes:  # every candidate is weighed and reported; `include` may be registered
         recipe = recipes[name]
         scores = part_scores(parts[name], x_val, threads)
         raw, weights, intercept = combine(recipe, scores, y_val)
@@ -302,10 +306,11 @@ def fit_candidates(train: pd.DataFrame, y_train: np.ndarray, val: pd.DataFrame,
         chosen_params = (search.params if recipe.tree_params is not None else {}) | (
             {"C": recipe.linear_c} if recipe.linear_c is not None else {})
         candidates[name] = Candidate(name, recipe, model, auc, chosen_params)
-    if not candidates:
+    allowed = [candidates[n] for n in config.candidates.include if n in candidates]
+    if not allowed:
         raise ValueError("config: candidates.include names no candidate this label can train "
                          f"(choose from {', '.join(recipes)})")
-    chosen = max(candidates.values(), key=lambda c: c.validation_auc).name
+    chosen = max(allowed, key=lambda c: c.validation_auc).name
     return CandidateSet(candidates, chosen, search)
 
 

@@ -47,7 +47,8 @@ CANDIDATES = ("lightgbm", "logistic", "bgnbd", "lightgbm_bgnbd", "blend")
 class CandidatesConfig(_Frozen):
     include: tuple[Literal["lightgbm", "logistic", "bgnbd", "lightgbm_bgnbd", "blend"], ...] = Field(
         CANDIDATES, min_length=1,
-        description="models weighed on validation; bgnbd and lightgbm_bgnbd need an inactivity label")
+        description="the candidates that may be registered (every one is weighed and reported); "
+                    "bgnbd and lightgbm_bgnbd need an inactivity label")
     logistic_c: float = Field(0.5, gt=0, description="inverse L2 strength of the logistic model")
 
 
