@@ -294,8 +294,7 @@ def fit_candidates(train: pd.DataFrame, y_train: np.ndarray, val: pd.DataFrame,
 
     customers = val[CUSTOMER_ID].to_numpy()
     candidates: dict[str, Candidate] = {}
-    for name in recipes:  # every candidate is weighed and reported; `include` may be registered
-        recipe = recipes[name]
+    for name, recipe in recipes.items():  # every one is weighed and reported
         scores = part_scores(parts[name], x_val, threads)
         raw, weights, intercept = combine(recipe, scores, y_val)
         auc = (_cross_fitted_auc(recipe, scores, y_val, customers, config.seed) if recipe.stacked
