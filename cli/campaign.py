@@ -114,19 +114,13 @@ def _activity_types(params: dict) -> list[str]:
 
 def latest_batch_scores() -> Path:
     """The scores of the newest completed /batch job."""
+    from serving.jobs import latest_scores
+
     root = _settings().batch_root
-    found = []
-    for state in root.glob("*/job.json") if root.is_dir() else []:
-        try:
-            done = json.loads(state.read_text()).get("status") == "completed"
-        except (OSError, json.JSONDecodeError):
-            continue
-        scores = state.with_name("scores.parquet")
-        if done and scores.is_file():
-            found.append((scores.stat().st_mtime, scores))
-    if not found:
+    found = latest_scores(root)
+    if found is None:
         raise UsageError(f"--scores: not given, and no completed batch job under {root}")
-    return max(found)[1]
+    return found
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:

@@ -5,7 +5,6 @@ parse arguments, call library code and print results."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 from pathlib import Path
@@ -341,129 +340,49 @@ def score(
     The offer options override the offer settings (CHURN_OFFER__*). Targeting columns are added
     when the model has the value column; naming a --value-column it lacks is an error. Every
     score is also recorded in the prediction log (CHURN_PREDICTION_LOG=false: not)."""
-    from scoring.predictor import offer_if_valued, score_batch
+    from scoring.batch import LOG_SOURCES, BatchInputError, score_files
     from scoring.settings import get_settings
-    from scoring.store import configure, load_model
 
     when = parse_time(as_of, "--as-of")
-    if log_source not in ("score", "batch"):
+    if log_source not in LOG_SOURCES:
         raise UsageError(f"--log-source: must be score or batch, not {log_source!r}")
     settings = get_settings()
-    flags = {"value_column": value_column, "value_multiplier": value_multiplier,
-             "cost": offer_cost, "save_rate": save_rate}
-    offer = settings.offer.model_copy(update={k: v for k, v in flags.items() if v is not None})
-    model = model or settings.model_uri
-    configure(settings)
     tables = load_tables(customers, events, date_format, engine, spark_master)
-    try:
-        loaded = load_model(model)
-    except Exception as exc:
-        raise UsageError(f"--model: cannot load {model!r}: {' '.join(str(exc).split())[:300]}") from None
-    targeting = offer_if_valued(offer, loaded.model.spec)
-    if targeting is None and value_column:
-        raise UsageError(f"--value-column: {value_column!r} is neither a feature nor a numeric "
-                         "attribute of the model")
-    if (engine or settings.engine) == "spark":
-        from scoring.spark_batch import score_on_spark
 
-        with progress_bar("scoring on Spark") as progress:
-            rows = score_on_spark(loaded, tables, when, settings.top_reasons, settings.risk_bands,
-                                  targeting, out_path)
-            progress(1, 1)
-        if not rows:
-            raise UsageError(f"--as-of: no customer is active at {when}")
-        out.print(f"scored {rows:,} customers at {when} with model version {loaded.version} "
-                  f"on Spark -> {out_path} (a Parquet folder)")
-        log_scores(settings, spark_score_frames(out_path, tables.events.engine), rows,
-                   log_source, out_path, loaded.name)
-        return
-    with progress_bar("scoring") as progress:
-        scores = score_batch(loaded, tables.customers, tables.events, when, settings.top_reasons,
-                             settings.risk_bands, targeting)
-        progress(1, 1)
-    if scores.empty:
-        raise UsageError(f"--as-of: no customer is active at {when}")
-    write_parquet(scores, out_path)
-    bands = scores["risk_band"].value_counts()
-    out.print(
-        f"scored {len(scores):,} customers at {when} with model version {loaded.version} "
-        f"({', '.join(f'{b}: {bands.get(b, 0):,}' for b in ('high', 'medium', 'low'))}) "
-        f"-> {out_path}"
-    )
-    top = scores.sort_values("churn_probability", ascending=False).head(5)
-    print_table("Highest risk", ["customer_id", "probability", "band", "top reason"],
-                [[r.customer_id, r.churn_probability, r.risk_band, r.reason_1_text]
-                 for r in top.itertuples()])
-    log_scores(settings, [scores], len(scores), log_source, out_path, loaded.name)
-
-
-def log_scores(settings, frames, total: int, source: str, out_path: Path,
-               model_name: str | None) -> None:
-    """Record the scores in the prediction log once the scores file is written, in chunks
-    (each one transaction) with a progress bar. A failure is one warning line: the scores file
-    stays, and the chunks stored before the failure stay stored."""
-    if not settings.prediction_log:
-        return
-    from sqlalchemy.engine import make_url
-
-    from scoring.predlog import chunked, score_rows, write_all
-    from scoring.records import database_url, engine_for
-
-    where = make_url(database_url(settings)).render_as_string(hide_password=True)
-    stored = 0
-
-    def progress_of(bar):
-        def update(done: int) -> None:
-            nonlocal stored
-            stored = done
-            bar(done, total)
-        return update
+    def written(done) -> None:
+        if done.scores is None:
+            out.print(f"scored {done.rows:,} customers at {when} with model version "
+                      f"{done.version} on Spark -> {out_path} (a Parquet folder)")
+            return
+        scores = done.scores
+        bands = scores["risk_band"].value_counts()
+        out.print(
+            f"scored {len(scores):,} customers at {when} with model version {done.version} "
+            f"({', '.join(f'{b}: {bands.get(b, 0):,}' for b in ('high', 'medium', 'low'))}) "
+            f"-> {out_path}"
+        )
+        top = scores.sort_values("churn_probability", ascending=False).head(5)
+        print_table("Highest risk", ["customer_id", "probability", "band", "top reason"],
+                    [[r.customer_id, r.churn_probability, r.risk_band, r.reason_1_text]
+                     for r in top.itertuples()])
 
     try:
-        with progress_bar("prediction log") as bar:
-            write_all(engine_for(settings), chunked(lambda f: score_rows(f, source, model_name), frames),
-                      progress_of(bar))
-    except Exception as exc:
-        text = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
-        err.print(f"warning: the prediction log stored {stored:,} of {total:,} predictions, then "
-                  f"failed ({type(exc).__name__}: {text}); the scores are in {out_path}",
+        with stage_bars() as stage:
+            _, logged = score_files(
+                settings, tables, when, out_path, model=model, value_column=value_column,
+                value_multiplier=value_multiplier, offer_cost=offer_cost, save_rate=save_rate,
+                engine=engine, log_source=log_source, stage=stage, on_written=written)
+    except BatchInputError as exc:
+        raise UsageError(f"--{exc.option.replace('_', '-')}: {exc.problem}") from None
+    if logged is None:
+        return
+    if logged.error:
+        err.print(f"warning: the prediction log stored {logged.stored:,} of {logged.total:,} "
+                  f"predictions, then failed ({logged.error}); the scores are in {out_path}",
                   markup=False, highlight=False, soft_wrap=True)
         return
-    out.print(f"logged {total:,} predictions (source {source}) in {where}", markup=False,
-              highlight=False)
-
-
-SCORE_LOG_COLUMNS = ("customer_id", "churn_probability", "risk_band", "as_of", "model_version")
-
-
-def spark_score_frames(out_path: Path, engine):
-    """The scores Spark wrote, read back in chunks with the columns the prediction log needs:
-    a local folder by pyarrow, a cluster's URI by Spark."""
-    import pyarrow.dataset as ds
-
-    from scoring.predlog import CHUNK_ROWS
-
-    def wanted(names: list[str]) -> list[str]:
-        return [c for c in names if c in SCORE_LOG_COLUMNS
-                or (c.startswith("reason_") and c.endswith("_feature"))]
-
-    if "://" not in str(out_path):
-        data = ds.dataset(str(out_path), format="parquet")
-        for batch in data.to_batches(columns=wanted(data.schema.names), batch_size=CHUNK_ROWS):
-            yield batch.to_pandas()
-        return
-    import pandas as pd
-
-    frame = engine.spark.read.parquet(str(out_path))
-    cols = wanted(frame.columns)
-    rows: list = []
-    for row in frame.select(*cols).toLocalIterator():
-        rows.append(tuple(row))
-        if len(rows) == CHUNK_ROWS:
-            yield pd.DataFrame(rows, columns=cols)
-            rows = []
-    if rows:
-        yield pd.DataFrame(rows, columns=cols)
+    out.print(f"logged {logged.total:,} predictions (source {log_source}) in {logged.where}",
+              markup=False, highlight=False)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -518,18 +437,9 @@ campaign_app.command(name="returning")(returning)
 
 def main() -> None:
     """Entry point: run the app, turning any error into one line and a non-zero exit."""
-    level = os.environ.get("CHURN_LOG_LEVEL", "WARNING")
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if "CHURN_LOG_LEVEL" not in os.environ:  # MLflow narrates every step at INFO
-        for name in ("mlflow", "alembic", "lightgbm", "pyspark", "py4j", "SQLQueryContextLogger"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR" if "CHURN_LOG_LEVEL" not in os.environ
-                          else level)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MPLBACKEND", "Agg")  # plots are files, never windows
-    from features.contract import DataError
+    from scoring.batch import configure_process, one_line
 
+    configure_process()
     try:
         app(standalone_mode=False)
     except (typer.Exit, SystemExit) as exc:
@@ -546,14 +456,7 @@ def main() -> None:
             fail(f"error: {text}", 2)
         if os.environ.get("CHURN_DEBUG"):
             raise
-        kind = "data error" if isinstance(exc, DataError) else "error"
-        text = str(exc) or type(exc).__name__
-        if type(exc).__module__.startswith(("pyspark", "py4j")):  # its first line, not the plan
-            text = text.strip().splitlines()[0]
-        text = " ".join(text.split())
-        fail(f"{kind}: {text}",
-             2 if isinstance(exc, DataError | UsageError | ValueError) else 1)
-
+        fail(*one_line(exc, bad_input=(UsageError,)))
 
 if __name__ == "__main__":
     main()
