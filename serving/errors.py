@@ -31,6 +31,15 @@ def error_body(problem: str, field: str = "", detail: str | None = None,
     return {"error": error, "field": field, "detail": (detail or error)[:MAX_DETAIL], **extra}
 
 
+def combined(bodies: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """Several errors as one: the first names the field, `detail` lists every one."""
+    body = {**bodies[0], **extra}
+    if len(bodies) > 1:
+        body["detail"] = "; ".join(b.get("detail") or b.get("error", "")
+                                   for b in bodies)[:MAX_DETAIL]
+    return body
+
+
 def field_name(loc: Any) -> str:
     """pydantic's ("customers", 0, "signup_at") as customers[0].signup_at."""
     out = ""

@@ -39,7 +39,7 @@ from scoring.settings import Settings, get_settings
 from scoring.store import LoadedModel, configure
 from serving.batch import BatchJobs, get_route, status_route, submit_route
 from serving.docs import ApiDocs
-from serving.errors import MAX_DETAIL, error_body
+from serving.errors import combined, error_body
 from serving.guard import Guard
 from serving.health_gauges import start_health_gauges
 from serving.holder import ModelHolder
@@ -121,7 +121,8 @@ class ItemResult(BaseModel):
 
 
     prediction: Prediction | None = None
-    error: dict | None = None
+    error: dict | None = None  # serving.errors.error_body
+    status: int = 400  # the HTTP status of the error
 
 
 async def call_scorer(method, arg):
@@ -222,7 +223,7 @@ def _isolated(func, items: list) -> list[ItemResult]:
     except Exception:
         if len(items) == 1:
             log.exception("scoring failed")
-            return [ItemResult(error=error_body("could not score this input", status=500))]
+            return [ItemResult(error=error_body("could not score this input"), status=500)]
         return [_isolated(func, [item])[0] for item in items]
 
 
@@ -394,15 +395,11 @@ class ChurnService:
         """The response of a whole request; its predictions are counted and logged (with each
         one's observation time in `times`) only when every one of them is answered."""
         results = [ItemResult.model_validate(s) if isinstance(s, dict) else s for s in scored]
-        bad = [(i, r.error) for i, r in enumerate(results) if r.error is not None]
+        bad = [(i, r) for i, r in enumerate(results) if r.error is not None]
         if bad:  # the first bad customer or row names its field; detail lists every one
             i, first = bad[0]
-            body = dict(first)
-            status = body.pop("status", 400)
-            if len(bad) > 1:
-                body["detail"] = "; ".join(e.get("detail") or e.get("error", "")
-                                           for _, e in bad)[:MAX_DETAIL]
-            return JSONResponse({**body, "index": i}, status_code=status)
+            return JSONResponse(combined([r.error for _, r in bad], index=i),
+                                status_code=first.status)
         preds = [r.prediction for r in results]
         self._record(preds, times, source)
         return _json(PredictResponse(as_of=as_of.to_pydatetime(), predictions=preds,
@@ -451,9 +448,7 @@ class ChurnService:
         if isinstance(result, dict) and result.get("error"):
             result = ItemResult.model_validate(result)
         if isinstance(result, ItemResult):
-            body = dict(result.error or {})
-            status = body.pop("status", 400)
-            return JSONResponse(body, status_code=status)
+            return JSONResponse(result.error or {}, status_code=result.status)
         return _json(result)
 
     def batch_model(self) -> str:
