@@ -144,7 +144,8 @@ def in_process(hist: list[dict], repeats: int = 300) -> dict[str, float]:
     history sent: p50 in seconds. Both start from the validated request."""
     from features.engine import features_of_relations
     from scoring.store import load_model
-    from serving.schemas import PredictRequest, histories_to_relations
+    from serving.conversion import histories_to_relations
+    from serving.schemas import PredictRequest
 
     spec = load_model("models:/churn/1").model.spec
     request = PredictRequest.model_validate(max(hist, key=lambda b: len(b["customers"][0]["events"])))

@@ -51,10 +51,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+from server import Server, descendants, free_port  # benchmarks/server.py, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.integration.server import Server, descendants, free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 AS_OF = pd.Timestamp("2026-06-15")

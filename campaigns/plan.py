@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 from campaigns.playbook import Playbook, suggest
+from scoring.predictor import expected_saving
 from scoring.reasons import is_profile
+from scoring.settings import Offer
 
 REQUIRED = ("customer_id", "churn_probability", "risk_band", "as_of", "model_version")
 SEGMENTS = ("top", "middle", "bottom")
@@ -42,6 +44,10 @@ class Cut:
     budget: int | None  # calls; None: the expected-profit cut
     save_rate: float
     offer_cost: float
+
+    def offer(self) -> Offer:
+        """The offer terms of the cut, for the predictor's offer rule."""
+        return Offer(cost=self.offer_cost, save_rate=self.save_rate)
 
     def describe(self) -> str:
         rule = f"p x {self.save_rate:g} x value - {self.offer_cost:g}"
@@ -66,11 +72,14 @@ def check_scores(scores: pd.DataFrame) -> None:
 
 
 def expected_profit(scores: pd.DataFrame, cut: Cut) -> pd.Series:
-    """p x save_rate x value - cost; NaN where the value is unknown."""
+    """The offer rule's saving (scoring.predictor.expected_saving) less the offer's cost; NaN
+    where the value is unknown (the rule counts it 0: here it sorts such targets last)."""
     if "customer_value" not in scores.columns:
         return pd.Series(np.nan, index=scores.index)
     value = pd.to_numeric(scores["customer_value"], errors="coerce")
-    return scores["churn_probability"] * cut.save_rate * value - cut.offer_cost
+    offer = cut.offer()
+    profit = expected_saving(scores["churn_probability"].to_numpy(), value.to_numpy(), offer)
+    return pd.Series(np.where(value.isna(), np.nan, profit - offer.cost), index=scores.index)
 
 
 def value_segments(value: pd.Series) -> pd.Series:

@@ -82,15 +82,11 @@ def date_format_option(value: str | None) -> str | None:
 def table_engine(engine: str | None, spark_master: str | None):
     """The engine that reads event files: --engine, else the settings' CHURN_ENGINE (DuckDB,
     with its memory limit and spill folder, by default)."""
-    from features.sources import make_engine
+    from scoring.batch import table_engine as make
     from scoring.settings import get_settings
 
-    settings = get_settings()
     try:
-        return make_engine(engine or settings.engine, memory_limit=settings.duckdb_memory_limit,
-                           temp_directory=settings.duckdb_temp_dir and str(settings.duckdb_temp_dir),
-                           spark_master=spark_master or settings.spark_master,
-                           spark_driver_memory=settings.spark_driver_memory)
+        return make(get_settings(), engine, spark_master)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -57,6 +57,31 @@ def written_settings_path(home: Path | str) -> Path:
     return Path(home).resolve() / "mlruns" / WRITTEN_FILE
 
 
+def write_settings(home: Path | str, updates: dict[str, dict], writer: str, why: str) -> Path:
+    """Merge `updates` ({table: {key: value}}) into the settings file the product writes,
+    keeping what else it holds, atomically; `writer` (the command) and `why` head the file as
+    comments. ValueError when the file there is not valid TOML."""
+    path = written_settings_path(home)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc}); fix or remove it") from None
+    for table, values in updates.items():
+        data.setdefault(table, {}).update(values)
+    lines = [f"# Settings written by churn ({writer}); environment variables "
+             "(CHURN_OFFER__SAVE_RATE, ...) override them.", f"# {why}"]
+    for table, values in data.items():
+        if not isinstance(values, dict):
+            lines.insert(2, f"{table} = {json.dumps(values)}")
+            continue
+        lines += ["", f"[{table}]"] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 class _WrittenSettings(PydanticBaseSettingsSource):
     """Settings the product wrote under mlruns/ (`churn campaign report --apply` writes the
     offer's learned save rate there). Environment variables override them."""

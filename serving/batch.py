@@ -1,9 +1,11 @@
 """Batch scoring jobs over HTTP: upload customers and events files, poll, fetch a Parquet.
 
 Each job is a folder under `batch_root` (settings): the two uploads, `job.json` with its state,
-and at the end `scores.parquet` or the error. A job runs `churn score` in its own process, so:
+and at the end `scores.parquet` or the error (the layout is serving.jobs'). A job runs
+serving.batch_job in its own process, which calls scoring.batch.score_files as `churn score`
+does, so:
 - a job's memory is returned when it ends, however large its files were;
-- its output and its errors are exactly the CLI's (the same columns, the same one-line
+- its output and its errors are `churn score`'s (the same columns, the same one-line
   message for bad input, the same atomic write);
 - a job that crashes or hangs never takes the server with it.
 
@@ -26,17 +28,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import queue
-import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.datastructures import UploadFile
@@ -47,11 +46,12 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from scoring.settings import Settings
 from serving.errors import error_body
 from serving.guard import BodyTooLarge
+from serving.jobs import SCORES, STATE, TASK_ID, Job, read_job, write_job
+from serving.jobs import now as _now
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-TASK_ID = re.compile(r"[0-9a-f]{32}")
 FILES = ("customers", "events")
 COPY_CHUNK = 1 << 20
 MAX_FIELD_CHARS = 100
@@ -67,10 +67,11 @@ STATUSES = {
 
 @dataclass(frozen=True)
 class Option:
-    """A form field of a batch job and the `churn score` option it becomes."""
+    """A form field of a batch job: an argument of scoring.batch.score_files, and the
+    `churn score` option of the same name."""
 
     kind: type  # str, float or int
-    flag: str | None  # the CLI option, or None for a setting passed in the environment
+    flag: str | None  # the `churn score` option, or None for a setting (top_reasons)
     help: str
     low: float | None = None
     high: float | None = None
@@ -93,41 +94,9 @@ OPTIONS: dict[str, Option] = {
     "top_reasons": Option(int, None, "Reasons per customer (1 to 20; default: the settings').",
                           low=1, high=20),
 }
-# `churn` as its console script runs it: `python -m cli.main` would import the CLI twice
-# (as __main__ and as cli.main), which the modules that register commands on it cannot survive
-CLI = "from cli.main import main; main()"
-# the CLI's exit code for bad input (a DataError or a usage error); any other failure is ours
+# the job process (serving.batch_job) and its exit code for bad input; any other failure is ours
+JOB_MODULE = "serving.batch_job"
 BAD_INPUT_EXIT = 2
-
-
-@dataclass
-class Job:
-    task_id: str
-    status: str  # one of STATUSES
-    created_at: str
-    model: str
-    as_of: str | None = None
-    date_format: str | None = None
-    value_column: str | None = None
-    value_multiplier: float | None = None
-    offer_cost: float | None = None
-    save_rate: float | None = None
-    top_reasons: int | None = None
-    executed_at: str | None = None
-    completed_at: str | None = None
-    error: str | None = None
-    bad_input: bool = False
-    files: dict[str, str] = field(default_factory=dict)  # field -> file name in the folder
-
-    def public(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("files", "bad_input")}
-        if self.error is None:
-            out.pop("error")
-        return out
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 class BatchError(Exception):
@@ -163,23 +132,19 @@ class BatchJobs:
 
     def _read(self, task_id: str) -> Job:
         try:
-            data = json.loads((self._folder(task_id) / "job.json").read_text())
+            return read_job(self._folder(task_id))
         except (FileNotFoundError, json.JSONDecodeError):
             raise BatchError(404, "task_id", "no such task (finished tasks are kept for "
                              f"{self.settings.batch_retention_s:g} s)") from None
-        return Job(**data)
 
     def _write(self, job: Job) -> None:
-        folder = self.root / job.task_id
-        tmp = folder / "job.json.tmp"
-        tmp.write_text(json.dumps(asdict(job)))
-        os.replace(tmp, folder / "job.json")
+        write_job(self.root, job)
 
     def _abandon_unfinished(self) -> None:
         """Jobs a previous server left queued or running will never finish: say so."""
-        for path in self.root.glob("*/job.json"):
+        for path in self.root.glob(f"*/{STATE}"):
             try:
-                job = Job(**json.loads(path.read_text()))
+                job = read_job(path.parent)
             except (json.JSONDecodeError, TypeError):
                 continue
             if job.status in ("pending", "in_progress"):
@@ -194,7 +159,7 @@ class BatchJobs:
         for folder in self.root.iterdir():
             if not folder.is_dir() or not TASK_ID.fullmatch(folder.name):
                 continue
-            state = folder / "job.json"
+            state = folder / STATE
             try:
                 finished = json.loads(state.read_text())["status"] in ("completed", "failed")
                 stamp = state.stat().st_mtime
@@ -206,14 +171,14 @@ class BatchJobs:
     # ---- requests ---------------------------------------------------------------------------
 
     def pending(self) -> int:
-        return sum(1 for p in self.root.glob("*/job.json")
+        return sum(1 for p in self.root.glob(f"*/{STATE}")
                    if json.loads(p.read_text()).get("status") in ("pending", "in_progress"))
 
     async def submit(self, request: Request, model: str,
                      value_columns: frozenset[str] | None = None) -> Job:
         """Validate the form and stream both files into a new job folder, or refuse.
         `value_columns`: the columns the served model can value customers by (None: not
-        checked here; the job then fails with the CLI's message)."""
+        checked here; the job then fails with `churn score`'s message)."""
         self.sweep()
         if self.pending() >= self.settings.batch_max_pending:
             raise BatchError(429, "", f"{self.settings.batch_max_pending} batch jobs are already "
@@ -278,7 +243,7 @@ class BatchJobs:
     def result(self, task_id: str) -> Response:
         job = self._read(task_id)
         if job.status == "completed":
-            return FileResponse(self.root / task_id / "scores.parquet",
+            return FileResponse(self.root / task_id / SCORES,
                                 media_type="application/vnd.apache.parquet",
                                 filename=f"scores-{task_id}.parquet")
         if job.status == "failed":
@@ -308,39 +273,27 @@ class BatchJobs:
         folder = self.root / task_id
         job.status, job.executed_at = "in_progress", _now()
         self._write(job)
-        out = folder / "scores.parquet"
-        cmd = [sys.executable, "-c", CLI, "score",
-               "--customers", str(folder / job.files["customers"]),
-               "--events", str(folder / job.files["events"]),
-               "--as-of", job.as_of or _now(), "--out", str(out), "--model", job.model,
-               # /batch/get serves one Parquet file; the Spark engine would write a folder
-               "--engine", "duckdb", "--log-source", "batch"]
-        env = {**os.environ, "COLUMNS": "200"}
-        for name, option in OPTIONS.items():
-            value = getattr(job, name)
-            if value is None or name == "as_of":
-                continue
-            if option.flag is None:
-                env[f"CHURN_{name.upper()}"] = str(value)
-            else:
-                cmd += [option.flag, str(value)]
+        out = folder / SCORES
+        cmd = [sys.executable, "-m", JOB_MODULE, str(folder)]
         started = time.monotonic()
         try:
             proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
-                                  timeout=self.settings.batch_timeout_s, env=env)
+                                  timeout=self.settings.batch_timeout_s)
         except subprocess.TimeoutExpired:
             job.status, job.error = "failed", (
                 f"stopped after {self.settings.batch_timeout_s:g} s (CHURN_BATCH_TIMEOUT_S)")
         else:
             if proc.returncode == 0 and out.exists():
                 job.status = "completed"
+                if proc.stderr.strip():  # a warning, such as a prediction log that failed
+                    log.warning("batch job %s: %s", task_id, _last_line(proc.stderr))
             else:
                 job.status, job.bad_input = "failed", proc.returncode == BAD_INPUT_EXIT
-                job.error = _last_line(proc.stderr) or f"churn score exited {proc.returncode}"
+                job.error = _last_line(proc.stderr) or f"the job exited {proc.returncode}"
                 for field_name, file_name in job.files.items():  # name the upload, not our path
                     job.error = job.error.replace(str(folder / file_name), f"the {field_name} file")
                 job.error = job.error.replace(str(folder), "the job folder")
-                for name, option in OPTIONS.items():  # name the form field, not the CLI flag
+                for name, option in OPTIONS.items():  # name the form field, not a CLI flag
                     if option.flag:
                         job.error = job.error.replace(option.flag, name)
                 if not job.bad_input:

@@ -31,6 +31,21 @@ def error_body(problem: str, field: str = "", detail: str | None = None,
     return {"error": error, "field": field, "detail": (detail or error)[:MAX_DETAIL], **extra}
 
 
+def combined(bodies: list[dict[str, Any]], **extra: Any) -> tuple[dict[str, Any], int]:
+    """Several errors of one request as one answer and its HTTP status: the first names the
+    field, `detail` lists every one. A body made between processes (serving.items) carries
+    its status as `status` (default 400), which the answer does not show."""
+    bodies = [dict(b) for b in bodies]
+    status = int(bodies[0].get("status", 400))
+    for body in bodies:
+        body.pop("status", None)
+    body = {**bodies[0], **extra}
+    if len(bodies) > 1:
+        body["detail"] = "; ".join(b.get("detail") or b.get("error", "")
+                                   for b in bodies)[:MAX_DETAIL]
+    return body, status
+
+
 def field_name(loc: Any) -> str:
     """pydantic's ("customers", 0, "signup_at") as customers[0].signup_at."""
     out = ""

@@ -22,7 +22,6 @@ from pathlib import Path
 import aiohttp
 import anyio
 import bentoml
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -30,19 +29,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from features.contract import to_utc_naive
-from features.engine import features_of_relations
-from scoring.predictor import predict
 from scoring.predlog import make_row, open_prediction_log
-from scoring.reasons import feature_values
 from scoring.settings import Settings, get_settings
-from scoring.store import LoadedModel, configure
+from scoring.store import configure
 from serving.batch import BatchJobs, get_route, status_route, submit_route
 from serving.docs import ApiDocs
-from serving.errors import MAX_DETAIL, error_body
+from serving.errors import combined
 from serving.guard import Guard
 from serving.health_gauges import start_health_gauges
 from serving.holder import ModelHolder
+from serving.items import (
+    HistoryItem,
+    ItemResult,
+    RowItem,
+    explain_history,
+    isolated,
+    score_histories,
+    score_rows,
+)
 from serving.logs import quiet_client_errors
 from serving.memory import start_trimming
 from serving.metrics import (
@@ -57,8 +61,6 @@ from serving.schemas import (
     CustomerIn,
     ExplainRequest,
     ExplainResponse,
-    FeatureContribution,
-    FeatureRow,
     ModelInfo,
     PredictFeaturesRequest,
     Prediction,
@@ -68,11 +70,7 @@ from serving.schemas import (
     check_limits,
     check_strings,
     has_control,
-    histories_to_relations,
-    json_value,
-    predictions_from,
     resolve_as_of,
-    rows_to_features,
 )
 
 log = logging.getLogger(__name__)
@@ -91,37 +89,6 @@ def open_holder(settings: Settings) -> ModelHolder:
 
 # BentoML sheds requests (503) it expects to miss this bound; a queue is better than a failure
 BATCH_LATENCY_MS = 30_000
-
-
-class HistoryItem(BaseModel):
-    customer: CustomerIn
-    as_of: datetime
-    reasons: bool = True
-    path: str = ""  # prefix of this customer's field names in the caller's request
-    version: str | None = None  # the model version to score with (the public holder's)
-
-
-class RowItem(BaseModel):
-    row: FeatureRow
-    as_of: datetime
-    reasons: bool = True
-    index: int = 0  # position of the row in the caller's request
-    version: str | None = None  # the model version to score with (the public holder's)
-
-
-def _predictions_for(loaded: LoadedModel, feats: pd.DataFrame, wants: list[bool], ids: list,
-                     top_k: int, bands: tuple[float, float]) -> list[Prediction]:
-    """Predict a batch; TreeSHAP runs only for the rows that asked for reasons."""
-    out = predict(loaded, feats, top_k, bands, with_reasons=np.asarray(wants, dtype=bool))
-    return predictions_from(out.frame, out.reasons, out.lowering, ids, loaded.label)
-
-
-class ItemResult(BaseModel):
-    """One caller's answer within a merged batch: a prediction, or the error of its input."""
-
-
-    prediction: Prediction | None = None
-    error: dict | None = None
 
 
 async def call_scorer(method, arg):
@@ -145,85 +112,6 @@ def _json(model: BaseModel) -> Response:
 
 def _error(exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status)
-
-
-def score_histories(loaded: LoadedModel, items: list[HistoryItem], top_k: int,
-                    bands: tuple[float, float]) -> list[ItemResult]:
-    """One result per item, in order. Each history is validated and converted once; a bad one
-    gets its error and never fails the others; the good ones share one feature build and one
-    model call."""
-    spec = loaded.model.spec
-    histories = histories_to_relations([i.customer for i in items], [i.as_of for i in items],
-                                       spec, [i.path for i in items])
-    results: list[ItemResult | None] = [None] * len(items)
-    for i, exc in histories.errors.items():
-        results[i] = ItemResult(error=exc.body())
-    if histories.accepted:
-        feats = features_of_relations(histories.customers, histories.events, histories.obs, spec)
-        chosen = [items[i] for i in histories.accepted]
-        preds = _predictions_for(loaded, feats, [i.reasons for i in chosen],
-                                 [i.customer.customer_id for i in chosen], top_k, bands)
-        for i, p in zip(histories.accepted, preds, strict=True):
-            results[i] = ItemResult(prediction=p)
-    return results  # type: ignore[return-value]
-
-
-def score_rows(loaded: LoadedModel, items: list[RowItem], top_k: int,
-               bands: tuple[float, float]) -> list[ItemResult]:
-    """One result per feature row, in order; a bad row gets its error alone."""
-    spec = loaded.model.spec
-    results: list[ItemResult | None] = [None] * len(items)
-    feats, good, errors = rows_to_features([i.row for i in items], spec,
-                                           [to_utc_naive(i.as_of) for i in items],
-                                           [i.index for i in items])
-    for i, exc in errors.items():
-        results[i] = ItemResult(error=exc.body())
-    if good:
-        chosen = [items[i] for i in good]
-        preds = _predictions_for(loaded, feats, [i.reasons for i in chosen],
-                                 [i.row.customer_id for i in chosen], top_k, bands)
-        for i, p in zip(good, preds, strict=True):
-            results[i] = ItemResult(prediction=p)
-    return results  # type: ignore[return-value]
-
-
-def explain_history(loaded: LoadedModel, item: HistoryItem, top_k: int,
-                    bands: tuple[float, float]) -> ItemResult | ExplainResponse:
-    """Every feature's value and contribution for one customer, largest absolute contribution
-    first (what a reader looks for), or the error of its input."""
-    model, spec = loaded.model, loaded.model.spec
-    histories = histories_to_relations([item.customer], [item.as_of], spec, [item.path])
-    if histories.errors:
-        return ItemResult(error=histories.errors[0].body())
-    feats = features_of_relations(histories.customers, histories.events, histories.obs, spec)
-    out = predict(loaded, feats, top_k, bands)
-    contrib = out.contributions[0]
-    values = feature_values(model, feats)[0]
-    pred = predictions_from(out.frame, out.reasons, out.lowering, [item.customer.customer_id],
-                            loaded.label)[0]
-    return ExplainResponse(
-        customer_id=item.customer.customer_id, as_of=item.as_of,
-        churn_probability=pred.churn_probability, risk_band=pred.risk_band,
-        base_value=float(contrib[-1]), raw_score=float(contrib.sum()),
-        features=sorted((FeatureContribution(feature=f, value=json_value(v), contribution=float(c))
-                         for f, v, c in zip(model.feature_names, values, contrib[:-1],
-                                            strict=True)),
-                        key=lambda fc: -abs(fc.contribution)),
-        reasons=pred.reasons, lowering_reasons=pred.lowering_reasons,
-        model_version=loaded.label,
-    )
-
-
-def _isolated(func, items: list) -> list[ItemResult]:
-    """Run a whole batch at once; if it fails unexpectedly, run the items one by one, so that
-    one caller's input that breaks the engine never fails the callers sharing its batch."""
-    try:
-        return func(items)
-    except Exception:
-        if len(items) == 1:
-            log.exception("scoring failed")
-            return [ItemResult(error=error_body("could not score this input", status=500))]
-        return [_isolated(func, [item])[0] for item in items]
 
 
 @bentoml.service(name="churn_scorer", workers=1, threads=4, traffic={"timeout": 120})
@@ -262,7 +150,7 @@ def _by_version(holder: ModelHolder, items: list, func) -> list:
     for i, item in enumerate(items):
         groups.setdefault(item.version, []).append(i)
     for version, where in groups.items():
-        results = _isolated(lambda batch, v=version: func(holder.at(v), batch),
+        results = isolated(lambda batch, v=version: func(holder.at(v), batch),
                             [items[i] for i in where])
         for i, r in zip(where, results, strict=True):
             out[i] = r
@@ -355,7 +243,7 @@ class ChurnService:
                                              path=f"customers[{i}].", version=loaded.version)
                  for i, c in enumerate(request.customers)]
         scored = await self._score(
-            lambda batch: _isolated(lambda b: score_histories(loaded, b, s.top_reasons,
+            lambda batch: isolated(lambda b: score_histories(loaded, b, s.top_reasons,
                                                               s.risk_bands), batch),
             self.scorer.to_async.score_histories, items)
         return self._respond(scored, as_of, "predict", [when] * len(items))
@@ -383,7 +271,7 @@ class ChurnService:
                                          version=loaded.version)
                  for i, r in enumerate(request.rows)]
         scored = await self._score(
-            lambda batch: _isolated(lambda b: score_rows(loaded, b, s.top_reasons,
+            lambda batch: isolated(lambda b: score_rows(loaded, b, s.top_reasons,
                                                          s.risk_bands), batch),
             self.scorer.to_async.score_feature_rows, items)
         return self._respond(scored, as_of, "predict_features",
@@ -396,13 +284,8 @@ class ChurnService:
         results = [ItemResult.model_validate(s) if isinstance(s, dict) else s for s in scored]
         bad = [(i, r.error) for i, r in enumerate(results) if r.error is not None]
         if bad:  # the first bad customer or row names its field; detail lists every one
-            i, first = bad[0]
-            body = dict(first)
-            status = body.pop("status", 400)
-            if len(bad) > 1:
-                body["detail"] = "; ".join(e.get("detail") or e.get("error", "")
-                                           for _, e in bad)[:MAX_DETAIL]
-            return JSONResponse({**body, "index": i}, status_code=status)
+            body, status = combined([e for _, e in bad], index=bad[0][0])
+            return JSONResponse(body, status_code=status)
         preds = [r.prediction for r in results]
         self._record(preds, times, source)
         return _json(PredictResponse(as_of=as_of.to_pydatetime(), predictions=preds,
@@ -445,14 +328,13 @@ class ChurnService:
         item = HistoryItem.model_construct(customer=customer, as_of=as_of.to_pydatetime(),
                                            reasons=True, path="", version=loaded.version)
         result = await self._score(
-            lambda it: _isolated(lambda b: [explain_history(loaded, b[0], s.top_reasons,
+            lambda it: isolated(lambda b: [explain_history(loaded, b[0], s.top_reasons,
                                                             s.risk_bands)], [it])[0],
             self.scorer.to_async.explain, item)
         if isinstance(result, dict) and result.get("error"):
             result = ItemResult.model_validate(result)
         if isinstance(result, ItemResult):
-            body = dict(result.error or {})
-            status = body.pop("status", 400)
+            body, status = combined([result.error or {}])
             return JSONResponse(body, status_code=status)
         return _json(result)
 

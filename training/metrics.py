@@ -86,3 +86,14 @@ def profit_curve(
         realised = expected_saving(y[order], value[order], offer) - offer.cost
         curve["realised"] = np.concatenate([[0.0], np.cumsum(realised)])
     return curve
+
+
+def best_campaign(p: np.ndarray, value: np.ndarray, offer: Offer, y: np.ndarray
+                  ) -> tuple[dict[str, np.ndarray], int, dict[str, float]]:
+    """The profit curve on labelled rows, the number of contacts where its expected profit
+    peaks, and that campaign's metrics (campaign_best_k, _expected_profit, _realised_profit)."""
+    curve = profit_curve(p, value, offer, y)
+    best_k = int(np.argmax(curve["expected"]))
+    return curve, best_k, {"campaign_best_k": float(best_k),
+                           "campaign_expected_profit": float(curve["expected"][best_k]),
+                           "campaign_realised_profit": float(curve["realised"][best_k])}

@@ -1,27 +1,22 @@
 """`churn train`: load, build snapshots, split in time, fit, evaluate, explain, log, register.
 
 `train` composes the steps. The fitting, evaluation and plotting steps it calls are data in,
-data out; only `train` and its `_log_*` helpers read files and write to MLflow."""
+data out (training.explain for SHAP, training.metrics for the profit curve); only `train` and
+training.tracking's `log_*` helpers, which it calls inside its runs, write to MLflow."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
-import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.models import infer_signature
 
 from features.contract import CUSTOMER_ID, Tables, load_tables
 from features.definitions import FeatureSpec
@@ -36,22 +31,31 @@ from features.engine import (
     with_btyd,
 )
 from features.sources import open_tables
-from scoring.artifact import PYFUNC_ENTRY, ChurnModel
-from scoring.predictor import customer_value, offer_if_valued, reason_columns
-from scoring.reasons import top_reasons
+from scoring.predictor import customer_value, offer_if_valued
 from scoring.settings import Offer, Settings
-from scoring.store import configure, experiment_id, store_lock, version_by_alias
+from scoring.store import configure, experiment_id
 from training import plots
 from training.candidates import fit_candidates, refit
 from training.config import TrainConfig, config_changes, flat_params
 from training.intervals import paired_difference
-from training.metrics import metrics_with_intervals, profit_curve
+from training.metrics import best_campaign, metrics_with_intervals
+from training.promotion import initial_alias
 from training.split import TimeSplit, split_rows, split_times
+from training.tracking import (
+    chosen_params,
+    describe_version,
+    headline,
+    log_baseline,
+    log_bgnbd,
+    log_figure,
+    log_frame,
+    log_lightgbm,
+    log_reference,
+    log_registered,
+)
 
 StageProgress = Callable[[str], Callable[[int, int], None]]
 log = logging.getLogger(__name__)
-# what MLflow prints straight to stderr when it registers a model, whatever its log level
-REGISTRY_CHATTER = ("Successfully registered model ", "Registered model ", "Created version ")
 
 
 @dataclass
@@ -150,15 +154,6 @@ def describe_run(data: str, dataset: dict, config_name: str, changes: dict[str, 
     return "\n".join(lines)
 
 
-def headline(metrics: dict[str, float]) -> str:
-    """ROC-AUC with its interval, PR-AUC and Brier, in words."""
-    auc = f"ROC-AUC {metrics['roc_auc']:.3f}"
-    if "roc_auc_ci_low" in metrics:
-        auc += (f" ({metrics.get('ci_level', 0.95):.0%} interval {metrics['roc_auc_ci_low']:.3f}"
-                f"–{metrics['roc_auc_ci_high']:.3f})")
-    return f"{auc}, PR-AUC {metrics['pr_auc']:.3f}, Brier {metrics['brier']:.4f}"
-
-
 def campaign_text(metrics: dict[str, float], offer: Offer) -> str:
     return (f"Best campaign on the test rows: contact {int(metrics['campaign_best_k']):,}; "
             f"expected profit {metrics['campaign_expected_profit']:,.0f} (from the model's "
@@ -189,19 +184,6 @@ def evaluate(y: np.ndarray, p: np.ndarray, customers: np.ndarray, config: TrainC
              ) -> dict[str, float]:
     return metrics_with_intervals(y, p, customers, config.confidence_level, config.bootstrap,
                                   config.seed)
-
-
-def _log_figure(fig, name: str) -> None:
-    import matplotlib.pyplot as plt
-
-    mlflow.log_figure(fig, f"plots/{name}.png")
-    plt.close(fig)
-
-
-def _log_frame(frame: pd.DataFrame, name: str, tmp: Path) -> None:
-    path = tmp / name
-    frame.to_parquet(path, index=False)
-    mlflow.log_artifact(str(path))
 
 
 def train(
@@ -275,13 +257,9 @@ def train(
     chosen_metrics = metrics[METRIC_KEYS.get(winner.name, winner.name)]
     curve, best_k = None, 0
     if offer is not None:
-        curve = profit_curve(p_chosen, customer_value(test, offer, spec), offer, ys["test"])
-        best_k = int(np.argmax(curve["expected"]))
-        chosen_metrics.update(
-            campaign_best_k=float(best_k),
-            campaign_expected_profit=float(curve["expected"][best_k]),
-            campaign_realised_profit=float(curve["realised"][best_k]),
-        )
+        curve, best_k, campaign = best_campaign(p_chosen, customer_value(test, offer, spec),
+                                                offer, ys["test"])
+        chosen_metrics.update(campaign)
     else:
         dataset["notes"] = [*dataset["notes"], (
             f"no profit curve: the offer's value column {settings.offer.value_column!r} is "
@@ -319,7 +297,7 @@ def train(
         mlflow.log_params(flat_params(config))
         mlflow.log_params({"best_iteration": fit.best_iteration, "chosen_candidate": winner.name,
                            "registered": "refit" if config.refit.enabled else "evaluation model",
-                           **{f"chosen.{k}": v for k, v in _chosen(fit.params).items()},
+                           **{f"chosen.{k}": v for k, v in chosen_params(fit.params).items()},
                            **{f"offer.{k}": v for k, v in settings.offer.model_dump().items()}})
         mlflow.log_dict(config.model_dump(), "config.json")
         mlflow.log_dict({"changed_from_default": changes}, "config_changes.json")
@@ -346,119 +324,39 @@ def train(
             scores["BG/NBD"] = probs["bgnbd"]
         if winner.name not in ("lightgbm", "logistic", "bgnbd"):
             scores[winner.words] = p_chosen
-        _log_figure(plots.roc_plot(ys["test"], scores), "roc")
-        _log_figure(plots.calibration_plot(ys["test"], scores), "calibration")
+        log_figure(plots.roc_plot(ys["test"], scores), "roc")
+        log_figure(plots.calibration_plot(ys["test"], scores), "calibration")
 
         with mlflow.start_run(run_name="lightgbm", nested=True, experiment_id=exp_id):
             for part, ds in inputs.items():
                 mlflow.log_input(ds, context=part)
             mlflow.log_dict(settings.offer.model_dump(), "offer.json")
-            _log_lightgbm(model, fit, config, spec, dataset, test, ys["test"], contrib,
+            log_lightgbm(model, fit, config, spec, dataset, test, ys["test"], contrib,
                           x_test, p_lgb, p_base, scores, metrics["lightgbm"], curve, best_k,
                           settings, tmp, registered)
         if "logistic" in cands.candidates:
             with mlflow.start_run(run_name="baseline", nested=True, experiment_id=exp_id):
-                _log_baseline(cands.candidates["logistic"].model, config, dataset, ys["test"],
+                log_baseline(cands.candidates["logistic"].model, config, dataset, ys["test"],
                               scores, metrics["baseline"])
         if "bgnbd" in cands.candidates:
             with mlflow.start_run(run_name="bgnbd", nested=True, experiment_id=exp_id):
-                _log_bgnbd(spec, dataset, ys["test"], probs["bgnbd"], metrics["bgnbd"])
+                log_bgnbd(spec, dataset, ys["test"], probs["bgnbd"], metrics["bgnbd"])
         # the registered model and the evaluation model it came from hang off the parent run,
         # the run a user opens first
-        _log_reference(reference_sample(test, ys["test"], p_chosen, list(spec.feature_names),
+        log_reference(reference_sample(test, ys["test"], p_chosen, list(spec.feature_names),
                                         config.seed), dataset, chosen_metrics, tmp)
         winner.model.save(tmp / "evaluation_model")
         mlflow.log_artifacts(str(tmp / "evaluation_model"), "evaluation_model")
         # the rows the promotion gate judges this version's evaluation model on
-        _log_frame(test.assign(**{LABEL: ys["test"]}), "test_snapshot.parquet", tmp)
-        version = _log_registered(registered, test, spec, config, settings, tmp)
+        log_frame(test.assign(**{LABEL: ys["test"]}), "test_snapshot.parquet", tmp)
+        version = log_registered(registered, test, spec, config, settings, tmp)
         mlflow.set_tag("churn.model_version", version)
 
-    aliases = _initial_alias(settings, version)
+    aliases = initial_alias(settings, version)
     describe_version(settings, version, parent.info.run_id, data, label, horizon, config_name,
                      chosen_metrics, aliases, dataset)
     return TrainResult(parent.info.run_id, version, parent.info.run_id, aliases, metrics, dataset,
                        settings.model_name, winner.name, comparisons)
-
-
-def _log_lightgbm(
-    model: ChurnModel, fit, config: TrainConfig, spec: FeatureSpec, dataset: dict,
-    test: pd.DataFrame, y: np.ndarray, contrib: np.ndarray, x_test: np.ndarray,
-    p_lgb: np.ndarray, p_base: np.ndarray, scores: dict, metrics: dict[str, float],
-    curve: dict | None, best_k: int, settings: Settings, tmp: Path, registered: ChurnModel,
-) -> None:
-    """The LightGBM candidate's run: its search, plots and SHAP on the test rows, and the test
-    snapshot with every probability (the registered model's too)."""
-    names = list(spec.feature_names)
-    mlflow.log_params(flat_params(config))
-    mlflow.log_params({"model": "lightgbm", "best_iteration": fit.best_iteration,
-                       "feature_version": spec.version, "features": len(names),
-                       **{f"chosen.{k}": v for k, v in _chosen(fit.params).items()}})
-    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
-    mlflow.log_metric("validation_roc_auc", fit.validation_auc)
-    mlflow.log_dict(dataset, "dataset.json")
-    mlflow.log_dict({"trials": fit.trials}, "search_trials.json")
-    mlflow.log_dict(json.loads(spec.to_json()), "feature_spec.json")
-
-    _log_figure(plots.roc_plot(y, scores), "roc")
-    _log_figure(plots.pr_plot(y, scores), "pr")
-    _log_figure(plots.calibration_plot(y, scores), "calibration")
-    _log_figure(plots.lift_plot(y, scores), "lift_gain")
-    gain = pd.Series(model.booster.feature_importance("gain"), index=names)
-    _log_figure(plots.importance_plot(gain, "Feature importance (gain)"), "feature_importance")
-
-    phi = contrib[:, : len(names)]
-    mean_abs = pd.Series(np.abs(phi).mean(axis=0), index=names).sort_values(ascending=False)
-    mean_abs.rename("mean_abs_shap").rename_axis("feature").reset_index().to_csv(
-        tmp / "shap_importance.csv", index=False)
-    mlflow.log_artifact(str(tmp / "shap_importance.csv"))
-    sample = np.random.default_rng(config.seed).choice(len(test), min(len(test), 2000),
-                                                       replace=False)
-    shown = pd.DataFrame(x_test[sample], columns=names)
-    _log_figure(plots.shap_beeswarm(phi[sample], shown, names), "shap_summary")
-    if curve is not None:
-        _log_figure(plots.profit_plot(curve, best_k), "profit_curve")
-
-    reasons = top_reasons(model, test, contrib, settings.top_reasons)
-    shap_frame = pd.concat([
-        test[[CUSTOMER_ID, AS_OF]].reset_index(drop=True),
-        pd.DataFrame(contrib, columns=[*names, "base_value"]),
-        pd.DataFrame(reason_columns(reasons, settings.top_reasons)),
-    ], axis=1)
-    _log_frame(shap_frame, "shap_contributions.parquet", tmp)
-    # the registered model's probabilities on these rows reproduce what it serves; after a
-    # refit it has trained on them, so they are no estimate of its accuracy
-    _log_frame(pd.DataFrame({CUSTOMER_ID: test[CUSTOMER_ID], AS_OF: test[AS_OF], LABEL: y,
-                             "churn_probability": p_lgb, "baseline_probability": p_base,
-                             "registered_probability": registered.predict_proba(test)}),
-               "test_predictions.parquet", tmp)
-
-
-def _log_registered(model: ChurnModel, test: pd.DataFrame, spec: FeatureSpec,
-                    config: TrainConfig, settings: Settings, tmp: Path) -> str:
-    """Log the model that is registered (with its signature and an input example) and its SHAP
-    summary on the test rows, in the current run; return the registered version."""
-    names = list(spec.feature_names)
-    x = model.matrix(test)
-    sample = np.random.default_rng(config.seed).choice(len(test), min(len(test), 2000),
-                                                       replace=False)
-    phi = model.contributions(x[sample])[:, : len(names)]
-    _log_figure(plots.shap_beeswarm(phi, pd.DataFrame(x[sample], columns=names), names),
-                "shap_summary")
-    artifacts = model.save(tmp / "model_files")
-    example = test[names].head(5)
-    signature = infer_signature(
-        example, pd.DataFrame({"churn_probability": model.predict_proba(example)}),
-        params={"output": "probability"},
-    )
-    with _registry_chatter_to_log():
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(PYFUNC_ENTRY),
-            artifacts=artifacts, signature=signature,
-            input_example=example, registered_model_name=settings.model_name,
-            pip_requirements=_requirements(),
-        )
-    return str(info.registered_model_version)
 
 
 def candidate_comparisons(y: np.ndarray, probs: dict[str, np.ndarray], chosen: str,
@@ -490,124 +388,6 @@ def reference_sample(test: pd.DataFrame, y: np.ndarray, p: np.ndarray, names: li
     if len(frame) > REFERENCE_ROWS:
         frame = frame.sample(REFERENCE_ROWS, random_state=seed)
     return frame.reset_index(drop=True)
-
-
-def _log_reference(frame: pd.DataFrame, dataset: dict, metrics: dict[str, float],
-                   tmp: Path) -> None:
-    """reference/features.parquet and reference/reference.json (the label and horizon, how the
-    sample was drawn, and the test metrics with their intervals) in the model's run."""
-    folder = tmp / "reference"
-    folder.mkdir(exist_ok=True)
-    frame.to_parquet(folder / "features.parquet", index=False)
-    about = {"label": dataset["label"], "horizon_days": dataset["horizon_days"],
-             "rows": len(frame), "test_rows": dataset["rows"]["test"],
-             "observation_times": dataset["observation_times"]["test"],
-             "test_metrics": {k: v for k, v in metrics.items() if np.isfinite(v)}}
-    (folder / "reference.json").write_text(json.dumps(about, indent=2))
-    mlflow.log_artifacts(str(folder), "reference")
-
-
-@contextlib.contextmanager
-def _registry_chatter_to_log() -> Iterator[None]:
-    """MLflow's registration prints "Successfully registered model" and "Created version" to
-    stderr (its eprint ignores log levels), which fills notebooks and the CLI's error stream.
-    Those lines go to this module's logger at INFO; anything else written meanwhile still
-    reaches stderr."""
-    stderr, buffer = sys.stderr, io.StringIO()
-    try:
-        with contextlib.redirect_stderr(buffer):
-            yield
-    finally:
-        for line in buffer.getvalue().splitlines(keepends=True):
-            if line.startswith(REGISTRY_CHATTER):
-                log.info(line.strip())
-            else:
-                stderr.write(line)
-
-
-def _chosen(params: dict[str, object]) -> dict[str, object]:
-    """The LightGBM parameters the search tunes, as it chose them."""
-    return {k: v for k, v in params.items()
-            if k in ("num_leaves", "learning_rate", "min_child_samples", "feature_fraction",
-                     "lambda_l2")}
-
-
-def _requirements() -> list[str]:
-    import duckdb
-    import sklearn
-
-    return [f"mlflow=={mlflow.__version__}", f"lightgbm=={lgb.__version__}",
-            f"pandas=={pd.__version__}", f"numpy=={np.__version__}",
-            f"duckdb=={duckdb.__version__}", f"scikit-learn=={sklearn.__version__}"]
-
-
-def _log_baseline(model: ChurnModel, config: TrainConfig, dataset: dict, y: np.ndarray,
-                  scores: dict, metrics: dict[str, float]) -> None:
-    linear = model.linear
-    mlflow.log_params({"model": "logistic_regression", "C": config.candidates.logistic_c,
-                       "transform": "signed log1p, median imputed",
-                       "scaler": "standard", "calibration": "on validation", "seed": config.seed})
-    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
-    mlflow.log_dict(dataset, "dataset.json")
-    base_only = {"baseline": scores["baseline"]}
-    _log_figure(plots.roc_plot(y, base_only), "roc")
-    _log_figure(plots.pr_plot(y, base_only), "pr")
-    _log_figure(plots.calibration_plot(y, base_only), "calibration")
-    _log_figure(plots.lift_plot(y, base_only), "lift_gain")
-    size = np.zeros(len(model.feature_names))
-    size[linear.numeric] = np.abs(linear.coef_numeric)
-    for pos, coef in zip(linear.categorical, linear.coef_levels):
-        size[pos] = float(np.abs(coef).max()) if coef else 0.0
-    coef = pd.Series(size, index=model.feature_names)
-    _log_figure(plots.importance_plot(coef, "|coefficient| (scaled features)"),
-                "feature_importance")
-
-
-def _log_bgnbd(spec: FeatureSpec, dataset: dict, y: np.ndarray, p: np.ndarray,
-               metrics: dict[str, float]) -> None:
-    mlflow.log_params({"model": "bgnbd", "fitted": "at each test time, on the events before it",
-                       **{f"params_at_last_training_time.{k}": v
-                          for k, v in (spec.btyd_params or {}).items()}})
-    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
-    mlflow.log_dict(dataset, "dataset.json")
-    only = {"BG/NBD": p}
-    _log_figure(plots.roc_plot(y, only), "roc")
-    _log_figure(plots.calibration_plot(y, only), "calibration")
-    _log_figure(plots.lift_plot(y, only), "lift_gain")
-
-
-def describe_version(settings: Settings, version: str, run_id: str, data: str, label: str,
-                     horizon: int, config_name: str, metrics: dict[str, float],
-                     aliases: list[str], dataset: dict | None = None) -> None:
-    """Write the registered version's description: what it was trained on, how it scored and
-    where it stands (`churn promote` adds its decision below)."""
-    if aliases == ["champion"]:
-        standing = ("Registered as **champion**: the first version of this model, so no "
-                    "promotion gate ran.")
-    else:
-        standing = ("Registered as **challenger**: `churn promote` decides whether it replaces "
-                    "the champion.")
-    chosen = (dataset or {}).get("chosen")
-    what = "" if chosen is None else (
-        f"\n\nModel: {chosen['words']} ({chosen['why']})"
-        + (", refitted on every labelled time." if "refit" in dataset else "."))  # type: ignore[operator]
-    text = (f"Trained on {data}, label `{label}`, horizon {horizon} days, config {config_name} "
-            f"(run `{run_id}`).{what}\n\nTest (evaluation model): {headline(metrics)}."
-            f"\n\n{standing}")
-    MlflowClient().update_model_version(settings.model_name, version, description=text)
-
-
-def _initial_alias(settings: Settings, version: str) -> list[str]:
-    """The first model ever registered becomes champion; later ones start as challenger. Under
-    the store lock, else two first runs finishing together both find no champion and both
-    report being it."""
-    client, name = MlflowClient(), settings.model_name
-    with store_lock(settings):
-        if version_by_alias(client, name, "champion") is None:
-            client.set_registered_model_alias(name, "champion", version)
-            return ["champion"]
-        client.set_registered_model_alias(name, "challenger", version)
-        return ["challenger"]
 
 
 __all__ = ["TrainResult", "train"]

@@ -197,6 +197,17 @@ def _champion(client: MlflowClient, name: str) -> str | None:
     return None if current is None else str(current.version)
 
 
+def initial_alias(settings: Settings, version: str) -> list[str]:
+    """A newly registered version's alias: the first model ever registered becomes champion;
+    later ones start as challenger (`promote` decides). Under the store lock, else two first
+    runs finishing together both find no champion and both report being it."""
+    client, name = MlflowClient(), settings.model_name
+    with store_lock(settings):
+        alias = CHAMPION if _champion(client, name) is None else CHALLENGER
+        client.set_registered_model_alias(name, alias, version)
+        return [alias]
+
+
 def _apply_unless_moved(settings: Settings, client: MlflowClient, name: str, result: Promotion
                         ) -> Promotion:
     """Compare and set: apply the decision only if the champion is still the one it was made

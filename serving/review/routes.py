@@ -47,6 +47,7 @@ from scoring.records import (
 )
 from scoring.settings import Settings, get_settings
 from scoring.store import LoadedModel
+from serving.errors import error_body
 from serving.review.campaigns import campaign_routes, history_or_none
 from serving.review.data import (
     PageError,
@@ -134,7 +135,7 @@ def _bad_field(request: Request, exc: RecordError) -> Response:
     """A 400 naming the field: JSON for a client that asks for it, else a page."""
     accept = request.headers.get("accept", "")
     if "application/json" in accept and "text/html" not in accept:
-        return JSONResponse({"error": exc.message, "field": exc.field}, status_code=400)
+        return JSONResponse(error_body(exc.message, exc.field), status_code=400)
     return error_page(400, f"Check the {exc.field.replace('_', ' ')}",
                       f"{exc.field}: {exc.message}.", _base(request))
 

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.server import churn_serve, free_port
 from scoring.predlog import PredictionLog, make_row, write_all
 from scoring.records import (
     add_contact,
@@ -32,7 +33,6 @@ from scoring.records import (
 from scoring.settings import Settings
 from tests.helpers import CHURN
 from tests.integration.postgres import Postgres
-from tests.integration.server import churn_serve, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = pd.Timestamp("2026-06-15")

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.server import Server, free_port
 from tests.helpers import CHURN, Trained, review_get
-from tests.integration.server import Server, free_port
 
 AS_OF = "2026-06-15"
 HOSTILE = "<script>alert(1)</script>"

@@ -240,7 +240,7 @@ def test_the_compare_table_fits_100_columns_with_long_names_and_keeps_every_numb
 
     from rich.console import Console
 
-    import cli.main as cli
+    import cli.training as cli
     from cli import common
 
     long = {"data": "quarterly-export-from-the-billing-system to 2026-06-29",

@@ -15,7 +15,8 @@ from features.definitions import FeatureSpec, feature_sql
 from features.engine import feature_table, features_of_relations
 from features.expr import Agg
 from scoring.reasons import reason_templates, render_reason, top_reasons
-from serving.schemas import CustomerIn, histories_to_relations
+from serving.conversion import histories_to_relations
+from serving.schemas import CustomerIn
 from tests.unit.builders import AS_OF, customers_frame
 
 SPEC = FeatureSpec(event_types=("visit",), value_columns=("amount",),

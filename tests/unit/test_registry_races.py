@@ -29,8 +29,8 @@ from mlflow.pyfunc.utils import pyfunc
 from scoring.settings import Settings
 from scoring.store import configure, embedded_uri, experiment_id, store_lock, store_uri
 from tests.helpers import CHURN, churn_env
-from training.pipeline import _initial_alias
 from training.promotion import ChampionMoved, promote
+from training.promotion import initial_alias as _initial_alias
 
 LOCKS = Path("/proc/locks")
 T = TypeVar("T")

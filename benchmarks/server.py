@@ -1,5 +1,6 @@
 """Start `churn serve` as a real subprocess, wait until it is ready, and stop every process it
-started. Used by the HTTP integration tests."""
+started. Used by the soak benchmark and the HTTP integration tests (benchmarks never import
+tests)."""
 
 from __future__ import annotations
 
