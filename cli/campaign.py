@@ -131,7 +131,7 @@ def latest_batch_scores() -> Path:
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     """CSV or Parquet by the extension, written atomically (a temporary file, then a rename)."""
-    from features.contract import write_table as write
+    from features.files import write_table as write
 
     if path.suffix.lower() not in (".csv", ".parquet"):
         raise UsageError(f"--out: {path.name}: give a .csv or .parquet file")
@@ -175,7 +175,7 @@ def plan(
     Records the campaign in the store and writes the contact list."""
     from campaigns.plan import Cut, PlanError, check_scores, contact_list, plan_campaign
     from campaigns.store import Campaign, create_campaign, overlapping_members
-    from features.contract import read_table
+    from features.files import read_table
 
     if label is not None and label not in LABELS:
         raise UsageError(f"--label: {label!r} is not one of {', '.join(LABELS)}")
@@ -621,8 +621,8 @@ def simulate(
     import numpy as np
 
     from campaigns.store import campaign_members
-    from features.contract import load_tables
-    from features.generate import FAMILY, apply_treatment
+    from features.tables import load_tables
+    from simulation.generate import FAMILY, apply_treatment
 
     campaign = _campaign(campaign_id)
     families = _playbook(playbook_path).families

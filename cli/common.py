@@ -55,7 +55,7 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def write_parquet(frame, path: Path) -> None:
-    from features.contract import write_parquet as write
+    from features.files import write_parquet as write
 
     write(frame, path)
 
@@ -82,7 +82,7 @@ def date_format_option(value: str | None) -> str | None:
 def table_engine(engine: str | None, spark_master: str | None):
     """The engine that reads event files: --engine, else the settings' CHURN_ENGINE (DuckDB,
     with its memory limit and spill folder, by default)."""
-    from features.sources import make_engine
+    from features.engines import make_engine
     from scoring.settings import get_settings
 
     settings = get_settings()

@@ -23,19 +23,14 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from features.contract import CUSTOMER_ID, Tables, load_tables
+from features.contract import CUSTOMER_ID, Tables
 from features.definitions import FeatureSpec
-from features.engine import (
-    AS_OF,
-    LABEL,
-    ObservationPlan,
-    build_snapshots,
-    data_end,
-    infer_spec,
-    plan_observations,
-    with_btyd,
-)
+from features.engine import build_snapshots, with_btyd
+from features.observations import LABEL, ObservationPlan, data_end, plan_observations
+from features.relations import AS_OF
 from features.sources import open_tables
+from features.spec_inference import infer_spec
+from features.tables import load_tables
 from scoring.artifact import PYFUNC_ENTRY, ChurnModel
 from scoring.predictor import customer_value, offer_if_valued, reason_columns
 from scoring.reasons import top_reasons
