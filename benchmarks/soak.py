@@ -54,7 +54,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from scripts.server import Server, descendants, free_port  # noqa: E402
+from tests.integration.server import Server, descendants, free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 AS_OF = pd.Timestamp("2026-06-15")

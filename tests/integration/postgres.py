@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.server import free_port
+from tests.integration.server import free_port
 
 USER = "churn"
 

@@ -27,7 +27,7 @@ from scoring.health import latest_health
 from scoring.records import engine_for, read_predictions
 from scoring.settings import Settings
 from tests.helpers import CHURN, Trained
-from scripts.server import churn_serve
+from tests.integration.server import churn_serve
 
 SCORED_AT = "2026-05-30"  # a time whose 30-day horizon the generated data (to 2026-06-30) covers
 SHIFT_FROM = pd.Timestamp("2026-04-20")

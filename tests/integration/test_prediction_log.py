@@ -32,7 +32,7 @@ from scoring.records import (
 from scoring.settings import Settings
 from tests.helpers import CHURN
 from tests.integration.postgres import Postgres
-from scripts.server import churn_serve, free_port
+from tests.integration.server import churn_serve, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = pd.Timestamp("2026-06-15")

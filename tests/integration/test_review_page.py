@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import CHURN, Trained, review_get
-from scripts.server import Server, free_port
+from tests.integration.server import Server, free_port
 
 AS_OF = "2026-06-15"
 HOSTILE = "<script>alert(1)</script>"

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from scripts.server import Server, free_port
+from tests.integration.server import Server, free_port
 
 CHURN = str(Path(sys.executable).with_name("churn"))
 AS_OF = pd.Timestamp("2026-06-15")

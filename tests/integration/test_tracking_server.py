@@ -14,7 +14,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from scripts.server import free_port
+from tests.integration.server import free_port
 
 BIN = Path(sys.executable).parent
 

@@ -1,5 +1,5 @@
 """Start `churn serve` as a real subprocess, wait until it is ready, and stop every process it
-started. Used by the HTTP integration tests and benchmarks/soak.py."""
+started. Used by the HTTP integration tests."""
 
 from __future__ import annotations
 
