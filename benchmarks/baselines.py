@@ -13,7 +13,7 @@ is already known at ``as_of``.
 * ``book_logistic_scores``: the "Fighting Churn with Data" recipe (28-day event counts and tenure,
   log1p, z-scores, L1 logistic regression with C chosen by time-series cross-validation).
 
-``labels_at`` gives the labels the product uses (``features.definitions.label_sql``), for training
+``labels_at`` gives the labels the product uses (``features.observations.label_sql``), for training
 snapshots here and for judging every model at the cutoff in the benchmark.
 """
 
@@ -30,7 +30,14 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.btyd import DAY_SECONDS, BGNBDParams, fit_bgnbd, p_alive, rfm_summary  # noqa: E402
+from features.btyd import DAY_SECONDS, BGNBDParams, p_alive, rfm_summary  # noqa: E402
+from features.btyd_fit import fit_bgnbd  # noqa: E402
+from features.observations import (  # noqa: E402
+    active_at,
+    cadence_times,
+    churned_within,
+    latest_seen,
+)
 
 EPOCH = pd.Timestamp("1970-01-01")
 LABELS = ("explicit", "inactivity")
@@ -49,10 +56,7 @@ def _seconds(values: pd.Series | pd.Index) -> np.ndarray:
 
 def candidates_at(customers: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
     """Customers signed up at or before ``at`` and not churned by it (the product's candidates)."""
-    keep = customers["signup_at"] <= at
-    if "churned_at" in customers:
-        keep &= customers["churned_at"].isna() | (customers["churned_at"] > at)
-    return customers.loc[keep]
+    return customers.loc[active_at(customers, at)]
 
 
 def labels_at(
@@ -70,7 +74,7 @@ def labels_at(
     inactivity: 1 if no event falls in (at, at + horizon]; with ``activity_types``, no event of
     those types (the product's ``--activity``), and ``active_only`` reads them alone too.
     Every candidate (signed up at or before ``at``, not churned by it) is labelled, as the product's
-    ``features.definitions.label_sql`` does since it labels lapsed customers too. ``active_only=True``
+    ``features.observations.label_sql`` does since it labels lapsed customers too. ``active_only=True``
     keeps, for inactivity, only candidates who signed up or had an event within (at - horizon, at)
     (the product's earlier rule; lapsed customers are nearly all "churners" and easy to rank).
     Needs the data up to ``at + horizon``: call it on the full log, or on a truncated log with
@@ -84,7 +88,7 @@ def labels_at(
     ids = pd.Index(cands["customer_id"].astype(str), name="customer_id")
     if label == "explicit":
         churned = cands["churned_at"] if "churned_at" in cands else pd.Series(pd.NaT, index=cands.index)
-        y = ((churned > at) & (churned <= end)).to_numpy()
+        y = churned_within(churned, at, horizon_days).to_numpy()
         return pd.Series(y.astype("int8"), index=ids, name="label")
     start = at - pd.Timedelta(days=horizon_days)
     if activity_types:
@@ -112,14 +116,10 @@ def snapshot_times(
     """Midnight observation times every ``cadence_days``, oldest first: the newest is the latest midnight
     whose horizon ends strictly before ``as_of`` (an event at ``as_of`` itself is not yet seen), the oldest
     at least ``min_history_days`` after the first event. Their labels are all known at ``as_of``."""
-    newest = (pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days) - pd.Timedelta(seconds=1)).floor("D")
+    # the data seen ends just before as_of
+    newest = latest_seen(pd.Timestamp(as_of) - pd.Timedelta(seconds=1), horizon_days).floor("D")
     oldest = pd.Timestamp(events["timestamp"].min()) + pd.Timedelta(days=min_history_days)
-    times = []
-    t = newest
-    while t >= oldest:
-        times.append(t)
-        t -= pd.Timedelta(days=cadence_days)
-    return sorted(times)
+    return cadence_times(oldest, newest, cadence_days)
 
 
 class _Log:

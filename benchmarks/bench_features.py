@@ -10,7 +10,7 @@ Run on demand (it is not a test and pytest does not collect it):
 
 What it does:
 
-1. generates a subscription history (`features.generate`, ~100 events per customer), validates it
+1. generates a subscription history (`simulation.generate`, ~100 events per customer), validates it
    with the data contract and infers the feature spec;
 2. builds the feature table at one observation time for every active customer with
    `features.engine.feature_table` on DuckDB, then with its NumPy evaluator (both generated from
@@ -54,13 +54,17 @@ from features.contract import (  # noqa: E402
     SIGNUP_AT,
     TIMESTAMP,
     Tables,
+)
+from features.definitions import FeatureSpec  # noqa: E402
+from features.engine import feature_table  # noqa: E402
+from features.relations import AS_OF  # noqa: E402
+from features.spec_inference import infer_spec  # noqa: E402
+from features.tables import (  # noqa: E402
     drop_unknown_customers,
     validate_customers,
     validate_events,
 )
-from features.definitions import FeatureSpec  # noqa: E402
-from features.engine import AS_OF, feature_table, infer_spec  # noqa: E402
-from features.generate import generate  # noqa: E402
+from simulation.generate import generate  # noqa: E402
 
 TARGET = 10.0  # DuckDB must be at least this many times faster than pandas
 RTOL = ATOL = 1e-9
@@ -276,9 +280,9 @@ def _child(conn, name: str) -> None:
     try:
         func = IMPLEMENTATIONS[name]
         if name == "duckdb" and _INPUT.get("threads"):
-            from features.engine import _connection  # the engine's per-thread connection
+            from features.relations import connection  # the engine's per-thread connection
 
-            _connection().execute(f"SET threads = {int(_INPUT['threads'])}")
+            connection().execute(f"SET threads = {int(_INPUT['threads'])}")
         start_rss, start_peak = _rss_mb(), _maxrss_mb()
         c0 = _cpu_seconds()
         t0 = time.perf_counter()
@@ -401,8 +405,9 @@ def profile_duckdb(customers, events, as_of, spec, threads: int | None) -> None:
     import duckdb
     import pyarrow as pa
 
-    from features.definitions import feature_sql
-    from features.engine import Relations, _features_of_pairs, epoch_seconds, obs_relation
+    from features.engine import features_of_pairs
+    from features.relations import Relations, epoch_seconds, obs_relation
+    from features.sql import feature_sql
 
     def timed(label, func):
         w0, c0 = time.perf_counter(), time.process_time()
@@ -427,7 +432,7 @@ def profile_duckdb(customers, events, as_of, spec, threads: int | None) -> None:
     sql = feature_sql(spec)
     timed("feature_sql query on the relations (Relations.query)", lambda: rel.query(sql, obs=obs_rel))
     timed("_features_of_pairs: the same query + sorting and casting",
-          lambda: _features_of_pairs(rel, obs))
+          lambda: features_of_pairs(rel, obs))
 
     # what the query costs with no conversion: events handed over as a zero-copy Arrow table
     arrow_events = timed("alternative: events as a zero-copy Arrow table", lambda: pa.table({

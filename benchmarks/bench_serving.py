@@ -95,7 +95,7 @@ def payloads(home: Path, env: dict, n: int = 100) -> tuple[list[dict], list[dict
     """Per customer: our /predict body, our /predict_features body, MLflow's body. The customers
     with the longest histories before AS_OF, each cut to its last MAX_EVENTS events."""
     os.environ.update({k: v for k, v in env.items() if k.startswith(("CHURN_", "MLFLOW_"))})
-    from features.contract import load_tables
+    from features.tables import load_tables
     from scoring.settings import get_settings
     from scoring.store import configure, load_model
 

@@ -8,11 +8,11 @@ judged in ``(cutoff, cutoff + horizon]`` on the full files. Every file ends at t
 
 Dev sets:
 
-* ``subscription``: ``features.generate`` (kind "subscription"), cut to its last ~120 days of log;
+* ``subscription``: ``simulation.generate`` (kind "subscription"), cut to its last ~120 days of log;
   explicit churn dates, horizon 31 days.
 * ``shop_btyd``: a shop whose purchases follow a BG/NBD process with known parameters (``BTYD_PARAMS``),
   customers acquired over the first ~3 months of a ~9-month log; inactivity label, horizon 91 days.
-* ``shop_generator``: ``features.generate`` (kind "retail"); inactivity label, horizon 91 days.
+* ``shop_generator``: ``simulation.generate`` (kind "retail"); inactivity label, horizon 91 days.
 * ``shop_baskets``: a high-frequency shop whose events are basket line items (several events at one
   timestamp) with ``quantity``, ``discount`` and a ``store`` text column, demographics for a third of
   ~2,500 customers, Pareto/NBD-like trips with seasonality over two years; inactivity label, horizon
@@ -185,7 +185,7 @@ def make_subscription(
     the others keep their real signup dates, so tenure is known beyond the log. About 60% of the
     ``n_generated`` customers survive into the last 120 days (~5,000 of 8,000, ~190k events).
     """
-    from features.generate import generate
+    from simulation.generate import generate
 
     customers, events = generate(n_generated, seed=seed, kind="subscription")
     end = _log_end(customers, events)
@@ -201,7 +201,7 @@ def make_subscription(
         horizon_days=horizon_days,
         cutoff=_cutoff(end, horizon_days),
         description=(
-            f"features.generate subscription (seed {seed}, {n_generated} generated), only the last "
+            f"simulation.generate subscription (seed {seed}, {n_generated} generated), only the last "
             f"{log_days} days of events; explicit churn dates"
         ),
         extra={"log_start": start, "log_end": end},
@@ -229,7 +229,8 @@ def make_shop_btyd(
     and a ``quantity`` (1 + Poisson, growing with the order value). Continuous purchase days become
     timestamps rounded to the second. No churn dates: the label is inactivity.
     """
-    from features.btyd import BGNBDParams, simulate_bgnbd_events
+    from features.btyd import BGNBDParams
+    from simulation.bgnbd import simulate_bgnbd_events
 
     rng = np.random.default_rng([seed, 1])
     params = BGNBDParams(**BTYD_PARAMS)
@@ -279,7 +280,7 @@ def make_shop_generator(
     folder: Path, seed: int = 0, n_customers: int = 4000, horizon_days: int = 91
 ) -> DevSet:
     """The generator's retail history (two years of visits, purchases, returns, tickets); no churn dates."""
-    from features.generate import generate
+    from simulation.generate import generate
 
     customers, events = generate(n_customers, seed=seed, kind="retail")
     _write(folder, customers, events)
@@ -290,7 +291,7 @@ def make_shop_generator(
         label="inactivity",
         horizon_days=horizon_days,
         cutoff=_cutoff(end, horizon_days),
-        description=f"features.generate retail (seed {seed}, {n_customers} customers), inactivity label",
+        description=f"simulation.generate retail (seed {seed}, {n_customers} customers), inactivity label",
         extra={"log_end": end},
     )
 
@@ -853,7 +854,7 @@ def build_all(root: Path, seed: int = 0, names: list[str] | None = None) -> list
 def _product_plan(dev: DevSet, customers: pd.DataFrame, events: pd.DataFrame) -> str:
     """The observation times and split the product's own planning picks on the training data."""
     try:
-        from features.engine import plan_observations
+        from features.observations import plan_observations
         from training.split import split_times
 
         plan = plan_observations(customers, events, dev.horizon_days)

@@ -191,7 +191,7 @@ class NotYetError(ValueError):
 def label_members(tables, member_ids: list[str], as_of: pd.Timestamp, label: str,
                   horizon_days: int, activity_types: Sequence[str] = ()) -> pd.Series:
     """Whether each member left within (as_of, as_of + horizon], by the label training uses
-    (features.definitions.label_sql: an explicit churn date, or no event of `activity_types`,
+    (features.observations.label_sql: an explicit churn date, or no event of `activity_types`,
     the model's activity types, in the horizon; empty: any event), read by the tables' own
     engine. A member missing from the customers file, or already gone at
     as_of, is a ValueError. NotYetError while the data ends before the horizon does."""
@@ -199,13 +199,14 @@ def label_members(tables, member_ids: list[str], as_of: pd.Timestamp, label: str
     import pyarrow as pa
 
     from features.contract import AttributeKinds
-    from features.definitions import FeatureSpec, label_sql
-    from features.engine import data_end, epoch_seconds, relations
+    from features.definitions import FeatureSpec
+    from features.observations import data_end, horizon_seen, label_sql
+    from features.relations import epoch_second, relations
 
     as_of = pd.Timestamp(as_of)
     ends = as_of + pd.Timedelta(days=horizon_days)
     last = data_end(tables.customers, tables.events)
-    if last < ends:
+    if not horizon_seen(as_of, last, horizon_days):
         raise NotYetError(f"the data ends at {last:%Y-%m-%d %H:%M}; the campaign's horizon ends "
                           f"at {ends:%Y-%m-%d %H:%M}: import outcomes from the data after that")
     known = set(tables.customers["customer_id"].astype(str))
@@ -215,7 +216,7 @@ def label_members(tables, member_ids: list[str], as_of: pd.Timestamp, label: str
                          "file: is it the file the campaign was scored from?")
     spec = FeatureSpec(event_types=(), attributes=AttributeKinds())
     rel = relations(tables.customers, tables.events, spec)
-    t = float(epoch_seconds(pd.Series([as_of]))[0])
+    t = epoch_second(as_of)
     obs = pa.table({"obs_id": np.arange(len(member_ids), dtype="int64"),
                     "customer_id": pa.array(member_ids, pa.string()),
                     "as_of": np.full(len(member_ids), t)})

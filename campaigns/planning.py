@@ -17,7 +17,7 @@ from campaigns.plan import Cut, PlanError, check_scores, contact_list, plan_camp
 from campaigns.playbook import Playbook
 from campaigns.store import Campaign, create_campaign, overlapping_members
 from campaigns.tracking import model_run
-from features.contract import write_table
+from features.files import write_table
 from scoring.settings import Settings
 
 DEFAULT_HORIZON_DAYS = 30

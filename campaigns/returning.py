@@ -27,7 +27,9 @@ from sqlalchemy import Engine, select
 from campaigns.store import WRITE_CHUNK, campaign_outcomes_table
 from features.contract import CHURNED_AT, CUSTOMER_ID, SIGNUP_AT
 from features.definitions import FeatureSpec
-from features.engine import epoch_seconds, relations
+from features.observations import horizon_seen, lapse_sql
+from features.relations import epoch_second, epoch_seconds, from_epoch, relations
+from features.sql import type_in
 
 HOWS = ("churn date", "lapse", "new signup")
 COLUMNS = ("customer_id", "left_at", "returned_at", "days_away", "how", "returned_as")
@@ -61,24 +63,14 @@ class ReturnRules:
             raise ValueError("since must not be after as_of")
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _epoch(ts: pd.Timestamp | None) -> float | None:
-    return None if ts is None else float(epoch_seconds(pd.Series([pd.Timestamp(ts)]))[0])
-
-
-def _times(seconds: pd.Series | np.ndarray) -> pd.Series:
-    secs = np.asarray(seconds, dtype="float64")
-    out = pd.Series(pd.to_datetime(np.round(np.nan_to_num(secs) * 1e6).astype("int64"), unit="us"))
-    return out.mask(np.isnan(secs))
+    return None if ts is None else epoch_second(ts)
 
 
 def find_returning(customers: pd.DataFrame, events, rules: ReturnRules,
                    follow_up: str | None = None) -> pd.DataFrame:
     """The customers who came back (COLUMNS, plus `follow_up` when given), the latest return
-    first. `customers` is validated (`features.contract.validate_customers`); `events` is a
+    first. `customers` is validated (`features.tables.validate_customers`); `events` is a
     validated events frame or the scanned `features.sources.EventFiles`."""
     if rules.match_column is not None and rules.match_column not in customers:
         raise ValueError(f"match column {rules.match_column!r} is not a column of the customers "
@@ -89,8 +81,7 @@ def find_returning(customers: pd.DataFrame, events, rules: ReturnRules,
     if as_of is not None:
         where.append(f"ts <= {as_of!r}")
     if rules.event_types:
-        where.append("event_type IN (" + ", ".join(_literal(str(t).strip())
-                                                   for t in rules.event_types) + ")")
+        where.append(type_in("event_type", tuple(str(t).strip() for t in rules.event_types)))
     active = "SELECT customer_id, ts FROM events" + (" WHERE " + " AND ".join(where)
                                                      if where else "")
     after = "" if since is None else f" AND returned_ts >= {since!r}"
@@ -107,7 +98,7 @@ def find_returning(customers: pd.DataFrame, events, rules: ReturnRules,
             f"SELECT customer_id, left_ts, returned_ts, 'lapse' AS how FROM ("
             f"SELECT customer_id, ts AS returned_ts, LAG(ts) OVER (PARTITION BY customer_id "
             f"ORDER BY ts) AS left_ts FROM ({active}) a) g "
-            f"WHERE returned_ts - left_ts >= {rules.horizon_days * DAY!r}{after}"))
+            f"WHERE {lapse_sql('left_ts', 'returned_ts', rules.horizon_days)}{after}"))
     if rules.match_column is not None:
         found.append(_new_signups(customers, rel, rules, active, as_of, since))
     found = [f for f in found if len(f)]
@@ -124,8 +115,8 @@ def find_returning(customers: pd.DataFrame, events, rules: ReturnRules,
             .drop_duplicates(["customer_id", "returned_ts", "returned_as"]))
     out = pd.DataFrame({
         "customer_id": both["customer_id"].to_numpy(),
-        "left_at": _times(both["left_ts"]),
-        "returned_at": _times(both["returned_ts"]),
+        "left_at": pd.Series(from_epoch(both["left_ts"])),
+        "returned_at": pd.Series(from_epoch(both["returned_ts"])),
         "days_away": np.round((both["returned_ts"].to_numpy(dtype=float)
                                - both["left_ts"].to_numpy(dtype=float)) / DAY, 1),
         "how": both["how"].to_numpy(),
@@ -156,10 +147,8 @@ def _new_signups(customers: pd.DataFrame, rel, rules: ReturnRules, active: str,
     people = people[sizes > 1]
     if people.empty:
         return pd.DataFrame()
-    left = people.assign(left_ts=people["churned"])
-    gap = 0.0
+    left = people.assign(left_ts=people["churned"], _idle=False)
     if rules.horizon_days is not None:  # without a churn date, a lapse before the new signup
-        gap = rules.horizon_days * DAY
         idle = left["left_ts"].isna()
         if idle.any():
             last = rel.query(f"SELECT customer_id, MAX(ts) AS last_ts FROM ({active}) a "
@@ -167,15 +156,15 @@ def _new_signups(customers: pd.DataFrame, rel, rules: ReturnRules, active: str,
                              "GROUP BY customer_id",
                              candidates=left.loc[idle, ["customer_id"]])
             last_ts = left["customer_id"].map(last.set_index("customer_id")["last_ts"])
-            left = left.assign(left_ts=left["left_ts"].fillna(last_ts),
-                               _need=np.where(idle, gap, 0.0))
-    if "_need" not in left:
-        left = left.assign(_need=0.0)
+            left = left.assign(left_ts=left["left_ts"].fillna(last_ts), _idle=idle)
     left = left[left["left_ts"].notna()]
     pairs = left.merge(people[["key", "customer_id", "signup"]], on="key", suffixes=("", "_new"))
-    pairs = pairs[(pairs["customer_id_new"] != pairs["customer_id"])
-                  & (pairs["signup_new"] > pairs["left_ts"])
-                  & (pairs["signup_new"] - pairs["left_ts"] >= pairs["_need"])]
+    # an idle leaver left once the horizon after their last activity was seen by the new signup
+    lapsed = (~pairs["_idle"].to_numpy(dtype=bool)) | horizon_seen(
+        pairs["left_ts"].to_numpy(dtype="float64"), pairs["signup_new"].to_numpy(dtype="float64"),
+        rules.horizon_days or 0)
+    pairs = pairs[(pairs["customer_id_new"] != pairs["customer_id"]).to_numpy()
+                  & (pairs["signup_new"] > pairs["left_ts"]).to_numpy() & lapsed]
     if as_of is not None:
         pairs = pairs[pairs["signup_new"] <= as_of]
     pairs = pairs.sort_values("signup_new", kind="stable").drop_duplicates("customer_id")

@@ -11,7 +11,8 @@ import pandas as pd
 
 from campaigns.store import Campaign
 from features.contract import Tables
-from features.generate import FAMILY, apply_treatment
+from features.observations import churned_within
+from simulation.generate import FAMILY, apply_treatment
 
 
 @dataclass
@@ -54,9 +55,8 @@ def simulate_campaign(tables: Tables, campaign: Campaign, members: pd.DataFrame,
                       FAMILY: treated["action_family"].to_numpy()}),
         as_of, campaign.horizon_days, dict(factors), seed=seed)
     rng = np.random.default_rng(seed + 1)
-    ends = as_of + pd.Timedelta(days=campaign.horizon_days)
     churn = world_c.set_index("customer_id")["churned_at"].reindex(treated["customer_id"])
-    leaves = ((churn > as_of) & (churn <= ends)).to_numpy()
+    leaves = churned_within(churn, as_of, campaign.horizon_days).to_numpy()
     reached = rng.random(len(treated)) < reach
     keys = list(reasons)
     reason = np.where(reached & (rng.random(len(treated)) < 0.6),
@@ -67,7 +67,6 @@ def simulate_campaign(tables: Tables, campaign: Campaign, members: pd.DataFrame,
         "result": np.where(~reached, "no_answer", np.where(leaves, "left", "stayed")),
         "reason": reason,
         "reason_text": np.where(reason == "other", "said so on the phone", "")})
-    saved = int((tables.customers.set_index("customer_id")["churned_at"]
-                 .reindex(treated["customer_id"]).between(as_of, ends, inclusive="right")
-                 ).sum() - leaves.sum())
+    before = tables.customers.set_index("customer_id")["churned_at"].reindex(treated["customer_id"])
+    saved = int(churned_within(before, as_of, campaign.horizon_days).sum() - leaves.sum())
     return SimulatedCampaign(world_c, world_e, calls, saved, len(treated), int(reached.sum()))

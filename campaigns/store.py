@@ -40,6 +40,7 @@ from sqlalchemy import (
     tuple_,
 )
 
+from features.contract import to_utc_naive
 from scoring.records import RecordError, metadata
 
 ARMS = ("treatment", "control")
@@ -116,10 +117,7 @@ class Campaign:
 
 
 def _naive_utc(value: datetime) -> datetime:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
+    return to_utc_naive(value).to_pydatetime()
 
 
 def _check_members(members: pd.DataFrame) -> list[dict]:

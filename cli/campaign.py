@@ -89,7 +89,7 @@ def latest_batch_scores() -> Path:
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     """CSV or Parquet by the extension, written atomically (a temporary file, then a rename)."""
-    from features.contract import write_table as write
+    from features.files import write_table as write
 
     if path.suffix.lower() not in (".csv", ".parquet"):
         raise UsageError(f"--out: {path.name}: give a .csv or .parquet file")
@@ -133,7 +133,7 @@ def plan(
     Records the campaign in the store and writes the contact list."""
     from campaigns.plan import PlanError
     from campaigns.planning import plan_and_record
-    from features.contract import read_table
+    from features.files import read_table
 
     if label is not None and label not in LABELS:
         raise UsageError(f"--label: {label!r} is not one of {', '.join(LABELS)}")
@@ -329,7 +329,7 @@ def simulate(
     call-centre file of its outcomes, ready for churn campaign outcomes."""
     from campaigns.simulate import effect_factors, simulate_campaign
     from campaigns.store import campaign_members
-    from features.contract import load_tables
+    from features.tables import load_tables
 
     campaign = find_campaign(campaign_id)
     playbook = playbook_at(playbook_path)

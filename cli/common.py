@@ -55,7 +55,7 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def write_parquet(frame, path: Path) -> None:
-    from features.contract import write_parquet as write
+    from features.files import write_parquet as write
 
     write(frame, path)
 

@@ -55,8 +55,8 @@ def generate(
         "--history-days", min=1, help="Keep only the log's last DAYS days (a short history).")] = None,
 ) -> None:
     """Generate a realistic interaction history (customers.parquet, events.parquet)."""
-    from features.generate import KINDS
-    from features.generate import generate as run
+    from simulation.generate import KINDS
+    from simulation.generate import generate as run
 
     if kind not in KINDS:
         raise UsageError(f"--kind: must be one of {', '.join(KINDS)}, not {kind!r}")
@@ -79,7 +79,8 @@ def features(
     spark_master: SparkMasterOpt = None,
 ) -> None:
     """Write point-in-time features for every customer signed up by each --as-of."""
-    from features.engine import feature_table, infer_spec
+    from features.engine import feature_table
+    from features.spec_inference import infer_spec
 
     times = [parse_time(v, "--as-of") for v in as_of]
     tables = load_tables(customers, events, date_format, engine, spark_master)
@@ -103,8 +104,9 @@ def snapshots(
     spark_master: SparkMasterOpt = None,
 ) -> None:
     """Write labelled training snapshots at a regular cadence."""
-    from features.definitions import LABEL_KINDS
-    from features.engine import build_snapshots, infer_spec, plan_observations
+    from features.engine import build_snapshots
+    from features.observations import LABEL_KINDS, plan_observations
+    from features.spec_inference import infer_spec
 
     if label not in LABEL_KINDS:
         raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")

@@ -23,7 +23,7 @@ from cli.common import (
     print_table,
     progress_bar,
 )
-from features.contract import write_table
+from features.files import write_table
 
 MAX_SHOWN = 200
 

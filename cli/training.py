@@ -62,7 +62,7 @@ def train(
         "activity_types, else every event). Recorded with the model.")] = None,
 ) -> None:
     """Train LightGBM and a baseline on time-split snapshots; log and register in MLflow."""
-    from features.definitions import LABEL_KINDS
+    from features.observations import LABEL_KINDS
     from scoring.settings import get_settings
     from training.config import load_config
     from training.pipeline import METRIC_KEYS

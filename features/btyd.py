@@ -4,6 +4,8 @@ Why: a probabilistic, label-free baseline for churn. From each customer's repeat
 timing it gives the probability that the customer is still active and the number of purchases to expect
 over a horizon, with four population parameters fitted by maximum likelihood.
 
+The fit is `features.btyd_fit`; cohorts drawn from the model, `simulation.bgnbd`.
+
 The model, in the paper's notation, for one customer whose first purchase is at time 0:
 
 * while active, purchases follow a Poisson process with rate ``lambda ~ Gamma(r, alpha)`` (shape ``r``,
@@ -17,7 +19,6 @@ observation). Every time here is in days.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -25,29 +26,21 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import integrate, optimize, special
+from scipy import integrate, special
 
 __all__ = [
     "DAY_SECONDS",
     "BGNBDParams",
-    "SimulatedCohort",
-    "bgnbd_log_likelihood",
+    "FloatArray",
     "expected_purchases",
-    "fit_bgnbd",
     "p_alive",
     "p_no_purchase",
+    "rfm_arrays",
     "rfm_summary",
-    "simulate_bgnbd",
-    "simulate_bgnbd_events",
 ]
-
-log = logging.getLogger(__name__)
 
 DAY_SECONDS = 86400.0
 
-# Bounds on the log-parameters during the fit (on the internal time scale, where the largest age is 1).
-# They keep every intermediate value finite; a fit that ends on one signals data that pin nothing down.
-_LOG_BOUND = 18.0
 # Within this distance of a == 1 the closed form of expected_purchases is 0/0 (removable); it is evaluated
 # on both sides and interpolated linearly (the function is smooth in a, so the error is O(_A_NUDGE**2)).
 _A_NUDGE = 1e-4
@@ -55,7 +48,6 @@ _A_NUDGE = 1e-4
 _QUAD_OPTIONS = {"limit": 400, "epsabs": 0.0, "epsrel": 1e-10}
 
 FloatArray = npt.NDArray[np.float64]
-Seed = int | np.random.Generator | None
 
 
 @dataclass(frozen=True)
@@ -158,7 +150,7 @@ def rfm_summary(
 # --------------------------------------------------------------------------------------------
 
 
-def _rfm_arrays(
+def rfm_arrays(
     frequency: npt.ArrayLike, recency: npt.ArrayLike, age: npt.ArrayLike
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Float arrays broadcast together, checked: whole x >= 0 and 0 <= t_x <= T, no inf. NaN passes."""
@@ -179,191 +171,6 @@ def _rfm_arrays(
     return x, t_x, T
 
 
-def _distinct(x: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]:
-    """The distinct frequencies and each row's position among them (NaN rows share one).
-
-    The gamma- and beta-function terms depend on x alone, so they are computed once per distinct x
-    (a few hundred values) instead of once per customer.
-    """
-    values, index = np.unique(x.ravel(), return_inverse=True)
-    return values, index.reshape(x.shape)
-
-
-def _log_likelihood_terms(
-    r: float,
-    alpha: float,
-    a: float,
-    b: float,
-    x: FloatArray,
-    t_x: FloatArray,
-    T: FloatArray,
-    distinct: tuple[FloatArray, npt.NDArray[np.intp]],
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Per customer: the log-likelihood, the two weights exp(A3 - lse), exp(A4 - lse) of its log-sum-exp
-    lse, ln(alpha + T) and ln(alpha + t_x) (the last four serve the gradient).
-
-    ll = ln B(a, b + x) - ln B(a, b) + ln Gamma(r + x) - ln Gamma(r) + r ln alpha + lse(A3, A4) with
-    A3 = -(r + x) ln(alpha + T) and, for x > 0 only, A4 = ln a - ln(b + x - 1) - (r + x) ln(alpha + t_x).
-    """
-    xu, xi = distinct
-    with np.errstate(divide="ignore", invalid="ignore"):
-        constant_u = (
-            special.gammaln(r + xu) - special.gammaln(r) + special.betaln(a, b + xu) - special.betaln(a, b)
-        )
-        log_b_x1_u = np.where(xu > 0, np.log(b + xu - 1.0), np.inf)
-        rx = r + x
-        log_at, log_atx = np.log(alpha + T), np.log(alpha + t_x)
-        a3 = -rx * log_at
-        a4 = math.log(a) - log_b_x1_u[xi] - rx * log_atx
-    lse = np.logaddexp(a3, a4)
-    ll = constant_u[xi] + r * math.log(alpha) + lse
-    return ll, np.exp(a3 - lse), np.exp(a4 - lse), log_at, log_atx
-
-
-def bgnbd_log_likelihood(
-    params: BGNBDParams, frequency: npt.ArrayLike, recency: npt.ArrayLike, age: npt.ArrayLike
-) -> FloatArray:
-    """Per-customer BG/NBD log-likelihood ln L(r, alpha, a, b | x, t_x, T) (FHL 2005, eq. 6).
-
-    Written as ln B(a, b + x) - ln B(a, b) + ln Gamma(r + x) - ln Gamma(r) + r ln alpha plus the
-    log-sum-exp of -(r + x) ln(alpha + T) and, for x > 0, ln a - ln(b + x - 1) - (r + x) ln(alpha + t_x),
-    so that nothing under- or overflows. NaN where an input is NaN. Its sum is what ``fit_bgnbd``
-    maximises (and what ``lifetimes``' BetaGeoFitter maximises, up to the time scale).
-    """
-    x, t_x, T = _rfm_arrays(frequency, recency, age)
-    ll, *_ = _log_likelihood_terms(params.r, params.alpha, params.a, params.b, x, t_x, T, _distinct(x))
-    return ll
-
-
-def _objective(
-    theta: FloatArray,
-    x: FloatArray,
-    t_x: FloatArray,
-    T: FloatArray,
-    w: FloatArray,
-    distinct: tuple[FloatArray, npt.NDArray[np.intp]],
-    w_distinct: FloatArray,
-    penalizer: float,
-) -> tuple[float, FloatArray]:
-    """Weighted mean negative log-likelihood plus penalty, and its gradient in the log-parameters.
-
-    ``w`` sums to 1 and ``w_distinct`` is its sum over each distinct frequency.
-    """
-    r, alpha, a, b = np.exp(theta)
-    ll, w3, w4, log_at, log_atx = _log_likelihood_terms(r, alpha, a, b, x, t_x, T, distinct)
-    xu, xi = distinct
-    # Plain multiply-and-sum rather than `@`: BLAS dot products on large vectors go multi-threaded,
-    # which made each evaluation 10x slower and erratic on a busy machine.
-    ww3, ww4 = w * w3, w * w4
-    ww4_distinct = np.bincount(xi, weights=ww4, minlength=len(xu))
-    rx = r + x
-    psi_ab, psi_abx = special.digamma(a + b), special.digamma(a + b + xu)
-    inv_b_x1_u = 1.0 / np.where(xu > 0, b + xu - 1.0, np.inf)
-    d_r = (
-        np.sum(w_distinct * (special.digamma(r + xu) - special.digamma(r)))
-        + math.log(alpha)
-        - np.sum(ww3 * log_at + ww4 * log_atx)
-    )
-    d_alpha = r / alpha - np.sum(rx * (ww3 / (alpha + T) + ww4 / (alpha + t_x)))
-    d_a = np.sum(w_distinct * (psi_ab - psi_abx)) + np.sum(ww4_distinct) / a
-    d_b = np.sum(
-        w_distinct * (psi_ab + special.digamma(b + xu) - special.digamma(b) - psi_abx)
-        - ww4_distinct * inv_b_x1_u
-    )
-    params = np.array([r, alpha, a, b])
-    value = -float(np.sum(w * ll)) + penalizer * float(np.sum(params**2))
-    grad = -np.array([d_r, d_alpha, d_a, d_b]) * params + 2.0 * penalizer * params**2
-    if not math.isfinite(value) or not np.all(np.isfinite(grad)):
-        # Only reachable at extreme parameter values; steer the optimiser back.
-        return 1e300, np.zeros(4)
-    return value, grad
-
-
-def _compress(
-    x: FloatArray, t_x: FloatArray, T: FloatArray, w: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Identical (x, t_x, T) rows merged into one with the summed weight."""
-    rows, inverse = np.unique(np.column_stack([x, t_x, T]), axis=0, return_inverse=True)
-    counts = np.bincount(inverse.ravel(), weights=w, minlength=len(rows))
-    return rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy(), counts
-
-
-def fit_bgnbd(
-    frequency: npt.ArrayLike,
-    recency: npt.ArrayLike,
-    age: npt.ArrayLike,
-    penalizer: float = 0.0,
-    weights: npt.ArrayLike | None = None,
-) -> BGNBDParams:
-    """Maximum-likelihood BG/NBD parameters for a cohort.
-
-    ``weights`` are counts of customers sharing one (x, t_x, T) row (any non-negative numbers work).
-    Identical rows are merged internally whatever the input, so 100k customers with integer-day
-    summaries cost a few thousand likelihood terms. Rows with a NaN (customers never seen, see
-    ``rfm_summary``) or zero weight are skipped.
-
-    The optimiser (L-BFGS-B with the analytic gradient) works on log-parameters, bounded to keep every
-    value finite, with times divided by the largest age (``alpha`` is rescaled back to days).
-    The objective is the weighted mean negative log-likelihood plus
-    ``penalizer * (r**2 + alpha_s**2 + a**2 + b**2)``, with ``alpha_s`` the alpha on that internal scale,
-    which is exactly ``lifetimes``' ``penalizer_coef``. A small penalizer (e.g. 0.001) tames the
-    degenerate fits of tiny or nearly dropout-free cohorts.
-
-    Raises ValueError when no usable customer is left, when every usable age is 0 (nothing to fit), or
-    on invalid inputs (negative values, recency above age, fractional frequency, negative weights).
-    """
-    if not (math.isfinite(penalizer) and penalizer >= 0):
-        raise ValueError(f"penalizer must be a finite non-negative number, got {penalizer!r}")
-    x, t_x, T = _rfm_arrays(frequency, recency, age)
-    if x.ndim != 1:
-        x, t_x, T = x.ravel(), t_x.ravel(), T.ravel()
-    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
-    if w.shape != x.shape:
-        raise ValueError("weights must have one entry per customer row")
-    if np.any(np.isnan(w)) or np.any(w < 0) or np.any(np.isinf(w)):
-        raise ValueError("weights must be finite and non-negative")
-    usable = np.isfinite(x) & np.isfinite(t_x) & np.isfinite(T) & (w > 0)
-    if not np.any(usable):
-        raise ValueError(
-            "fit_bgnbd needs at least one customer with finite frequency, recency and age "
-            f"(got {x.size} rows, none usable)"
-        )
-    x, t_x, T, w = _compress(x[usable], t_x[usable], T[usable], w[usable])
-    max_age = float(T.max())
-    if max_age <= 0:
-        raise ValueError("fit_bgnbd needs at least one customer with a positive age; all ages are 0")
-    scale = 1.0 / max_age
-    t_x, T = t_x * scale, T * scale
-    w = w / w.sum()
-    distinct = _distinct(x)
-    w_distinct = np.bincount(distinct[1], weights=w, minlength=len(distinct[0]))
-
-    bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 4
-    best: optimize.OptimizeResult | None = None
-    # lifetimes' start first; the others only when the first run does not report convergence.
-    for start in (np.full(4, 0.1), np.zeros(4), np.array([-1.0, 0.0, 0.5, 1.0])):
-        result = optimize.minimize(
-            _objective,
-            start,
-            args=(x, t_x, T, w, distinct, w_distinct, penalizer),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9},
-        )
-        if np.all(np.isfinite(result.x)) and (best is None or result.fun < best.fun):
-            best = result
-        if best is not None and best.success:
-            break
-    if best is None:  # pragma: no cover - the objective is finite on the whole bounded box
-        raise ValueError("fit_bgnbd could not evaluate the likelihood on these data")
-    if not best.success:
-        log.warning("BG/NBD fit did not converge (%s); returning the best point found", best.message)
-    if np.any(np.abs(best.x) >= _LOG_BOUND - 1e-6):
-        log.info("BG/NBD fit reached a parameter bound; consider a small penalizer")
-    r, alpha_s, a, b = np.exp(best.x)
-    return BGNBDParams(r=float(r), alpha=float(alpha_s / scale), a=float(a), b=float(b))
-
 
 # --------------------------------------------------------------------------------------------
 # Predictions
@@ -381,7 +188,7 @@ def p_no_purchase(
     Poisson process makes no purchase in the horizon; a customer can only drop out right after
     a purchase, so that is E[exp(-lambda h)] under the posterior lambda ~ Gamma(r + x, alpha + T):
     ((alpha + T) / (alpha + T + h))**(r + x)."""
-    x, _, T = _rfm_arrays(frequency, recency, age)
+    x, _, T = rfm_arrays(frequency, recency, age)
     alive = p_alive(params, frequency, recency, age)
     quiet = np.exp((params.r + x) * (np.log(params.alpha + T) - np.log(params.alpha + T + horizon_days)))
     return (1.0 - alive) + alive * quiet
@@ -395,7 +202,7 @@ def p_alive(
     1 / (1 + a / (b + x - 1) * ((alpha + T) / (alpha + t_x))**(r + x)), evaluated as the logistic of
     the log-odds so that it neither overflows nor loses precision.
     """
-    x, t_x, T = _rfm_arrays(frequency, recency, age)
+    x, t_x, T = rfm_arrays(frequency, recency, age)
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     repeat = x > 0
     b_x1 = np.where(repeat, b + x - 1.0, 1.0)
@@ -482,7 +289,7 @@ def expected_purchases(
     form has a removable 0/0 at a == 1: within 1e-4 of it, the values at 1 -/+ 1e-4 are interpolated.
     ``horizon_days`` broadcasts against the customer arrays; NaN inputs give NaN.
     """
-    x, t_x, T = _rfm_arrays(frequency, recency, age)
+    x, t_x, T = rfm_arrays(frequency, recency, age)
     t = np.asarray(horizon_days, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         if np.any(t < 0):
@@ -500,104 +307,3 @@ def expected_purchases(
     result = p_alive(params, x, t_x, T) * alive
     return np.where(np.isnan(t), np.nan, result)
 
-
-# --------------------------------------------------------------------------------------------
-# Simulation
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SimulatedCohort:
-    """A cohort drawn from the BG/NBD model, with its hidden truth for benchmarks.
-
-    ``customer`` and ``time`` are an event log in long form, sorted by customer then time: each
-    customer's first row is its first purchase at time 0.0, the rest its repeat purchases in days since
-    then, all within its ``age``. ``rate`` (lambda, per day), ``dropout`` (p) and ``alive`` (still active
-    at ``age``) are per customer.
-    """
-
-    customer: npt.NDArray[np.int64]
-    time: FloatArray
-    age: FloatArray
-    rate: FloatArray
-    dropout: FloatArray
-    alive: npt.NDArray[np.bool_]
-
-    def summary(
-        self, cutoff: float | npt.ArrayLike | None = None
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(frequency, recency, age) from the purchases at times <= ``cutoff`` (default: each age).
-
-        With a cutoff shorter than the simulated ages, the later purchases are a hold-out period.
-        """
-        n = len(self.age)
-        cut = self.age if cutoff is None else np.broadcast_to(np.asarray(cutoff, dtype=np.float64), (n,))
-        if np.any(cut > self.age) or np.any(cut < 0):
-            raise ValueError("cutoff must lie between 0 and each customer's simulated age")
-        keep = self.time <= cut[self.customer]
-        customer, time = self.customer[keep], self.time[keep]
-        frequency = np.bincount(customer, minlength=n).astype(np.float64) - 1.0
-        recency = np.zeros(n)
-        np.maximum.at(recency, customer, time)
-        return frequency, recency, cut.astype(np.float64, copy=True)
-
-    def purchases_between(self, start: float | npt.ArrayLike, end: float | npt.ArrayLike) -> FloatArray:
-        """Per customer, the number of repeat purchases at times in (start, end]."""
-        n = len(self.age)
-        lo = np.broadcast_to(np.asarray(start, dtype=np.float64), (n,))[self.customer]
-        hi = np.broadcast_to(np.asarray(end, dtype=np.float64), (n,))[self.customer]
-        inside = (self.time > lo) & (self.time <= hi)
-        return np.bincount(self.customer[inside], minlength=n).astype(np.float64)
-
-
-def simulate_bgnbd_events(
-    params: BGNBDParams, n_customers: int, age_days: float | npt.ArrayLike, seed: Seed = None
-) -> SimulatedCohort:
-    """Draw a cohort's purchases from the BG/NBD process, exactly (no time discretisation).
-
-    Per customer: lambda ~ Gamma(r, rate alpha), p ~ Beta(a, b), the repeat purchase J after which it
-    drops out ~ Geometric(p) on {1, 2, ...}, and the Poisson(lambda) purchase times in (0, age]: given
-    their count n they are n sorted uniforms, of which the first min(n, J) happen (drawn directly, so
-    the cost is the purchases made, not those the customer would have made had it stayed).
-    ``age_days`` is one age for all or one per customer. Turn the result into an event log with
-    ``first_purchase_epoch[customer] + time * 86400``.
-    """
-    if n_customers < 0:
-        raise ValueError("n_customers must not be negative")
-    rng = np.random.default_rng(seed)
-    age = np.broadcast_to(np.asarray(age_days, dtype=np.float64), (n_customers,)).copy()
-    if not np.all(np.isfinite(age)) or np.any(age < 0):
-        raise ValueError("age_days must be finite and non-negative")
-    rate = rng.gamma(shape=params.r, scale=1.0 / params.alpha, size=n_customers)
-    dropout = np.clip(rng.beta(params.a, params.b, size=n_customers), np.finfo(float).tiny, 1.0)
-    lifetime_purchases = rng.geometric(dropout)
-    arrivals = rng.poisson(rate * age)
-    made = np.minimum(arrivals, lifetime_purchases)
-    # The first `made` of `arrivals` sorted uniforms on (0, age], without drawing the others (Renyi):
-    # -log(1 - U_(k)) = sum_{i < k} E_i / (n - i) with E_i ~ Exp(1), increasing in k.
-    owner = np.repeat(np.arange(n_customers), made)
-    starts = np.cumsum(made) - made
-    rank = np.arange(owner.size) - starts[owner]
-    steps = rng.standard_exponential(owner.size) / (arrivals[owner] - rank)
-    totals = np.cumsum(steps)
-    before_owner = (totals - steps)[starts[made > 0]]
-    cumulative = totals - np.repeat(before_owner, made[made > 0])
-    repeat_times = -np.expm1(-cumulative) * age[owner]
-    customer = np.concatenate([np.arange(n_customers), owner])
-    time = np.concatenate([np.zeros(n_customers), repeat_times])
-    order = np.lexsort((time, customer))
-    return SimulatedCohort(
-        customer=customer[order].astype(np.int64),
-        time=time[order],
-        age=age,
-        rate=rate,
-        dropout=dropout,
-        alive=arrivals < lifetime_purchases,
-    )
-
-
-def simulate_bgnbd(
-    params: BGNBDParams, n_customers: int, age_days: float | npt.ArrayLike, seed: Seed = None
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(frequency, recency, age) of a cohort drawn from the BG/NBD model; see simulate_bgnbd_events."""
-    return simulate_bgnbd_events(params, n_customers, age_days, seed).summary()

@@ -13,7 +13,7 @@ expression combines
 - `Const`, arithmetic, comparisons, `Case` and a few functions (`coalesce`, `nullif`,
   `greatest`, `least`, `floor`).
 
-`features.definitions.feature_sql` renders the entries as one SQL query (DuckDB now, Spark
+`features.sql.feature_sql` renders the entries as one SQL query (DuckDB now, Spark
 next), and `features.online` evaluates the same entries with NumPy, without a query engine.
 
 Semantics, the same in both: every value is a DOUBLE, NULL is NaN; arithmetic with NULL is NULL;

@@ -1,6 +1,6 @@
 """The NumPy evaluator of the feature entries: small requests without a query engine.
 
-It computes exactly what `features.definitions.feature_sql` computes, from the same entries
+It computes exactly what `features.sql.feature_sql` computes, from the same entries
 (`feature_entries`), over the same relations (Arrow tables of customers, events and
 observations, times in epoch seconds). The steps mirror the query's:
 

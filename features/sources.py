@@ -1,23 +1,16 @@
-"""Events read where they lie, by a query engine: DuckDB (embedded, the default) or Spark.
+"""Events read where they lie, by a query engine (`features.engines`: DuckDB or Spark).
 
-`open_tables` is `features.contract.load_tables` for logs too large for memory. The customers
+`open_tables` is `features.tables.load_tables` for logs too large for memory. The customers
 table (one row per customer) is read and validated as before, by the same pandas rules. The events
 table is never copied whole into Python: its files (CSV, gzipped CSV or Parquet; a file, a folder
 of files or a glob) are scanned by the engine, validated by one query whose checks and messages
 follow `validate_events`, and exposed as the `events` relation of `features.definitions`, so the
-feature and label SQL runs on them unchanged. Every difference between the engines is one method
-of `Dialect`.
+feature and label SQL runs on them unchanged.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
-import re
-import sys
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,358 +26,21 @@ from features.contract import (
     TIMESTAMP,
     DataError,
     Tables,
-    _format_problem,
-    _plain,
     choose_contact_columns,
-    read_table,
-    validate_customers,
+    plain,
+    timestamp_problem,
 )
+from features.definitions import FeatureSpec
+from features.engines import column_kind, utc_relation
+from features.files import expand, read_table
+from features.relations import customer_relation
+from features.tables import validate_customers
 
 log = logging.getLogger(__name__)
-
-ENGINES = ("duckdb", "spark")
-_CSV = (".csv", ".csv.gz", ".csv.zst", ".tsv", ".tsv.gz")
-_PARQUET = (".parquet", ".pq")
-
-
-# ---------------------------------------------------------------------------------------------
-# Where the two engines differ
-# ---------------------------------------------------------------------------------------------
-
-# strftime directives and their Java DateTimeFormatter twins (Spark parses with the latter)
-_JAVA_PATTERN = {"%Y": "yyyy", "%y": "yy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm",
-                 "%S": "ss", "%f": "SSSSSS", "%b": "MMM", "%B": "MMMM", "%p": "a", "%I": "hh",
-                 "%z": "XX", "%j": "DDD", "%%": "%"}
-
-
-def java_pattern(date_format: str) -> str:
-    """A strftime format as a Java date pattern; ValueError for a directive Spark lacks."""
-    out, i = [], 0
-    while i < len(date_format):
-        if date_format[i] == "%":
-            key = date_format[i:i + 2]
-            if key not in _JAVA_PATTERN:
-                raise ValueError(f"--date-format: {key} is not supported with --engine spark "
-                                 f"(supported: {' '.join(sorted(_JAVA_PATTERN))})")
-            out.append(_JAVA_PATTERN[key])
-            i += 2
-        else:
-            ch = date_format[i]
-            out.append(f"'{ch}'" if ch.isalpha() else ("''" if ch == "'" else ch))
-            i += 1
-    return "".join(out)
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """The SQL that differs between DuckDB and Spark: quoting, time parsing, epoch seconds."""
-
-    name: str
-
-    def quote(self, column: str) -> str:
-        q = '"' if self.name == "duckdb" else "`"
-        return q + column.replace(q, q + q) + q
-
-    def epoch(self, ts: str) -> str:
-        """A TIMESTAMP (naive, taken as UTC), TIMESTAMPTZ or DATE as DOUBLE epoch seconds."""
-        if self.name == "duckdb":
-            return f"(epoch_us(CAST({ts} AS TIMESTAMP)) / 1e6)"
-        return f"(unix_micros(CAST({ts} AS TIMESTAMP)) / 1e6)"
-
-    def utc_timestamp(self, ref: str, sql_type: str) -> str | None:
-        """A time or date column as it is read from a file, as a naive UTC TIMESTAMP in
-        microseconds (`features.contract.utc_times` in SQL); None when it is one already.
-
-        DuckDB reads Parquet as TIMESTAMP_S/_MS/_NS, TIMESTAMP WITH TIME ZONE, TIMESTAMPTZ_NS or
-        DATE, and cannot cast TIMESTAMPTZ_NS to TIMESTAMP directly; through TIMESTAMPTZ (the
-        session is in UTC) every one becomes the same instant. Spark reads naive Parquet times as
-        TIMESTAMP_NTZ, taken as UTC by the cast."""
-        t = sql_type.lower()
-        if t == "timestamp":
-            return None
-        if t == "date":
-            return f"CAST({ref} AS TIMESTAMP)"
-        if t.startswith("timestamp"):
-            if self.name == "duckdb":
-                return f"CAST(CAST({ref} AS TIMESTAMPTZ) AS TIMESTAMP)"
-            return f"CAST({ref} AS TIMESTAMP)"
-        return None
-
-    def parse(self, text: str, date_format: str | None) -> str:
-        """Text as a timestamp, NULL where it does not fit: ISO 8601, or the one format."""
-        if date_format is None:
-            return (f"TRY_CAST({text} AS TIMESTAMPTZ)" if self.name == "duckdb"
-                    else f"try_to_timestamp({text})")
-        if self.name == "duckdb":
-            return f"try_strptime({text}, {_literal(date_format)})"
-        return f"try_to_timestamp({text}, {_literal(java_pattern(date_format))})"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _kind(sql_type: str) -> str:
-    """An engine's column type as one of string, integer, float, bool, timestamp, date, other."""
-    t = sql_type.lower()
-    if t in ("varchar", "string") or t.startswith(("varchar", "char")):
-        return "string"
-    if t.startswith(("timestamp",)):
-        return "timestamp"
-    if t == "date":
-        return "date"
-    if t in ("boolean", "bool"):
-        return "bool"
-    if t in ("tinyint", "smallint", "int", "integer", "bigint", "hugeint", "utinyint", "usmallint",
-             "uinteger", "ubigint", "uhugeint", "long", "short", "byte"):
-        return "integer"
-    if t in ("float", "double", "real") or t.startswith("decimal"):
-        return "float"
-    return "other"
-
-
-# ---------------------------------------------------------------------------------------------
-# Engines: DuckDB in process, Spark through one shared session
-# ---------------------------------------------------------------------------------------------
-
-
-def expand(path: str | Path) -> tuple[list[str], str]:
-    """The files a path names (a file, a folder of files, or a glob) and their kind, csv or
-    parquet. A DataError when there are none or the kinds are mixed."""
-    text = str(path)
-    if "://" in text:  # on the engine's own file system (a cluster's): listed by the engine
-        kind = "csv" if text.lower().rstrip("/").endswith(_CSV) else "parquet"
-        return [text], kind
-    text = os.path.abspath(text)  # a Spark Connect server resolves relative paths in its folder
-    if any(c in text for c in "*?["):
-        files = sorted(glob.glob(text, recursive=True))
-    elif os.path.isdir(text):
-        files = sorted(str(p) for p in Path(text).rglob("*")
-                       if p.is_file() and p.name.lower().endswith(_CSV + _PARQUET)
-                       and not p.name.startswith((".", "_")))
-    else:
-        if not os.path.exists(text):
-            raise DataError(text, None, "file not found")
-        files = [text]
-    if not files:
-        raise DataError(text, None, "no CSV or Parquet files found")
-    kinds = set()
-    for f in files:
-        name = f.lower()
-        if name.endswith(_PARQUET):
-            kinds.add("parquet")
-        elif name.endswith(_CSV):
-            kinds.add("csv")
-        else:
-            raise DataError(f, None, "unknown file type; use .csv, .csv.gz or .parquet")
-    if len(kinds) > 1:
-        raise DataError(text, None, "mixes CSV and Parquet files; use one kind")
-    return files, kinds.pop()
-
-
-class DuckEngine:
-    """An in-process DuckDB connection with its memory bounded: past `memory_limit` it spills
-    to `temp_directory` instead of growing."""
-
-    dialect = Dialect("duckdb")
-
-    def __init__(self, memory_limit: str = "4GB", temp_directory: str | None = None,
-                 threads: int | None = None):
-        import duckdb
-
-        self.con = duckdb.connect(":memory:")
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute(f"SET memory_limit = {_literal(memory_limit)}")
-        temp = temp_directory or os.path.join(tempfile.gettempdir(), "churn-duckdb")
-        self.con.execute(f"SET temp_directory = {_literal(temp)}")
-        self.con.execute("SET preserve_insertion_order = false")
-        if threads:
-            self.con.execute(f"SET threads = {int(threads)}")
-        self._n = 0
-
-    def relation(self, sql: str) -> str:
-        """A query as a temporary view with a fresh name, the name returned."""
-        self._n += 1
-        name = f"churn_rel_{self._n}"
-        self.view(name, sql)
-        return name
-
-    def scan(self, files: list[str], kind: str, sep: str = ",") -> str:
-        remote = [f for f in files if "://" in f]
-        if remote:
-            raise DataError(remote[0], None, "a path on a cluster's file system needs --engine spark")
-        listed = "[" + ", ".join(_literal(f) for f in files) + "]"
-        if kind == "parquet":
-            return f"read_parquet({listed}, union_by_name = true)"
-        # every column as text: types are decided by the checks below, over every row, as pandas
-        # decides them, never from a sample (a sniffer would also guess date formats)
-        return (f"read_csv({listed}, header = true, all_varchar = true, union_by_name = true, "
-                f"delim = {_literal(sep)})")
-
-    def view(self, name: str, sql: str) -> None:
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
-
-    def schema(self, sql: str) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()]
-
-    def register(self, name: str, table: pa.Table) -> None:
-        self.con.register(name, table)
-
-    def unregister(self, name: str) -> None:
-        self.con.unregister(name)
-
-    def query(self, sql: str) -> pd.DataFrame:
-        return self.con.execute(sql).fetch_df()
-
-    def close(self) -> None:
-        self.con.close()
-
-
-_SPARK = None
-
-
-def spark_session(master: str | None = None, driver_memory: str = "4g"):
-    """The one Spark session of this process: Spark Connect when SPARK_REMOTE is set, else
-    `master` (default local[*]). Times are UTC; ANSI mode stays on, as Spark 4 ships it."""
-    global _SPARK
-    if _SPARK is not None:
-        return _SPARK
-    warnings.filterwarnings("ignore", message=".*PySpark does not yet fully support pandas.*")
-    # Python workers run this interpreter, which has this package (on a cluster, install the
-    # package on the executors' Python)
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
-    from pyspark.sql import SparkSession
-
-    builder = SparkSession.builder.appName("churn-service")
-    if not os.environ.get("SPARK_REMOTE"):
-        master = master or "local[*]"
-        builder = (builder.master(master)
-                   .config("spark.driver.memory", driver_memory)
-                   .config("spark.ui.enabled", "false")
-                   .config("spark.ui.showConsoleProgress", "false"))
-        local = re.fullmatch(r"local\[(\d+|\*)(,\d+)?\]|local", master)
-        if local:  # two shuffle partitions per core (measured best at 10M events on local[2])
-            cores = os.cpu_count() or 2
-            if local.group(1) and local.group(1) != "*":
-                cores = int(local.group(1))
-            elif master == "local":
-                cores = 1
-            builder = builder.config("spark.sql.shuffle.partitions", str(2 * cores))
-    builder = (builder.config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
-    _SPARK = builder.getOrCreate()
-    if not os.environ.get("SPARK_REMOTE"):
-        _SPARK.sparkContext.setLogLevel("ERROR")
-    return _SPARK
-
-
-class SparkEngine:
-    """The same relations and SQL text on Spark, through `spark.sql`."""
-
-    dialect = Dialect("spark")
-
-    def __init__(self, master: str | None = None, driver_memory: str = "4g"):
-        self.spark = spark_session(master, driver_memory)
-        self._n = 0
-
-    def scan(self, files: list[str], kind: str, sep: str = ",") -> str:
-        reader = self.spark.read
-        if kind == "parquet":
-            nanos = parquet_nanosecond_columns(files)
-            if nanos:  # Spark refuses TIMESTAMP(NANOS) unless read as the integer it is
-                self.spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-            frame = reader.option("mergeSchema", "true").parquet(*files)
-            if nanos:
-                from pyspark.sql import functions as F
-
-                frame = frame.withColumns({
-                    c: F.expr(f"timestamp_micros((`{c}` - pmod(`{c}`, 1000)) DIV 1000)")
-                    for c in nanos if c in frame.columns})
-        else:  # every column as text, as in DuckEngine
-            frame = reader.csv(files, header=True, sep=sep, inferSchema=False)
-        self._n += 1
-        name = f"churn_scan_{self._n}"
-        frame.createOrReplaceTempView(name)
-        return name
-
-    def relation(self, sql: str) -> str:
-        """A query as a temporary view with a fresh name, the name returned."""
-        self._n += 1
-        name = f"churn_rel_{self._n}"
-        self.view(name, sql)
-        return name
-
-    def view(self, name: str, sql: str) -> None:
-        self.spark.sql(sql).createOrReplaceTempView(name)
-
-    def schema(self, sql: str) -> list[tuple[str, str]]:
-        return list(self.spark.sql(f"SELECT * FROM {sql}").dtypes)
-
-    def register(self, name: str, table: pa.Table) -> None:
-        self.spark.createDataFrame(table).createOrReplaceTempView(name)
-
-    def unregister(self, name: str) -> None:
-        self.spark.catalog.dropTempView(name)
-
-    def query(self, sql: str) -> pd.DataFrame:
-        return self.spark.sql(sql).toArrow().to_pandas()
-
-    def frame(self, sql: str):
-        return self.spark.sql(sql)
-
-    def close(self) -> None:
-        pass  # the session is shared by the process
-
-
-def make_engine(name: str, *, memory_limit: str = "4GB", temp_directory: str | None = None,
-                spark_master: str | None = None, spark_driver_memory: str = "4g"):
-    if name == "duckdb":
-        return DuckEngine(memory_limit, temp_directory)
-    if name == "spark":
-        return SparkEngine(spark_master, spark_driver_memory)
-    raise ValueError(f"--engine: must be one of {', '.join(ENGINES)}, not {name!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# The events, scanned and checked where they lie
-# ---------------------------------------------------------------------------------------------
 
 
 def _sum_if(condition: str) -> str:
     return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
-
-
-def parquet_nanosecond_columns(files: list[str]) -> set[str]:
-    """Columns stored as nanosecond timestamps in the local Parquet files (read from their
-    footers). A file on a cluster's file system is not opened here."""
-    import pyarrow.parquet as pq
-
-    found: set[str] = set()
-    for f in files:
-        if "://" in f:
-            continue
-        try:
-            schema = pq.read_schema(f)
-        except Exception:  # noqa: BLE001 - the engine's read reports an unreadable file
-            continue
-        found |= {fld.name for fld in schema
-                  if pa.types.is_timestamp(fld.type) and fld.type.unit == "ns"}
-    return found
-
-
-def utc_relation(engine, raw: str) -> str:
-    """The scanned relation with every time and date column as a naive UTC TIMESTAMP in
-    microseconds (`Dialect.utc_timestamp`), so the checks and the feature SQL see one type
-    whatever unit and zone the file was written with; `raw` itself when nothing changes."""
-    exprs, changed = [], False
-    for name, sql_type in engine.schema(raw):
-        ref = engine.dialect.quote(name)
-        expr = engine.dialect.utc_timestamp(ref, sql_type)
-        exprs.append(ref if expr is None else f"{expr} AS {ref}")
-        changed |= expr is not None
-    return engine.relation(f"SELECT {', '.join(exprs)} FROM {raw}") if changed else raw
 
 
 def _first_line(exc: BaseException) -> str:
@@ -400,7 +56,7 @@ class _Column:
 
 
 class EventFiles:
-    """The events table as a scan in an engine: what `features.engine` asks of an events
+    """The events table as a scan in an engine: what `features.relations` asks of an events
     table (its size, time range, type counts, and the relations the SQL reads)."""
 
     def __init__(self, engine, path: str | Path, *, date_format: str | None = None):
@@ -419,7 +75,7 @@ class EventFiles:
             schema = engine.schema(self.raw)
         except Exception as exc:  # noqa: BLE001
             raise self._unreadable(exc) from None
-        self.columns = [_Column(n, n.strip(), _kind(t)) for n, t in schema]
+        self.columns = [_Column(n, n.strip(), column_kind(t)) for n, t in schema]
         self.date_format = date_format
         self.notes: list[str] = []
         have = {c.clean for c in self.columns}
@@ -514,7 +170,7 @@ class EventFiles:
         row = self.engine.query(f"SELECT {cols} FROM {self.raw} WHERE {condition} LIMIT 1")
         if row.empty:
             return ""
-        return ", ".join(f"{c}={_plain(row.iloc[0, i])!r}" for i, c in enumerate(columns))
+        return ", ".join(f"{c}={plain(row.iloc[0, i])!r}" for i, c in enumerate(columns))
 
     def check(self, known: str) -> None:
         """Validate the events against the contract in one scan, and count those of customers
@@ -567,11 +223,11 @@ class EventFiles:
         date_format = self.date_format
         if ts_text is not None and stats["ts_bad"]:
             if date_format and not stats["ts_iso_bad"]:
-                date_format = None  # wholly ISO 8601: read as such (`_parse_one_format`)
+                date_format = None  # wholly ISO 8601: read as such (`parse_timestamps`)
             else:
                 some_ok = stats["ts_bad"] < stats["n"] - stats["ts_missing"]
                 bad = f"{ts_text} IS NOT NULL AND {self._ts_parse(date_format)} IS NULL"
-                raise DataError(self.path, TIMESTAMP, _format_problem(date_format, some_ok),
+                raise DataError(self.path, TIMESTAMP, timestamp_problem(date_format, some_ok),
                                 self._example(bad, TIMESTAMP))
         self.date_format = date_format
         if stats["ts_missing"]:
@@ -603,9 +259,13 @@ class EventFiles:
         self.dropped = stats["unknown"]
         self.num_rows = stats["n"] - stats["unknown"]
 
-    # -- what features.engine asks of an events table -----------------------------------------
+    # -- what features.relations asks of an events table -----------------------------------------
     def __len__(self) -> int:
         return self.num_rows
+
+    def relations(self, customers: pd.DataFrame, spec: FeatureSpec) -> EngineRelations:
+        """The relations the feature and label SQL reads, in this events' engine."""
+        return EngineRelations(customers, self, spec)
 
     def _contact_sql(self, clean: str) -> str:
         """`features.contract.contact_text` as SQL: trimmed, blank as NULL, cut short."""
@@ -648,11 +308,10 @@ class EventFiles:
 
 class EngineRelations:
     """Customers and events as relations in an engine, for one feature spec: what
-    `features.engine` queries (the twin of its in-memory `Relations`)."""
+    `features.relations.relations` gives for scanned events (the twin of the in-memory
+    `Relations`)."""
 
-    def __init__(self, customers: pd.DataFrame, events: EventFiles, spec):
-        from features.engine import customer_relation
-
+    def __init__(self, customers: pd.DataFrame, events: EventFiles, spec: FeatureSpec):
         self.spec = spec
         self.engine = events.engine
         self.engine.register("customers", customer_relation(customers, spec))
@@ -698,8 +357,6 @@ def open_tables(customers_path: str | Path, events_path: str | Path, engine,
     for note in notes:
         log.info(note)
     # the events relation reads the customers relation: register them for the stats
-    from features.definitions import FeatureSpec
-
     EngineRelations(customers, events, FeatureSpec(event_types=(), attributes=kinds,
                                                    value_columns=events.value_columns))
     return Tables(customers, events, kinds, events.value_columns, events.dropped, notes,

@@ -1,6 +1,6 @@
 """Realised accuracy: logged predictions joined with what happened once their horizon passed.
 
-The outcome comes from the data files with training's own label SQL (`features.definitions.
+The outcome comes from the data files with training's own label SQL (`features.observations.
 label_sql`): explicit (a churn date in (as_of, as_of + horizon]) or inactivity (no activity
 event in it), for the label kind, horizon and activity types the model was trained with. A
 prediction is matured when its whole horizon lies within the data (as_of + horizon <= the
@@ -19,8 +19,9 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from features.contract import CHURNED_AT, CUSTOMER_ID, SIGNUP_AT
-from features.definitions import FeatureSpec, label_sql
-from features.engine import AS_OF, LABEL, data_end, obs_relation, relations
+from features.definitions import FeatureSpec
+from features.observations import LABEL, active, data_end, horizon_seen, label_sql
+from features.relations import AS_OF, obs_relation, relations
 from training.intervals import cluster_bootstrap
 from training.metrics import lift_capture
 
@@ -38,19 +39,12 @@ def latest_per_prediction(log: pd.DataFrame) -> pd.DataFrame:
 
 
 def in_population(pairs: pd.DataFrame, customers: pd.DataFrame) -> np.ndarray:
-    """Whether each (customer_id, as_of) is a customer of the data active at as_of."""
+    """Whether each (customer_id, as_of) is a customer of the data active at as_of
+    (`features.observations.active`; an unknown customer is not)."""
     known = customers.set_index(CUSTOMER_ID)
-    signup = pairs[CUSTOMER_ID].map(known[SIGNUP_AT])
     churned = pairs[CUSTOMER_ID].map(known[CHURNED_AT]) if CHURNED_AT in known else None
-    as_of = pd.to_datetime(pairs[AS_OF])
-    active = signup.notna() & (signup <= as_of)
-    if churned is not None:
-        active &= ~(churned <= as_of)
-    return active.to_numpy(dtype=bool)
-
-
-def matured_mask(as_of: pd.Series, end: pd.Timestamp, horizon_days: float) -> np.ndarray:
-    return (pd.to_datetime(as_of) + pd.Timedelta(days=horizon_days) <= end).to_numpy(dtype=bool)
+    return np.asarray(active(pairs[CUSTOMER_ID].map(known[SIGNUP_AT]), churned,
+                             pd.to_datetime(pairs[AS_OF])), dtype=bool)
 
 
 def join_outcomes(log: pd.DataFrame, customers: pd.DataFrame, events, spec: FeatureSpec,
@@ -60,7 +54,7 @@ def join_outcomes(log: pd.DataFrame, customers: pd.DataFrame, events, spec: Feat
     counts of what was left out (not yet matured, unknown or inactive customers).
     `activity_types`: the event types the inactivity label counts (empty: every event)."""
     end = data_end(customers, events)
-    mature = matured_mask(log[AS_OF], end, horizon_days)
+    mature = horizon_seen(log[AS_OF], end, horizon_days)
     ripe = log[mature].reset_index(drop=True)
     keep = in_population(ripe, customers) if len(ripe) else np.zeros(0, dtype=bool)
     judged = ripe[keep].reset_index(drop=True)

@@ -23,7 +23,8 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy import func, select
 
 from features.contract import CUSTOMER_ID, Tables
-from features.engine import AS_OF, feature_table
+from features.engine import feature_table
+from features.relations import AS_OF
 from monitoring.accuracy import PROBABILITY, VERSION, join_outcomes, latest_per_prediction
 from monitoring.accuracy import accuracy_by_group as accuracy_groups
 from monitoring.drift import compare_feature, drift_table

@@ -62,7 +62,7 @@ def _quiet(label: str) -> Callable[[int, int], None]:
 def table_engine(settings: Settings, engine: str | None = None, spark_master: str | None = None):
     """The engine that reads event files: `engine`, else the settings' (DuckDB, with its memory
     limit and spill folder, by default)."""
-    from features.sources import make_engine
+    from features.engines import make_engine
 
     return make_engine(engine or settings.engine, memory_limit=settings.duckdb_memory_limit,
                        temp_directory=settings.duckdb_temp_dir and str(settings.duckdb_temp_dir),
@@ -103,7 +103,7 @@ def score_files(
     log (None: the log is off). The offer arguments override the offer settings; targeting
     columns are added when the model has the value column. Raises BatchInputError for bad
     arguments and for a time at which nobody is active."""
-    from features.contract import write_parquet
+    from features.files import write_parquet
     from scoring.predictor import offer_if_valued, score_batch
     from scoring.store import configure, load_model
 

@@ -10,7 +10,8 @@ import pandas as pd
 
 from features.contract import CUSTOMER_ID
 from features.definitions import FeatureSpec
-from features.engine import AS_OF, FeatureRows, feature_table
+from features.engine import FeatureRows, feature_table
+from features.relations import AS_OF
 from scoring.reasons import behaviour_mask, feature_values, top_reasons
 from scoring.settings import Offer, risk_band
 from scoring.store import LoadedModel

@@ -33,6 +33,7 @@ import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
+from features.contract import parse_timestamps, to_utc_naive
 from scoring.records import engine_for, predictions, write_predictions
 from scoring.settings import Settings
 
@@ -54,12 +55,9 @@ def _now() -> datetime:
 
 
 def _naive_utc(value) -> datetime:
-    if type(value) is datetime and value.tzinfo is None:
+    if type(value) is datetime and value.tzinfo is None:  # the common case, kept cheap
         return value
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
+    return to_utc_naive(value).to_pydatetime()
 
 
 def _text(value: object) -> str:
@@ -113,9 +111,7 @@ def score_rows(scores: pd.DataFrame, source: str = "score",
     risk_band, as_of, reason_{i}_feature, model_version) scored by registered model
     `model_name`."""
     now = _now()
-    as_of = pd.to_datetime(scores["as_of"])
-    if as_of.dt.tz is not None:
-        as_of = as_of.dt.tz_convert("UTC").dt.tz_localize(None)
+    as_of = parse_timestamps(scores["as_of"], "scores", "as_of", allow_missing=True)
     return [make_row(cid, when, p, band, why, version, source, now, model_name)
             for cid, when, p, band, why, version in zip(
                 scores["customer_id"].tolist(), list(as_of.dt.to_pydatetime()),

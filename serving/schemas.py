@@ -44,7 +44,8 @@ def _id_text(value: object) -> object:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """A response time with its UTC offset: `to_utc_naive`, then marked as UTC."""
+    return to_utc_naive(value).to_pydatetime().replace(tzinfo=UTC)
 
 
 # request times: strings only; response times: always with their UTC offset

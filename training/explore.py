@@ -20,7 +20,7 @@ from matplotlib.ticker import PercentFormatter
 from pandas.api.typing import DataFrameGroupBy
 
 from features.contract import CHURNED_AT, SIGNUP_AT
-from features.engine import LABEL
+from features.observations import LABEL
 
 if TYPE_CHECKING:
     import shap
@@ -50,7 +50,7 @@ def sample_data(
 
     They are generated on first use and reused as they are afterwards, so notebooks that share
     the folder see the same data."""
-    from features.generate import generate
+    from simulation.generate import generate
 
     folder = Path(folder)
     paths = (folder / "customers.parquet", folder / "events.parquet")

@@ -18,19 +18,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from features.contract import CUSTOMER_ID, Tables, load_tables
+from features.contract import CUSTOMER_ID, Tables
 from features.definitions import FeatureSpec
-from features.engine import (
-    AS_OF,
-    LABEL,
-    ObservationPlan,
-    build_snapshots,
-    data_end,
-    infer_spec,
-    plan_observations,
-    with_btyd,
-)
+from features.engine import build_snapshots, with_btyd
+from features.observations import LABEL, ObservationPlan, data_end, plan_observations
+from features.relations import AS_OF
 from features.sources import open_tables
+from features.spec_inference import infer_spec
+from features.tables import load_tables
 from scoring.predictor import customer_value, offer_if_valued
 from scoring.settings import Offer, Settings
 from scoring.store import configure, experiment_id

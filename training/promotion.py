@@ -14,8 +14,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from features.contract import CUSTOMER_ID, load_tables
-from features.engine import AS_OF, LABEL, feature_table
+from features.contract import CUSTOMER_ID
+from features.engine import feature_table
+from features.observations import LABEL
+from features.relations import AS_OF
+from features.tables import load_tables
 from scoring.artifact import ChurnModel
 from scoring.settings import Settings
 from scoring.store import LoadedModel, configure, load_model, store_lock, version_by_alias

@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 
 from campaigns.playbook import DEFAULT_PATH, Playbook, PlaybookError, load_playbook
-from features.contract import CUSTOMER_ID, DataError, Tables, load_tables, write_parquet
+from features.contract import CUSTOMER_ID, DataError, Tables
+from features.files import write_parquet
+from features.tables import load_tables
 from scoring.predictor import offer_if_valued, score_batch
 from scoring.settings import Settings
 from scoring.store import LoadedModel

@@ -167,7 +167,7 @@ def test_bad_input_is_one_line(worlds: dict[str, World], trained: Trained, tmp_p
 
 def test_an_empty_log_is_an_error_naming_it(trained: Trained, tmp_path: Path):
     """In process (the CLI's one line is the message of this error, as above)."""
-    from features.contract import load_tables
+    from features.tables import load_tables
     from monitoring.monitor import MonitorError, monitor
 
     settings = Settings(home=trained.home, database_url=f"sqlite:///{tmp_path / 'empty.db'}")
@@ -183,7 +183,7 @@ def test_drift_is_not_judged_on_predictions_of_customers_the_files_lack(trained:
     another registered model's predictions with the same version number are not this one's."""
     from datetime import datetime
 
-    from features.contract import load_tables
+    from features.tables import load_tables
     from monitoring.monitor import monitor
     from scoring.predlog import make_row
     from scoring.records import write_predictions

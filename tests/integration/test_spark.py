@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from features.contract import DataError
-from features.sources import SparkEngine, open_tables
+from features.engines import SparkEngine
+from features.sources import open_tables
 from scoring.predictor import score_batch
 from scoring.spark_batch import score_on_spark, write_parquet_folder
 from scoring.store import load_model
@@ -79,7 +80,7 @@ def test_spark_scores_equal_churn_scores_reasons_included(spark_engine, trained,
 
 
 def _in_memory(trained):
-    from features.contract import load_tables
+    from features.tables import load_tables
 
     tables = load_tables(trained.customers, trained.events)
     return tables.customers, tables.events
@@ -106,7 +107,7 @@ def test_churn_score_on_spark_from_the_cli(trained, logs):  # noqa: F811
                          str(AS_OF.date()), "--out", str(out), "--engine", "spark",
                          "--spark-master", "local[2]")
     assert "on Spark" in proc.stdout and out.is_dir()
-    from features.contract import load_tables
+    from features.tables import load_tables
     from scoring.settings import Settings
 
     mem = load_tables(c, e)

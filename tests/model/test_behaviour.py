@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import validate_customers, validate_events
 from features.engine import feature_table
+from features.tables import validate_customers, validate_events
 from scoring.predictor import predict
 from scoring.store import load_model
 

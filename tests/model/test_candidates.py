@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from features.btyd import BGNBDParams, simulate_bgnbd_events
+from features.btyd import BGNBDParams
 from scoring.artifact import ChurnModel
 from scoring.settings import Settings
 from scoring.store import load_model
+from simulation.bgnbd import simulate_bgnbd_events
 from training.config import TrainConfig
 from training.pipeline import train
 from training.promotion import evaluation_model

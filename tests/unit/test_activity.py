@@ -14,16 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.contract import AttributeKinds, Tables
-from features.definitions import FeatureSpec, feature_sql, label_sql
-from features.engine import (
-    Relations,
-    build_snapshots,
-    feature_table,
-    infer_spec,
-    label_observations,
-    with_btyd,
-)
+from features.definitions import FeatureSpec
+from features.engine import build_snapshots, feature_table, with_btyd
 from features.expr import Agg
+from features.observations import label_observations, label_sql
+from features.relations import Relations
+from features.spec_inference import infer_spec
+from features.sql import feature_sql
 from tests.unit.builders import AS_OF, DAY, customers_frame, events_frame, spec_for
 
 H = 30
@@ -307,7 +304,8 @@ def test_campaign_outcomes_use_the_activity_types():
 
 def test_scanned_event_files_give_the_same_activity_labels_and_features(tmp_path):
     """Events read where they lie (DuckDB over Parquet) take the same activity types."""
-    from features.sources import make_engine, open_tables
+    from features.engines import make_engine
+    from features.sources import open_tables
 
     customers, events = _lapsed_shop()
     customers.to_parquet(tmp_path / "customers.parquet")

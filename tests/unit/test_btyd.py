@@ -23,15 +23,13 @@ from features.btyd import (
     DAY_SECONDS,
     BGNBDParams,
     _alive_expectation_quad,
-    bgnbd_log_likelihood,
     expected_purchases,
-    fit_bgnbd,
     p_alive,
     p_no_purchase,
     rfm_summary,
-    simulate_bgnbd,
-    simulate_bgnbd_events,
 )
+from features.btyd_fit import bgnbd_log_likelihood, fit_bgnbd
+from simulation.bgnbd import simulate_bgnbd, simulate_bgnbd_events
 
 # Values of the same size as the ones in Fader, Hardie & Lee (2005), here simply in days.
 PAPER_LIKE = BGNBDParams(r=0.24, alpha=4.4, a=0.79, b=2.43)

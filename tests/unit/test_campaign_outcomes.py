@@ -14,7 +14,7 @@ from campaigns.outcomes import (
     read_outcome_file,
 )
 from campaigns.playbook import load_playbook
-from features.contract import load_tables
+from features.tables import load_tables
 
 PLAYBOOK = load_playbook()
 ARMS = {"a": "treatment", "b": "treatment", "c": "treatment", "d": "treatment", "e": "treatment",

@@ -207,7 +207,7 @@ def test_a_note_is_printed_once(tmp_path):
 def test_write_parquet_removes_temp_files_a_killed_run_left(tmp_path):
     import pandas as pd
 
-    from features.contract import write_parquet
+    from features.files import write_parquet
 
     dead = subprocess.Popen(["true"])
     dead.wait()  # its pid now names no process

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from campaigns.playbook import family_for, load_playbook
-from features.definitions import FeatureSpec, feature_sql
+from features.definitions import FeatureSpec
 from features.engine import feature_table, features_of_relations
 from features.expr import Agg
+from features.sql import feature_sql
 from scoring.reasons import reason_templates, render_reason, top_reasons
 from serving.conversion import histories_to_relations
 from serving.schemas import CustomerIn

@@ -12,15 +12,12 @@ import pytest
 from features.contract import (
     AttributeKinds,
     DataError,
-    classify_attributes,
     contact_columns_of,
-    load_tables,
     normalise_ids,
     parse_timestamps,
-    read_table,
-    validate_customers,
-    validate_events,
 )
+from features.files import read_table
+from features.tables import classify_attributes, load_tables, validate_customers, validate_events
 
 SOURCE = "crm/customers.csv"
 EVENTS_SOURCE = "crm/events.csv"

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import AttributeKinds, Tables, validate_events
+from features.contract import AttributeKinds, Tables
 from features.definitions import FeatureSpec
-from features.engine import changing_date_attributes, feature_table, infer_spec
+from features.engine import feature_table
+from features.spec_inference import changing_date_attributes, infer_spec
+from features.tables import validate_events
 from tests.unit.builders import (
     AS_OF,
     DAY,

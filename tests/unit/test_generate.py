@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import Tables, drop_unknown_customers, validate_customers, validate_events
-from features.engine import feature_table, infer_spec
-from features.generate import apply_treatment, generate
+from features.contract import Tables
+from features.engine import feature_table
+from features.spec_inference import infer_spec
+from features.tables import drop_unknown_customers, validate_customers, validate_events
+from simulation.generate import apply_treatment, generate
 
 
 @pytest.mark.parametrize("kind", ["subscription", "retail"])

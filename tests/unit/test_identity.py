@@ -19,12 +19,10 @@ from features.contract import (
     AttributeKinds,
     DataError,
     check_date_format,
-    classify_attributes,
-    load_tables,
     normalise_ids,
     parse_timestamps,
-    validate_customers,
 )
+from features.tables import classify_attributes, load_tables, validate_customers
 from tests.unit.test_cli import assert_one_line_error, churn
 
 # --------------------------------------------------------------------------------------------

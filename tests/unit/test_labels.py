@@ -6,14 +6,9 @@ import pandas as pd
 import pytest
 
 from features.contract import AttributeKinds, Tables
-from features.definitions import label_sql
-from features.engine import (
-    Relations,
-    build_snapshots,
-    feature_table,
-    label_observations,
-    observation_times,
-)
+from features.engine import build_snapshots, feature_table
+from features.observations import label_observations, label_sql, observation_times
+from features.relations import Relations
 from tests.unit.builders import AS_OF, DAY, SECOND, customers_frame, events_frame, spec_for
 
 T = AS_OF

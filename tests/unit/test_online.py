@@ -10,9 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.contract import AttributeKinds
-from features.definitions import FeatureSpec, feature_sql
-from features.engine import Relations, feature_table, features_of_relations, obs_relation
+from features.definitions import FeatureSpec
+from features.engine import feature_table, features_of_relations
 from features.expr import Agg, Row, case, coalesce, greatest, least, nullif
+from features.relations import Relations, obs_relation
+from features.sql import feature_sql
 from scoring.artifact import CategoryEncoder
 from scoring.reasons import feature_values
 from tests.unit.builders import AS_OF, customers_frame

@@ -12,11 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features import sources
-from features.contract import DataError, load_tables, read_table
-from features.engine import feature_table, infer_spec
-from features.generate import generate
-from features.sources import DuckEngine, open_tables
+from features import engines
+from features.contract import DataError
+from features.engine import feature_table
+from features.engines import DuckEngine
+from features.files import read_table
+from features.sources import open_tables
+from features.spec_inference import infer_spec
+from features.tables import load_tables
+from simulation.generate import generate
 
 AS_OF = pd.Timestamp("2026-05-01")
 UNITS = ("s", "ms", "us", "ns")
@@ -168,14 +172,14 @@ def test_an_engine_error_while_reading_names_the_file_column_and_a_value(tmp_pat
     c, e = tmp_path / "customers.parquet", tmp_path / "events.parquet"
     pq.write_table(_table(customers, ("signup_at",), "us", None), c)
     pq.write_table(_table(events, ("timestamp",), "ns", "UTC"), e, coerce_timestamps=None)
-    original = sources.Dialect.utc_timestamp
+    original = engines.Dialect.utc_timestamp
 
     def broken(self, ref, sql_type):
         if sql_type.lower() == "timestamptz_ns":
             return f"CAST({ref} AS TIMESTAMP)"
         return original(self, ref, sql_type)
 
-    monkeypatch.setattr(sources.Dialect, "utc_timestamp", broken)
+    monkeypatch.setattr(engines.Dialect, "utc_timestamp", broken)
     with pytest.raises(DataError) as err:
         open_tables(c, e, DuckEngine())
     text = str(err.value)

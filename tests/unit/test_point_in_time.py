@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.contract import AttributeKinds, Tables
-from features.engine import build_snapshots, feature_table, infer_spec
+from features.engine import build_snapshots, feature_table
+from features.spec_inference import infer_spec
 from tests.unit.builders import AS_OF, customers_frame, events_frame, spec_for
 
 TYPES = ("login", "payment", "ticket")

@@ -12,10 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import DataError, load_tables
-from features.engine import build_snapshots, feature_table, infer_spec, plan_observations
-from features.generate import generate
-from features.sources import DuckEngine, java_pattern, open_tables
+from features.contract import DataError
+from features.engine import build_snapshots, feature_table
+from features.engines import DuckEngine, java_pattern
+from features.observations import plan_observations
+from features.sources import open_tables
+from features.spec_inference import infer_spec
+from features.tables import load_tables
+from simulation.generate import generate
 from tests.unit.test_contract import EVENT_ERRORS
 
 AS_OF = pd.Timestamp("2026-05-01")

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CHURNED_AT, CUSTOMER_ID, SIGNUP_AT, TIMESTAMP
+from features.observations import churned_within
 
 KINDS = ("subscription", "retail")
 END = pd.Timestamp("2026-06-30")
@@ -325,7 +326,6 @@ def apply_treatment(
         raise ValueError(f"treated: customer_id {treated[CUSTOMER_ID][pos < 0].tolist()[0]!r} "
                          "is not in customers")
     as_of = pd.Timestamp(as_of)
-    horizon = pd.Timedelta(days=horizon_days)
 
     # draw in the customers' order, so the input's row order does not change the world
     order = np.argsort(pos, kind="stable")
@@ -334,7 +334,7 @@ def apply_treatment(
               .to_numpy(dtype=float))
     rng = np.random.default_rng(seed)
     churn = customers[CHURNED_AT].iloc[pos]
-    in_horizon = ((churn > as_of) & (churn <= as_of + horizon)).to_numpy()
+    in_horizon = churned_within(churn, as_of, horizon_days).to_numpy()
     saved = in_horizon & (rng.random(pos.size) >= factor)
     saved_pos = pos[saved]
     if saved_pos.size == 0:
