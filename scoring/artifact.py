@@ -237,11 +237,21 @@ class ChurnModel:
         return raw
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """The calibrated probability of raw scores (log-odds). Between the calibration's first
+        and last knot it is the fitted monotone map; beyond them the score keeps its rank: its
+        log-odds move by the end knot's shift. A population older or quieter than any the map
+        was fitted on (customers scored after the log ends) is not flattened into ties."""
+        raw = np.asarray(raw, dtype="float64")
         p = 1.0 / (1.0 + np.exp(-raw))
         if self.calibration is None:
             return p
         xs, ys = self.calibration
-        return np.interp(p, xs, ys)
+        out = np.interp(p, xs, ys)
+        for outside, x_end, y_end in ((p < xs[0], xs[0], ys[0]), (p > xs[-1], xs[-1], ys[-1])):
+            if 0.0 < x_end < 1.0 and outside.any():
+                shift = logit(np.asarray(y_end)) - logit(np.asarray(x_end))
+                out[outside] = 1.0 / (1.0 + np.exp(-(raw[outside] + shift)))
+        return out
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         return self.calibrate(self.raw_score(self.matrix(features)))

@@ -229,3 +229,19 @@ def test_isotonic_calibration_keeps_the_ranking_between_its_end_blocks():
     calibrated = np.interp(p[inside], xs, ys)
     # distinct scores stay distinct (a step function ties whole blocks)
     assert len(np.unique(calibrated)) == len(np.unique(p[inside]))
+
+
+def test_scores_beyond_the_calibrations_ends_keep_their_rank():
+    """Customers scored past anything the map saw (older, quieter) are not tied at its ends."""
+    from scoring.artifact import ChurnModel
+
+    p, y = _miscalibrated(60_000, 6)
+    model = ChurnModel.__new__(ChurnModel)
+    model.calibration = fit_calibration(p, y, "isotonic")
+    xs = model.calibration[0]
+    raw = np.linspace(-12, 12, 2001)
+    calibrated = model.calibrate(raw)
+    assert (np.diff(calibrated) > 0).all()  # strictly increasing everywhere
+    inside = (1 / (1 + np.exp(-raw)) > xs[0]) & (1 / (1 + np.exp(-raw)) < xs[-1])
+    np.testing.assert_allclose(calibrated[inside], np.interp(1 / (1 + np.exp(-raw[inside])),
+                                                             *model.calibration))
