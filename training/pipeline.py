@@ -20,7 +20,7 @@ import pandas as pd
 
 from features.contract import CUSTOMER_ID, Tables
 from features.definitions import FeatureSpec
-from features.engine import build_snapshots, with_btyd
+from features.engine import build_snapshots, with_btyd, with_btyd_columns
 from features.observations import LABEL, ObservationPlan, data_end, plan_observations
 from features.relations import AS_OF
 from features.sources import open_tables
@@ -263,15 +263,20 @@ def train(
     dataset["chosen"] = {"candidate": winner.name, "words": winner.words, "why": cands.reason()}
     registered = winner.model
     if config.refit.enabled:
-        registered = refit(winner, [snaps], spec, config, progress=stage("refitting the winner"))
+        refit_spec, refit_rows = spec, snaps
+        if spec.btyd_features:
+            # BG/NBD needs no labels: the registered model learns and scores with parameters
+            # fitted on the whole log, as the classical model would be, not on the log up to
+            # a training time; its rows' BG/NBD columns are recomputed with them
+            end = data_end(tables.customers, tables.events)
+            refit_spec = with_btyd(tables, spec, horizon, end)
+            refit_rows = with_btyd_columns(snaps, refit_spec)
+        registered = refit(winner, [refit_rows], refit_spec, config,
+                           progress=stage("refitting the winner"))
         dataset["refit"] = {"times": [str(pd.Timestamp(t).date())
                                       for t in sorted(snaps[AS_OF].unique())],
                             "rows": len(snaps), "folds": config.refit.folds}
         if spec.btyd_features:
-            # BG/NBD needs no labels: the registered model scores with parameters fitted on the
-            # whole log, as the classical model would be, not on the log up to a training time
-            end = data_end(tables.customers, tables.events)
-            registered.spec = with_btyd(tables, spec, horizon, end)
             dataset["refit"]["btyd_params_at"] = str(end.date())
 
     exp_id = experiment_id(experiment or settings.experiment, settings)
