@@ -177,9 +177,58 @@ def _tenure() -> Expr:
     return (Row("as_of") - Row("signup")) / DAY
 
 
-def _nonnegative(name: str, expr) -> Feature:
+def _nonnegative(name: str, expr, words: dict) -> Feature:
     """A count, a day count or a ratio of them: never below 0."""
-    return Feature(name, expr, lower=0.0)
+    return Feature(name, expr, lower=0.0, words=words)
+
+
+def _plain(text: str) -> dict:
+    return {"kind": "plain", "text": text}
+
+
+def _plural(event_type: str) -> str:
+    """An event type as words: `payment_failed` as "'payment failed' events"."""
+    return f"'{event_type.replace('_', ' ')}' events"
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _noun(column: str, plural: bool = False) -> str:
+    """A contact column as words: `account_manager` as 'account manager(s)'."""
+    words = column.replace("_", " ").strip().lower()
+    if not plural:
+        return words
+    return words + ("es" if words.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+def model_column_words(spec: FeatureSpec) -> dict[str, dict]:
+    """How reasons name BG/NBD's model columns, which are computed after the query and so have
+    no entry of their own."""
+    if spec.btyd_horizon_days is None:
+        return {}
+    h = f"{spec.btyd_horizon_days:g}"
+    return {
+        "btyd_p_alive": _plain("Their rhythm so far gives a {v:.0%} chance that they are still "
+                               "a customer (BG/NBD)"),
+        "btyd_p_inactive": _plain("Their rhythm so far gives a {v:.0%} chance of no activity "
+                                  f"in the next {h} days (BG/NBD)"),
+        "btyd_expected_events": _plain("Their rhythm so far predicts {v:.1f} active days in the "
+                                       f"next {h} days (BG/NBD)"),
+    }
+
+
+def feature_words(spec: FeatureSpec) -> dict[str, dict]:
+    """Every feature's words (its entry's, and the BG/NBD model columns'), with the trend
+    windows every template may use."""
+    words = {f.name: dict(f.words or {"kind": "plain", "text": f.name + " = {v}"})
+             for f in spec.entries}
+    words.update(model_column_words(spec))
+    for template in words.values():
+        template.setdefault("recent", spec.trend_recent)
+        template.setdefault("earlier", spec.trend_earlier)
+    return words
 
 
 def _contact_entries(spec: FeatureSpec) -> list[Feature]:
@@ -198,18 +247,22 @@ def _contact_entries(spec: FeatureSpec) -> list[Feature]:
     the change. The raw text is compared, never one-hot encoded: any number of contacts."""
     rec, (usual_lo, usual_hi) = CONTACT_RECENT, CONTACT_USUAL
     out = []
-    for s in spec.contact_slugs.values():
+    for col, s in spec.contact_slugs.items():
         def agg(kind, lo=None, hi=None, ref=None, s=s):
             return Agg(kind, lo=lo, hi=hi, contact=s, ref=ref)
 
-        out += [_nonnegative(f"contact_{s}_distinct_{w}d", agg("contact_distinct", hi=w))
+        noun, nouns = _noun(col), _noun(col, plural=True)
+        out += [_nonnegative(f"contact_{s}_distinct_{w}d", agg("contact_distinct", hi=w),
+                             {"kind": "contact_distinct", "w": w, "noun": noun, "nouns": nouns})
                 for w in CONTACT_WINDOWS]
         usual = agg("contact_usual", hi=rec, ref=(usual_lo, usual_hi))
         earlier = agg("contact_events", lo=usual_lo, hi=usual_hi)
         out += [
             _nonnegative(f"contact_{s}_usual_share_{rec}d", case(
-                (earlier >= 1.0, usual / nullif(agg("contact_events", hi=rec), 0.0)))),
-            _nonnegative(f"contact_{s}_days_since_change", agg("contact_change_age") / DAY),
+                (earlier >= 1.0, usual / nullif(agg("contact_events", hi=rec), 0.0))),
+                {"kind": "contact_usual", "w": rec, "noun": noun}),
+            _nonnegative(f"contact_{s}_days_since_change", agg("contact_change_age") / DAY,
+                         {"kind": "contact_change", "noun": noun}),
         ]
     return out
 
@@ -230,65 +283,90 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
                             if spec.log_start is not None else Row("signup"))
     tenure = _tenure()
     out = [
-        _nonnegative("tenure_days", tenure),
+        _nonnegative("tenure_days", tenure, {"kind": "tenure"}),
         # renewals: annual contracts are mostly left around the signup anniversary
-        _nonnegative("days_to_anniversary", 365.0 - (tenure - 365.0 * floor(tenure / 365.0))),
+        _nonnegative("days_to_anniversary", 365.0 - (tenure - 365.0 * floor(tenure / 365.0)),
+                     _plain("{v:,.0f} days to the signup anniversary (renewal)")),
         # days of this customer's history the log holds, up to the longest window
-        _nonnegative("history_days", least(greatest(since / DAY, 0.0), float(wmax))),
+        _nonnegative("history_days", least(greatest(since / DAY, 0.0), float(wmax)),
+                     _plain("{v:.0f} days of history in the log")),
     ]
     for w in spec.windows:
-        out += [_nonnegative(f"n_events_{w}d", activity("count", hi=w)),
-                _nonnegative(f"active_days_{w}d", activity("days", hi=w))]
+        out += [_nonnegative(f"n_events_{w}d", activity("count", hi=w),
+                             {"kind": "count", "label": "Events", "w": w}),
+                _nonnegative(f"active_days_{w}d", activity("days", hi=w),
+                             {"kind": "active_days", "w": w})]
     out += [
-        _nonnegative("days_since_last_event", min_age / DAY),
-        _nonnegative("events_lifetime", n_all),
+        _nonnegative("days_since_last_event", min_age / DAY,
+                     {"kind": "days_since", "label": "activity"}),
+        _nonnegative("events_lifetime", n_all, _plain("{v:.0f} events since the log began")),
         # per day since the customer's first recorded event, not since signup: a customer who
         # signed up before the log began would otherwise look quieter the earlier the log starts
-        _nonnegative("events_per_day_lifetime", n_all / greatest(coalesce(max_age, 0.0) / DAY, 1.0)),
+        _nonnegative("events_per_day_lifetime", n_all / greatest(coalesce(max_age, 0.0) / DAY, 1.0),
+                     _plain("{v:.2f} events per day since the first recorded one")),
         _nonnegative(f"events_per_active_day_{wmax}d",
-                activity("count", hi=wmax) / nullif(activity("days", hi=wmax), 0.0)),
-        _nonnegative("mean_gap_days", case((n_all >= 2, (max_age - min_age) / DAY / (n_all - 1.0)))),
+                     activity("count", hi=wmax) / nullif(activity("days", hi=wmax), 0.0),
+                     _plain(f"{{v:.1f}} events per active day in the last {wmax} days")),
+        _nonnegative("mean_gap_days", case((n_all >= 2, (max_age - min_age) / DAY / (n_all - 1.0))),
+                     _plain("Usually {v:.1f} days between events")),
         _nonnegative("overdue_ratio", case(((n_all >= 2).and_(max_age > min_age),
-                                       min_age / ((max_age - min_age) / (n_all - 1.0))))),
+                                            min_age / ((max_age - min_age) / (n_all - 1.0)))),
+                     _plain("Time since the last event is {v:.1f}x the usual gap")),
         Feature("trend_events", _trend(activity("count", hi=rec),
-                                       activity("count", lo=rec, hi=prev_hi), spec)),
+                                       activity("count", lo=rec, hi=prev_hi), spec),
+                words={"kind": "trend", "label": "Activity"}),
     ]
     for etype, s in spec.type_slugs.items():
-        out += [_nonnegative(f"n_{s}_{w}d", Agg("count", etype, hi=w)) for w in spec.windows]
+        label = _capital(_plural(etype))
+        out += [_nonnegative(f"n_{s}_{w}d", Agg("count", etype, hi=w),
+                             {"kind": "count", "label": label, "w": w}) for w in spec.windows]
         out += [
-            _nonnegative(f"days_since_{s}", Agg("min_age", etype) / DAY),
+            _nonnegative(f"days_since_{s}", Agg("min_age", etype) / DAY,
+                         {"kind": "days_since", "label": f"'{etype.replace('_', ' ')}'"}),
             Feature(f"trend_{s}", _trend(Agg("count", etype, hi=rec),
-                                         Agg("count", etype, lo=rec, hi=prev_hi), spec)),
+                                         Agg("count", etype, lo=rec, hi=prev_hi), spec),
+                    words={"kind": "trend", "label": label}),
         ]
-    for s in spec.value_slugs.values():
+    for col, s in spec.value_slugs.items():
         def total(lo=None, hi=None, s=s):
             return Agg("sum", lo=lo, hi=hi, value=s)
 
         def known(lo=None, hi=None, s=s):
             return Agg("count_values", lo=lo, hi=hi, value=s)
 
-        out += [Feature(f"{s}_sum_{w}d", coalesce(total(hi=w), 0.0)) for w in spec.windows]
+        out += [Feature(f"{s}_sum_{w}d", coalesce(total(hi=w), 0.0),
+                        words=_plain(f"Total {col} in the last {w} days: {{v:,.2f}}"))
+                for w in spec.windows]
         out += [
-            Feature(f"{s}_mean_{wmax}d", total(hi=wmax) / nullif(known(hi=wmax), 0.0)),
-            Feature(f"{s}_mean_lifetime", total() / nullif(known(), 0.0)),
+            Feature(f"{s}_mean_{wmax}d", total(hi=wmax) / nullif(known(hi=wmax), 0.0),
+                    words=_plain(f"Average {col} per event in the last {wmax} days: {{v:,.2f}}")),
+            Feature(f"{s}_mean_lifetime", total() / nullif(known(), 0.0),
+                    words=_plain(f"Average {col} per event overall: {{v:,.2f}}")),
             Feature(f"{s}_trend", _trend(coalesce(total(hi=rec), 0.0),
-                                         coalesce(total(lo=rec, hi=prev_hi), 0.0), spec)),
+                                         coalesce(total(lo=rec, hi=prev_hi), 0.0), spec),
+                    words={"kind": "trend", "label": f"Total {col}"}),
         ]
     out += _contact_entries(spec)
     if spec.btyd_horizon_days is not None:
         # repeat days, first to last active day, first active day to the observation time
         first_day, last_day = floor(activity("min_ts") / DAY), floor(activity("max_ts") / DAY)
         out += [
-            _nonnegative("btyd_frequency", case((n_all >= 1, activity("days") - 1.0))),
-            _nonnegative("btyd_recency_days", last_day - first_day),
-            _nonnegative("btyd_age_days", (Row("as_of") - first_day * DAY) / DAY),
+            _nonnegative("btyd_frequency", case((n_all >= 1, activity("days") - 1.0)),
+                         _plain("Active on {v:,.0f} more days after the first active day")),
+            _nonnegative("btyd_recency_days", last_day - first_day,
+                         _plain("{v:,.0f} days from the first to the last active day")),
+            _nonnegative("btyd_age_days", (Row("as_of") - first_day * DAY) / DAY,
+                         _plain("First active {v:,.0f} days ago")),
         ]
     attr = spec.attribute_slugs
-    out += [Feature(attr[a], Row(attr[a])) for a in spec.attributes.numeric]
-    out += [Feature(attr[a], Row(attr[a]), categorical=True) for a in spec.attributes.categorical]
+    out += [Feature(attr[a], Row(attr[a]), words=_plain(f"{a} is {{v:g}}"))
+            for a in spec.attributes.numeric]
+    out += [Feature(attr[a], Row(attr[a]), categorical=True,
+                    words={"kind": "category", "label": a}) for a in spec.attributes.categorical]
     # a date attribute after the observation time cannot be known then: missing, not negative
     out += [Feature(f"{attr[a]}_days", case((Row(attr[a]) <= Row("as_of"),
-                                             (Row("as_of") - Row(attr[a])) / DAY)), lower=0.0)
+                                             (Row("as_of") - Row(attr[a])) / DAY)), lower=0.0,
+                    words=_plain(f"{a} was {{v:,.0f}} days before"))
             for a in spec.attributes.datetime]
     return out
 

@@ -196,12 +196,15 @@ def case(*whens: tuple[Expr, Expr | float], otherwise: Expr | float | None = Non
 class Feature:
     """One feature: its output column and how it is computed. `categorical` features pass a
     string attribute through unchanged (their expr is a Row). `lower` is the smallest value the
-    feature can take (0 for counts and day counts), so a feature row sent below it is refused."""
+    feature can take (0 for counts and day counts), so a feature row sent below it is refused.
+    `words` is how a reason names it: a template for `scoring.reasons.render_reason` (its
+    `kind` and the words to fill in)."""
 
     name: str
     expr: Expr
     categorical: bool = False
     lower: float | None = None
+    words: dict | None = None
 
 
 def walk(expr: Expr):

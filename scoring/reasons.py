@@ -8,91 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from features.definitions import CONTACT_RECENT, CONTACT_WINDOWS, FeatureSpec
+from features.definitions import FeatureSpec, feature_words
 from features.engine import FeatureRows
 
 
-def _plural(event_type: str) -> str:
-    return f"'{event_type.replace('_', ' ')}' events"
-
-
-def _noun(column: str, plural: bool = False) -> str:
-    """A contact column as words: `account_manager` as 'account manager(s)'."""
-    words = column.replace("_", " ").strip().lower()
-    if not plural:
-        return words
-    return words + ("es" if words.endswith(("s", "x", "ch", "sh")) else "s")
-
-
 def reason_templates(spec: FeatureSpec) -> dict[str, dict]:
-    """One template per feature: its kind and the words to render it with."""
-    t: dict[str, dict] = {
-        "tenure_days": {"kind": "tenure"},
-        "history_days": {"kind": "plain", "text": "{v:.0f} days of history in the log"},
-        "days_to_anniversary": {"kind": "plain",
-                                "text": "{v:,.0f} days to the signup anniversary (renewal)"},
-    }
-    for w in spec.windows:
-        t[f"n_events_{w}d"] = {"kind": "count", "label": "Events", "w": w}
-        t[f"active_days_{w}d"] = {"kind": "active_days", "w": w}
-    wmax = max(spec.windows)
-    t["days_since_last_event"] = {"kind": "days_since", "label": "activity"}
-    t["events_lifetime"] = {"kind": "plain", "text": "{v:.0f} events since the log began"}
-    t["events_per_day_lifetime"] = {"kind": "plain",
-                                    "text": "{v:.2f} events per day since the first recorded one"}
-    t[f"events_per_active_day_{wmax}d"] = {
-        "kind": "plain", "text": f"{{v:.1f}} events per active day in the last {wmax} days"}
-    t["mean_gap_days"] = {"kind": "plain", "text": "Usually {v:.1f} days between events"}
-    t["overdue_ratio"] = {"kind": "plain",
-                          "text": "Time since the last event is {v:.1f}x the usual gap"}
-    t["trend_events"] = {"kind": "trend", "label": "Activity"}
-    for etype, s in spec.type_slugs.items():
-        label = _plural(etype)
-        for w in spec.windows:
-            t[f"n_{s}_{w}d"] = {"kind": "count", "label": label[0].upper() + label[1:], "w": w}
-        t[f"days_since_{s}"] = {"kind": "days_since", "label": f"'{etype.replace('_', ' ')}'"}
-        t[f"trend_{s}"] = {"kind": "trend", "label": label[0].upper() + label[1:]}
-    for col, s in spec.value_slugs.items():
-        for w in spec.windows:
-            t[f"{s}_sum_{w}d"] = {"kind": "plain",
-                                  "text": f"Total {col} in the last {w} days: {{v:,.2f}}"}
-        t[f"{s}_mean_{wmax}d"] = {
-            "kind": "plain", "text": f"Average {col} per event in the last {wmax} days: {{v:,.2f}}"}
-        t[f"{s}_mean_lifetime"] = {"kind": "plain",
-                                   "text": f"Average {col} per event overall: {{v:,.2f}}"}
-        t[f"{s}_trend"] = {"kind": "trend", "label": f"Total {col}"}
-    for col, s in spec.contact_slugs.items():
-        noun, nouns = _noun(col), _noun(col, plural=True)
-        for w in CONTACT_WINDOWS:
-            t[f"contact_{s}_distinct_{w}d"] = {"kind": "contact_distinct", "w": w,
-                                               "noun": noun, "nouns": nouns}
-        t[f"contact_{s}_usual_share_{CONTACT_RECENT}d"] = {
-            "kind": "contact_usual", "w": CONTACT_RECENT, "noun": noun}
-        t[f"contact_{s}_days_since_change"] = {"kind": "contact_change", "noun": noun}
-    if spec.btyd_horizon_days is not None:  # the buy-till-you-die summaries and BG/NBD's view
-        h = f"{spec.btyd_horizon_days:g}"
-        t["btyd_frequency"] = {"kind": "plain",
-                               "text": "Active on {v:,.0f} more days after the first active day"}
-        t["btyd_recency_days"] = {"kind": "plain",
-                                  "text": "{v:,.0f} days from the first to the last active day"}
-        t["btyd_age_days"] = {"kind": "plain", "text": "First active {v:,.0f} days ago"}
-        t["btyd_p_alive"] = {"kind": "plain", "text": "Their rhythm so far gives a {v:.0%} "
-                             "chance that they are still a customer (BG/NBD)"}
-        t["btyd_p_inactive"] = {"kind": "plain", "text": "Their rhythm so far gives a {v:.0%} "
-                                f"chance of no activity in the next {h} days (BG/NBD)"}
-        t["btyd_expected_events"] = {"kind": "plain", "text": "Their rhythm so far predicts "
-                                     f"{{v:.1f}} active days in the next {h} days (BG/NBD)"}
-    attr = spec.attribute_slugs
-    for a in spec.attributes.numeric:
-        t[attr[a]] = {"kind": "plain", "text": f"{a} is {{v:g}}"}
-    for a in spec.attributes.categorical:
-        t[attr[a]] = {"kind": "category", "label": a}
-    for a in spec.attributes.datetime:
-        t[f"{attr[a]}_days"] = {"kind": "plain", "text": f"{a} was {{v:,.0f}} days before"}
-    for tmpl in t.values():
-        tmpl.setdefault("recent", spec.trend_recent)
-        tmpl.setdefault("earlier", spec.trend_earlier)
-    return t
+    """One template per feature: its kind and the words to render it with. The words live on
+    each feature's own entry (features.definitions); this is what the model stores."""
+    return feature_words(spec)
 
 
 def _missing(value: object) -> bool:

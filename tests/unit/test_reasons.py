@@ -65,6 +65,8 @@ def test_every_feature_has_words_of_its_own():
     templates = reason_templates(spec)
     missing = [f for f in spec.feature_names if f not in templates]
     assert not missing
+    # the words live on each feature's own entry
+    assert all(entry.words for entry in spec.entries)
     for name in spec.feature_names:
         text = render_reason(templates[name], 0.25)
         assert name not in text and "=" not in text, (name, text)
