@@ -13,8 +13,10 @@ Two ways in:
   write that fails is retried with the same record ids, so a write that did succeed before its
   answer was lost is never stored twice. `close` drains the queue on a clean shutdown, for a
   bounded time.
-- `churn score` writes synchronously once its scores file is written (`write_all`), in chunks,
-  each chunk one transaction.
+- `churn score` (and a /batch job) writes synchronously once its scores file is written
+  (`write_run`): all its records in one transaction, so a killed run leaves none of them, each
+  with an id derived from the scoring run's id (`run_id`, `record_id_in`), so a re-run stores
+  nobody twice.
 
 Each row carries a `record_id` made here, unique, which the store writes at most once.
 """
@@ -25,6 +27,7 @@ import logging
 import math
 import threading
 import time
+import hashlib
 import json
 import uuid
 from collections import deque
@@ -37,7 +40,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 from features.contract import parse_timestamps, to_utc_datetime
-from scoring.records import engine_for, predictions, write_predictions
+from scoring.records import engine_for, insert_predictions, predictions, write_predictions
 from scoring.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,11 +94,13 @@ def _text(value: object) -> str:
 
 def make_row(customer_id: object, as_of: datetime, probability: float, band: str,
              reasons: Sequence[str], model_version: str, source: str,
-             created_at: datetime | None = None, model_name: str | None = None) -> dict:
-    """One record of the log with a fresh record id; text cut to the table's widths.
-    `model_name` is the registered model the version belongs to (None outside the registry)."""
+             created_at: datetime | None = None, model_name: str | None = None,
+             record_id: str | None = None) -> dict:
+    """One record of the log with a fresh record id (or `record_id`); text cut to the table's
+    widths. `model_name` is the registered model the version belongs to (None outside the
+    registry)."""
     return {
-        "record_id": uuid.uuid4().hex,
+        "record_id": record_id or uuid.uuid4().hex,
         "customer_id": _text(customer_id)[:_WIDTHS["customer_id"]],
         "as_of": _as_of(as_of),
         "probability": float(probability),
@@ -128,14 +133,26 @@ def _reason_names(frame: pd.DataFrame) -> list[list[str]]:
         if values else [[] for _ in range(len(frame))]
 
 
+def run_id(*parts: object) -> str:
+    """A scoring run's id, the same whenever the same run is repeated: a hash of what defines
+    it (the model name and version, the observation time, the source, the inputs' identity)."""
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def record_id_in(run: str, customer_id: object) -> str:
+    """A customer's record id in scoring run `run`: a re-run stores nobody twice."""
+    return hashlib.sha256(f"{run}\x1f{customer_id}".encode()).hexdigest()[:32]
+
+
 def score_rows(scores: pd.DataFrame, source: str = "score",
-               model_name: str | None = None) -> list[dict]:
+               model_name: str | None = None, run: str | None = None) -> list[dict]:
     """Records of a scores table (`score_batch`'s columns: customer_id, churn_probability,
     risk_band, as_of, reason_{i}_feature, model_version) scored by registered model
-    `model_name`."""
+    `model_name`; with `run` (`run_id`) each record's id is the customer's in that run."""
     now = _now()
     as_of = parse_timestamps(scores["as_of"], "scores", "as_of", allow_missing=True)
-    return [make_row(cid, when, p, band, why, version, source, now, model_name)
+    return [make_row(cid, when, p, band, why, version, source, now, model_name,
+                     None if run is None else record_id_in(run, cid))
             for cid, when, p, band, why, version in zip(
                 scores["customer_id"].tolist(), list(as_of.dt.to_pydatetime()),
                 scores["churn_probability"].tolist(), scores["risk_band"].tolist(),
@@ -170,6 +187,31 @@ def write_all(engine: Engine, chunks: Iterable[Sequence[dict]],
         if progress is not None:
             progress(done)
     return done
+
+
+def write_run(engine: Engine, chunks: Callable[[], Iterable[Sequence[dict]]],
+              progress: Callable[[int], None] | None = None,
+              delays: Sequence[float] = CLI_RETRY_DELAYS) -> int:
+    """Store a scoring run's records all or none: every chunk of `chunks()` in one
+    transaction, so a run killed or failing part way leaves no record of it. A failure of the
+    connection or a lock is retried from the start (`chunks()` again, the same record ids), at
+    most len(delays) more times; other errors are raised. Returns the rows stored (rows whose
+    record id is stored already are not stored again); `progress(rows so far)` per chunk."""
+    for attempt in range(len(delays) + 1):
+        try:
+            done = 0
+            with engine.begin() as conn:
+                for chunk in chunks():
+                    done += insert_predictions(conn, chunk)
+                    if progress is not None:
+                        progress(done)
+            return done
+        except Exception as exc:
+            if attempt == len(delays) or not transient(exc):
+                raise
+            log.warning("prediction log: write failed (%s); retrying", _short(exc))
+            time.sleep(delays[attempt])
+    raise AssertionError("unreachable")
 
 
 def _short(exc: BaseException) -> str:
