@@ -148,10 +148,27 @@ def test_a_killed_train_leaves_nothing_that_is_promoted_or_served(home, point):
             _refused(home, version)
 
 
-def test_an_incomplete_version_is_refused_and_an_older_one_still_loads(home):
+def test_an_incomplete_version_is_refused_and_an_older_one_still_loads(home, monkeypatch):
     """Deterministic: a version registered as a killed train leaves it (tagged incomplete),
     and versions registered before the tag existed (none): loadable when their run FINISHED,
     refused when it did not."""
+    import mlflow  # noqa: PLC0415
+
+    # MLflow resolves a models:/m-... source with the global URI; the session's comes back
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(var, raising=False)
+    uri = f"sqlite:///{home.db}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        _versions_of_every_kind(home)
+    finally:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(registry)
+
+
+def _versions_of_every_kind(home: Home) -> None:
     client = home.client()
     v1 = client.get_model_version("churn", "1")
     incomplete = client.create_model_version("churn", v1.source, v1.run_id,
@@ -167,3 +184,42 @@ def test_an_incomplete_version_is_refused_and_an_older_one_still_loads(home):
     client.set_terminated(run.info.run_id, "FAILED")
     unfinished = client.create_model_version("churn", v1.source, run.info.run_id)
     _refused(home, str(unfinished.version))
+
+
+def _logged(h: Home, as_of: str) -> list[str]:
+    db = h.path / "mlruns" / "churn.db"
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return [r[0] for r in con.execute(
+            "SELECT customer_id FROM predictions WHERE source = 'score' AND as_of = ?",
+            (f"{as_of} 00:00:00.000000",))]
+    except sqlite3.OperationalError:  # the table is not made yet
+        return []
+    finally:
+        con.close()
+
+
+def test_a_killed_score_logs_all_or_nothing_and_a_re_run_logs_each_customer_once(home):
+    as_of = "2026-04-15"
+    out = home.path / "scores.parquet"
+    args = ["score", "--customers", str(home.data / "customers.parquet"),
+            "--events", str(home.data / "events.parquet"), "--as-of", as_of, "--out", str(out)]
+    sizes = set()
+    for ready in (lambda: out.exists(),  # the scores file is written: the log is next
+                  lambda: (home.path / "mlruns" / "churn.db-journal").exists(),
+                  ):
+        out.unlink(missing_ok=True)
+        killed = kill_when(home.start(*args), ready, timeout=300)
+        sizes.add(len(_logged(home, as_of)) if killed else -1)
+    got = home.churn(*args)
+    assert got.returncode == 0, got.stderr[-1500:]
+    import pandas as pd  # noqa: PLC0415
+
+    n = len(pd.read_parquet(out))
+    assert sizes <= {0, n, -1}, (sizes, n)  # a killed run stored none of its rows, or all
+    logged = _logged(home, as_of)
+    assert len(logged) == n and len(set(logged)) == n
+    assert home.churn(*args).returncode == 0  # and once more: nobody is stored twice
+    assert sorted(_logged(home, as_of)) == sorted(logged)
