@@ -23,12 +23,12 @@ Each row carries a `record_id` made here, unique, which the store writes at most
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import threading
 import time
-import hashlib
-import json
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence

@@ -207,9 +207,9 @@ def test_a_killed_score_logs_all_or_nothing_and_a_re_run_logs_each_customer_once
     args = ["score", "--customers", str(home.data / "customers.parquet"),
             "--events", str(home.data / "events.parquet"), "--as-of", as_of, "--out", str(out)]
     sizes = set()
-    for ready in (lambda: out.exists(),  # the scores file is written: the log is next
-                  lambda: (home.path / "mlruns" / "churn.db-journal").exists(),
-                  ):
+    # kill once the scores file is written (the log is next), then once the log's transaction
+    # is open (SQLite's journal is there)
+    for ready in (out.exists, (home.path / "mlruns" / "churn.db-journal").exists):
         out.unlink(missing_ok=True)
         killed = kill_when(home.start(*args), ready, timeout=300)
         sizes.add(len(_logged(home, as_of)) if killed else -1)
