@@ -1,5 +1,5 @@
 """The data contract: the tables' column names, `DataError`, the validated `Tables`, and the
-rules for one value: a time (`to_utc_naive`, `parse_timestamps`), a customer id
+rules for one value: a time (`to_utc_naive`, `to_utc_datetime`, `parse_timestamps`), a customer id
 (`normalise_ids`), a point of contact (`contact_text`).
 
 Reading files is `features.files`; validating whole tables and loading them is
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,7 @@ MAX_CONTACT_COLUMNS = 3
 MAX_CONTACT_CHARS = 200
 # a text column so named holds times, not contacts
 _TIME_NAME = re.compile(r"(^|_)(at|on|date|time|ts|timestamp|datetime)$|^(date|time)(_|$)", re.I)
+MIN_YEAR, MAX_YEAR = 1, 9999  # a time's year once in UTC: Python's datetime holds no other
 ISO_8601 = "ISO8601"  # pandas' name for any ISO 8601 form: date, date and time, with or without offset
 
 
@@ -128,7 +130,22 @@ def to_utc_naive(value: object) -> pd.Timestamp:
         raise ValueError(f"cannot parse {value!r} as an ISO 8601 date or timestamp") from None
     if ts is pd.NaT:
         raise ValueError(f"cannot parse {value!r} as a date or timestamp")
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+    try:
+        ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+    except (ValueError, OverflowError):
+        ts = None
+    if ts is None or not MIN_YEAR <= ts.year <= MAX_YEAR:
+        raise ValueError(f"{value!r} is outside the years {MIN_YEAR} to {MAX_YEAR} once "
+                         "converted to UTC")
+    return ts
+
+
+def to_utc_datetime(value: object) -> datetime:
+    """The one rule for a valid time, as a Python datetime: `to_utc_naive`, which refuses a
+    value that is not a time or whose UTC reading leaves the years 1 to 9999 (what Python's
+    datetime, and so every database driver, can hold). Every time a request, the CLI or the
+    prediction log takes passes here; ValueError otherwise."""
+    return to_utc_naive(value).to_pydatetime(warn=False)
 
 
 def check_date_format(date_format: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,13 +46,15 @@ class BatchScores:
 
 @dataclass
 class LogOutcome:
-    """How the prediction log went: `error` is one line when it failed part way (the scores
-    file stays, the chunks stored before the failure stay stored)."""
+    """How the prediction log went: `error` is one line when it failed (the scores file stays;
+    none of the run's records are stored, `stored` is 0). `run` is the scoring run's id, from
+    which every record's id is derived."""
 
     stored: int
     total: int
     where: str
     error: str | None = None
+    run: str | None = None
 
 
 def _quiet(label: str) -> Callable[[int, int], None]:
@@ -149,22 +151,59 @@ def score_files(
     if not settings.prediction_log:
         return result, None
     # Spark's scores are read back from its folder, lazily, a chunk at a time
-    frames = [scores] if scores is not None else spark_score_frames(out_path,
-                                                                     tables.events.engine)
-    return result, log_scores(settings, frames, rows, log_source, loaded.name, stage)
+    frames = (lambda: [scores]) if scores is not None else (
+        lambda: spark_score_frames(out_path, tables.events.engine))
+    run = scoring_run_id(loaded.name, loaded.version, as_of, log_source, tables)
+    return result, log_scores(settings, frames, rows, log_source, loaded.name, stage, run)
 
 
-def log_scores(settings: Settings, frames, total: int, source: str, model_name: str | None,
-               stage: Stage = _quiet) -> LogOutcome:
-    """Record the scores in the prediction log, in chunks (each one transaction). A failure is
-    returned, not raised: the chunks stored before it stay stored."""
+def input_identity(tables) -> str:
+    """What tells these inputs from others without reading the events: the customers table's
+    content hash and each event file's path, size and modification time."""
+    from features.files import expand
+
+    customers = getattr(tables, "customers", None)
+    parts = [str(int(pd.util.hash_pandas_object(customers, index=False).sum()))
+             if isinstance(customers, pd.DataFrame) else ""]
+    path = getattr(getattr(tables, "events", None), "path", None)
+    if path is not None:
+        try:
+            files = expand(path)[0]
+        except Exception:  # a cluster's URI: its name is what there is
+            files = []
+        parts.append(str(path))
+        for f in files:
+            try:
+                st = Path(f).stat()
+                parts.append(f"{Path(f).resolve()}:{st.st_size}:{st.st_mtime_ns}")
+            except (OSError, TypeError):
+                parts.append(str(f))
+    return "|".join(parts)
+
+
+def scoring_run_id(model_name: str | None, version: str | None, as_of: datetime, source: str,
+                   tables) -> str:
+    """The scoring run's id: the same model version, time, source and inputs give the same id,
+    so a re-run (after a kill, say) stores each customer once (scoring.predlog.run_id)."""
+    from scoring.predlog import run_id
+
+    return run_id(model_name, version, pd.Timestamp(as_of).isoformat(), source,
+                  input_identity(tables))
+
+
+def log_scores(settings: Settings, frames: Callable[[], Iterable[pd.DataFrame]], total: int,
+               source: str, model_name: str | None, stage: Stage = _quiet,
+               run: str | None = None) -> LogOutcome:
+    """Record the scores (`frames()`, re-read on a retry) in the prediction log, all in one
+    transaction, each record's id derived from `run`. A failure is returned, not raised:
+    nothing of the run is stored then."""
     from sqlalchemy.engine import make_url
 
-    from scoring.predlog import chunked, score_rows, write_all
+    from scoring.predlog import chunked, score_rows, write_run
     from scoring.records import database_url, engine_for
 
     where = make_url(database_url(settings)).render_as_string(hide_password=True)
-    outcome = LogOutcome(0, total, where)
+    outcome = LogOutcome(0, total, where, run=run)
     bar = stage("prediction log")
 
     def update(done: int) -> None:
@@ -172,11 +211,13 @@ def log_scores(settings: Settings, frames, total: int, source: str, model_name: 
         bar(done, total)
 
     try:
-        write_all(engine_for(settings),
-                  chunked(lambda f: score_rows(f, source, model_name), frames), update)
+        write_run(engine_for(settings),
+                  lambda: chunked(lambda f: score_rows(f, source, model_name, run), frames()),
+                  update)
     except Exception as exc:
         text = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
         outcome.error = f"{type(exc).__name__}: {text}"
+        outcome.stored = 0  # one transaction: nothing of the run was stored
     return outcome
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -205,24 +206,32 @@ def write_predictions(engine: Engine, rows: Sequence[dict]) -> int:
     retried after an unclear failure stores each row once. Returns the rows stored."""
     if not rows:
         return 0
+    with engine.begin() as conn:
+        return insert_predictions(conn, rows)
+
+
+def insert_predictions(conn: Connection, rows: Sequence[dict]) -> int:
+    """`write_predictions` inside the caller's transaction, so that many chunks can be stored
+    all or none (`scoring.predlog.write_run`)."""
+    if not rows:
+        return 0
     clean = [{**r, "model_name": r.get("model_name"),
               "reasons": r["reasons"] if isinstance(r["reasons"], str)
               else json.dumps(list(r["reasons"]))} for r in rows]
     stored = 0
-    upsert = _insert_if_new(engine.dialect.name)
-    with engine.begin() as conn:
-        for i in range(0, len(clean), WRITE_CHUNK):  # bound the statement's parameters
-            part = clean[i:i + WRITE_CHUNK]
-            if upsert is not None:  # one statement: no read before the write, no lock upgrade
-                stored += len(conn.execute(upsert, part).all())
-                continue
-            ids = [r["record_id"] for r in part]
-            seen = set(conn.execute(select(predictions.c.record_id)
-                                    .where(predictions.c.record_id.in_(ids))).scalars())
-            fresh = [r for r in part if r["record_id"] not in seen]
-            if fresh:
-                conn.execute(predictions.insert(), fresh)
-            stored += len(fresh)
+    upsert = _insert_if_new(conn.dialect.name)
+    for i in range(0, len(clean), WRITE_CHUNK):  # bound the statement's parameters
+        part = clean[i:i + WRITE_CHUNK]
+        if upsert is not None:  # one statement: no read before the write, no lock upgrade
+            stored += len(conn.execute(upsert, part).all())
+            continue
+        ids = [r["record_id"] for r in part]
+        seen = set(conn.execute(select(predictions.c.record_id)
+                                .where(predictions.c.record_id.in_(ids))).scalars())
+        fresh = [r for r in part if r["record_id"] not in seen]
+        if fresh:
+            conn.execute(predictions.insert(), fresh)
+        stored += len(fresh)
     return stored
 
 

@@ -175,6 +175,42 @@ def experiment_id(name: str, settings: Settings) -> str:
         return exp.experiment_id
 
 
+# Set on a registered version as the last step of `churn train`, once everything the version
+# needs (the model, its evaluation model, the reference, the test snapshot) is logged and its
+# runs have ended: "false" at registration, "true" at the end. A version without the tag was
+# registered before the tag existed and counts as complete when its run FINISHED.
+COMPLETE_TAG = "churn.complete"
+
+
+def incomplete_reason(mv) -> str | None:
+    """Why a registered version (an MLflow ModelVersion) may be neither promoted nor served, in
+    one line, or None when it is complete."""
+    what = f"version {mv.version} of model {mv.name!r}"
+    flag = (mv.tags or {}).get(COMPLETE_TAG)
+    if flag == "true":
+        return None
+    if flag is not None:
+        return (f"{what} is incomplete: its `churn train` stopped before logging everything "
+                "the version needs; train again")
+    status = None
+    if mv.run_id:
+        try:
+            status = mlflow.get_run(mv.run_id).info.status
+        except MlflowException:
+            status = "missing"
+    if status == "FINISHED":
+        return None
+    return (f"{what} is incomplete: its training run is {status or 'unknown'}, not "
+            "finished; train again")
+
+
+def check_complete(mv) -> None:
+    """ValueError naming the version when it is not complete (see `incomplete_reason`)."""
+    reason = incomplete_reason(mv)
+    if reason is not None:
+        raise ValueError(reason)
+
+
 def version_by_alias(client: MlflowClient, name: str, alias: str):
     """The model version holding `alias`, or None."""
     try:
@@ -234,14 +270,19 @@ def feature_version_problem(version: str) -> str | None:
 
 def load_model(uri: str) -> LoadedModel:
     """Load a churn model from MLflow (e.g. models:/churn@champion) and describe it. A model
-    whose feature version differs from this code's is a ValueError that says so."""
+    whose feature version differs from this code's, or a registered version that is not
+    complete (`incomplete_reason`), is a ValueError that says so."""
+    ref = parse_model_uri(uri)
+    if ref is not None:
+        client = MlflowClient()
+        check_complete(client.get_model_version_by_alias(ref.name, ref.alias) if ref.alias
+                       else client.get_model_version(ref.name, ref.version))
     pyfunc = mlflow.pyfunc.load_model(uri)
     model = pyfunc.unwrap_python_model().model
     problem = feature_version_problem(model.spec.version)
     if problem:
         raise ValueError(f"{uri}: {problem}")
     loaded = LoadedModel(model=model, uri=uri, run_id=pyfunc.metadata.run_id)
-    ref = parse_model_uri(uri)
     if ref is not None:
         client = MlflowClient()
         mv = (client.get_model_version_by_alias(ref.name, ref.alias) if ref.alias

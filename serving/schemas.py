@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from features.contract import (
+    to_utc_datetime,
     to_utc_naive,
 )
 from serving.errors import ISO_HINT, error_body
@@ -32,6 +33,18 @@ def _timestamp_text(value: object) -> object:
     """A JSON number is not a timestamp: 5 would silently be 1970-01-01T00:00:05."""
     if isinstance(value, int | float):
         raise ValueError("must be an ISO 8601 date or timestamp string, not a number")
+    return value
+
+
+def _valid_time(value: datetime) -> datetime:
+    """Every request time under the one rule (features.contract.to_utc_datetime): a time whose
+    UTC reading leaves the years 1 to 9999 is refused here, naming its field, never answered
+    and then lost by the prediction log."""
+    try:
+        to_utc_datetime(value)
+    except ValueError:
+        raise ValueError("must be a time within the years 1 to 9999 once converted to UTC, "
+                         "such as 2025-02-13T09:30:00Z") from None
     return value
 
 
@@ -49,7 +62,7 @@ def _utc(value: datetime) -> datetime:
 
 
 # request times: strings only; response times: always with their UTC offset
-Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text), AfterValidator(_valid_time)]
 UtcTimestamp = Annotated[datetime, AfterValidator(_utc)]
 CustomerId = Annotated[str, BeforeValidator(_id_text), WithJsonSchema(
     {"anyOf": [{"type": "string"}, {"type": "integer"}]}),
@@ -181,8 +194,7 @@ def resolve_as_of(as_of: datetime | str | None) -> pd.Timestamp:
     is not given. A time that is not one, or whose UTC reading leaves the calendar
     (0001-01-01T00:00+01:00 is in year 0), is a 400."""
     try:
-        out = to_utc_naive(as_of if as_of is not None else datetime.now(UTC))
-        out.to_pydatetime()
+        out = pd.Timestamp(to_utc_datetime(as_of if as_of is not None else datetime.now(UTC)))
     except (ValueError, OverflowError):
         raise RequestError("as_of", "is not an ISO 8601 time within the years 1 to 9999 in "
                            f"UTC: {ISO_HINT}") from None

@@ -37,8 +37,10 @@ from training.metrics import best_campaign, metrics_with_intervals
 from training.promotion import initial_alias
 from training.split import TimeSplit, split_rows, split_times
 from training.tracking import (
+    PROCESS_TAG,
     chosen_params,
     describe_version,
+    fail_abandoned_runs,
     headline,
     log_baseline,
     log_bgnbd,
@@ -47,6 +49,9 @@ from training.tracking import (
     log_lightgbm,
     log_reference,
     log_registered,
+    mark_complete,
+    process_tag,
+    register_version,
 )
 
 StageProgress = Callable[[str], Callable[[int, int], None]]
@@ -200,6 +205,7 @@ def train(
     the promotion gate reads the files the same way). `config_name` names the config in the
     run's name (default: `default` when it is the packaged default, else `custom`)."""
     configure(settings)
+    fail_abandoned_runs()
     # the snapshot stage runs where the events lie: in `engine` (features.sources) when given
     tables = (load_tables(customers_path, events_path, date_format=date_format) if engine is None
               else open_tables(customers_path, events_path, engine, date_format=date_format))
@@ -285,7 +291,7 @@ def train(
         experiment_id=exp_id, run_name=run_name(data, label, horizon, config_name),
         tags={"churn.kind": "train", "churn.label": label, "churn.data": data,
               "churn.config": config_name, "churn.config_changes": json.dumps(changes),
-              "churn.chosen": winner.name,
+              "churn.chosen": winner.name, PROCESS_TAG: process_tag(),
               "mlflow.note.content": describe_run(data, dataset, config_name, changes,
                                                   chosen_metrics, offer)},
     ) as parent:
@@ -327,7 +333,8 @@ def train(
         log_figure(plots.roc_plot(ys["test"], scores), "roc")
         log_figure(plots.calibration_plot(ys["test"], scores), "calibration")
 
-        with mlflow.start_run(run_name="lightgbm", nested=True, experiment_id=exp_id):
+        mine = {PROCESS_TAG: process_tag()}  # a killed process's runs are failed later
+        with mlflow.start_run(run_name="lightgbm", nested=True, experiment_id=exp_id, tags=mine):
             for part, ds in inputs.items():
                 mlflow.log_input(ds, context=part)
             mlflow.log_dict(settings.offer.model_dump(), "offer.json")
@@ -335,11 +342,12 @@ def train(
                           x_test, p_lgb, p_base, scores, metrics["lightgbm"], curve, best_k,
                           settings, tmp, registered)
         if "logistic" in cands.candidates:
-            with mlflow.start_run(run_name="baseline", nested=True, experiment_id=exp_id):
+            with mlflow.start_run(run_name="baseline", nested=True, experiment_id=exp_id,
+                                  tags=mine):
                 log_baseline(cands.candidates["logistic"].model, config, dataset, ys["test"],
                               scores, metrics["baseline"])
         if "bgnbd" in cands.candidates:
-            with mlflow.start_run(run_name="bgnbd", nested=True, experiment_id=exp_id):
+            with mlflow.start_run(run_name="bgnbd", nested=True, experiment_id=exp_id, tags=mine):
                 log_bgnbd(spec, dataset, ys["test"], probs["bgnbd"], metrics["bgnbd"])
         # the registered model and the evaluation model it came from hang off the parent run,
         # the run a user opens first
@@ -349,9 +357,12 @@ def train(
         mlflow.log_artifacts(str(tmp / "evaluation_model"), "evaluation_model")
         # the rows the promotion gate judges this version's evaluation model on
         log_frame(test.assign(**{LABEL: ys["test"]}), "test_snapshot.parquet", tmp)
-        version = log_registered(registered, test, spec, config, settings, tmp)
-        mlflow.set_tag("churn.model_version", version)
+        model_uri = log_registered(registered, test, spec, config, settings, tmp)
 
+    # registered only now that everything the version needs is logged and its runs have ended;
+    # complete is the last mark, before any alias can point at it
+    version = register_version(settings, model_uri, parent.info.run_id)
+    mark_complete(settings, version)
     aliases = initial_alias(settings, version)
     describe_version(settings, version, parent.info.run_id, data, label, horizon, config_name,
                      chosen_metrics, aliases, dataset)

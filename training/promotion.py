@@ -21,8 +21,17 @@ from features.relations import AS_OF
 from features.tables import load_tables
 from scoring.artifact import ChurnModel
 from scoring.settings import Settings
-from scoring.store import LoadedModel, configure, load_model, store_lock, version_by_alias
+from scoring.store import (
+    LoadedModel,
+    check_complete,
+    configure,
+    incomplete_reason,
+    load_model,
+    store_lock,
+    version_by_alias,
+)
 from training.intervals import Interval, paired_difference
+from training.tracking import fail_abandoned_runs
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -80,18 +89,29 @@ class Promotion:
 
 
 def _candidate_version(client: MlflowClient, name: str, version: str | None) -> str:
+    """`version`, else the challenger, else the latest complete version; a version that is not
+    complete (a killed `churn train`'s) is refused in one line, --force or not."""
     if version is not None:
         try:
-            return str(client.get_model_version(name, str(version)).version)
+            mv = client.get_model_version(name, str(version))
         except MlflowException:
             raise ValueError(f"--version: model {name!r} has no version {version}") from None
+        reason = incomplete_reason(mv)
+        if reason is not None:
+            raise ValueError(f"--version: {reason}")
+        return str(mv.version)
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is not None:
+        check_complete(challenger)
         return str(challenger.version)
     versions = client.search_model_versions(f"name='{name}'")
     if not versions:
         raise ValueError(f"no version of model {name!r} is registered; run `churn train` first")
-    return str(max(int(v.version) for v in versions))
+    complete = [v for v in versions if incomplete_reason(v) is None]
+    if not complete:
+        raise ValueError(f"no version of model {name!r} is complete (every one is a training "
+                         "run that did not finish); run `churn train`")
+    return str(max(int(v.version) for v in complete))
 
 
 def champion_features(champion: LoadedModel, snapshot: pd.DataFrame, dataset: dict) -> pd.DataFrame:
@@ -179,6 +199,7 @@ def promote(settings: Settings, version: str | None = None, force: bool = False,
     The decision is applied only if the champion is still the one it was made against;
     otherwise ChampionMoved, and nothing is moved or tagged."""
     configure(settings)
+    fail_abandoned_runs()
     level = settings.promotion_level if level is None else level
     client = MlflowClient()
     name = settings.model_name
@@ -303,6 +324,7 @@ def compare(settings: Settings, experiment: str | None = None) -> pd.DataFrame:
     registered candidate and its evaluation model's test metrics beside the baseline's ROC-AUC,
     the version and the champion flag."""
     configure(settings)
+    fail_abandoned_runs()
     name = experiment or settings.experiment
     if mlflow.get_experiment_by_name(name) is None:
         raise ValueError(f"--experiment: no experiment named {name!r}")

@@ -8,6 +8,8 @@ import contextlib
 import io
 import json
 import logging
+import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from features.definitions import FeatureSpec
 from features.engine import AS_OF, LABEL
 from scoring.artifact import PYFUNC_ENTRY, ChurnModel
 from scoring.settings import Settings
+from scoring.store import COMPLETE_TAG
 from training import plots
 from training.config import TrainConfig, flat_params
 from training.explain import shap_frame, shap_importance, shap_sample
@@ -102,8 +105,9 @@ def log_lightgbm(
 
 def log_registered(model: ChurnModel, test: pd.DataFrame, spec: FeatureSpec,
                     config: TrainConfig, settings: Settings, tmp: Path) -> str:
-    """Log the model that is registered (with its signature and an input example) and its SHAP
-    summary on the test rows, in the current run; return the registered version."""
+    """Log the model that is to be registered (with its signature and an input example) and its
+    SHAP summary on the test rows, in the current run; return the logged model's URI.
+    Registering is `register_version`'s, once the run has ended."""
     names = list(spec.feature_names)
     x = model.matrix(test)
     sample = shap_sample(len(test), config.seed)
@@ -120,10 +124,86 @@ def log_registered(model: ChurnModel, test: pd.DataFrame, spec: FeatureSpec,
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(PYFUNC_ENTRY),
             artifacts=artifacts, signature=signature,
-            input_example=example, registered_model_name=settings.model_name,
-            pip_requirements=requirements(),
+            input_example=example, pip_requirements=requirements(),
         )
-    return str(info.registered_model_version)
+    return str(info.model_uri)
+
+
+def register_version(settings: Settings, model_uri: str, run_id: str) -> str:
+    """Register the logged model as a new version of the settings' model, tagged incomplete
+    (`mark_complete` ends that), and name the version on its run; returns the version."""
+    with registry_chatter_to_log():
+        mv = mlflow.register_model(model_uri, settings.model_name, tags={COMPLETE_TAG: "false"})
+    MlflowClient().set_tag(run_id, "churn.model_version", str(mv.version))
+    return str(mv.version)
+
+
+def mark_complete(settings: Settings, version: str) -> None:
+    """The last step of training: the version has everything it needs, and may be promoted
+    and served."""
+    MlflowClient().set_model_version_tag(settings.model_name, version, COMPLETE_TAG, "true")
+
+
+# -- runs left RUNNING by a process that died ---------------------------------------------------
+
+PROCESS_TAG = "churn.process"  # host:pid:start of the process that opened a training run
+
+
+def _started(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, Linux), or "" where unknown: with
+    the pid it tells a process from a later one that reuses its number."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def process_tag() -> str:
+    """This process as a PROCESS_TAG value."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_started(pid)}"
+
+
+def process_gone(tag: str) -> bool:
+    """True when the process a PROCESS_TAG names has ended; a process on another host, or a tag
+    that cannot be read, counts as alive (nothing here can tell)."""
+    parts = tag.split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname():
+        return False
+    host_pid, recorded = parts[1], parts[2]
+    try:
+        pid = int(host_pid)
+        if pid <= 0:  # 0 and below would signal process groups
+            return False
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        pass
+    except (ValueError, OverflowError):
+        return False
+    started = _started(pid)
+    return bool(recorded and started and started != recorded)
+
+
+def fail_abandoned_runs() -> list[str]:
+    """Mark FAILED every RUNNING run whose process (PROCESS_TAG) is gone, e.g. a `churn train`
+    that was killed; returns their ids. `train`, `promote` and `compare` call it first."""
+    client = MlflowClient()
+    ids = [e.experiment_id for e in client.search_experiments()]
+    failed = []
+    for start in range(0, len(ids), 100):
+        for run in client.search_runs(ids[start:start + 100], "attributes.status = 'RUNNING'",
+                                      max_results=1000):
+            tag = run.data.tags.get(PROCESS_TAG)
+            if tag and process_gone(tag):
+                client.set_tag(run.info.run_id, "churn.failed",
+                               "its process ended before the run did (killed or crashed)")
+                client.set_terminated(run.info.run_id, "FAILED")
+                failed.append(run.info.run_id)
+    if failed:
+        log.warning("marked %d runs of processes that ended as FAILED", len(failed))
+    return failed
 
 
 def log_reference(frame: pd.DataFrame, dataset: dict, metrics: dict[str, float],
