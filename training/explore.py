@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 from pandas.api.typing import DataFrameGroupBy
 
+from features import observations
 from features.contract import CHURNED_AT, SIGNUP_AT
 from features.observations import LABEL
 
@@ -111,10 +112,11 @@ def monthly_churn(customers: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
     starts = months.start_time.to_numpy("datetime64[us]")[None, :]
     stops = (months + 1).start_time.to_numpy("datetime64[us]")[None, :]
     s, c = signup[:, None], churned_at[:, None]
-    # NaT compares False, so customers who never churned stay active
-    active = (s < starts) & ~(c < starts)
-    left = active & (c >= starts) & (c < stops)
-    new = (s >= starts) & (s < stops)
+    # the product's population and label (features.observations): active at the month's start,
+    # churned in (start, next start]; NaT compares False, so customers who never churned stay
+    active = observations.active(s, c, starts)
+    left = active & (c > starts) & (c <= stops)
+    new = (s > starts) & (s <= stops)
     table = pd.DataFrame({
         "active_at_start": active.sum(axis=0),
         "signups": new.sum(axis=0),

@@ -77,7 +77,9 @@ def test_monthly_churn_uses_customers_active_at_the_month_start(customers):
     assert (feb["active_at_start"], feb["signups"], feb["churned"]) == (3, 1, 1)
     assert feb["churn_rate"] == pytest.approx(1 / 3)
     mar = table.loc[pd.Period("2024-03", "M")]
-    assert (mar["active_at_start"], mar["churned"]) == (3, 1)  # customer 4 left on Mar 1
+    # the product's rule (active at t: churned after t): customer 4, who left at the first
+    # moment of March 1, is gone by then; joining and leaving in February, no month counts them
+    assert (mar["active_at_start"], mar["churned"]) == (2, 0)
     may = table.loc[pd.Period("2024-05", "M")]
     assert (may["active_at_start"], may["signups"], may["churned"]) == (2, 1, 1)
 
