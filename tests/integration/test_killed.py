@@ -22,6 +22,7 @@ class Home:
         self.path, self.env = path, churn_env(path)
         self.data = path / "data"
         self.db = path / "mlruns" / "mlflow.db"
+        self.train_seconds = 60.0  # set by the fixture from a whole training
 
     def churn(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([CHURN, *args], cwd=self.path, env=self.env, capture_output=True,
@@ -78,8 +79,10 @@ def home(tmp_path_factory) -> Home:
     (h.path / "weak.toml").write_text(WEAK_CONFIG)
     assert h.churn("generate", "--customers", "1000", "--seed", "3", "--out",
                    str(h.data)).returncode == 0
+    started = time.monotonic()
     proc = h.churn(*h.train_args)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    h.train_seconds = time.monotonic() - started  # the time points scale with this machine
     return h
 
 
@@ -98,8 +101,9 @@ def _points(h: Home) -> dict[str, Callable[[], Callable[[], bool]]]:
         return lambda: h.count(sql) > before
 
     return {
-        "loading and snapshots": lambda: after(6),
-        "fitting": lambda: after(20),
+        # shares of a whole training's time: before the first run is created, and during the fit
+        "loading and snapshots": lambda: after(0.2 * h.train_seconds),
+        "fitting": lambda: after(0.5 * h.train_seconds),
         "run just created": lambda: more(RUNS),
         "nested runs logging": lambda: more(RUNS + " WHERE name = 'lightgbm'"),
         "version just registered": lambda: more(VERSIONS),
