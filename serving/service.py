@@ -48,7 +48,7 @@ from serving.items import (
     score_rows,
 )
 from serving.logs import quiet_client_errors
-from serving.memory import start_trimming
+from serving.memory import start_heap_probe, start_trimming
 from serving.metrics import (
     bound_endpoint_labels,
     count_dropped,
@@ -197,6 +197,7 @@ class ChurnService:
         # every answered prediction, written by a background thread: a request never waits
         self.predlog = open_prediction_log(self.settings, on_drop=count_dropped)
         start_trimming()
+        start_heap_probe("churn")  # debug only (CHURN_DEBUG_HEAP)
         self._local = 0  # requests being scored in this process now
         self._examples: tuple[str | None, dict] | None = None  # (model version, examples)
 
