@@ -72,9 +72,11 @@ from serving.schemas import (
     has_control,
     resolve_as_of,
 )
+from serving.timeouts import patch_timeout_middleware
 
 log = logging.getLogger(__name__)
 bound_endpoint_labels()
+patch_timeout_middleware()  # BentoML's per-request timer held each request for its timeout
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "predict.json"
 
