@@ -43,7 +43,7 @@ async def _call(self: Any, scope: dict, receive: Any, send: Any) -> None:
     fut = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
     try:
         await waiter
-    except asyncio.TimeoutError:
+    except TimeoutError:  # asyncio.TimeoutError is TimeoutError on 3.11
         if fut.cancel():
             resp = JSONResponse(
                 {"error": f"Not able to process the request in {self.timeout} seconds"},
