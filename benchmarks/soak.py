@@ -1230,20 +1230,43 @@ def main() -> int:
     ap.add_argument("--fuzz", type=int, default=10_000, help="hostile requests over the run")
     ap.add_argument("--customers", type=int, default=2000, help="customers to generate")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--home", type=Path, default=None,
+                    help="work in this directory; reuse its data, model and scores when a "
+                         "previous run prepared them there (the run's env is kept in env.json)")
+    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for the server only (repeatable), e.g. "
+                         "CHURN_PREDICTION_LOG=false to measure without a suspect")
     args = ap.parse_args()
     if args.minutes < 1:
         ap.error("--minutes must be at least 1")
 
     signal.signal(signal.SIGTERM, interrupted)  # handled as Ctrl+C: the server is stopped
     rng = random.Random(args.seed)
-    home = Path(tempfile.mkdtemp(prefix="soak-"))
+    if args.home is not None:
+        home = args.home.resolve()
+        home.mkdir(parents=True, exist_ok=True)
+    else:
+        home = Path(tempfile.mkdtemp(prefix="soak-"))
     log = home / "serve.log"
+    extra = dict(kv.split("=", 1) for kv in args.server_env)
     print(f"working in {home}; serving the code of {code_version()}", flush=True)
     book, memory, kill = Book(), Memory(), Kill()
     server: Server | None = None
     ok = False
     try:
-        env = prepare(home, args.customers)
+        saved = home / "env.json"
+        if saved.exists():
+            env = {**{k: v for k, v in os.environ.items()
+                      if not k.startswith(("MLFLOW_", "CHURN_"))},
+                   **json.loads(saved.read_text())}
+            print(f"reusing the data, model and scores prepared in {home}", flush=True)
+        else:
+            env = prepare(home, args.customers)
+            saved.write_text(json.dumps({k: v for k, v in env.items() if k.startswith(
+                ("CHURN_", "MLFLOW_", "BENTOML_", "PYTHON"))}))
+        env.update(extra)
+        if extra:
+            print(f"server environment: {extra}", flush=True)
         port = free_port()
         server = Server.start([str(BIN / "churn"), "serve", "--port", str(port)], cwd=home,
                               env=env, log=log, port=port)

@@ -48,7 +48,7 @@ from serving.items import (
     score_rows,
 )
 from serving.logs import quiet_client_errors
-from serving.memory import start_trimming
+from serving.memory import start_heap_probe, start_trimming
 from serving.metrics import (
     bound_endpoint_labels,
     count_dropped,
@@ -72,9 +72,11 @@ from serving.schemas import (
     has_control,
     resolve_as_of,
 )
+from serving.timeouts import patch_timeout_middleware
 
 log = logging.getLogger(__name__)
 bound_endpoint_labels()
+patch_timeout_middleware()  # BentoML's per-request timer held each request for its timeout
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "predict.json"
 
@@ -197,6 +199,7 @@ class ChurnService:
         # every answered prediction, written by a background thread: a request never waits
         self.predlog = open_prediction_log(self.settings, on_drop=count_dropped)
         start_trimming()
+        start_heap_probe("churn")  # debug only (CHURN_DEBUG_HEAP)
         self._local = 0  # requests being scored in this process now
         self._examples: tuple[str | None, dict] | None = None  # (model version, examples)
 
