@@ -55,6 +55,7 @@ from serving.metrics import (
     count_predictions,
     init_prediction_counters,
 )
+from serving.readiness import Readiness
 from serving.review import review_app
 from serving.schemas import (
     CONTROL_MESSAGE,
@@ -80,8 +81,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "predict.json"
 
 
 def open_holder(settings: Settings) -> ModelHolder:
-    """Point MLflow at the configured store, load the model once and watch its alias."""
-    configure(settings)
+    """Point MLflow at the configured store (read only: the service never creates, migrates or
+    writes the registry), load the model once and watch its alias."""
+    configure(settings, read_only=True)
     holder = ModelHolder(settings.model_uri, settings.reload_interval_s)
     holder.start_polling()
     return holder
@@ -376,6 +378,7 @@ class ChurnService:
 
 ChurnService.add_asgi_middleware(Guard)  # first added, outermost: every answer passes it
 ChurnService.add_asgi_middleware(ApiDocs)
+ChurnService.add_asgi_middleware(Readiness)
 
 
 __all__ = ["ChurnService", "Scorer"]
