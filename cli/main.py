@@ -218,13 +218,20 @@ def serve(
     Bound to loopback (the default), it answers only to loopback host names. Set CHURN_API_KEYS
     (and CHURN_REVIEW_KEYS) before binding another interface."""
     from scoring.settings import get_settings
-    from scoring.store import configure, load_model, registry_problem, store_uri
+    from scoring.store import (
+        configure,
+        follow_move_once,
+        load_model,
+        registry_problem,
+        store_uri,
+    )
 
     settings = get_settings()
     model = model or settings.model_uri
     uri = store_uri(settings)
     try:  # read only, as the service opens it: a missing registry is reported, not created
         configure(settings, read_only=True)
+        follow_move_once(settings)  # a copied store: its artifact locations, once, here
         loaded = load_model(model)
     except Exception as exc:
         raise UsageError(f"--model: cannot load {model!r} from {uri}: "

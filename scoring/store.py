@@ -164,6 +164,16 @@ def sqlite_problem(uri: str) -> str | None:
     return None
 
 
+def follow_move_once(settings: Settings) -> list[str]:
+    """`follow_move` under the tables' lock, for an embedded store that exists: what `churn
+    serve` does before the read-only service starts, so a copied store serves its own
+    artifacts. Never creates the store."""
+    if store_uri(settings) != embedded_uri(settings) or not (settings.mlruns / "mlflow.db").is_file():
+        return []
+    with _file_lock(settings.mlruns / ".tables.lock"):
+        return follow_move(settings)
+
+
 def _create_tables(settings: Settings) -> None:
     """Create the embedded store's tables now, one process at a time. MLflow creates them on
     first use without a lock, so two first runs on an empty store both migrate it and one dies
