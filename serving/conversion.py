@@ -192,6 +192,10 @@ def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric
         if len(problems) == 1:
             raise RequestError(*problems[0].split(": ", 1))
         raise RequestError(field, "; ".join(parts), detail="; ".join(problems))
+    numbers = set(numeric)
+    for f in names:  # a category is text, as a customer's attribute is
+        if f not in numbers and extra[f] is not None and not isinstance(extra[f], str):
+            raise RequestError(f"{field}.{f}", "must be text (a category) or null")
     for f in numeric:
         v = extra[f]
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
