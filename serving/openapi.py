@@ -168,8 +168,10 @@ def feature_row_schema(spec: FeatureSpec, base: dict | None = None) -> dict:
     props.setdefault("as_of", {"type": "string", "nullable": True})
     for name in spec.feature_names:
         if name in cats:
-            prop: dict[str, Any] = {"type": "string", "nullable": True, "description":
-                                    "A category (an unseen one counts as missing), or null."}
+            prop: dict[str, Any] = {
+                "anyOf": [{"type": "string"}, {"type": "number"}], "nullable": True,
+                "description": "A category, as text or a number read as its text (an unseen "
+                               "one counts as missing), or null."}
         else:
             prop = {"type": "number", "nullable": True, "description": "A finite number, or "
                     "null when unknown."}

@@ -159,7 +159,7 @@ def test_the_document_states_the_served_models_contract():
         prop = row["properties"][name]
         assert prop["nullable"] is True
         if name in model.categorical_features:
-            assert prop["type"] == "string"
+            assert prop["anyOf"] == [{"type": "string"}, {"type": "number"}]
         else:
             assert prop["type"] == "number" and prop.get("minimum") == lower.get(name)
     form = spec["paths"]["/batch/submit"]["post"]["requestBody"]["content"][
