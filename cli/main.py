@@ -218,16 +218,24 @@ def serve(
     Bound to loopback (the default), it answers only to loopback host names. Set CHURN_API_KEYS
     (and CHURN_REVIEW_KEYS) before binding another interface."""
     from scoring.settings import get_settings
-    from scoring.store import configure, load_model
+    from scoring.store import (
+        configure,
+        follow_move_once,
+        load_model,
+        registry_problem,
+        store_uri,
+    )
 
     settings = get_settings()
     model = model or settings.model_uri
-    uri = configure(settings)
-    try:
+    uri = store_uri(settings)
+    try:  # read only, as the service opens it: a missing registry is reported, not created
+        configure(settings, read_only=True)
+        follow_move_once(settings)  # a copied store: its artifact locations, once, here
         loaded = load_model(model)
     except Exception as exc:
         raise UsageError(f"--model: cannot load {model!r} from {uri}: "
-                         f"{' '.join(str(exc).split())[:300]}") from None
+                         f"{registry_problem(uri, exc)}") from None
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "CHURN_MODEL_URI": model, "MLFLOW_TRACKING_URI": uri,
            "BENTOML_DO_NOT_TRACK": "true",

@@ -98,13 +98,15 @@ def score_files(
     log_source: str = "score",
     stage: Stage = _quiet,
     on_written: Callable[[BatchScores], None] | None = None,
+    read_only: bool = False,
 ) -> tuple[BatchScores, LogOutcome | None]:
     """Score every customer active at `as_of` in `tables` (`open_batch_tables`) with `model`
     (default: the settings' model URI, the champion), write the scores to `out_path`
     atomically, call `on_written` (the file is there), then record the rows in the prediction
     log (None: the log is off). The offer arguments override the offer settings; targeting
     columns are added when the model has the value column. Raises BatchInputError for bad
-    arguments and for a time at which nobody is active."""
+    arguments and for a time at which nobody is active. `read_only`: open the registry read
+    only (the service's batch jobs), never creating it."""
     from features.files import write_parquet
     from scoring.predictor import offer_if_valued, score_batch
     from scoring.store import configure, load_model
@@ -116,7 +118,7 @@ def score_files(
     offer = settings.offer.model_copy(update={k: v for k, v in flags.items() if v is not None})
     top_k = top_reasons or settings.top_reasons
     model = model or settings.model_uri
-    configure(settings)
+    configure(settings, read_only=read_only)
     try:
         loaded = load_model(model)
     except Exception as exc:

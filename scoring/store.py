@@ -9,7 +9,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,10 +64,13 @@ def store_lock(settings: Settings) -> AbstractContextManager[None]:
     return _file_lock(settings.mlruns / ".store.lock")
 
 
-def configure(settings: Settings) -> str:
+def configure(settings: Settings, read_only: bool = False) -> str:
     """Point MLflow (tracking and registry) at the configured store; create mlruns/ and the
     tables of the embedded default. Returns the URI. The tables have a lock of their own, so
-    configure never waits behind, or deadlocks inside, a block holding `store_lock`."""
+    configure never waits behind, or deadlocks inside, a block holding `store_lock`.
+
+    `read_only` (the service): a SQLite store is opened read only and never created, moved or
+    migrated; a missing one is a RegistryUnavailable that says so in one line."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # MLflow draws a tqdm bar for every artifact it downloads, even one small file; in a
     # notebook or a server log those bars are noise (set the variable to keep them)
@@ -77,11 +80,98 @@ def configure(settings: Settings) -> str:
         # a mistyped CHURN_HOME would otherwise become a new, empty store
         raise ValueError(f"CHURN_HOME: {settings.home} is not a folder; create it or fix the "
                          "path (mlruns/ is made inside it)")
+    if read_only and uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise RegistryUnavailable(sqlite_problem(uri))
+        _open_read_only(uri, path)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if uri == embedded_uri(settings):
+    if uri == embedded_uri(settings) and not read_only:
         _create_tables(settings)
     return uri
+
+
+class RegistryUnavailable(ValueError):
+    """The registry is missing or cannot be read; the message is one plain line."""
+
+
+def _open_read_only(uri: str, path: Path) -> None:
+    """Make every connection MLflow's SQLite stores open for `uri` read only (`mode=ro`): SQLite
+    then never creates the file, so a registry moved away stays missing instead of turning into
+    an empty one, and nothing is written or migrated. MLflow keys its engines by URI
+    (`_engine_map`, which `serving.holder` also disposes) and builds a store on the engine there,
+    so the engine is put in place (or, when a store already made one, changed) before use."""
+    import sqlalchemy
+    from mlflow.store.db.utils import create_sqlalchemy_engine
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as Registry
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as Tracking
+
+    target = f"{path.resolve().as_uri()}?mode=ro"
+
+    def read_only(dialect, record, cargs, cparams):  # SQLAlchemy's do_connect signature
+        cparams.pop("database", None)
+        cargs[:] = [target]
+        cparams["uri"] = True
+
+    engines = []
+    for store in (Registry, Tracking):
+        with store._engine_map_lock:
+            engine = store._engine_map.get(uri) or next(iter(engines), None) \
+                or create_sqlalchemy_engine(uri)  # MLflow's, with its SQL functions; not open yet
+            store._engine_map[uri] = engine
+        if engine not in engines:
+            engines.append(engine)
+    for engine in engines:
+        if not getattr(engine, "churn_read_only", False):
+            sqlalchemy.event.listen(engine, "do_connect", read_only)
+            engine.churn_read_only = True
+        engine.dispose()  # connections opened before now were not read only
+
+
+def registry_problem(uri: str, exc: BaseException | None = None) -> str:
+    """Why the registry at `uri` cannot be read (or why a call to it failed with `exc`), as one
+    plain line: a missing SQLite file, a file without MLflow's tables (an empty one, or another
+    database), or the error's own message without SQLAlchemy's SQL text and links."""
+    problem = sqlite_problem(uri)
+    if problem is not None:
+        return problem
+    if exc is None:
+        return f"the registry {uri} cannot be read"
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy's error wraps the driver's
+    text = cause.message if isinstance(cause, MlflowException) else str(cause)
+    return " ".join(text.split("[SQL:")[0].split())[:300]
+
+
+def sqlite_problem(uri: str) -> str | None:
+    """Why the SQLite file of `uri` is no registry, in one line; None when it is one (or `uri`
+    is not a SQLite file)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.is_file():
+        return (f"the registry {path} is missing (moved or deleted?); put the MLflow store back "
+                "or set MLFLOW_TRACKING_URI")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {n for (n,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as err:
+        return f"the registry {path} cannot be read: {err}"
+    if "registered_models" not in tables:
+        return (f"the registry {path} holds no MLflow registry (an empty file or another "
+                "database); put the MLflow store back")
+    return None
+
+
+def follow_move_once(settings: Settings) -> list[str]:
+    """`follow_move` under the tables' lock, for an embedded store that exists: what `churn
+    serve` does before the read-only service starts, so a copied store serves its own
+    artifacts. Never creates the store."""
+    if store_uri(settings) != embedded_uri(settings) or not (settings.mlruns / "mlflow.db").is_file():
+        return []
+    with _file_lock(settings.mlruns / ".tables.lock"):
+        return follow_move(settings)
 
 
 def _create_tables(settings: Settings) -> None:

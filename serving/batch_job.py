@@ -31,7 +31,7 @@ def run(folder: Path) -> None:
                 model=job.model, value_column=job.value_column,
                 value_multiplier=job.value_multiplier, offer_cost=job.offer_cost,
                 save_rate=job.save_rate, top_reasons=job.top_reasons, engine="duckdb",
-                log_source="batch")
+                log_source="batch", read_only=True)
     if logged is not None and logged.error:  # the scores stand; serving.batch logs this line
         log.warning("the prediction log stored %d of %d predictions, then failed (%s)",
                     logged.stored, logged.total, logged.error)

@@ -192,6 +192,12 @@ def _check_row(row: FeatureRow, names: tuple[str, ...], known: set[str], numeric
         if len(problems) == 1:
             raise RequestError(*problems[0].split(": ", 1))
         raise RequestError(field, "; ".join(parts), detail="; ".join(problems))
+    numbers = set(numeric)
+    for f in names:  # a category is a scalar, read as its text; an object or list is none
+        v = extra[f]
+        if f not in numbers and v is not None and (
+                isinstance(v, bool) or not isinstance(v, str | int | float)):
+            raise RequestError(f"{field}.{f}", "must be text, a number or null (a category)")
     for f in numeric:
         v = extra[f]
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):

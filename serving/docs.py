@@ -6,7 +6,8 @@ to GitHub, Slack and Twitter, and its Swagger UI asks validator.swagger.io to ch
 document. This page uses the Swagger UI files BentoML ships (/static_content/), configured by a
 script file of ours (no inline script, so the guard's CSP holds) without the validator or the
 top bar; /docs.json is BentoML's document rewritten by `serving.openapi.document`, with the
-request examples the service gives (`openapi_examples`).
+request examples the service gives (`openapi_examples`) and the served model's features and
+value columns, so the document states the contract of the model served now.
 """
 
 from __future__ import annotations
@@ -65,12 +66,30 @@ def _examples() -> dict[str, Any]:
         return {}
 
 
+def _served() -> dict[str, Any]:
+    """The served model's contract: its feature spec and the value columns a batch job may
+    name (`document`'s `model` and `value_columns`)."""
+    import bentoml
+
+    try:
+        service = bentoml.get_current_service()
+        s = service.settings
+        return {"model": service.holder.current.model.spec,
+                "value_columns": sorted(service.value_columns()),
+                "limits": {"max_id_chars": s.max_id_chars}}
+    except Exception:  # the document without the model's features beats no document
+        log.exception("the served model's features could not be read for the OpenAPI document")
+        return {}
+
+
 class ApiDocs:
     """ASGI middleware: serves the docs page and its script, and rewrites /docs.json."""
 
-    def __init__(self, app: Callable, examples: Callable[[], dict[str, Any]] = _examples):
+    def __init__(self, app: Callable, examples: Callable[[], dict[str, Any]] = _examples,
+                 served: Callable[[], dict[str, Any]] = _served):
         self.app = app
         self.examples = examples
+        self.served = served
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
@@ -100,7 +119,7 @@ class ApiDocs:
                 chunks.append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
-                spec = document(json.loads(b"".join(chunks)), self.examples())
+                spec = document(json.loads(b"".join(chunks)), self.examples(), **self.served())
                 payload = json.dumps(spec).encode()
                 headers = [(k, v) for k, v in start.get("headers", [])
                            if k.lower() != b"content-length"]

@@ -16,7 +16,8 @@ In order, for each HTTP request:
    /batch/submit takes multipart/form-data only, with the same 415 otherwise.
 5. **Body size**: refused (413, with the limit) from Content-Length before a byte is read, and
    while reading when the length is not declared; JSON bodies are then handed on whole.
-   /batch/submit streams its own upload to disk and enforces its own larger bound.
+   /batch/submit streams its own upload to disk and enforces its own larger bound. A 413
+   closes the connection (`Connection: close`): the rest of the body is never read.
 6. **One error shape**: every error answer outside /review (an HTML page) leaves as
    `{"error", "field", "detail"}` (serving.errors), whoever produced it: pydantic's validation
    errors through BentoML, Starlette's plain-text 404 and 405, and our own refusals.
@@ -245,11 +246,16 @@ def _errors_in_one_shape(send: Send) -> Send:
 
 
 def _with_security_headers(send: Send) -> Send:
+    """The security headers on every response; and `Connection: close` on a 413, so the server
+    closes the connection once it has answered instead of reading the rest of a body it
+    refused (to find the next request on a kept-alive connection, HTTP/1.1 must read it all)."""
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             present = {k.lower() for k, _ in message.get("headers", [])}
-            message["headers"] = [*message.get("headers", []),
-                                  *[(k, v) for k, v in SECURITY_HEADERS if k not in present]]
+            extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+            if message["status"] == 413:
+                extra += [] if b"connection" in present else [(b"connection", b"close")]
+            message["headers"] = [*message.get("headers", []), *extra]
         await send(message)
     return wrapped
 

@@ -10,7 +10,7 @@ import time
 import mlflow
 from mlflow import MlflowClient
 
-from scoring.store import LoadedModel, load_model, parse_model_uri
+from scoring.store import LoadedModel, load_model, parse_model_uri, registry_problem
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class ModelHolder:
             self._store_id = identity
         with self._lock:
             mv = MlflowClient().get_model_version_by_alias(*target)
+            if self.last_error is not None:
+                log.warning("the registry can be read again")
             self.last_poll, self.last_error = time.time(), None
             if str(mv.version) == self.current.version:
                 return False
@@ -93,9 +95,17 @@ class ModelHolder:
             try:
                 self.refresh()
             except Exception as exc:  # keep serving the current model, and reopen the store
-                self.last_error = " ".join(str(exc).split())[:300]
-                log.warning("could not check %s for a new version: %s", self.uri, exc)
+                self.failed(exc)
                 _reopen_store()
+
+    def failed(self, exc: BaseException) -> None:
+        """Note a failed poll in one plain line (a missing registry says so, a SQL error loses
+        its SQL text); logged when it differs from the last one, not at every poll."""
+        problem = registry_problem(mlflow.get_registry_uri() or "", exc)
+        if problem != self.last_error:
+            log.warning("could not check %s for a new version; serving version %s meanwhile: %s",
+                        self.uri, self.current.label, problem)
+        self.last_error = problem
 
 
 def _sqlite_path() -> str | None:

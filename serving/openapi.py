@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Any
 
+from features.definitions import FeatureSpec
 from serving.batch import OPTIONS, PARQUET, STATUSES
 from serving.errors import ISO_HINT, error_body
 from serving.schemas import ModelInfo
@@ -132,7 +133,9 @@ def _job_schema() -> dict:
             "required": ["task_id", "status", "created_at", "model"]}
 
 
-def _submit_form() -> dict:
+def _submit_form(value_columns: list[str] | None = None) -> dict:
+    """The /batch/submit form; `value_columns`, the served model's (its features and numeric
+    attributes), enumerate what value_column accepts."""
     props: dict[str, dict] = {
         name: {"type": "string", "format": "binary", "description": f"The {name} file: CSV, "
                "gzipped CSV or Parquet (told apart by their bytes; TSV by a .tsv name)."}
@@ -147,7 +150,39 @@ def _submit_form() -> dict:
         if option.high is not None:
             prop["maximum"] = option.high
         props[name] = prop
-    return {"type": "object", "required": ["customers", "events"], "properties": props}
+    if value_columns is not None:
+        props["value_column"]["enum"] = sorted(value_columns)
+    return {"type": "object", "required": ["customers", "events"], "properties": props,
+            "additionalProperties": False}
+
+
+def feature_row_schema(spec: FeatureSpec, base: dict | None = None) -> dict:
+    """A /predict_features row under the served model: customer_id, an optional as_of, and
+    every feature the model needs, each required (null when unknown) with its type and lower
+    bound; nothing else (conversion._check_row refuses missing and unknown features alike).
+    `base`: the row schema BentoML wrote, whose customer_id and as_of are kept."""
+    cats = set(spec.categorical_features)
+    lower = {f.name: f.lower for f in spec.entries if f.lower is not None}
+    props = dict((base or {}).get("properties", {}))
+    props.setdefault("customer_id", {"anyOf": [{"type": "string"}, {"type": "integer"}]})
+    props.setdefault("as_of", {"type": "string", "nullable": True})
+    for name in spec.feature_names:
+        if name in cats:
+            prop: dict[str, Any] = {
+                "anyOf": [{"type": "string"}, {"type": "number"}], "nullable": True,
+                "description": "A category, as text or a number read as its text (an unseen "
+                               "one counts as missing), or null."}
+        else:
+            prop = {"type": "number", "nullable": True, "description": "A finite number, or "
+                    "null when unknown."}
+            if name in lower:
+                prop["minimum"] = lower[name]
+        props[name] = prop
+    return {"type": "object", "title": "FeatureRow",
+            "description": "customer_id, an optional as_of, and every feature of the served "
+                           f"model (feature version {spec.version}); null for one not known.",
+            "required": ["customer_id", *spec.feature_names], "properties": props,
+            "additionalProperties": False}
 
 
 TASK_ID = {"name": "task_id", "in": "query", "required": True, "description":
@@ -155,7 +190,7 @@ TASK_ID = {"name": "task_id", "in": "query", "required": True, "description":
            "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
 
 
-def _own_paths() -> dict[str, dict]:
+def _own_paths(value_columns: list[str] | None = None) -> dict[str, dict]:
     """The routes BentoML does not document: they are Starlette routes of ours."""
     missing_task = error_body("is required", "task_id")
     no_task = error_body("no such task", "task_id")
@@ -176,7 +211,7 @@ def _own_paths() -> dict[str, dict]:
                            "with the form's targeting options and the model served now. Poll "
                            "/batch/status, then fetch /batch/get.",
             "requestBody": {"required": True, "content": {"multipart/form-data": {
-                "schema": _submit_form(),
+                "schema": _submit_form(value_columns),
                 "encoding": {"customers": {"contentType": "application/octet-stream"},
                              "events": {"contentType": "application/octet-stream"}}}}},
             "responses": {
@@ -262,6 +297,30 @@ def _id_either(operation: dict) -> None:
         prop["anyOf"] = [{"type": "string"}, {"type": "integer"}]
 
 
+# an id is stored, logged and shown: no control characters (schemas.has_control)
+ID_PATTERN = "^[^\u0000-\u001f\u007f]*$"
+
+
+def _bound_ids(node: Any, max_id_chars: int | None) -> None:
+    """Every customer_id as the service reads it: text without control characters, at most
+    `max_id_chars` long, or an integer (schemas.CustomerId, check_strings)."""
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict) and isinstance(props.get("customer_id"), dict):
+            text: dict[str, Any] = {"type": "string", "pattern": ID_PATTERN}
+            if max_id_chars is not None:
+                text["maxLength"] = max_id_chars
+            old = props["customer_id"]
+            props["customer_id"] = {"anyOf": [text, {"type": "integer"}],
+                                    **({"description": old["description"]}
+                                       if "description" in old else {})}
+        for value in node.values():
+            _bound_ids(value, max_id_chars)
+    elif isinstance(node, list):
+        for value in node:
+            _bound_ids(value, max_id_chars)
+
+
 def _mark_nullable(node: Any) -> None:
     """BentoML writes pydantic's `X | None` as plain X in OpenAPI 3.0; a property whose default
     is null accepts null, so say so (`nullable`)."""
@@ -275,9 +334,16 @@ def _mark_nullable(node: Any) -> None:
             _mark_nullable(value)
 
 
-def document(spec: dict, examples: dict[str, Any], version: str | None = None) -> dict:
+def document(spec: dict, examples: dict[str, Any], version: str | None = None,
+             model: FeatureSpec | None = None, value_columns: list[str] | None = None,
+             limits: dict[str, int] | None = None) -> dict:
     """Our OpenAPI document from BentoML's. `examples`: request bodies by path ("/predict",
-    "/explain", "/predict_features"), each used as that operation's example."""
+    "/explain", "/predict_features"), each used as that operation's example. `model`: the
+    served model's feature spec, whose features a /predict_features row lists;
+    `value_columns`: what /batch/submit's value_column may name; `limits`: the service's
+    max_id_chars. (Sizes, such as the customers of one request, are 413s, not schema: a
+    request past them is well-formed, only too large.)"""
+    limits = limits or {}
     spec = copy.deepcopy(spec)
     spec["info"] = {"title": TITLE, "version": version or _version(), "description": DESCRIPTION}
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
@@ -297,8 +363,11 @@ def document(spec: dict, examples: dict[str, Any], version: str | None = None) -
     schemas["Error"] = ERROR_SCHEMA
     schemas["ModelInfo"] = openapi30(ModelInfo.model_json_schema())
     schemas["BatchJob"] = _job_schema()
+    if model is not None:
+        schemas["FeatureRow"] = feature_row_schema(model, schemas.get("FeatureRow"))
     spec["components"]["schemas"] = schemas
     _mark_nullable(spec)
+    _bound_ids(spec, limits.get("max_id_chars"))
 
     spec["tags"] = [{"name": "Scoring", "description": "Real-time predictions and explanations."},
                     {"name": "Model", "description": "The served model."},
@@ -322,5 +391,7 @@ def document(spec: dict, examples: dict[str, Any], version: str | None = None) -
                 body["example"] = example
             body_schema = (body or {}).get("schema", {})
             body_schema.pop("root_input", None)
-    paths.update(_own_paths())
+            if "requestBody" in operation:  # an empty POST is refused (415): say it is needed
+                operation["requestBody"]["required"] = True
+    paths.update(_own_paths(value_columns))
     return spec

@@ -34,7 +34,7 @@ from scoring.settings import Settings, get_settings
 from scoring.store import configure
 from serving.batch import BatchJobs, get_route, status_route, submit_route
 from serving.docs import ApiDocs
-from serving.errors import combined
+from serving.errors import combined, error_body
 from serving.guard import Guard
 from serving.health_gauges import start_health_gauges
 from serving.holder import ModelHolder
@@ -55,6 +55,7 @@ from serving.metrics import (
     count_predictions,
     init_prediction_counters,
 )
+from serving.readiness import Readiness
 from serving.review import review_app
 from serving.schemas import (
     CONTROL_MESSAGE,
@@ -82,8 +83,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "predict.json"
 
 
 def open_holder(settings: Settings) -> ModelHolder:
-    """Point MLflow at the configured store, load the model once and watch its alias."""
-    configure(settings)
+    """Point MLflow at the configured store (read only: the service never creates, migrates or
+    writes the registry), load the model once and watch its alias."""
+    configure(settings, read_only=True)
     holder = ModelHolder(settings.model_uri, settings.reload_interval_s)
     holder.start_polling()
     return holder
@@ -144,19 +146,40 @@ class Scorer:
             loaded, batch[0], s.top_reasons, s.risk_bands)])[0]
 
 
+# the scorer's answer to an item whose model version it cannot load: the public service then
+# scores the request itself, with the version it holds (never with another one)
+VERSION_REFUSED = "model_version"
+
+
 def _by_version(holder: ModelHolder, items: list, func) -> list:
     """Score each item with the model version it names, isolating failures (`_isolated`); a
-    merged batch may hold items of two versions while an alias moves."""
+    merged batch may hold items of two versions while an alias moves. Items of a version this
+    process cannot load are refused (VERSION_REFUSED), never scored with another version."""
     out: list = [None] * len(items)
     groups: dict[str | None, list[int]] = {}
     for i, item in enumerate(items):
         groups.setdefault(item.version, []).append(i)
     for version, where in groups.items():
-        results = isolated(lambda batch, v=version: func(holder.at(v), batch),
-                            [items[i] for i in where])
+        try:
+            loaded = holder.at(version)
+        except Exception as exc:
+            log.warning("cannot load model version %s here (%s); its caller scores it",
+                        version, " ".join(str(exc).split())[:200])
+            for i in where:
+                out[i] = ItemResult(error=error_body(
+                    f"this process cannot load model version {version}", VERSION_REFUSED,
+                    status=503))
+            continue
+        results = isolated(lambda batch, m=loaded: func(m, batch), [items[i] for i in where])
         for i, r in zip(where, results, strict=True):
             out[i] = r
     return out
+
+
+def _refused(result) -> bool:
+    """Whether the scorer refused an item for its model version (VERSION_REFUSED)."""
+    error = result.get("error") if isinstance(result, dict) else getattr(result, "error", None)
+    return isinstance(error, dict) and error.get("field") == VERSION_REFUSED
 
 
 async def model_info(request: Request) -> JSONResponse:
@@ -214,12 +237,16 @@ class ChurnService:
             return await self._score_here(local, arg)
         try:
             with anyio.fail_after(self.settings.scorer_timeout_s):
-                return await call_scorer(remote, arg)
+                result = await call_scorer(remote, arg)
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             # the scorer hung or dropped the connection twice (bentoml/BentoML#4971): this
             # process holds the same model, so the caller still gets its answer
             log.warning("scorer failed (%s); scoring in this process", type(exc).__name__)
             return await self._score_here(local, arg)
+        if any(_refused(r) for r in (result if isinstance(result, list) else [result])):
+            # the scorer could not load the version this process named: score it here
+            return await self._score_here(local, arg)
+        return result
 
     async def _score_here(self, local, arg):
         self._local += 1
@@ -379,6 +406,7 @@ class ChurnService:
 
 ChurnService.add_asgi_middleware(Guard)  # first added, outermost: every answer passes it
 ChurnService.add_asgi_middleware(ApiDocs)
+ChurnService.add_asgi_middleware(Readiness)
 
 
 __all__ = ["ChurnService", "Scorer"]

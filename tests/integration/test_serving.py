@@ -10,6 +10,7 @@ import copy
 import io
 import json
 import math
+import shutil
 import subprocess
 import sys
 import threading
@@ -760,6 +761,50 @@ def test_alias_move_is_picked_up_without_restart(http, server, trained, samples)
     again = predict(http, samples[:1])["predictions"][0]
     assert again["model_version"] == v0
     assert abs(again["churn_probability"] - before["churn_probability"]) <= TOL
+
+
+def test_every_answer_is_computed_by_the_public_workers_version(trained, samples,
+                                                                 tmp_path_factory):
+    """Issue 26, point 6: the public worker and the scorer poll the alias apart, so for up to a
+    poll interval after a move they hold different versions. Every request goes to the scorer
+    here (CHURN_LOCAL_MAX_INFLIGHT=0), yet each answer names, and was computed by, the version
+    the public worker held (GET /model before and after the call agree on it)."""
+    from tests.helpers import Trained, churn_env
+
+    home = tmp_path_factory.mktemp("two-versions")
+    shutil.copytree(trained.home / "mlruns", home / "mlruns",
+                    ignore=shutil.ignore_patterns("bentoml", "batch"))
+    uri = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    old = client.get_model_version_by_alias("churn", "champion")
+    new = client.create_model_version("churn", old.source, old.run_id)
+    for key, value in (old.tags or {}).items():  # whatever marks a version complete
+        client.set_model_version_tag("churn", new.version, key, value)
+    v0, v1 = str(old.version), str(new.version)
+    gen = _serve(Trained(home, trained.data, churn_env(home), {}), tmp_path_factory,
+                 CHURN_LOCAL_MAX_INFLIGHT="0", CHURN_RELOAD_INTERVAL_S="2")
+    srv = next(gen)
+    seen: list[tuple[str, str, list[str], str]] = []
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as http:
+            moved_at, deadline = time.monotonic() + 1, time.monotonic() + 12
+            moved = False
+            while time.monotonic() < deadline:
+                if not moved and time.monotonic() >= moved_at:
+                    client.set_registered_model_alias("churn", "champion", v1)
+                    moved = True
+                before = http.get("/model").json()["version"]
+                resp = http.post("/predict", json={"customers": samples[:1], "as_of": AS_OF_TEXT})
+                assert resp.status_code == 200, resp.text
+                body = resp.json()
+                after = http.get("/model").json()["version"]
+                seen.append((before, body["model_version"],
+                             [p["model_version"] for p in body["predictions"]], after))
+    finally:
+        gen.close()
+    assert {s[1] for s in seen} == {v0, v1}, "the move was not seen within the test"
+    wrong = [s for s in seen if s[0] == s[3] and (s[1] != s[0] or set(s[2]) != {s[0]})]
+    assert not wrong, f"{len(wrong)} of {len(seen)} answers by another version: {wrong[:3]}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ server: pydantic's errors, BentoML's bodies and Starlette's plain 4xx all become
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import datetime
 
@@ -126,3 +127,44 @@ def test_the_document_is_ours():
     parquet = spec["paths"]["/batch/get"]["get"]["responses"]["200"]["content"]
     assert "application/vnd.apache.parquet" in parquet
     assert BENTO["info"]["title"] == "churn"  # the input is not changed
+
+
+def _served_spec():
+    from features.contract import AttributeKinds
+    from features.definitions import FeatureSpec
+
+    return FeatureSpec(("login", "payment"), value_columns=("amount",),
+                       attributes=AttributeKinds(numeric=("seats",), categorical=("plan",)))
+
+
+def test_the_document_states_the_served_models_contract():
+    """Issue 26, point 7: request bodies are required, a feature row lists every feature of the
+    served model with its type and bound, and value_column is one of the model's columns."""
+    model = _served_spec()
+    columns = sorted({*model.feature_names, "attr_seats"})
+    bento = copy.deepcopy(BENTO)
+    bento["components"]["schemas"]["FeatureRow"] = {
+        "type": "object", "properties": {"customer_id": {"type": "string"},
+                                         "as_of": {"type": "string"}}}
+    spec = document(bento, {}, version="1", model=model, value_columns=columns)
+    assert spec["paths"]["/predict"]["post"]["requestBody"]["required"] is True
+    row = spec["components"]["schemas"]["FeatureRow"]
+    assert row["required"] == ["customer_id", *model.feature_names]
+    assert row["additionalProperties"] is False
+    text, number = row["properties"]["customer_id"]["anyOf"]
+    assert number == {"type": "integer"} and text["pattern"] == "^[^\u0000-\u001f\u007f]*$"
+    lower = {f.name: f.lower for f in model.entries if f.lower is not None}
+    assert lower, "the spec has bounded features"
+    for name in model.feature_names:
+        prop = row["properties"][name]
+        assert prop["nullable"] is True
+        if name in model.categorical_features:
+            assert prop["anyOf"] == [{"type": "string"}, {"type": "number"}]
+        else:
+            assert prop["type"] == "number" and prop.get("minimum") == lower.get(name)
+    form = spec["paths"]["/batch/submit"]["post"]["requestBody"]["content"][
+        "multipart/form-data"]["schema"]
+    assert form["properties"]["value_column"]["enum"] == columns
+    assert form["additionalProperties"] is False
+    # without a served model the document still stands, with no feature list
+    assert "FeatureRow" not in document(BENTO, {})["components"]["schemas"]
