@@ -339,8 +339,8 @@ def train(
                 mlflow.log_input(ds, context=part)
             mlflow.log_dict(settings.offer.model_dump(), "offer.json")
             log_lightgbm(model, fit, config, spec, dataset, test, ys["test"], contrib,
-                          x_test, p_lgb, p_base, scores, metrics["lightgbm"], curve, best_k,
-                          settings, tmp, registered)
+                         x_test, p_lgb, p_base, scores, metrics["lightgbm"], curve, best_k,
+                         settings, tmp)
         if "logistic" in cands.candidates:
             with mlflow.start_run(run_name="baseline", nested=True, experiment_id=exp_id,
                                   tags=mine):
@@ -357,6 +357,15 @@ def train(
         mlflow.log_artifacts(str(tmp / "evaluation_model"), "evaluation_model")
         # the rows the promotion gate judges this version's evaluation model on
         log_frame(test.assign(**{LABEL: ys["test"]}), "test_snapshot.parquet", tmp)
+        # every candidate's probabilities on the test rows (churn_probability: the chosen one's
+        # evaluation model), and the registered model's, which reproduce what it serves; after
+        # a refit it has trained on these rows, so they are no estimate of its accuracy
+        log_frame(pd.DataFrame({
+            CUSTOMER_ID: test[CUSTOMER_ID], AS_OF: test[AS_OF], LABEL: ys["test"],
+            "churn_probability": p_chosen, "baseline_probability": p_base,
+            "registered_probability": registered.predict_proba(test),
+            **{f"{name}_probability": p for name, p in probs.items()}}),
+            "test_predictions.parquet", tmp)
         model_uri = log_registered(registered, test, spec, config, settings, tmp)
 
     # registered only now that everything the version needs is logged and its runs have ended;

@@ -21,9 +21,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from features.contract import CUSTOMER_ID
 from features.definitions import FeatureSpec
-from features.engine import AS_OF, LABEL
 from scoring.artifact import PYFUNC_ENTRY, ChurnModel
 from scoring.settings import Settings
 from scoring.store import COMPLETE_TAG
@@ -62,10 +60,9 @@ def log_lightgbm(
     model: ChurnModel, fit, config: TrainConfig, spec: FeatureSpec, dataset: dict,
     test: pd.DataFrame, y: np.ndarray, contrib: np.ndarray, x_test: np.ndarray,
     p_lgb: np.ndarray, p_base: np.ndarray, scores: dict, metrics: dict[str, float],
-    curve: dict | None, best_k: int, settings: Settings, tmp: Path, registered: ChurnModel,
+    curve: dict | None, best_k: int, settings: Settings, tmp: Path,
 ) -> None:
-    """The LightGBM candidate's run: its search, plots and SHAP on the test rows, and the test
-    snapshot with every probability (the registered model's too)."""
+    """The LightGBM candidate's run: its search, plots and SHAP on the test rows."""
     names = list(spec.feature_names)
     mlflow.log_params(flat_params(config))
     mlflow.log_params({"model": "lightgbm", "best_iteration": fit.best_iteration,
@@ -95,12 +92,6 @@ def log_lightgbm(
 
     log_frame(shap_frame(model, test, contrib, settings.top_reasons),
               "shap_contributions.parquet", tmp)
-    # the registered model's probabilities on these rows reproduce what it serves; after a
-    # refit it has trained on them, so they are no estimate of its accuracy
-    log_frame(pd.DataFrame({CUSTOMER_ID: test[CUSTOMER_ID], AS_OF: test[AS_OF], LABEL: y,
-                             "churn_probability": p_lgb, "baseline_probability": p_base,
-                             "registered_probability": registered.predict_proba(test)}),
-               "test_predictions.parquet", tmp)
 
 
 def log_registered(model: ChurnModel, test: pd.DataFrame, spec: FeatureSpec,

@@ -191,11 +191,10 @@ def test_logged_model_has_a_signature_and_returns_probabilities(trained):
 
 
 def _test_snapshot(trained) -> tuple[pd.DataFrame, pd.DataFrame]:
-    lgbm = child_runs(trained.result["run_id"])["lightgbm"].info.run_id
     snap = pd.read_parquet(mlflow.artifacts.download_artifacts(  # beside the registered model
         run_id=trained.result["run_id"], artifact_path="test_snapshot.parquet"))
-    preds = pd.read_parquet(mlflow.artifacts.download_artifacts(
-        run_id=lgbm, artifact_path="test_predictions.parquet"))
+    preds = pd.read_parquet(mlflow.artifacts.download_artifacts(  # beside the registered model
+        run_id=trained.result["run_id"], artifact_path="test_predictions.parquet"))
     return snap, preds
 
 
