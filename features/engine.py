@@ -63,13 +63,6 @@ def _btyd_columns(summaries: dict[str, np.ndarray], spec: FeatureSpec, params: d
     }
 
 
-def with_btyd_columns(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """A feature table's BG/NBD model columns recomputed from its btyd_* summaries with the
-    spec's parameters (a new frame; the input is not changed)."""
-    summaries = {c: frame[c].to_numpy(dtype="float64") for c in BTYD_SQL_FEATURES}
-    return frame.assign(**_btyd_columns(summaries, spec, spec.btyd_params))
-
-
 # up to this many events the NumPy evaluator is used, above it DuckDB. Measured on 2 cores
 # (benchmarks/bench_features.py --crossover): NumPy 6-10x faster up to 100k events, 1.2x at 1M,
 # even at 3M, DuckDB 1.3x faster at 10M; NumPy holds its join in memory (109 MB at 3M events

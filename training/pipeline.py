@@ -20,7 +20,7 @@ import pandas as pd
 
 from features.contract import CUSTOMER_ID, Tables
 from features.definitions import FeatureSpec
-from features.engine import build_snapshots, with_btyd, with_btyd_columns
+from features.engine import build_snapshots, with_btyd
 from features.observations import LABEL, ObservationPlan, data_end, plan_observations
 from features.relations import AS_OF
 from features.sources import open_tables
@@ -269,15 +269,14 @@ def train(
     dataset["chosen"] = {"candidate": winner.name, "words": winner.words, "why": cands.reason()}
     registered = winner.model
     if config.refit.enabled:
-        refit_spec, refit_rows = spec, snaps
+        refit_spec = spec
         if spec.btyd_features:
-            # BG/NBD needs no labels: the registered model learns and scores with parameters
-            # fitted on the whole log, as the classical model would be, not on the log up to
-            # a training time; its rows' BG/NBD columns are recomputed with them
+            # each snapshot's BG/NBD columns use parameters fitted on the log before its time,
+            # as scoring at a time does: the registered model scores with those fitted on the
+            # whole log (BG/NBD needs no labels), not on the log up to the last training time
             end = data_end(tables.customers, tables.events)
             refit_spec = with_btyd(tables, spec, horizon, end)
-            refit_rows = with_btyd_columns(snaps, refit_spec)
-        registered = refit(winner, [refit_rows], refit_spec, config,
+        registered = refit(winner, [snaps], refit_spec, config,
                            progress=stage("refitting the winner"))
         dataset["refit"] = {"times": [str(pd.Timestamp(t).date())
                                       for t in sorted(snaps[AS_OF].unique())],
@@ -320,7 +319,8 @@ def train(
         mlflow.log_dict(comparisons, "candidates.json")
         for name, m in metrics.items():
             mlflow.log_metrics({f"{name}_test_{k}": v for k, v in m.items() if np.isfinite(v)})
-        mlflow.log_metrics({f"model_test_{k}": v for k, v in chosen_metrics.items()
+        # the version's own test metrics, as its run carries them: its evaluation model's
+        mlflow.log_metrics({f"test_{k}": v for k, v in chosen_metrics.items()
                             if np.isfinite(v)})
         mlflow.log_metrics({f"{METRIC_KEYS.get(n, n)}_validation_roc_auc": c.validation_auc
                             for n, c in cands.candidates.items()})

@@ -315,8 +315,9 @@ def _apply(client: MlflowClient, name: str, result: Promotion) -> None:
 
 
 def headline_metric(col, key: str) -> pd.Series:
-    """The registered model's test metric (runs before the candidates logged LightGBM's)."""
-    return col(f"metrics.model_test_{key}").fillna(col(f"metrics.lightgbm_test_{key}"))
+    """The registered model's test metric, its evaluation model's (runs before the candidates
+    logged LightGBM's only)."""
+    return col(f"metrics.test_{key}").fillna(col(f"metrics.lightgbm_test_{key}"))
 
 
 def compare(settings: Settings, experiment: str | None = None) -> pd.DataFrame:

@@ -4,7 +4,6 @@ labelled time; every kind of model explains itself with contributions that add u
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -150,18 +149,3 @@ def test_train_json_says_which_candidate_won(trained):
     described = json.loads(mlflow.artifacts.load_text(f"runs:/{body['run_id']}/dataset.json"))
     assert described["chosen"]["candidate"] == body["chosen"]
 
-
-def test_bgnbd_columns_recomputed_with_the_same_parameters_are_the_same(shop_run):
-    from features.definitions import BTYD_MODEL_FEATURES
-    from features.engine import with_btyd_columns
-
-    result, _ = shop_run
-    snap = pd.read_parquet(mlflow.artifacts.download_artifacts(
-        run_id=result.run_id, artifact_path="test_snapshot.parquet"))
-    evaluation = ChurnModel.load_folder(Path(mlflow.artifacts.download_artifacts(
-        run_id=result.run_id, artifact_path="evaluation_model")))
-    again = with_btyd_columns(snap, evaluation.spec)
-    cols = list(BTYD_MODEL_FEATURES)
-    np.testing.assert_allclose(again[cols].to_numpy(float), snap[cols].to_numpy(float), rtol=1e-12)
-    assert not again.equals(with_btyd_columns(snap, replace(evaluation.spec, btyd_params={
-        "r": 1.0, "alpha": 5.0, "a": 0.5, "b": 3.0})))
