@@ -15,7 +15,7 @@ registered (`chosen`). With `--each-candidate`, every candidate is also trained 
 at the cutoff (rows `only NAME`), so each is measured the way the registered one is.
 
     .venv/bin/python benchmarks/bench_quality.py [--sets subscription shop_btyd ...] [--seed 0]
-        [--each-candidate]
+        [--each-candidate] [--config FILE]
 
 Never run in the tests. Nothing here reads a held-out evaluation set.
 """
@@ -136,8 +136,8 @@ def candidate_scores(dev: DevSet, past: Path, workdir: Path) -> dict[str, pd.Ser
     return out
 
 
-def evaluate(dev: DevSet, workdir: Path, seed: int, each_candidate: bool = False
-             ) -> tuple[list[dict[str, object]], pd.DataFrame | None]:
+def evaluate(dev: DevSet, workdir: Path, seed: int, each_candidate: bool = False,
+             config: Path | None = None) -> tuple[list[dict[str, object]], pd.DataFrame | None]:
     customers, events = dev.load()
     past_c, past_e = truncate(customers, events, dev.cutoff)
     past = workdir / "past"
@@ -147,7 +147,7 @@ def evaluate(dev: DevSet, workdir: Path, seed: int, each_candidate: bool = False
     truth = labels_at(customers, events, dev.cutoff, dev.horizon_days, dev.label)
     truth.index = truth.index.astype(str)
 
-    ours, info, candidates = product_scores(dev, past, workdir)
+    ours, info, candidates = product_scores(dev, past, workdir, config)
     scores = {"churn-service": ours}
     if each_candidate:
         scores.update(candidate_scores(dev, past, workdir))
@@ -190,6 +190,9 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "devsets")
     parser.add_argument("--each-candidate", action="store_true",
                         help="also train and score each candidate alone (five more trainings)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="a training config for the product's run (default: none, as a new "
+                             "user runs it); to measure a setting before it becomes a default")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; level {LEVEL:.0%}; seed {args.seed}")
     rows = []
@@ -197,7 +200,8 @@ def main() -> None:
         started = time.perf_counter()
         dev = MAKERS[name](args.root / name, seed=args.seed)
         with tempfile.TemporaryDirectory() as tmp:
-            found, candidates = evaluate(dev, Path(tmp), args.seed, args.each_candidate)
+            found, candidates = evaluate(dev, Path(tmp), args.seed, args.each_candidate,
+                                         args.config)
         rows += found
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
         table = pd.DataFrame([r for r in rows if r["set"] == name]).fillna("")

@@ -27,6 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.contract import CUSTOMER_ID
 from features.definitions import FeatureSpec
+from features.relations import AS_OF
 from scoring.artifact import KIND_WORDS, BgnbdScorer, CategoryEncoder, ChurnModel, LinearScorer
 from scoring.reasons import reason_templates
 from training.config import TrainConfig
@@ -313,6 +314,14 @@ def fit_candidates(train: pd.DataFrame, y_train: np.ndarray, val: pd.DataFrame,
     return CandidateSet(candidates, chosen, search)
 
 
+def newest_times(times: np.ndarray, share: float) -> np.ndarray:
+    """The rows at the newest `share` of the distinct times (at least one time): the customers
+    a model scores at the log's end are most like those at its newest labelled times."""
+    distinct = np.unique(times)
+    keep = distinct[-max(1, int(np.ceil(share * len(distinct)))):]
+    return np.isin(times, keep)
+
+
 def refit(candidate: Candidate, frames: list[pd.DataFrame], spec: FeatureSpec,
           config: TrainConfig, progress: Progress | None = None) -> ChurnModel:
     """The candidate's recipe fitted on every row of `frames`, calibrated (and, for a blend,
@@ -337,7 +346,9 @@ def refit(candidate: Candidate, frames: list[pd.DataFrame], spec: FeatureSpec,
         if progress:
             progress(k + 1, steps)
     raw_oof, weights, intercept = combine(recipe, oof, y)
-    calibration = fit_calibration(1.0 / (1.0 + np.exp(-raw_oof)), y, config.calibration)
+    newest = newest_times(rows[AS_OF].to_numpy(), config.refit.calibration_share)
+    calibration = fit_calibration(1.0 / (1.0 + np.exp(-raw_oof[newest])), y[newest],
+                                  config.calibration)
     parts = fit_parts(recipe, x, y, spec, encoder, config)
     if progress:
         progress(steps, steps)

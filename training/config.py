@@ -57,6 +57,9 @@ class RefitConfig(_Frozen):
     folds: int = Field(3, ge=2, le=10, description="customer folds of the out-of-fold calibration")
     round_factor: float = Field(1.1, gt=0, le=3,
                                 description="boosting rounds of the refit, x the evaluation's")
+    calibration_share: float = Field(
+        1.0, gt=0, le=1, description="share of the newest labelled times whose out-of-fold "
+                                     "predictions calibrate the refit (1: every time)")
 
 
 class TrainConfig(_Frozen):
