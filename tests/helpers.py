@@ -81,3 +81,22 @@ def review_get(path: str):
         return asyncio.run(get())
     finally:
         get_settings.cache_clear()
+
+
+def copy_store(source: Path, target: Path, *, skip: tuple[str, ...] = ("bentoml", "batch")) -> None:
+    """Copy a live `mlruns/` folder: SQLite files through the backup API (a consistent copy
+    while a server may be writing to them), their journals left behind, the rest as files."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(
+        *skip, "*.db", "*.db-journal", "*.db-wal", "*.db-shm"))
+    for db in source.rglob("*.db"):
+        if any(part in skip for part in db.relative_to(source).parts):
+            continue
+        out = target / db.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(db) as src, sqlite3.connect(out) as dst:
+            src.backup(dst)
+        src.close()
+        dst.close()

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -25,7 +24,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import Trained, churn_env
+from tests.helpers import Trained, churn_env, copy_store
 from tests.integration.test_serving import _serve
 
 API_KEY, REVIEW_KEY = "k-api-1", "k-review-1"
@@ -488,8 +487,7 @@ def test_client_errors_log_one_line_not_a_traceback(api, secure):
 def test_an_alias_move_is_seen_after_the_registry_file_is_replaced(trained, tmp_path_factory):
     """A restore from backup moves another file into place; the poller must reopen it."""
     home = tmp_path_factory.mktemp("replaced")
-    shutil.copytree(trained.home / "mlruns", home / "mlruns",
-                    ignore=shutil.ignore_patterns("bentoml", "batch"))
+    copy_store(trained.home / "mlruns", home / "mlruns")
     db = home / "mlruns" / "mlflow.db"
     client = MlflowClient(tracking_uri=f"sqlite:///{db}", registry_uri=f"sqlite:///{db}")
     champion = client.get_model_version_by_alias("churn", "champion")
@@ -538,8 +536,7 @@ def test_a_registry_moved_away_is_reported_in_one_line_and_never_created(trained
     the log say so in one plain line (no SQL), the model keeps serving, and it is read again
     once it is back."""
     home = tmp_path_factory.mktemp("moved-away")
-    shutil.copytree(trained.home / "mlruns", home / "mlruns",
-                    ignore=shutil.ignore_patterns("bentoml", "batch"))
+    copy_store(trained.home / "mlruns", home / "mlruns")
     db = home / "mlruns" / "mlflow.db"
     gen = _serve(Trained(home, trained.data, churn_env(home), {}), tmp_path_factory,
                  CHURN_RELOAD_INTERVAL_S="0.5", CHURN_MAX_POLL_AGE_S="4")

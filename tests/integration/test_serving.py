@@ -10,7 +10,6 @@ import copy
 import io
 import json
 import math
-import shutil
 import subprocess
 import sys
 import threading
@@ -769,11 +768,10 @@ def test_every_answer_is_computed_by_the_public_workers_version(trained, samples
     poll interval after a move they hold different versions. Every request goes to the scorer
     here (CHURN_LOCAL_MAX_INFLIGHT=0), yet each answer names, and was computed by, the version
     the public worker held (GET /model before and after the call agree on it)."""
-    from tests.helpers import Trained, churn_env
+    from tests.helpers import Trained, churn_env, copy_store
 
     home = tmp_path_factory.mktemp("two-versions")
-    shutil.copytree(trained.home / "mlruns", home / "mlruns",
-                    ignore=shutil.ignore_patterns("bentoml", "batch"))
+    copy_store(trained.home / "mlruns", home / "mlruns")
     uri = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     old = client.get_model_version_by_alias("churn", "champion")

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from scoring.store import load_model
-from tests.helpers import Trained, churn_env
+from tests.helpers import Trained, churn_env, copy_store
 
 TABLE_WIDTH = 100
 BOX = set("┏┃┡│└")  # a line of a rich table starts with one of these
@@ -102,7 +102,7 @@ def test_a_copied_store_trains_under_its_new_root(trained, tmp_path):
     under the copy, nothing in the original changes."""
     old = trained.home / "mlruns"
     new_home = tmp_path / "moved"
-    shutil.copytree(old, new_home / "mlruns")
+    copy_store(old, new_home / "mlruns", skip=())
     before = {p: (old / p).stat().st_mtime_ns for p in _files(old)}
     moved = Trained(new_home, trained.data, churn_env(new_home), {})
     proc = moved.churn("train", "--customers", str(trained.customers), "--events",
