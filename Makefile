@@ -10,8 +10,9 @@ PORT ?= 3000
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONDONTWRITEBYTECODE := 1
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup browser java postgres demo serve test lint bench clean
+.PHONY: setup browser java postgres demo serve docs test lint bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -74,7 +75,12 @@ postgres:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "the PostgreSQL tests need Debian's postgresql: sudo apt-get install postgresql"; exit 1; fi; }
 
-test: setup browser java postgres
+# the manual (docs/, mkdocs.yml) into site/; --strict turns a dead link, a missing page or a
+# broken anchor into an error, so `make test` (and CI) fails on one
+docs: setup
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+test: setup browser java postgres docs
 	$(VENV)/bin/pytest -q
 
 lint: setup
@@ -84,4 +90,4 @@ bench: setup
 	$(VENV)/bin/python benchmarks/bench_features.py
 
 clean:
-	rm -rf $(VENV) .tools data
+	rm -rf $(VENV) .tools data site
