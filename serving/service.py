@@ -74,6 +74,7 @@ from serving.schemas import (
     resolve_as_of,
 )
 from serving.timeouts import patch_timeout_middleware
+from serving.warmup import warm_up
 
 log = logging.getLogger(__name__)
 bound_endpoint_labels()
@@ -125,7 +126,9 @@ class Scorer:
     def __init__(self) -> None:
         self.settings = get_settings()
         self.holder = open_holder(self.settings)
+        warm_up(self.holder, self.settings.top_reasons, self.settings.risk_bands)
         start_trimming()
+        start_heap_probe("scorer")  # debug only (CHURN_DEBUG_HEAP)
 
     @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=BATCH_LATENCY_MS)
     def score_histories(self, items: list[HistoryItem]) -> list[ItemResult]:
@@ -216,6 +219,7 @@ class ChurnService:
         quiet_client_errors()
         self.settings = get_settings()
         self.holder = open_holder(self.settings)  # for in-process scoring and batch jobs
+        warm_up(self.holder, self.settings.top_reasons, self.settings.risk_bands)
         self.jobs = BatchJobs(self.settings)
         init_prediction_counters()
         start_health_gauges(self.settings)  # the last churn monitor run, on /metrics
