@@ -21,6 +21,7 @@ import pandas as pd
 from features.contract import CUSTOMER_ID, Tables
 from features.definitions import FeatureSpec
 from features.engine import build_snapshots, with_btyd
+from features.files import TABLE_SUFFIXES
 from features.observations import LABEL, ObservationPlan, data_end, plan_observations
 from features.relations import AS_OF
 from features.sources import open_tables
@@ -112,10 +113,16 @@ def describe_dataset(
 
 
 def data_name(events_path: Path, end: pd.Timestamp) -> str:
-    """What a run was trained on, in a few words: the events file's folder (or its name, when
-    it is not called events) and the last day the log observes."""
+    """What a run was trained on, in a few words: the events file's folder when the file is
+    called events (`events.parquet`, `events.csv.gz`, ...), else the file's own name as
+    written (`shop_log.csv.gz`), and the last day the log observes."""
     path = Path(events_path)
-    where = path.resolve().parent.name if path.stem == "events" else path.stem
+    base = path.name
+    for suffix in TABLE_SUFFIXES:  # longest first, so .csv.gz is taken whole
+        if base.lower().endswith(suffix):
+            base = base[:-len(suffix)]
+            break
+    where = path.resolve().parent.name if base == "events" else path.name
     return f"{where or 'data'} to {end:%Y-%m-%d}"
 
 
