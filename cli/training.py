@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cli.common import (
     CadenceOpt,
@@ -100,7 +101,7 @@ def train(
               f"days of log); validation by {data['validation_scheme'].replace('_', ' ')}, test by "
               f"{data['test_scheme'].replace('_', ' ')}")
     for note in data["notes"]:
-        err.print(f"[yellow]note:[/] {note}")
+        err.print(f"[yellow]note:[/] {escape(note)}")
     chosen = data["chosen"]
     lgbm = result.metrics[METRIC_KEYS.get(result.chosen, result.chosen)]
     level = f"{lgbm['ci_level']:.0%} interval" if "ci_level" in lgbm else "interval"

@@ -25,7 +25,7 @@ from features.files import TABLE_SUFFIXES
 from features.observations import LABEL, ObservationPlan, data_end, plan_observations
 from features.relations import AS_OF
 from features.sources import open_tables
-from features.spec_inference import infer_spec
+from features.spec_inference import describe_columns, infer_spec
 from features.tables import load_tables
 from scoring.predictor import customer_value, offer_if_valued
 from scoring.settings import Offer, Settings
@@ -89,7 +89,8 @@ def describe_dataset(
         "cadence_chosen": "automatically from the log's length" if plan.automatic else "--cadence",
         "validation_scheme": split.validation_scheme,
         "test_scheme": split.test_scheme,
-        "notes": list(split.notes),
+        # what the loader ignored, how every other column is used, then the split's notes
+        "notes": [*tables.notes, describe_columns(tables, spec), *split.notes],
         # static attributes hold their value at export time, applied to every past time
         "attributes": {"as_of": "export", "used": list(spec.attributes.all),
                        "left_out_changing_dates": [a for a in tables.attributes.datetime

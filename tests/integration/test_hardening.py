@@ -492,6 +492,25 @@ def test_batch_jobs_keep_uploads_as_files_and_drop_them_when_done(api, trained, 
     assert pd.read_parquet(io.BytesIO(got.content))["customer_id"].tolist() == ["1", "2"]
 
 
+def test_a_batch_job_says_how_it_used_the_columns(api):
+    """A completed job carries `churn score`'s notes as `warnings`: a text column the model
+    was trained without, and the model's columns these files lack, with the uploads named by
+    their field, never by our path."""
+    events = (b"customer_id,timestamp,event_type,channel\n1,2026-05-01,login,web\n"
+              b"2,2026-05-02,login,app\n")
+    status = wait(api, submit(api, CUSTOMERS, events, as_of="2026-06-15").json()["task_id"])
+    assert status["status"] == "completed", status
+    warnings = status["warnings"]
+    assert ("the events file: column 'channel' is text: read as a point of contact (contact "
+            "features)") in warnings, warnings
+    (columns,) = [w for w in warnings if w.startswith("columns used: ")]
+    assert "left out: channel (the model was trained without it)" in columns, columns
+    assert "not in these files, read as missing: amount, seats, contract" in columns, columns
+    assert "/tmp" not in " ".join(warnings)
+    plain = wait(api, submit(api, CUSTOMERS, EVENTS, as_of="2026-06-15").json()["task_id"])
+    assert "channel" not in " ".join(plain["warnings"])
+
+
 def test_client_errors_log_one_line_not_a_traceback(api, secure):
     api.post("/predict", json={"customers": "nope"})
     api.post("/predict", json=predict_body(reasons=0))
