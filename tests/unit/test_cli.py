@@ -144,6 +144,13 @@ def test_features_writes_one_row_per_active_customer(generated, runs):
     assert "label" not in table.columns
 
 
+@pytest.mark.parametrize("name", ["features", "snapshots"])
+def test_feature_commands_say_how_every_column_is_used(runs, name):
+    said = " ".join(runs[name].stderr.split())
+    assert ("note: columns used: events: amount as numbers; customers: seats as numbers; plan, "
+            "contract, country as categories; date_of_birth as dates") in said, said
+
+
 def test_help_lists_the_commands(runs):
     result = runs["help"]
     assert result.returncode == 0, result.stderr
