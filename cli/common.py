@@ -131,13 +131,13 @@ def _cell(v: object) -> str:
 
 
 def print_table(title: str, columns: list[str], rows: list[list[object]],
-                width: int | None = None) -> None:
+                width: int | None = None, whole: tuple[str, ...] = ()) -> None:
     """A rich table; at most `width` characters wide when given (long text folds onto more
-    lines, nothing is cut)."""
+    lines, nothing is cut; the columns in `whole`, such as numbers, never fold)."""
     table = Table(title=title)
     for c in columns:
         table.add_column(c, justify="right" if c != columns[0] else "left",
-                         overflow="fold" if width else "ellipsis")
+                         overflow="fold" if width else "ellipsis", no_wrap=c in whole)
     for r in rows:
         table.add_row(*[_cell(v) for v in r])
     out.print(table, width=min(out.width, width) if width else None)

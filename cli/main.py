@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cli.campaign import app as campaign_app
 from cli.campaign_report import report as campaign_report
@@ -80,11 +81,12 @@ def features(
 ) -> None:
     """Write point-in-time features for every customer signed up by each --as-of."""
     from features.engine import feature_table
-    from features.spec_inference import infer_spec
+    from features.spec_inference import describe_columns, infer_spec
 
     times = [parse_time(v, "--as-of") for v in as_of]
     tables = load_tables(customers, events, date_format, engine, spark_master)
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
+    err.print(f"[yellow]note:[/] {escape(describe_columns(tables, spec))}")
     with progress_bar("building features") as progress:
         table = feature_table(tables.customers, tables.events, spec, times, progress)
     write_parquet(table, out_path)
@@ -106,7 +108,7 @@ def snapshots(
     """Write labelled training snapshots at a regular cadence."""
     from features.engine import build_snapshots
     from features.observations import LABEL_KINDS, plan_observations
-    from features.spec_inference import infer_spec
+    from features.spec_inference import describe_columns, infer_spec
 
     if label not in LABEL_KINDS:
         raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
@@ -114,6 +116,7 @@ def snapshots(
     plan = plan_observations(tables.customers, tables.events, horizon, cadence)
     times = plan.times
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
+    err.print(f"[yellow]note:[/] {escape(describe_columns(tables, spec))}")
     with progress_bar("building snapshots") as progress:
         table = build_snapshots(tables, spec, label, horizon, plan.cadence_days, times=times,
                                 progress=progress)
@@ -168,6 +171,7 @@ def score(
     tables = load_tables(customers, events, date_format, engine, spark_master)
 
     def written(done) -> None:
+        err.print(f"[yellow]note:[/] {escape(done.columns)}")
         if done.scores is None:
             out.print(f"scored {done.rows:,} customers at {when} with model version "
                       f"{done.version} on Spark -> {out_path} (a Parquet folder)")

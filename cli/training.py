@@ -5,11 +5,13 @@ Registered on cli/main.py's app there."""
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cli.common import (
     CadenceOpt,
@@ -36,10 +38,12 @@ METRIC_ROWS = [
 ]
 
 
-def interval_text(metrics: dict[str, float], key: str) -> str:
+def interval_text(metrics: dict[str, float], key: str, digits: int = 4) -> str:
     """'low–high' for a metric with an interval, else empty."""
     low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
-    return f"{low:.4f}–{high:.4f}" if low is not None and high is not None else ""
+    if low is None or high is None or not math.isfinite(low) or not math.isfinite(high):
+        return ""
+    return f"{low:.{digits}f}–{high:.{digits}f}"
 
 
 def train(
@@ -97,7 +101,7 @@ def train(
               f"days of log); validation by {data['validation_scheme'].replace('_', ' ')}, test by "
               f"{data['test_scheme'].replace('_', ' ')}")
     for note in data["notes"]:
-        err.print(f"[yellow]note:[/] {note}")
+        err.print(f"[yellow]note:[/] {escape(note)}")
     chosen = data["chosen"]
     lgbm = result.metrics[METRIC_KEYS.get(result.chosen, result.chosen)]
     level = f"{lgbm['ci_level']:.0%} interval" if "ci_level" in lgbm else "interval"
@@ -191,24 +195,42 @@ def compare(
     if table.empty:
         out.print("no training runs yet")
         return
-    print_table("Training runs, newest first: LightGBM on each run's test rows (★ champion)",
-                COMPARE_COLUMNS, compare_rows(table), width=TABLE_WIDTH)
+    print_compare(table)
 
 
-# compare's table fits TABLE_WIDTH; --json has every field (run ids, times, intervals, the
-# config's changed keys, the baseline)
+# compare's table fits TABLE_WIDTH; --json has every field (run ids, times, the config's
+# changed keys, the baseline)
 TABLE_WIDTH = 100
+
+
+def print_compare(table) -> None:
+    """compare's table: names fold inside their columns, numbers stay whole."""
+    print_table(f"Training runs, newest first: metrics on each run's test rows, ROC-AUC with "
+                f"its {interval_level(table)} below (★ champion)",
+                COMPARE_COLUMNS, compare_rows(table), width=TABLE_WIDTH,
+                whole=("version", "ROC-AUC", "PR-AUC", "Brier", "lift@10%"))
+
+
 COMPARE_COLUMNS = ["version", "data", "label", "config", "ROC-AUC", "PR-AUC", "Brier",
                    "lift@10%"]
 
 
+def interval_level(table) -> str:
+    """'95% interval' when every run's bootstrap has that level, else 'interval'."""
+    levels = set(table["ci_level"].dropna()) if "ci_level" in table else set()
+    return f"{levels.pop():.0%} interval" if len(levels) == 1 else "interval"
+
+
 def compare_rows(table) -> list[list[object]]:
     """compare's rows in COMPARE_COLUMNS order: the version (★ the champion), the label with
-    its horizon."""
+    its horizon, the ROC-AUC with its bootstrap interval below it (none for a run without)."""
     rows = []
     for r in table.itertuples():
         horizon = f" {r.horizon_days:.0f}d" if r.horizon_days == r.horizon_days else ""
+        interval = interval_text({"roc_auc_ci_low": r.roc_auc_ci_low,
+                                  "roc_auc_ci_high": r.roc_auc_ci_high}, "roc_auc", digits=3)
         rows.append([f"{r.version} ★" if r.champion else r.version, r.data,
-                     f"{r.label}{horizon}", r.config, r.roc_auc, r.pr_auc, r.brier,
-                     r.lift_top10])
+                     f"{r.label}{horizon}", r.config,
+                     f"{r.roc_auc:.4f}" + (f"\n{interval}" if interval else ""), r.pr_auc,
+                     r.brier, r.lift_top10])
     return rows

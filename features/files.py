@@ -18,6 +18,8 @@ _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv", "
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 # what the scanning engines read (DuckDB and Spark read no bz2 or xz)
 SCAN_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.zst", ".tsv", ".tsv.gz")
+# every suffix of a table file, longest first (what a file's name is without its format)
+TABLE_SUFFIXES = tuple(sorted({*_CSV_SUFFIXES, *_PARQUET_SUFFIXES}, key=len, reverse=True))
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -53,6 +53,7 @@ class _Column:
     name: str  # as written in the file
     clean: str  # without surrounding spaces, the name the contract uses
     kind: str
+    sql_type: str = ""  # the engine's type, for messages
 
 
 class EventFiles:
@@ -75,7 +76,7 @@ class EventFiles:
             schema = engine.schema(self.raw)
         except Exception as exc:  # noqa: BLE001
             raise self._unreadable(exc) from None
-        self.columns = [_Column(n, n.strip(), column_kind(t)) for n, t in schema]
+        self.columns = [_Column(n, n.strip(), column_kind(t), t) for n, t in schema]
         self.date_format = date_format
         self.notes: list[str] = []
         have = {c.clean for c in self.columns}
@@ -179,6 +180,9 @@ class EventFiles:
         if tcol.kind in ("integer", "float"):
             raise DataError(self.path, TIMESTAMP, "expected dates or timestamps, got numbers",
                             self._example(f"{self._ref(TIMESTAMP)} IS NOT NULL", TIMESTAMP))
+        if tcol.kind not in ("string", "timestamp", "date"):  # a time of day, a struct, ...
+            raise DataError(self.path, TIMESTAMP, "expected dates or timestamps, got values of "
+                            f"type {tcol.sql_type}", self._raw_value(tcol.name))
         id_text = self._text(CUSTOMER_ID)
         checks = {
             "n": "COUNT(*)",
@@ -289,13 +293,24 @@ class EventFiles:
         return (f"SELECT {', '.join(cols)} FROM {self.raw} "
                 f"WHERE {self._id_sql()} IN (SELECT customer_id FROM customers)")
 
+    def query(self, sql: str) -> pd.DataFrame:
+        """A query over these events in their engine. The checks ran over every row, but the
+        files are read again now (and may have changed): whatever the engine raises is the
+        contract's one line naming the file, and the column when one alone fails."""
+        try:
+            return self.engine.query(sql)
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each engine raises its own types
+            raise self._unreadable(exc) from None
+
     def stats(self, before: float | None = None) -> tuple[pd.Series, float | None, float | None]:
         """Event counts per type, and the first and last event time (epoch seconds), of the
         known customers' events strictly before `before` (None: all, computed once)."""
         if before is None and self._all_stats is not None:
             return self._all_stats
         where = "" if before is None else f" WHERE ts < {float(before)!r}E0"
-        rows = self.engine.query(
+        rows = self.query(
             f"SELECT event_type, COUNT(*) AS n, MIN(ts) AS first, MAX(ts) AS last "
             f"FROM events{where} GROUP BY event_type")
         counts = pd.Series(rows["n"].to_numpy(dtype="int64"), index=rows["event_type"].astype(str))
@@ -313,6 +328,7 @@ class EngineRelations:
 
     def __init__(self, customers: pd.DataFrame, events: EventFiles, spec: FeatureSpec):
         self.spec = spec
+        self.events = events
         self.engine = events.engine
         self.engine.register("customers", customer_relation(customers, spec))
         self.engine.view("events", events.relation_sql(spec.value_slugs, spec.contact_slugs))
@@ -323,7 +339,7 @@ class EngineRelations:
                 frame, preserve_index=False)
             self.engine.register(name, table)
         try:
-            return self.engine.query(sql)
+            return self.events.query(sql)
         finally:
             for name in extra:
                 self.engine.unregister(name)

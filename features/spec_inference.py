@@ -93,3 +93,34 @@ def check_activity_types(tables: Tables, activity_types: Sequence[str]) -> tuple
                          f"(its types: {shown})")
     return wanted
 
+
+
+def _listed(names: Sequence[str], as_what: str) -> str | None:
+    return f"{', '.join(names)} as {as_what}" if names else None
+
+
+def describe_columns(tables: Tables, spec: FeatureSpec) -> str:
+    """One line saying how the columns of `tables` are used by `spec` (the one a run infers,
+    or a model's when scoring): each as a number, a category, a date or a point of contact,
+    and which are left out and why. Columns the loader ignored are in `tables.notes`."""
+    attrs = spec.attributes
+    events = [_listed(spec.value_columns, "numbers"),
+              _listed(spec.contact_columns, "points of contact")]
+    customers = [_listed(attrs.numeric, "numbers"), _listed(attrs.categorical, "categories"),
+                 _listed(attrs.datetime, "dates (days before the observation time)")]
+    used = [f"{what}: {'; '.join(p for p in parts if p)}"
+            for what, parts in (("events", events), ("customers", customers)) if any(parts)]
+    changing = set(changing_date_attributes(tables))
+    known = {*spec.value_columns, *spec.contact_columns, *attrs.all}
+    have = (*tables.value_columns, *tables.contact_columns, *tables.attributes.all)
+    left = [f"{c} (a date that changes after signup: its export value would leak the future)"
+            if c in changing else f"{c} (the model was trained without it)"
+            for c in have if c not in known]
+    missing = [c for c in (*spec.value_columns, *spec.contact_columns, *attrs.all)
+               if c not in have]
+    text = "columns used: " + ("; ".join(used) or "none besides the required ones")
+    if left:
+        text += "; left out: " + ", ".join(left)
+    if missing:
+        text += "; not in these files, read as missing: " + ", ".join(missing)
+    return text

@@ -42,6 +42,7 @@ class BatchScores:
     engine: str
     out_path: Path
     scores: pd.DataFrame | None
+    columns: str = ""  # how the model uses the files' columns (describe_columns)
 
 
 @dataclass
@@ -108,6 +109,7 @@ def score_files(
     arguments and for a time at which nobody is active. `read_only`: open the registry read
     only (the service's batch jobs), never creating it."""
     from features.files import write_parquet
+    from features.spec_inference import describe_columns
     from scoring.predictor import offer_if_valued, score_batch
     from scoring.store import configure, load_model
 
@@ -147,7 +149,8 @@ def score_files(
             write_parquet(scores, out_path)
     if not rows:
         raise BatchInputError("as_of", f"no customer is active at {as_of}")
-    result = BatchScores(rows, as_of, loaded.version, loaded.name, name, out_path, scores)
+    result = BatchScores(rows, as_of, loaded.version, loaded.name, name, out_path, scores,
+                         describe_columns(tables, loaded.model.spec))
     if on_written is not None:
         on_written(result)
     if not settings.prediction_log:
@@ -272,15 +275,22 @@ def configure_process() -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")  # plots are files, never windows
 
 
+ENGINE_MODULES = ("duckdb", "_duckdb", "pyspark", "py4j")
+
+
 def one_line(exc: BaseException, bad_input: tuple[type[BaseException], ...] = ()
              ) -> tuple[str, int]:
-    """A failure as one line and an exit code: 2 for bad input (a DataError, a ValueError, or
-    one of `bad_input`), 1 for a failure of ours."""
+    """A failure as one line and an exit code: 2 for bad input (a DataError, a ValueError, one
+    of `bad_input`, or an error a query engine raised while reading the input files), 1 for a
+    failure of ours. An engine's error shows its first line (not its query plan or hints); the
+    file readers name the file and column before it gets here (features.sources)."""
     from features.contract import DataError
 
-    kind = "data error" if isinstance(exc, DataError) else "error"
-    text = str(exc) or type(exc).__name__
-    if type(exc).__module__.startswith(("pyspark", "py4j")):  # its first line, not the plan
-        text = text.strip().splitlines()[0]
+    engine = type(exc).__module__.startswith(ENGINE_MODULES)
+    kind = "data error" if isinstance(exc, DataError) or engine else "error"
+    text = (str(exc) or type(exc).__name__).strip()
+    if engine:
+        text = text.splitlines()[0] if text else type(exc).__name__
     text = " ".join(text.split())
-    return f"{kind}: {text}", 2 if isinstance(exc, (DataError, ValueError, *bad_input)) else 1
+    bad = engine or isinstance(exc, (DataError, ValueError, *bad_input))
+    return f"{kind}: {text}", 2 if bad else 1

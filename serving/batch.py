@@ -17,8 +17,9 @@ A job takes the targeting options of `churn score` as form fields (`OPTIONS`), s
 carries the same targeting columns and can feed the reviewer page.
 
 A job's status is one of `STATUSES`: pending (queued), in_progress (being scored), completed
-(`/batch/get` returns the Parquet) or failed (`error` says why; `/batch/get` answers 422 for
-bad input and 500 for a failure of ours).
+(`/batch/get` returns the Parquet; `warnings` holds `churn score`'s notes on the files' columns)
+or failed (`error` says why; `/batch/get` answers 422 for bad input, which includes whatever the
+query engine raised on the files, and 500 for a failure of ours).
 
 Routes (mounted by serving.service): POST /batch/submit, GET /batch/status, GET /batch/get.
 """
@@ -46,7 +47,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from scoring.settings import Settings
 from serving.errors import error_body
 from serving.guard import BodyTooLarge
-from serving.jobs import SCORES, STATE, TASK_ID, Job, read_job, write_job
+from serving.jobs import NOTES, SCORES, STATE, TASK_ID, Job, read_job, write_job
 from serving.jobs import now as _now
 
 log = logging.getLogger(__name__)
@@ -285,17 +286,13 @@ class BatchJobs:
         else:
             if proc.returncode == 0 and out.exists():
                 job.status = "completed"
+                job.warnings = [self._public_text(job, folder, n) for n in _notes(folder)]
                 if proc.stderr.strip():  # a warning, such as a prediction log that failed
                     log.warning("batch job %s: %s", task_id, _last_line(proc.stderr))
             else:
                 job.status, job.bad_input = "failed", proc.returncode == BAD_INPUT_EXIT
-                job.error = _last_line(proc.stderr) or f"the job exited {proc.returncode}"
-                for field_name, file_name in job.files.items():  # name the upload, not our path
-                    job.error = job.error.replace(str(folder / file_name), f"the {field_name} file")
-                job.error = job.error.replace(str(folder), "the job folder")
-                for name, option in OPTIONS.items():  # name the form field, not a CLI flag
-                    if option.flag:
-                        job.error = job.error.replace(option.flag, name)
+                job.error = self._public_text(
+                    job, folder, _last_line(proc.stderr) or f"the job exited {proc.returncode}")
                 if not job.bad_input:
                     log.error("batch job %s failed: %s", task_id, proc.stderr[-4000:])
         job.completed_at = _now()
@@ -303,8 +300,20 @@ class BatchJobs:
         self._write(job)
         log.info("batch job %s %s in %.1f s", task_id, job.status, time.monotonic() - started)
 
+    @staticmethod
+    def _public_text(job: Job, folder: Path, text: str) -> str:
+        """A line of the job process as a client reads it: the upload named by its field, not
+        by our path, and the form field, not the CLI flag."""
+        for field_name, file_name in job.files.items():
+            text = text.replace(str(folder / file_name), f"the {field_name} file")
+        text = text.replace(str(folder), "the job folder")
+        for name, option in OPTIONS.items():
+            if option.flag:
+                text = text.replace(option.flag, name)
+        return text
+
     def _drop_uploads(self, job: Job) -> None:
-        for name in job.files.values():
+        for name in (*job.files.values(), NOTES):
             (self.root / job.task_id / name).unlink(missing_ok=True)
 
 
@@ -353,6 +362,15 @@ def _check_time(value: str) -> None:
         resolve_as_of(value)
     except RequestError as exc:
         raise BatchError(400, "as_of", f"{value!r}: {exc.problem}") from None
+
+
+def _notes(folder: Path) -> list[str]:
+    """The notes the job process left (serving.batch_job), or none."""
+    try:
+        notes = json.loads((folder / NOTES).read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return [str(n)[:1000] for n in notes][:50] if isinstance(notes, list) else []
 
 
 def _last_line(text: str) -> str:

@@ -5,11 +5,12 @@ serving.batch starts it and reads both."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
 
-from serving.jobs import SCORES, now, read_job
+from serving.jobs import NOTES, SCORES, now, read_job
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,13 @@ def run(folder: Path) -> None:
     settings = get_settings()
     tables = open_batch_tables(settings, folder / job.files["customers"],
                                folder / job.files["events"], job.date_format, engine="duckdb")
-    _, logged = score_files(settings, tables, to_utc_naive(job.as_of or now()), folder / SCORES,
-                model=job.model, value_column=job.value_column,
-                value_multiplier=job.value_multiplier, offer_cost=job.offer_cost,
-                save_rate=job.save_rate, top_reasons=job.top_reasons, engine="duckdb",
-                log_source="batch", read_only=True)
+    done, logged = score_files(
+        settings, tables, to_utc_naive(job.as_of or now()), folder / SCORES, model=job.model,
+        value_column=job.value_column, value_multiplier=job.value_multiplier,
+        offer_cost=job.offer_cost, save_rate=job.save_rate, top_reasons=job.top_reasons,
+        engine="duckdb", log_source="batch", read_only=True)
+    # what `churn score` prints as notes, for the job's status (serving.batch reads it)
+    (folder / NOTES).write_text(json.dumps([*tables.notes, done.columns]))
     if logged is not None and logged.error:  # the scores stand; serving.batch logs this line
         log.warning("the prediction log stored %d of %d predictions, then failed (%s)",
                     logged.stored, logged.total, logged.error)

@@ -239,3 +239,82 @@ def rows_to_features(rows: list[FeatureRow], spec: FeatureSpec, as_ofs: list[pd.
                            np.array(times, dtype="datetime64[us]").reshape(len(good)),
                            matrix, categorical)
     return features, good, errors
+
+
+MAX_WARNINGS = 20  # per customer: a request full of unknown names gets a bounded answer
+
+
+def _shown(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def _close(name: str, known: tuple[str, ...]) -> str:
+    """' (did you mean 'plan'?)' for a name that differs from a known one by case or a typo."""
+    import difflib
+
+    folded = {k.casefold(): k for k in known}
+    match = folded.get(name.casefold()) or next(
+        iter(difflib.get_close_matches(name, known, n=1, cutoff=0.8)), None)
+    return f" (did you mean {match!r}?)" if match else ""
+
+
+def unseen_warnings(customer: CustomerIn, spec: FeatureSpec, levels: dict[str, list[str]],
+                    prefix: str = "") -> list[str]:
+    """What of a customer's history the model has never seen, each naming its field: event
+    types it has no features for, attributes, value and contact columns it does not know, and
+    category values it has no level for. All are accepted (they count as unseen), but a typo
+    such as `Plan` for `plan` must not vanish silently. `levels`: each categorical attribute's
+    known values (the model's encoder)."""
+    out: list[str] = []
+    attributes = spec.attributes.all
+    for name in customer.attributes:
+        if name not in attributes:
+            out.append(f"{prefix}attributes.{name}: is not an attribute of the model and is "
+                       f"ignored{_close(name, attributes)}")
+    for name in spec.attributes.categorical:
+        value = customer.attributes.get(name)
+        text = None if value is None else str(value).strip()
+        known = levels.get(name)
+        if text and known is not None and text not in known:
+            hint = _close(text, tuple(known))
+            out.append(f"{prefix}attributes.{name}: {text[:100]!r} is a value the model has no "
+                       f"level for and is read as unseen{hint or f' (its values: {_shown(known)})'}")
+    types = set(spec.event_types)
+    unknown: dict[str, list[int]] = {}
+    extra: dict[tuple[str, str], int] = {}
+    for j, event in enumerate(customer.events):
+        etype = event.event_type.strip()
+        if etype not in types:
+            unknown.setdefault(etype, []).append(j)
+        values = tuple(c for c in spec.value_columns if c != "amount")
+        for group, names, known in (("values", event.values, values),
+                                    ("contacts", event.contacts, spec.contact_columns)):
+            for name in names:
+                if name not in known and (group, name) != ("values", "amount"):
+                    extra.setdefault((group, name), j)
+    for etype, where in unknown.items():
+        many = f" (and {len(where) - 1} more)" if len(where) > 1 else ""
+        out.append(f"{prefix}events[{where[0]}].event_type{many}: {etype[:100]!r} is not an "
+                   "event type the model has features for: it counts only in the totals"
+                   f"{_close(etype, spec.event_types)}")
+    for (group, name), j in extra.items():
+        known = spec.value_columns if group == "values" else spec.contact_columns
+        what = "value" if group == "values" else "contact"
+        out.append(f"{prefix}events[{j}].{group}.{name}: is not a {what} column of the model "
+                   f"and is ignored{_close(name, known)}")
+    for j, event in enumerate(customer.events):  # read from the event's own field
+        if "amount" in event.values:
+            out.append(f"{prefix}events[{j}].values.amount: is ignored: send the amount as "
+                       "the event's amount field")
+            break
+    if len(out) > MAX_WARNINGS:
+        out = [*out[:MAX_WARNINGS - 1], f"{len(out) - MAX_WARNINGS + 1} more warnings"]
+    return out
+
+
+def category_levels(spec: FeatureSpec, encoder_levels: dict[str, list[str]]
+                    ) -> dict[str, list[str]]:
+    """Each categorical attribute's known values, from the encoder's levels by feature name."""
+    slugs = spec.attribute_slugs
+    return {a: encoder_levels[slugs[a]] for a in spec.attributes.categorical
+            if slugs[a] in encoder_levels}

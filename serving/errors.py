@@ -68,8 +68,17 @@ def _problem(error: dict) -> str:
         return "must be a JSON object"
     if kind == "json_invalid":
         return f"is not valid JSON: {msg.removeprefix('Invalid JSON: ')}"
+    loc = tuple(error.get("loc") or ())
+    in_event = len(loc) >= 3 and loc[-3] == "events" and isinstance(loc[-2], int)
+    if kind == "extra_forbidden" and in_event:  # a column of an events file, sent as a field
+        return (f"is not a field of an event: send a numeric column under values "
+                f'({{"values": {{"{loc[-1]}": 2}}}}) and a text one under contacts '
+                f'({{"contacts": {{"{loc[-1]}": "..."}}}}), as churn score reads them')
     if kind == "extra_forbidden":
         return "is not a field of this request"
+    if kind.startswith("float") and len(loc) >= 2 and loc[-2] == "values":
+        return (f"must be a number: a text column goes under contacts "
+                f'({{"contacts": {{"{loc[-1]}": ...}}}})')
     if kind == "missing":
         return "is required"
     return msg

@@ -16,7 +16,12 @@ from features.engine import features_of_relations
 from scoring.predictor import predict
 from scoring.reasons import feature_values
 from scoring.store import LoadedModel
-from serving.conversion import histories_to_relations, rows_to_features
+from serving.conversion import (
+    category_levels,
+    histories_to_relations,
+    rows_to_features,
+    unseen_warnings,
+)
 from serving.errors import error_body
 from serving.schemas import (
     CustomerIn,
@@ -78,7 +83,9 @@ def score_histories(loaded: LoadedModel, items: list[HistoryItem], top_k: int,
         chosen = [items[i] for i in histories.accepted]
         preds = _predictions_for(loaded, feats, [i.reasons for i in chosen],
                                  [i.customer.customer_id for i in chosen], top_k, bands)
+        levels = category_levels(spec, loaded.model.encoder.levels_)
         for i, p in zip(histories.accepted, preds, strict=True):
+            p.warnings = unseen_warnings(items[i].customer, spec, levels, items[i].path)
             results[i] = ItemResult(prediction=p)
     return results  # type: ignore[return-value]
 
@@ -126,6 +133,8 @@ def explain_history(loaded: LoadedModel, item: HistoryItem, top_k: int,
                         key=lambda fc: -abs(fc.contribution)),
         reasons=pred.reasons, lowering_reasons=pred.lowering_reasons,
         model_version=loaded.label,
+        warnings=unseen_warnings(item.customer, spec, category_levels(
+            spec, model.encoder.levels_), item.path),
     )
 
 

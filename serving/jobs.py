@@ -1,6 +1,7 @@
 """The layout of a /batch job folder, owned here: `job.json` (a `Job`), the uploads, and at the
-end `scores.parquet`. serving.batch writes the folders, serving.batch_job scores one, and
-`latest_scores` is the one reader others (`churn campaign plan`) use."""
+end `scores.parquet` (and, until the job's state is written, the job process's `notes.json`).
+serving.batch writes the folders, serving.batch_job scores one, and `latest_scores` is the one
+reader others (`churn campaign plan`) use."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 TASK_ID = re.compile(r"[0-9a-f]{32}")
 STATE = "job.json"
 SCORES = "scores.parquet"
+NOTES = "notes.json"  # the job process's notes, read into Job.warnings when it ends
 
 
 @dataclass
@@ -34,11 +36,15 @@ class Job:
     error: str | None = None
     bad_input: bool = False
     files: dict[str, str] = field(default_factory=dict)  # field -> file name in the folder
+    # what `churn score` notes about the files: columns ignored, how the model uses the rest
+    warnings: list[str] = field(default_factory=list)
 
     def public(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("files", "bad_input")}
         if self.error is None:
             out.pop("error")
+        if not self.warnings:
+            out.pop("warnings")
         return out
 
 

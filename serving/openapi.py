@@ -128,7 +128,10 @@ def _job_schema() -> dict:
     props.update(
         executed_at={"type": "string", "format": "date-time", "nullable": True},
         completed_at={"type": "string", "format": "date-time", "nullable": True},
-        error={"type": "string", "description": "Why the job failed (only when it did)."})
+        error={"type": "string", "description": "Why the job failed (only when it did)."},
+        warnings={"type": "array", "items": {"type": "string"}, "description": "What `churn "
+                  "score` notes about the files, once the job completed (only when there is "
+                  "something): columns ignored, and how the model uses the others."})
     return {"type": "object", "title": "BatchJob", "properties": props,
             "required": ["task_id", "status", "created_at", "model"]}
 

@@ -128,6 +128,13 @@ class Reason(BaseModel):
     text: str
 
 
+WARNINGS = ("What of this customer's input the model has never seen, each naming its field: "
+            "event types it has no features for (they count only in the totals), attributes "
+            "and event values or contacts it does not know (ignored), category values it has "
+            "no level for (read as unseen). Empty when it knows everything; the probability "
+            "stands either way.")
+
+
 class Prediction(BaseModel):
     customer_id: str
     churn_probability: float
@@ -136,6 +143,7 @@ class Prediction(BaseModel):
     lowering_reasons: list[Reason] = Field(
         default_factory=list, description="Up to the top few factors that lower the risk.")
     model_version: str
+    warnings: list[str] = Field(default_factory=list, description=WARNINGS)
 
 
 class PredictResponse(BaseModel):
@@ -162,6 +170,7 @@ class ExplainResponse(BaseModel):
     reasons: list[Reason]
     lowering_reasons: list[Reason]
     model_version: str
+    warnings: list[str] = Field(default_factory=list, description=WARNINGS)
 
 
 class ModelInfo(BaseModel):

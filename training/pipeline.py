@@ -21,10 +21,11 @@ import pandas as pd
 from features.contract import CUSTOMER_ID, Tables
 from features.definitions import FeatureSpec
 from features.engine import build_snapshots, with_btyd
+from features.files import TABLE_SUFFIXES
 from features.observations import LABEL, ObservationPlan, data_end, plan_observations
 from features.relations import AS_OF
 from features.sources import open_tables
-from features.spec_inference import infer_spec
+from features.spec_inference import describe_columns, infer_spec
 from features.tables import load_tables
 from scoring.predictor import customer_value, offer_if_valued
 from scoring.settings import Offer, Settings
@@ -88,7 +89,8 @@ def describe_dataset(
         "cadence_chosen": "automatically from the log's length" if plan.automatic else "--cadence",
         "validation_scheme": split.validation_scheme,
         "test_scheme": split.test_scheme,
-        "notes": list(split.notes),
+        # what the loader ignored, how every other column is used, then the split's notes
+        "notes": [*tables.notes, describe_columns(tables, spec), *split.notes],
         # static attributes hold their value at export time, applied to every past time
         "attributes": {"as_of": "export", "used": list(spec.attributes.all),
                        "left_out_changing_dates": [a for a in tables.attributes.datetime
@@ -112,10 +114,16 @@ def describe_dataset(
 
 
 def data_name(events_path: Path, end: pd.Timestamp) -> str:
-    """What a run was trained on, in a few words: the events file's folder (or its name, when
-    it is not called events) and the last day the log observes."""
+    """What a run was trained on, in a few words: the events file's folder when the file is
+    called events (`events.parquet`, `events.csv.gz`, ...), else the file's own name as
+    written (`shop_log.csv.gz`), and the last day the log observes."""
     path = Path(events_path)
-    where = path.resolve().parent.name if path.stem == "events" else path.stem
+    base = path.name
+    for suffix in TABLE_SUFFIXES:  # longest first, so .csv.gz is taken whole
+        if base.lower().endswith(suffix):
+            base = base[:-len(suffix)]
+            break
+    where = path.resolve().parent.name if base == "events" else path.name
     return f"{where or 'data'} to {end:%Y-%m-%d}"
 
 

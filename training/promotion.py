@@ -360,7 +360,8 @@ def compare(settings: Settings, experiment: str | None = None) -> pd.DataFrame:
         # runs from before the candidates registered LightGBM
         "model": text("tags.churn.chosen").replace("", "lightgbm"),
         **{key: headline_metric(col, key) for key in (
-            "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pr_auc", "brier", "lift_top10")},
+            "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "ci_level", "pr_auc", "brier",
+            "lift_top10")},
         "baseline_roc_auc": col("metrics.baseline_test_roc_auc"),
         "version": version,
         "champion": [bool(v) and v == champ_version for v in version],

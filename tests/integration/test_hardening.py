@@ -7,6 +7,7 @@ would. The registry-replacement test runs its own server on a copy of the store.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import gzip
 import io
 import json
@@ -355,14 +356,32 @@ def test_batch_submit_refuses_incomplete_input(api, customers, events, data, fie
     assert_names(submit(api, customers, events, **data), 400, field)
 
 
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+# a Parquet time of day where the timestamp belongs: the engine itself refused it
+TIME_OF_DAY = _parquet(pd.DataFrame({
+    "customer_id": [1, 2], "timestamp": [dt.time(9, 30), dt.time(10, 0)],
+    "event_type": ["login", "login"]}))
+ENGINE_WORDS = ("Binder Error", "Conversion Error", "Invalid Input Error", "Exception")
+
+
 @pytest.mark.parametrize("customers,events,words", [
     (b"\x00\x01garbage\xff\xfe" * 50, EVENTS, "customers"),
     (b"customer_id,plan\n1,basic\n", EVENTS, "signup_at"),
     (CUSTOMERS, b"customer_id,timestamp\n1,2026-05-01\n", "event_type"),
     (b"customer_id,signup_at\n", EVENTS, "customers"),
     (CUSTOMERS, b"customer_id,timestamp,event_type\n1,yesterday-ish,login\n", "timestamp"),
-], ids=["garbage", "missing column", "events missing column", "header only", "wrong types"])
+    (CUSTOMERS, TIME_OF_DAY, "the events file: column 'timestamp': expected dates or "
+     "timestamps, got values of type TIME (e.g. timestamp='09:30:00')"),
+], ids=["garbage", "missing column", "events missing column", "header only", "wrong types",
+        "time of day in Parquet"])
 def test_a_batch_job_on_bad_input_fails_with_one_line(api, customers, events, words):
+    """Bad content fails the job with the CLI's one line, naming the upload and the column,
+    and /batch/get answers 422 with it, whatever the engine raised."""
     resp = submit(api, customers, events, as_of="2026-06-15")
     assert resp.status_code == 200, resp.text[:300]
     task_id = resp.json()["task_id"]
@@ -370,6 +389,7 @@ def test_a_batch_job_on_bad_input_fails_with_one_line(api, customers, events, wo
     assert status["status"] == "failed", status
     assert words in status["error"] and "\n" not in status["error"], status
     assert "Traceback" not in status["error"] and "/tmp" not in status["error"]
+    assert not any(w in status["error"] for w in ENGINE_WORDS), status
     got = api.get("/batch/get", params={"task_id": task_id})
     assert got.status_code == 422, got.text[:300]
     assert got.json()["error"] == status["error"]
@@ -469,6 +489,25 @@ def test_batch_jobs_keep_uploads_as_files_and_drop_them_when_done(api, trained, 
     got = api.get("/batch/get", params={"task_id": task_id})
     assert got.status_code == 200
     assert pd.read_parquet(io.BytesIO(got.content))["customer_id"].tolist() == ["1", "2"]
+
+
+def test_a_batch_job_says_how_it_used_the_columns(api):
+    """A completed job carries `churn score`'s notes as `warnings`: a text column the model
+    was trained without, and the model's columns these files lack, with the uploads named by
+    their field, never by our path."""
+    events = (b"customer_id,timestamp,event_type,channel\n1,2026-05-01,login,web\n"
+              b"2,2026-05-02,login,app\n")
+    status = wait(api, submit(api, CUSTOMERS, events, as_of="2026-06-15").json()["task_id"])
+    assert status["status"] == "completed", status
+    warnings = status["warnings"]
+    assert ("the events file: column 'channel' is text: read as a point of contact (contact "
+            "features)") in warnings, warnings
+    (columns,) = [w for w in warnings if w.startswith("columns used: ")]
+    assert "left out: channel (the model was trained without it)" in columns, columns
+    assert "not in these files, read as missing: amount, seats, contract" in columns, columns
+    assert "/tmp" not in " ".join(warnings)
+    plain = wait(api, submit(api, CUSTOMERS, EVENTS, as_of="2026-06-15").json()["task_id"])
+    assert "channel" not in " ".join(plain["warnings"])
 
 
 def test_client_errors_log_one_line_not_a_traceback(api, secure):

@@ -192,7 +192,8 @@ def test_predict_returns_probabilities_bands_and_reasons(path, samples, referenc
     assert len(preds) == len(samples)
     for sent, pred in zip(samples, preds, strict=True):
         assert set(pred) == {"customer_id", "churn_probability", "risk_band", "reasons",
-                             "lowering_reasons", "model_version"}
+                             "lowering_reasons", "model_version", "warnings"}
+        assert pred["warnings"] == []  # the model knows every part of these customers
         assert pred["customer_id"] == str(sent["customer_id"])
         assert 0 < pred["churn_probability"] < 1
         assert pred["risk_band"] in BANDS
@@ -541,6 +542,11 @@ def test_openapi_document_has_examples_and_the_real_error_shapes(http):
             media = response["content"]["application/json"]
             assert media["schema"] == {"$ref": "#/components/schemas/Error"}, (path, status)
             assert set(error["required"]) <= set(media["example"]) <= set(error["properties"])
+    # every answer's warnings are documented (additive: the other fields are unchanged)
+    schemas = spec["components"]["schemas"]
+    for name in ("Prediction", "ExplainResponse"):
+        warnings = schemas[name]["properties"]["warnings"]
+        assert warnings["type"] == "array" and "never seen" in warnings["description"], name
     bad = http.post("/predict", json={"customers": [{"customer_id": 1, "signup_at": "x"}]})
     assert set(assert_error_shape(bad, 400)) <= set(error["properties"])
     assert "400" in ops[("/predict", "post")]["responses"]
@@ -596,6 +602,41 @@ def test_unknown_categories_are_accepted(http, customer):
     (pred,) = body["predictions"]
     assert pred["customer_id"] == str(customer["customer_id"])
     assert 0 < pred["churn_probability"] < 1 and pred["risk_band"] in BANDS
+
+
+def test_a_response_warns_about_what_the_model_has_never_seen(path, samples, reference):
+    """A typo (`Plan`, `Login`) is accepted and scored as unseen, and named in that customer's
+    `warnings`; the other customers' answers are unchanged and warn about nothing."""
+    _, http = path
+    typo = copy.deepcopy(samples[0])
+    typo["attributes"]["Plan"] = typo["attributes"].pop("plan")
+    typo["events"].append({"timestamp": "2026-06-14T00:00:00Z", "event_type": "Login",
+                           "contacts": {"store": "Munich"}})
+    body = predict(http, [samples[1], typo])
+    clean, warned = body["predictions"]
+    assert clean["warnings"] == []
+    assert abs(clean["churn_probability"]
+               - reference["predictions"][1]["churn_probability"]) <= TOL
+    n = len(typo["events"]) - 1
+    assert warned["warnings"] == [
+        "customers[1].attributes.Plan: is not an attribute of the model and is ignored "
+        "(did you mean 'plan'?)",
+        f"customers[1].events[{n}].event_type: 'Login' is not an event type the model has "
+        "features for: it counts only in the totals (did you mean 'login'?)",
+        f"customers[1].events[{n}].contacts.store: is not a contact column of the model and is "
+        "ignored"]
+    explained = http.post("/explain", json={**typo, "as_of": AS_OF_TEXT})
+    assert explained.status_code == 200, explained.text
+    assert [w.replace("customers[1].", "") for w in warned["warnings"]] == \
+        explained.json()["warnings"]
+
+
+def test_an_event_column_sent_as_a_field_is_told_where_it_goes(http):
+    """`churn score` reads extra event columns from the file; /predict names where they go."""
+    body = assert_error_shape(http.post("/predict", json=req(cust(events=[
+        {"timestamp": "2026-06-01T00:00:00", "event_type": "login", "channel": "web"}]))), 400,
+        "customers[0].events[0].channel")
+    assert '{"contacts": {"channel": "..."}}' in body["error"], body
 
 
 def test_concurrent_callers_get_their_own_predictions(path, samples, reference):

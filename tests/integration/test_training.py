@@ -51,6 +51,30 @@ def test_the_experiment_opens_as_model_training_in_the_mlflow_ui(trained):
     assert tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+def test_train_says_how_every_column_is_used(trained, tmp_path):
+    """`churn train` prints what `features` and `score` print: how each column is used, and
+    which are left out and why (here a text column read as a point of contact and one named
+    like a time, which is ignored)."""
+    notes = trained.result["dataset"]["notes"]
+    assert ("columns used: events: amount as numbers; customers: seats as numbers; plan, "
+            "contract, country as categories; date_of_birth as dates (days before the "
+            "observation time)") in notes
+    events = pd.read_parquet(trained.events)
+    events = events.assign(store=events["customer_id"].map(lambda c: f"store {c % 5}"),
+                           sent_at=events["timestamp"].astype(str))
+    events.to_parquet(tmp_path / "events.parquet", index=False)
+    home = tmp_path / "home"  # a store of its own: the shared one's versions stay as they are
+    home.mkdir()
+    proc = Trained(home, trained.data, churn_env(home), {}).churn(
+        "train", "--customers", str(trained.customers), "--events",
+        str(tmp_path / "events.parquet"), "--label", "explicit", "--horizon", "30", "--config",
+        str(trained.home / "weak.toml"))
+    said = " ".join(proc.stderr.split())
+    assert "column 'store' is text: read as a point of contact" in said, said
+    assert "column 'sent_at' is not numeric and is ignored" in said, said
+    assert "columns used: events: amount as numbers; store as points of contact;" in said, said
+
+
 def test_parent_run_is_named_described_and_carries_config_metrics_and_datasets(trained):
     parent = mlflow.get_run(trained.result["run_id"])
     assert parent.info.run_name.startswith("data to 2026-")

@@ -168,3 +168,32 @@ def test_the_document_states_the_served_models_contract():
     assert form["additionalProperties"] is False
     # without a served model the document still stands, with no feature list
     assert "FeatureRow" not in document(BENTO, {})["components"]["schemas"]
+
+
+def _predict_errors(event: dict) -> list[dict]:
+    from serving.schemas import PredictRequest
+
+    body = {"customers": [{"customer_id": 1, "signup_at": "2025-01-01T00:00:00Z",
+                           "events": [{"timestamp": "2026-01-01T00:00:00Z",
+                                       "event_type": "login", **event}]}]}
+    try:
+        PredictRequest.model_validate(body)
+    except ValidationError as exc:
+        return exc.errors(include_context=False, include_input=False)
+    raise AssertionError("no error")
+
+
+@pytest.mark.parametrize("event,field,words", [
+    ({"channel": "web"}, "customers[0].events[0].channel",
+     ['is not a field of an event', '{"values": {"channel": 2}}',
+      '{"contacts": {"channel": "..."}}']),
+    ({"values": {"store": "Munich"}}, "customers[0].events[0].values.store",
+     ['must be a number: a text column goes under contacts', '{"contacts": {"store": ...}}']),
+])
+def test_an_events_file_column_sent_as_a_field_is_told_where_it_goes(event, field, words):
+    """A column `churn score` reads from an events file (a number, or a text read as a point of
+    contact) has a place in /predict's event; the refusal names it."""
+    body = from_validation(_predict_errors(event))
+    assert body["field"] == field
+    for w in words:
+        assert w in body["error"], body

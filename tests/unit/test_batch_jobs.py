@@ -93,3 +93,17 @@ def test_every_batch_option_is_a_churn_score_option_or_setting():
             assert name in Settings.model_fields
         else:
             assert option.flag == "--" + name.replace("_", "-") and option.flag in flags
+
+
+def test_whatever_the_engine_raises_is_bad_input_in_one_line():
+    """A query engine's error on the input files is a data error (exit 2, so a /batch job is a
+    422), shown by its first line only."""
+    import duckdb
+
+    from scoring.batch import one_line
+
+    exc = duckdb.ConversionException("Conversion Error: Unimplemented type for cast "
+                                      "(TIMESTAMPTZ_NS -> TIMESTAMP)\n\nLINE 1: SELECT ...")
+    assert one_line(exc) == ("data error: Conversion Error: Unimplemented type for cast "
+                             "(TIMESTAMPTZ_NS -> TIMESTAMP)", 2)
+    assert one_line(RuntimeError("ours"))[1] == 1

@@ -144,6 +144,13 @@ def test_features_writes_one_row_per_active_customer(generated, runs):
     assert "label" not in table.columns
 
 
+@pytest.mark.parametrize("name", ["features", "snapshots"])
+def test_feature_commands_say_how_every_column_is_used(runs, name):
+    said = " ".join(runs[name].stderr.split())
+    assert ("note: columns used: events: amount as numbers; customers: seats as numbers; plan, "
+            "contract, country as categories; date_of_birth as dates") in said, said
+
+
 def test_help_lists_the_commands(runs):
     result = runs["help"]
     assert result.returncode == 0, result.stderr
@@ -235,7 +242,7 @@ def test_a_mistyped_churn_home_is_refused_not_made_into_an_empty_store(tmp_path)
 
 def test_the_compare_table_fits_100_columns_with_long_names_and_keeps_every_number(monkeypatch):
     """`churn compare` on a wide terminal: long data and config names fold inside the 100
-    columns, whole; the metrics are never cut."""
+    columns, whole; the metrics are never cut, and each ROC-AUC shows its interval."""
     import io
 
     from rich.console import Console
@@ -247,24 +254,31 @@ def test_the_compare_table_fits_100_columns_with_long_names_and_keeps_every_numb
             "config": "regularised-more-leaves-longer-search"}
     table = pd.DataFrame([
         {"run_id": "0" * 32, "version": "12", "label": "inactivity", "horizon_days": 91.0,
-         "roc_auc": 0.7691, "pr_auc": 0.1980, "brier": 0.0347, "lift_top10": 4.186,
+         "roc_auc": 0.7691, "roc_auc_ci_low": 0.7412, "roc_auc_ci_high": 0.7953,
+         "ci_level": 0.95, "pr_auc": 0.1980, "brier": 0.0347, "lift_top10": 4.186,
          "champion": True, **long},
         {"run_id": "1" * 32, "version": "3", "label": "explicit", "horizon_days": 30.0,
-         "roc_auc": 0.5359, "pr_auc": 0.0612, "brier": 0.0404, "lift_top10": 1.5173,
+         "roc_auc": 0.5359, "roc_auc_ci_low": 0.4987, "roc_auc_ci_high": 0.5731,
+         "ci_level": 0.95, "pr_auc": 0.0612, "brier": 0.0404, "lift_top10": 1.5173,
          "champion": False, "data": "demo to 2026-06-29", "config": "default"},
+        {"run_id": "2" * 32, "version": "2", "label": "explicit", "horizon_days": 30.0,
+         "roc_auc": 0.61, "roc_auc_ci_low": float("nan"), "roc_auc_ci_high": float("nan"),
+         "ci_level": float("nan"), "pr_auc": 0.07, "brier": 0.04, "lift_top10": 1.6,
+         "champion": False, "data": "demo to 2026-06-29", "config": "no-bootstrap"},
     ])
     printed = io.StringIO()
     monkeypatch.setattr(common, "out", Console(file=printed, width=300))
-    cli.print_table("Training runs", cli.COMPARE_COLUMNS, cli.compare_rows(table),
-                    width=cli.TABLE_WIDTH)
+    cli.print_compare(table)
     text = printed.getvalue()
     assert max(map(len, text.splitlines())) <= cli.TABLE_WIDTH, text
     assert "…" not in text
     cells = "".join(c.strip() for line in text.splitlines() for c in line.split("│")[2:3])
     assert long["data"].replace(" ", "") in cells.replace(" ", "")  # folded, not cut
-    for shown in ("0.7691", "0.1980", "0.0347", "4.1860", "0.5359", "12 ★", "inactivity 91d",
-                  "explicit 30d", "PR-AUC", "config"):
+    for shown in ("0.7691", "0.1980", "0.0347", "4.1860", "0.5359", "12 ★", "inactivity", "91d",
+                  "explicit 30d", "PR-AUC", "config", "95% interval", "0.741–0.795",
+                  "0.499–0.573"):
         assert shown in text, shown
+    assert "nan" not in text  # a run without a bootstrap shows no interval, not nan–nan
 
 
 def test_the_cli_runs_as_a_module():

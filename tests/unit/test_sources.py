@@ -215,3 +215,60 @@ def test_strftime_formats_become_java_patterns_for_spark(fmt, java):
 def test_a_directive_spark_lacks_is_refused():
     with pytest.raises(ValueError, match="%a is not supported with --engine spark"):
         java_pattern("%a %d/%m/%Y")
+
+
+def test_a_timestamp_column_of_another_type_is_named_not_an_engine_error(tmp_path):
+    """A Parquet time of day (or any type that is no date) is refused naming the column, its
+    type and a value, never with the engine's own text."""
+    import datetime
+
+    c = _write(tmp_path / "c.csv", CUSTOMERS)
+    e = _write(tmp_path / "e.parquet", pd.DataFrame({
+        "customer_id": [1, 2], "timestamp": [datetime.time(9, 30), datetime.time(10, 0)],
+        "event_type": ["login", "login"]}))
+    with pytest.raises(DataError) as err:
+        open_tables(c, e, DuckEngine())
+    assert err.value.column == "timestamp"
+    assert "expected dates or timestamps, got values of type TIME" in str(err.value)
+    assert "timestamp='09:30:00'" in str(err.value) and "Error" not in str(err.value)
+
+
+def test_an_engine_error_after_the_checks_is_one_line_naming_the_file(logs, tmp_path):
+    """The files are read again by every query: one that changed after the checks fails with
+    the contract's one line naming it, not with the engine's exception."""
+    folder = tmp_path / "log"
+    shutil.copytree(logs["subscription"], folder)
+    events = folder / "events.parquet"
+    tables = open_tables(folder / "customers.parquet", events, DuckEngine())
+    spec = infer_spec(tables, before=AS_OF)
+    frame = pd.read_parquet(events)
+    frame.assign(amount="lots").to_parquet(events, index=False)  # was numbers when checked
+    with pytest.raises(DataError) as err:
+        feature_table(tables.customers, tables.events, spec, [AS_OF])
+    assert str(err.value).startswith(f"{events}: cannot be read by duckdb: ")
+    assert "\n" not in str(err.value)
+
+
+def test_the_column_note_says_how_every_column_is_used_and_why_one_is_not(tmp_path):
+    """`describe_columns`: what `churn train`, `features`, `snapshots` and `score` print."""
+    from dataclasses import replace
+
+    from features.spec_inference import describe_columns
+
+    c = _write(tmp_path / "c.csv", CUSTOMERS.assign(plan=["basic", "pro"], seats=[1, 3]))
+    e = _write(tmp_path / "e.csv", pd.DataFrame({
+        "customer_id": [1, 2], "timestamp": ["2024-01-01", "2024-01-02"],
+        "event_type": ["login", "payment"], "channel": ["web", "app"], "amount": [None, 9.5],
+        "sent_at": ["2024-01-01", "2024-01-02"]}))
+    for tables in (load_tables(c, e), open_tables(c, e, DuckEngine())):
+        spec = infer_spec(tables)
+        assert describe_columns(tables, spec) == (
+            "columns used: events: amount as numbers; channel as points of contact; "
+            "customers: seats as numbers; plan as categories")
+        assert any("'sent_at' is not numeric and is ignored" in n for n in tables.notes)
+        # a model trained without the channel, and with a column these files lack
+        older = replace(spec, contact_columns=(), value_columns=("amount", "quantity"))
+        assert describe_columns(tables, older) == (
+            "columns used: events: amount, quantity as numbers; customers: seats as numbers; "
+            "plan as categories; left out: channel (the model was trained without it); "
+            "not in these files, read as missing: quantity")
