@@ -64,6 +64,27 @@ def _train_booster(params, train_set, val_set, config) -> lgb.Booster:
     )
 
 
+MIN_END_BLOCK = 30  # rows in the isotonic map's first and last blocks, at least ...
+END_BLOCK_SHARE = 0.005  # ... or this share of the calibration rows
+
+
+def _merge_end_blocks(block: np.ndarray, min_rows: int) -> np.ndarray:
+    """Block numbers (0..k, increasing with the score) with the first and last blocks merged
+    into their neighbours until each holds `min_rows` rows. Isotonic regression ends on a few
+    rows that are all churners (or none): a level of exactly 1 (or 0), which every customer
+    scored beyond them inherits. A merged end block's level is the mean of its rows, so the map
+    stays increasing."""
+    sizes = np.bincount(block)
+    if len(sizes) <= 2 or sizes.sum() < 2 * min_rows:
+        return block
+    lo = int(np.searchsorted(np.cumsum(sizes), min_rows))  # blocks 0..lo become block 0
+    hi = len(sizes) - 1 - int(np.searchsorted(np.cumsum(sizes[::-1]), min_rows))
+    if lo >= hi:  # the two ends would meet: one block, a constant map
+        return np.zeros_like(block)
+    merged = np.clip(block, lo, hi) - lo
+    return merged
+
+
 def fit_calibration(p_val: np.ndarray, y_val: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """A monotone map from the booster's probability to a calibrated one, as (xs, ys) knots.
 
@@ -79,7 +100,10 @@ def fit_calibration(p_val: np.ndarray, y_val: np.ndarray, kind: str) -> tuple[np
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p_val, y_val)
         fitted = iso.predict(p_val)
         levels, block = np.unique(fitted, return_inverse=True)
-        centres = np.bincount(block, weights=p_val) / np.bincount(block)
+        block = _merge_end_blocks(block, max(MIN_END_BLOCK, int(np.ceil(END_BLOCK_SHARE * len(p_val)))))
+        sizes = np.bincount(block)
+        centres = np.bincount(block, weights=p_val) / sizes
+        levels = np.bincount(block, weights=np.asarray(y_val, dtype="float64")) / sizes
         return np.asarray(centres, dtype="float64"), np.asarray(levels, dtype="float64")
     # Platt scaling on the log-odds, tabulated on a fine grid of probabilities
     logit = np.log(np.clip(p_val, 1e-9, 1 - 1e-9) / np.clip(1 - p_val, 1e-9, 1))

@@ -245,3 +245,25 @@ def test_scores_beyond_the_calibrations_ends_keep_their_rank():
     inside = (1 / (1 + np.exp(-raw)) > xs[0]) & (1 / (1 + np.exp(-raw)) < xs[-1])
     np.testing.assert_allclose(calibrated[inside], np.interp(1 / (1 + np.exp(-raw[inside])),
                                                              *model.calibration))
+
+
+def test_isotonic_ends_on_blocks_of_real_size_not_on_a_few_certain_rows():
+    """A handful of churners at the very top (or none at the bottom) made isotonic end on a
+    level of exactly 1 (or 0), and every customer scored beyond it got 100%. Each end block now
+    holds at least 0.5% of the rows (30 at least), and its level is their churn rate."""
+    from scoring.artifact import ChurnModel
+    from training.fit import END_BLOCK_SHARE
+
+    rng = np.random.default_rng(11)
+    p = np.sort(rng.uniform(0.05, 0.8, 20_000))
+    y = (rng.uniform(size=p.size) < p).astype(int)
+    y[-6:], y[:6] = 1, 0  # the few highest scores all churned, the few lowest none
+    xs, ys = fit_calibration(p, y, "isotonic")
+    assert 0.0 < ys[0] and ys[-1] < 1.0
+    assert (np.diff(xs) > 0).all() and (np.diff(ys) > 0).all()
+    top = p >= np.quantile(p, 1 - END_BLOCK_SHARE)
+    assert ys[-1] == pytest.approx(y[top].mean(), abs=0.1)
+    model = ChurnModel.__new__(ChurnModel)
+    model.calibration = (xs, ys)
+    beyond = model.calibrate(np.array([np.log(0.85 / 0.15), np.log(0.9 / 0.1)]))
+    assert (beyond < 0.99).all() and beyond[0] < beyond[1]  # rank kept, not certain
