@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -116,7 +116,8 @@ class Settings(BaseSettings):
         description="An MLflow server or database; default: SQLite under mlruns/.")
     model_name: str = "churn"
     experiment: str = "churn"
-    model_uri: str = Field("models:/churn@champion", description="The model the service loads.")
+    model_uri: str = Field("models:/churn@champion",
+                           description="The model the service loads (default: model_name's champion).")
     reload_interval_s: float = Field(10.0, description="How often the service checks the alias.")
     promotion_level: float = Field(0.95, gt=0, lt=1,
                                    description="Confidence level of the promotion gate's intervals.")
@@ -213,6 +214,14 @@ class Settings(BaseSettings):
                 or Path.cwd())
         return (init_settings, env_settings, dotenv_settings,
                 _WrittenSettings(settings_cls, written_settings_path(home)), file_secret_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _champion_of_model_name(cls, data: object) -> object:
+        """CHURN_MODEL_NAME alone also names the model the service and `churn score` load."""
+        if isinstance(data, dict) and data.get("model_name") and not data.get("model_uri"):
+            return {**data, "model_uri": f"models:/{data['model_name']}@champion"}
+        return data
 
     @field_validator("review_scores", "review_customers", "review_events", "review_playbook",
                      "tracking_uri", "batch_dir", "review_crm_url", "database_url", mode="before")
