@@ -199,6 +199,8 @@ class Settings(BaseSettings):
     # /batch and `churn score` in the store's `predictions` table; the service queues records
     # for one background writer and drops (and counts) those past the queue's bound
     prediction_log: bool = Field(True, description="Record every prediction in the store.")
+    test_traffic: bool = Field(False, description="Mark every prediction this process logs as a "
+                               "test call (trying the service), which monitoring leaves out.")
     prediction_log_queue: int = Field(10_000, gt=0, description="Records the service holds "
                                       "for the log's writer before it drops new ones.")
     prediction_log_drain_s: float = Field(10.0, ge=0, description="How long a stopping "
