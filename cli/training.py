@@ -130,7 +130,8 @@ def train(
     out.print(f"run {result.run_id} · registered {result.model_name} version "
               f"{result.model_version} ({', '.join(result.aliases)})")
     if other_data:
-        err.print(f"[yellow]note:[/] `churn promote` will not compare it: {other_data}")
+        err.print(f"[yellow]note:[/] `churn promote` will not compare it: {other_data}",
+                  soft_wrap=True)
 
 
 def with_model_name(settings, model_name: str | None):
@@ -193,7 +194,7 @@ def promote(
              for key, title in (("roc_auc", "ROC-AUC"), ("brier", "Brier"))],
         )
     verdict = "promoted to champion" if result.promoted else "not promoted"
-    out.print(f"version {result.candidate}: {verdict}: {result.reason}")
+    out.print(f"version {result.candidate}: {verdict}: {result.reason}", soft_wrap=True)
 
 
 def compare(

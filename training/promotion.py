@@ -245,7 +245,9 @@ def champion_on_other_data(settings: Settings, version: str) -> str | None:
         return None
     problem = other_data_problem(evaluation_record(client, name, str(version)),
                                  evaluation_record(client, name, champion))
-    return None if problem is None else f"version {champion} is {name}'s {problem}"
+    if problem is None:
+        return None
+    return problem.replace("champion", f"{name}'s champion (version {champion})", 1)
 
 
 def _champion(client: MlflowClient, name: str) -> str | None:

@@ -222,8 +222,14 @@ def test_a_test_call_is_logged_marked_and_left_out_of_monitoring(http, log_url, 
     engine = engine_for(Settings(database_url=log_url))
     version = http.get("/model").json()["version"]
     ever = (datetime(1900, 1, 1), datetime(2200, 1, 1))
+    real = [{**r, "customer_id": f"real-{i}"} for i, r in enumerate(feature_rows[:2])]
+    assert http.post("/predict_features", json={"rows": real}).status_code == 200
+    deadline = time.monotonic() + 60
+    while not logged(log_url)["customer_id"].isin(["real-0", "real-1"]).sum() == 2:
+        assert time.monotonic() < deadline, "the real call was not logged"
+        time.sleep(0.2)
     date, count = latest_as_of(engine, "churn", version), count_logged(engine, "churn", *ever)
-    assert date is not None and count > 0  # the earlier test's real calls
+    assert date is not None and count >= 2
     later = date + pd.Timedelta(days=40)
     rows = [{**r, "as_of": later.isoformat()} for r in feature_rows[:4]]
     answer = http.post("/predict_features", json={"rows": rows}, headers={"X-Churn-Test": "1"})
