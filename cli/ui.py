@@ -39,7 +39,7 @@ def ui(
     import mlflow
 
     from scoring.settings import get_settings
-    from scoring.store import configure, registry_problem
+    from scoring.store import configure, registry_problem, store_uri
 
     settings = get_settings()
     name = experiment or settings.experiment
@@ -47,7 +47,7 @@ def ui(
         uri = configure(settings, read_only=True)
         exp = mlflow.get_experiment_by_name(name)
     except Exception as exc:
-        raise UsageError(f"cannot open the store: {registry_problem(settings.tracking_uri or '', exc)}"
+        raise UsageError(f"cannot open the store: {registry_problem(store_uri(settings), exc)}"
                          ) from None
     if exp is None:
         raise UsageError(f"--experiment: no experiment {name!r} in {uri}; run `churn train` first")
