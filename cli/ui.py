@@ -67,5 +67,7 @@ def ui(
     sys.stderr.flush()
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # what the UI itself creates (an experiment made there) goes under mlruns/, not the cwd
     os.execve(mlflow_cli, [mlflow_cli, "server", "--backend-store-uri", uri, "--host", host,
-                           "--port", str(port), "--workers", "1"], env)
+                           "--port", str(port), "--workers", "1",
+                           "--artifacts-destination", str(settings.mlruns / "artifacts")], env)
