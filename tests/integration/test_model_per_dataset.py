@@ -38,7 +38,7 @@ def test_a_champion_trained_on_other_data_does_not_judge(tmp_path):
     assert str(demo["model_version"]) in line or "events.parquet" in line
     assert "--model-name" in line and "ROC-AUC" not in gate.stdout
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    assert client.get_model_version_by_alias("churn", "champion").version == demo["model_version"]
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == str(demo["model_version"])
 
     # with a model of its own, the log's first model is that model's champion
     again = mine.churn("train", "--customers", str(mine.customers), "--events", str(mine.events),
