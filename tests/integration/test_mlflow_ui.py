@@ -76,9 +76,10 @@ def _names_registered_model(page, trained: Trained) -> None:
 
     expect(page.get_by_text("About this run")).to_be_visible(timeout=90_000)
     version = trained.result["model_version"]
-    link = page.locator(f"a[href*='models/churn/versions/{version}']")
-    expect(link).to_be_visible(timeout=30_000)
-    assert link.inner_text().split() == ["churn", f"v{version}"]
+    # "Registered models" in the run's details, and again in its logged models' table
+    links = page.locator(f"a[href*='models/churn/versions/{version}']")
+    expect(links.first).to_be_visible(timeout=30_000)
+    assert all(t.split() == ["churn", f"v{version}"] for t in links.all_inner_texts())
 
 
 def test_ui_lands_on_the_training_runs(ui: dict[str, str], trained: Trained, page):
