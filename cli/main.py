@@ -37,6 +37,7 @@ from cli.common import (
 from cli.monitor import monitor as monitor_command
 from cli.returning import returning
 from cli.training import compare, promote, train
+from cli.ui import ui as ui_command
 
 app = typer.Typer(
     name="churn",
@@ -261,6 +262,7 @@ def serve(
 
 # commands that live in their own modules
 app.command(name="monitor")(monitor_command)
+app.command(name="ui")(ui_command)
 app.add_typer(campaign_app, name="campaign")
 campaign_app.command(name="report")(campaign_report)
 campaign_app.command(name="returning")(returning)

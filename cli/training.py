@@ -31,6 +31,10 @@ from cli.common import (
     table_engine,
 )
 
+ModelNameOpt = Annotated[str | None, typer.Option(
+    "--model-name", help="Registered model (default: CHURN_MODEL_NAME, churn). Give each "
+    "dataset its own: a champion trained on other data does not judge this data's models.")]
+
 METRIC_ROWS = [
     ("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC"), ("brier", "Brier"), ("log_loss", "log loss"),
     ("lift_top10", "lift @10%"), ("capture_top10", "capture @10%"), ("ece", "ECE"),
@@ -57,6 +61,7 @@ def train(
     config: Annotated[Path | None, typer.Option(
         "--config", help="Training config TOML (default: training/default.toml).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    model_name: ModelNameOpt = None,
     date_format: DateFormatOpt = None,
     engine: EngineOpt = None,
     spark_master: SparkMasterOpt = None,
@@ -71,6 +76,7 @@ def train(
     from training.config import load_config
     from training.pipeline import METRIC_KEYS
     from training.pipeline import train as run
+    from training.promotion import champion_on_other_data
 
     if label not in LABEL_KINDS:
         raise UsageError(f"--label: must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
@@ -81,14 +87,17 @@ def train(
             raise UsageError("--activity: an event type must not be empty")
         cfg = cfg.model_copy(update={"activity_types": tuple(dict.fromkeys(types))})
     # MLflow prints "View run ... at ..." to stdout when it talks to a server; stdout is ours
+    settings = with_model_name(get_settings(), model_name)
     with stage_bars() as stage, contextlib.redirect_stdout(sys.stderr):
-        result = run(customers, events, label, horizon, cadence, cfg, get_settings(),
+        result = run(customers, events, label, horizon, cadence, cfg, settings,
                      experiment, stage, date_format=date_format,
                      config_name=config.stem if config else None,
                      engine=table_engine(engine, spark_master))
+    other_data = champion_on_other_data(settings, result.model_version)
     if as_json:
         print_json({"run_id": result.run_id, "model_run_id": result.model_run_id,
-                    "model_version": result.model_version,
+                    "model_name": result.model_name, "model_version": result.model_version,
+                    "champion_on_other_data": other_data,
                     "aliases": result.aliases, "metrics": result.metrics,
                     "chosen": result.chosen, "candidates": result.candidates,
                     "registered": "refit" if "refit" in result.dataset else "evaluation model",
@@ -124,6 +133,19 @@ def train(
               + ("; refitted on every labelled time" if "refit" in data else ""))
     out.print(f"run {result.run_id} · registered {result.model_name} version "
               f"{result.model_version} ({', '.join(result.aliases)})")
+    if other_data:
+        err.print(f"[yellow]note:[/] `churn promote` will not compare it: {other_data}",
+                  soft_wrap=True)
+
+
+def with_model_name(settings, model_name: str | None):
+    """The settings with --model-name as the registered model (and the champion to load)."""
+    if model_name is None:
+        return settings
+    if not model_name.strip() or "/" in model_name or "@" in model_name:
+        raise UsageError(f"--model-name: {model_name!r} is not a model name (no '/' or '@')")
+    return settings.model_copy(update={"model_name": model_name,
+                                       "model_uri": f"models:/{model_name}@champion"})
 
 
 # the candidates' column titles in `churn train`'s table (their metrics keys)
@@ -152,13 +174,14 @@ def promote(
         "--level", min=0.5, max=0.999,
         help="Confidence level of the intervals (default: CHURN_PROMOTION_LEVEL, 0.95).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    model_name: ModelNameOpt = None,
 ) -> None:
     """Move the champion alias to a version that beats the champion on the same held-out rows,
     beyond the noise of a paired, customer-clustered bootstrap."""
     from scoring.settings import get_settings
     from training.promotion import promote as run
 
-    result = run(get_settings(), version, force, level)
+    result = run(with_model_name(get_settings(), model_name), version, force, level)
     if as_json:
         print_json(result.summary())
         return
@@ -175,7 +198,7 @@ def promote(
              for key, title in (("roc_auc", "ROC-AUC"), ("brier", "Brier"))],
         )
     verdict = "promoted to champion" if result.promoted else "not promoted"
-    out.print(f"version {result.candidate}: {verdict}: {result.reason}")
+    out.print(f"version {result.candidate}: {verdict}: {result.reason}", soft_wrap=True)
 
 
 def compare(

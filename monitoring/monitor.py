@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 
 from features.contract import CUSTOMER_ID, Tables
 from features.engine import feature_table
@@ -152,7 +152,8 @@ def latest_as_of(engine, name: str | None, version: str) -> pd.Timestamp | None:
     with engine.connect() as conn:
         value = conn.execute(select(func.max(predictions.c.as_of))
                              .where(predictions.c.model_version == version,
-                                    predictions.c.model_name == name)).scalar()
+                                    predictions.c.model_name == name,
+                                    predictions.c.test == false())).scalar()
     return None if value is None else pd.Timestamp(value)
 
 
@@ -160,7 +161,7 @@ def count_logged(engine, name: str | None, since: datetime, until: datetime,
                  version: str | None = None) -> int:
     query = (select(func.count()).select_from(predictions)
              .where(predictions.c.as_of >= since, predictions.c.as_of < until,
-                    predictions.c.model_name == name))
+                    predictions.c.model_name == name, predictions.c.test == false()))
     if version is not None:
         query = query.where(predictions.c.model_version == version)
     with engine.connect() as conn:
@@ -269,7 +270,7 @@ def monitor(
             f"{window_days} days to {end:%Y-%m-%d}, more than {limits.max_log_rows:,} "
             "(CHURN_MONITOR__MAX_LOG_ROWS); give a shorter --window")
     window = read_predictions(engine, since=first, until=until, model_version=version,
-                              model_name=name)
+                              model_name=name, test=False)
     window = latest_per_prediction(window)
     score, judged, drift = None, False, pd.DataFrame()
     feats = pd.DataFrame()
@@ -303,7 +304,7 @@ def monitor(
             "give a later --since")
     progress = stage("realised accuracy")
     history = latest_per_prediction(read_predictions(engine, since=start, until=until,
-                                                     model_name=name))
+                                                     model_name=name, test=False))
     joined, counts = _outcomes(history, tables, loaded, reference, settings, notes)
     progress(1, 2)
     by_version, weeks = ({}, []) if joined.empty else accuracy_groups(

@@ -217,7 +217,8 @@ def log_scores(settings: Settings, frames: Callable[[], Iterable[pd.DataFrame]],
 
     try:
         write_run(engine_for(settings),
-                  lambda: chunked(lambda f: score_rows(f, source, model_name, run), frames()),
+                  lambda: chunked(lambda f: score_rows(f, source, model_name, run,
+                                                         settings.test_traffic), frames()),
                   update)
     except Exception as exc:
         text = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]

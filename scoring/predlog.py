@@ -95,10 +95,10 @@ def _text(value: object) -> str:
 def make_row(customer_id: object, as_of: datetime, probability: float, band: str,
              reasons: Sequence[str], model_version: str, source: str,
              created_at: datetime | None = None, model_name: str | None = None,
-             record_id: str | None = None) -> dict:
+             record_id: str | None = None, test: bool = False) -> dict:
     """One record of the log with a fresh record id (or `record_id`); text cut to the table's
     widths. `model_name` is the registered model the version belongs to (None outside the
-    registry)."""
+    registry); `test` marks a call made while trying the service, which monitoring skips."""
     return {
         "record_id": record_id or uuid.uuid4().hex,
         "customer_id": _text(customer_id)[:_WIDTHS["customer_id"]],
@@ -110,6 +110,7 @@ def make_row(customer_id: object, as_of: datetime, probability: float, band: str
         "model_name": None if model_name is None else _text(model_name)[:_WIDTHS["model_name"]],
         "source": source[:_WIDTHS["source"]],
         "created_at": created_at or _now(),
+        "test": bool(test),
     }
 
 
@@ -145,14 +146,16 @@ def record_id_in(run: str, customer_id: object) -> str:
 
 
 def score_rows(scores: pd.DataFrame, source: str = "score",
-               model_name: str | None = None, run: str | None = None) -> list[dict]:
+               model_name: str | None = None, run: str | None = None,
+               test: bool = False) -> list[dict]:
     """Records of a scores table (`score_batch`'s columns: customer_id, churn_probability,
     risk_band, as_of, reason_{i}_feature, model_version) scored by registered model
-    `model_name`; with `run` (`run_id`) each record's id is the customer's in that run."""
+    `model_name`; with `run` (`run_id`) each record's id is the customer's in that run;
+    `test` marks them as test calls."""
     now = _now()
     as_of = parse_timestamps(scores["as_of"], "scores", "as_of", allow_missing=True)
     return [make_row(cid, when, p, band, why, version, source, now, model_name,
-                     None if run is None else record_id_in(run, cid))
+                     None if run is None else record_id_in(run, cid), test)
             for cid, when, p, band, why, version in zip(
                 scores["customer_id"].tolist(), list(as_of.dt.to_pydatetime()),
                 scores["churn_probability"].tolist(), scores["risk_band"].tolist(),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Connection,
     DateTime,
@@ -29,8 +30,11 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    false,
     func,
+    inspect,
     select,
+    text,
 )
 
 from scoring.settings import Settings
@@ -75,11 +79,14 @@ predictions = Table(
     Column("model_name", String(200), nullable=True),
     Column("source", String(40), nullable=False),  # predict, predict_features, batch, score
     Column("created_at", DateTime, nullable=False),  # UTC, naive: when it was made
+    # a call made while trying the service (X-Churn-Test, CHURN_TEST_TRAFFIC): kept, never
+    # monitored; added to a log created before it by `engine_for`
+    Column("test", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_predictions_version_as_of", "model_name", "model_version", "as_of"),
     Index("ix_predictions_customer", "customer_id", "as_of"),
 )
 PREDICTION_COLUMNS = ("record_id", "customer_id", "as_of", "probability", "band", "reasons",
-                      "model_version", "model_name", "source", "created_at")
+                      "model_version", "model_name", "source", "created_at", "test")
 
 
 class RecordError(ValueError):
@@ -128,8 +135,34 @@ def engine_for(settings: Settings) -> Engine:
             engine = create_engine(url, connect_args=args)
         if known != len(metadata.tables):
             metadata.create_all(engine)
+            add_missing_columns(engine)
             _engines[url] = (engine, len(metadata.tables))
         return engine
+
+
+# columns added to a table after its first release: (table, column, its SQL definition per
+# dialect); `create_all` makes missing tables only, so an existing table gets them here
+_ADDED_COLUMNS = (("predictions", "test", {"sqlite": "BOOLEAN NOT NULL DEFAULT 0",
+                                           "postgresql": "BOOLEAN NOT NULL DEFAULT FALSE"}),)
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add the columns an existing table lacks (ALTER TABLE ... ADD COLUMN with its default, so
+    every row already stored gets it); returns 'table.column' for each one added. Another
+    process adding the same column at the same time is no error."""
+    added = []
+    for table, column, definitions in _ADDED_COLUMNS:
+        if column in {c["name"] for c in inspect(engine).get_columns(table)}:
+            continue
+        ddl = definitions.get(engine.dialect.name, definitions["postgresql"])
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+            added.append(f"{table}.{column}")
+        except Exception:
+            if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
+                raise
+    return added
 
 
 def _clean(value: object, field: str, max_chars: int, required: bool) -> str:
@@ -215,7 +248,7 @@ def insert_predictions(conn: Connection, rows: Sequence[dict]) -> int:
     all or none (`scoring.predlog.write_run`)."""
     if not rows:
         return 0
-    clean = [{**r, "model_name": r.get("model_name"),
+    clean = [{**r, "model_name": r.get("model_name"), "test": bool(r.get("test", False)),
               "reasons": r["reasons"] if isinstance(r["reasons"], str)
               else json.dumps(list(r["reasons"]))} for r in rows]
     stored = 0
@@ -252,10 +285,10 @@ WRITE_CHUNK = 5_000
 
 def read_predictions(engine: Engine, since: datetime | None = None, until: datetime | None = None,
                      model_version: str | None = None, source: str | None = None,
-                     model_name: str | None = None):
+                     model_name: str | None = None, test: bool | None = None):
     """Logged predictions as a DataFrame (PREDICTION_COLUMNS, `reasons` as JSON text), filtered
-    by observation time (`since` <= as_of < `until`, naive UTC), model name and version, and
-    source."""
+    by observation time (`since` <= as_of < `until`, naive UTC), model name and version,
+    source, and whether they were test calls (`test`; None: both)."""
     import pandas as pd
 
     query = select(*(predictions.c[c] for c in PREDICTION_COLUMNS)).order_by(predictions.c.id)
@@ -269,6 +302,8 @@ def read_predictions(engine: Engine, since: datetime | None = None, until: datet
         query = query.where(predictions.c.model_name == model_name)
     if source is not None:
         query = query.where(predictions.c.source == source)
+    if test is not None:
+        query = query.where(predictions.c.test == test)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     return pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -116,7 +116,8 @@ class Settings(BaseSettings):
         description="An MLflow server or database; default: SQLite under mlruns/.")
     model_name: str = "churn"
     experiment: str = "churn"
-    model_uri: str = Field("models:/churn@champion", description="The model the service loads.")
+    model_uri: str = Field("models:/churn@champion",
+                           description="The model the service loads (default: model_name's champion).")
     reload_interval_s: float = Field(10.0, description="How often the service checks the alias.")
     promotion_level: float = Field(0.95, gt=0, lt=1,
                                    description="Confidence level of the promotion gate's intervals.")
@@ -198,6 +199,8 @@ class Settings(BaseSettings):
     # /batch and `churn score` in the store's `predictions` table; the service queues records
     # for one background writer and drops (and counts) those past the queue's bound
     prediction_log: bool = Field(True, description="Record every prediction in the store.")
+    test_traffic: bool = Field(False, description="Mark every prediction this process logs as a "
+                               "test call (trying the service), which monitoring leaves out.")
     prediction_log_queue: int = Field(10_000, gt=0, description="Records the service holds "
                                       "for the log's writer before it drops new ones.")
     prediction_log_drain_s: float = Field(10.0, ge=0, description="How long a stopping "
@@ -213,6 +216,14 @@ class Settings(BaseSettings):
                 or Path.cwd())
         return (init_settings, env_settings, dotenv_settings,
                 _WrittenSettings(settings_cls, written_settings_path(home)), file_secret_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _champion_of_model_name(cls, data: object) -> object:
+        """CHURN_MODEL_NAME alone also names the model the service and `churn score` load."""
+        if isinstance(data, dict) and data.get("model_name") and not data.get("model_uri"):
+            return {**data, "model_uri": f"models:/{data['model_name']}@champion"}
+        return data
 
     @field_validator("review_scores", "review_customers", "review_events", "review_playbook",
                      "tracking_uri", "batch_dir", "review_crm_url", "database_url", mode="before")

@@ -244,9 +244,11 @@ def follow_move(settings: Settings) -> list[str]:
     return moved
 
 
-# MLflow 3's UI opens an experiment in its GenAI view (traces, judges) unless the experiment is
-# tagged as model training: the tag and its values are ExperimentKind in the UI bundle of
-# MLflow 3.17 (mlflow/server/js: "genai_development", "custom_model_development", ...).
+# The experiment's kind, as MLflow 3 names it (ExperimentKind in its UI bundle:
+# "genai_development", "custom_model_development", ...). MLflow 3.17's UI no longer picks its
+# view from this tag but from a browser-wide switch that starts on GenAI; `churn ui` prints
+# addresses that open the model-training view (cli/ui.py). The tag still says what the
+# experiment holds, for the UI versions and tools that read it.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 

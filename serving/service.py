@@ -73,6 +73,7 @@ from serving.schemas import (
     has_control,
     resolve_as_of,
 )
+from serving.test_traffic import TestTraffic, is_test_call
 from serving.timeouts import patch_timeout_middleware
 from serving.warmup import warm_up
 
@@ -334,7 +335,8 @@ class ChurnService:
                 self.predlog.record([
                     make_row(p.customer_id, when, p.churn_probability, p.risk_band,
                              [r.feature for r in p.reasons], p.model_version, source,
-                             model_name=self.holder.current.name)
+                             model_name=self.holder.current.name,
+                             test=self.settings.test_traffic or is_test_call())
                     for p, when in zip(preds, times, strict=True)])
         except Exception:
             log.exception("could not record %d predictions", len(preds))
@@ -411,6 +413,7 @@ class ChurnService:
 ChurnService.add_asgi_middleware(Guard)  # first added, outermost: every answer passes it
 ChurnService.add_asgi_middleware(ApiDocs)
 ChurnService.add_asgi_middleware(Readiness)
+ChurnService.add_asgi_middleware(TestTraffic)  # innermost: its mark reaches the handler
 
 
 __all__ = ["ChurnService", "Scorer"]

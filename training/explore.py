@@ -63,6 +63,18 @@ def sample_data(
     return paths
 
 
+def notebook_data(folder: Path, customers: int, customers_file: str | None = None,
+                  events_file: str | None = None) -> tuple[Path, Path]:
+    """The customers and events files a notebook works on: the two given (a log of your own),
+    else generated data in `folder` (see `sample_data`)."""
+    if not customers_file and not events_file:
+        return sample_data(folder, customers)
+    if not (customers_file and events_file):
+        raise ValueError("give both the customers and the events file (CHURN_NOTEBOOK_CUSTOMERS_PATH "
+                         "and CHURN_NOTEBOOK_EVENTS_PATH), or neither for generated data")
+    return Path(customers_file), Path(events_file)
+
+
 def _churn_dates(customers: pd.DataFrame) -> pd.Series:
     if CHURNED_AT not in customers:
         raise ValueError(f"customers have no '{CHURNED_AT}' column; churn rates need churn dates")

@@ -151,9 +151,28 @@ def evaluation_model(name: str, version: str, run_id: str) -> LoadedModel:
     return replace(loaded, model=ChurnModel.load_folder(Path(folder)))
 
 
+# the files a version was trained on (its run's dataset.json) name the data it belongs to
+DATA_FILES = ("customers_file", "events_file")
+
+
+def other_data_problem(candidate: dict, champion: dict) -> str | None:
+    """Why the champion cannot judge the candidate because it was trained on other data (other
+    customers and events files), in one line; None when the files are the same (a re-export
+    written over the same files counts as the same data) or a record does not name them."""
+    if not all(candidate.get(k) and champion.get(k) for k in DATA_FILES):
+        return None
+    if all(str(candidate[k]) == str(champion[k]) for k in DATA_FILES):
+        return None
+    return (f"champion was trained on other data ({champion['events_file']}, not "
+            f"{candidate['events_file']}); give each dataset a model of its own with "
+            "--model-name or CHURN_MODEL_NAME")
+
+
 def comparability_problems(candidate: dict, champion: dict) -> list[str]:
-    """Why the two models answer different questions: label, horizon or feature version."""
-    problems = []
+    """Why the two models answer different questions: other data, label, horizon or feature
+    version."""
+    other = other_data_problem(candidate, champion)
+    problems = [other] if other else []
     for key, what in (("label", "label"), ("horizon_days", "horizon (days)"),
                       ("feature_version", "feature version")):
         if str(candidate.get(key)) != str(champion.get(key)):
@@ -214,6 +233,21 @@ def promote(settings: Settings, version: str | None = None, force: bool = False,
         if force and not result.promoted:
             result.promoted, result.reason = True, f"forced ({result.reason})"
     return _apply_unless_moved(settings, client, name, result)
+
+
+def champion_on_other_data(settings: Settings, version: str) -> str | None:
+    """Why `churn promote` will not judge a newly registered version against the champion of
+    its model because the champion was trained on other data, or None."""
+    configure(settings)
+    client, name = MlflowClient(), settings.model_name
+    champion = _champion(client, name)
+    if champion is None or champion == str(version):
+        return None
+    problem = other_data_problem(evaluation_record(client, name, str(version)),
+                                 evaluation_record(client, name, champion))
+    if problem is None:
+        return None
+    return problem.replace("champion", f"{name}'s champion (version {champion})", 1)
 
 
 def _champion(client: MlflowClient, name: str) -> str | None:

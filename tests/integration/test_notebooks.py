@@ -7,16 +7,20 @@ globally and no other Python on the machine can be picked up."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
 from pathlib import Path
 
+import mlflow
 import nbformat
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from mlflow import MlflowClient
 from nbclient import NotebookClient
+
+from training.explore import sample_data
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 ORDER = ("01-explore-and-train.ipynb", "02-review-explanations.ipynb")
@@ -31,6 +35,7 @@ NOISE = re.compile(r"Warning|WARNING|\bINFO\b|tqdm|IProgress|Downloading artifac
 NOTEBOOK_MODEL = "churn-notebook"
 # the offer settings notebook 02 runs under, unlike the default the champion was trained with
 OTHER_OFFER_COST = "99"
+OWN_CUSTOMERS = 2000  # notebook 01's own log; the generated default has 3,000
 
 
 def _kernel_env(tmp: Path, home: Path) -> dict[str, str]:
@@ -79,9 +84,15 @@ def executed(tmp_path_factory) -> tuple[Path, dict[str, nbformat.NotebookNode]]:
             mp.setenv(key, value)
         spec = KernelSpecManager().get_kernel_spec("python3")
         assert spec.argv[0] == sys.executable, f"kernel would run {spec.argv[0]}"
+        # 01 runs on a log of the user's own (its two paths), 02 on the generated default
+        own = sample_data(home / "own", OWN_CUSTOMERS, seed=5)
+        mp.setenv("CHURN_NOTEBOOK_CUSTOMERS_PATH", str(own[0]))
+        mp.setenv("CHURN_NOTEBOOK_EVENTS_PATH", str(own[1]))
         for name in ORDER:
             if name == ORDER[1]:  # today's offer differs from the champion's (the default)
                 mp.setenv("CHURN_OFFER__COST", OTHER_OFFER_COST)
+                mp.delenv("CHURN_NOTEBOOK_CUSTOMERS_PATH")
+                mp.delenv("CHURN_NOTEBOOK_EVENTS_PATH")
             nb = nbformat.read(NOTEBOOKS / name, as_version=4)
             # which interpreter really ran the cells, checked below
             nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
@@ -135,6 +146,17 @@ def test_explore_and_train_shows_plots_and_a_logged_run(executed):
     assert [m.name for m in client.search_registered_models()] == [NOTEBOOK_MODEL]
     assert client.get_experiment(run.info.experiment_id).name == NOTEBOOK_MODEL
     assert client.get_experiment_by_name("churn") is None
+    # trained on the files it was given, not on generated data
+    assert f"{OWN_CUSTOMERS:,} customers" in _text(nb)
+    dataset = json.loads(Path(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="dataset.json", tracking_uri=uri)).read_text())
+    assert Path(dataset["customers_file"]) == home / "own" / "customers.parquet"
+    assert Path(dataset["events_file"]) == home / "own" / "events.parquet"
+
+
+def test_review_runs_on_generated_data_by_default(executed):
+    home, done = executed
+    assert "3,000 customers" in _text(done[ORDER[1]])
     assert (home / "data" / "customers.parquet").exists()
 
 

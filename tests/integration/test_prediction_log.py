@@ -213,6 +213,45 @@ def test_the_service_logs_what_it_answered(http, server, trained, log_url, featu
     assert dropped(after) == 0
 
 
+def test_a_test_call_is_logged_marked_and_left_out_of_monitoring(http, log_url, feature_rows):
+    """`X-Churn-Test: 1` (trying the service): answered as usual, logged with the mark, and
+    `churn monitor`'s default date, counts and windows never see it, though its `as_of` is
+    later than anything logged."""
+    from monitoring.monitor import count_logged, latest_as_of
+
+    engine = engine_for(Settings(database_url=log_url))
+    version = http.get("/model").json()["version"]
+    ever = (datetime(1900, 1, 1), datetime(2200, 1, 1))
+    real = [{**r, "customer_id": f"real-{i}"} for i, r in enumerate(feature_rows[:2])]
+    assert http.post("/predict_features", json={"rows": real}).status_code == 200
+    deadline = time.monotonic() + 60
+    while not logged(log_url)["customer_id"].isin(["real-0", "real-1"]).sum() == 2:
+        assert time.monotonic() < deadline, "the real call was not logged"
+        time.sleep(0.2)
+    date, count = latest_as_of(engine, "churn", version), count_logged(engine, "churn", *ever)
+    assert date is not None and count >= 2
+    later = date + pd.Timedelta(days=40)
+    rows = [{**r, "as_of": later.isoformat()} for r in feature_rows[:4]]
+    answer = http.post("/predict_features", json={"rows": rows}, headers={"X-Churn-Test": "1"})
+    assert answer.status_code == 200, answer.text
+    deadline = time.monotonic() + 60
+    while len(marked := logged(log_url).query("test")) < len(rows):
+        assert time.monotonic() < deadline, "the test call was not logged"
+        time.sleep(0.2)
+    assert len(marked) == len(rows) and (marked["as_of"] == later).all()
+    assert marked["customer_id"].tolist() == [r["customer_id"] for r in rows]
+    assert latest_as_of(engine, "churn", version) == date
+    assert count_logged(engine, "churn", *ever) == count
+    assert not read_predictions(engine, test=False)["test"].any()
+    # the same call unmarked is real traffic
+    assert http.post("/predict_features", json={"rows": rows[:1]}).status_code == 200
+    deadline = time.monotonic() + 60
+    while latest_as_of(engine, "churn", version) != later:
+        assert time.monotonic() < deadline, "the real call was not logged"
+        time.sleep(0.2)
+    assert count_logged(engine, "churn", *ever) == count + 1
+
+
 def test_10000_predictions_while_churn_score_writes_are_each_logged_once(
         http, server, trained, log_url, feature_rows, tmp_path):
     """The issue's load test: concurrent clients send 10,000 predictions to /predict_features
@@ -327,6 +366,60 @@ def test_churn_score_logs_to_postgresql(trained, postgres, tmp_path):
     assert len(merged) == len(written) == len(got)
     np.testing.assert_array_equal(merged["probability"], merged["churn_probability"])
     assert (merged["band"] == merged["risk_band"]).all()
+
+
+def test_a_log_made_before_the_test_mark_gets_it_on_postgresql(postgres):
+    """A `predictions` table without the `test` column (made by an earlier release) gets it on
+    first use, its rows as real traffic; a marked row is then stored as a test."""
+    from sqlalchemy import create_engine, make_url, text
+
+    server = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:  # a database of its own: the other tests' log stays as it is
+        conn.execute(text("CREATE DATABASE old_log"))
+    server.dispose()
+    _old_log_gets_the_test_column(
+        make_url(postgres.url).set(database="old_log").render_as_string(hide_password=False))
+
+
+def _old_log_gets_the_test_column(url: str) -> None:
+    from sqlalchemy import MetaData, Table, create_engine
+
+    from scoring.records import predictions
+
+    raw = create_engine(url)
+    with raw.begin() as conn:
+        old = Table("predictions", MetaData(),
+                    *[c._copy() for c in predictions.columns if c.name != "test"])
+        old.create(conn)
+        row = make_row("old-1", datetime(2026, 6, 1), 0.2, "medium", [], "1", "predict",
+                       model_name="churn")
+        row.pop("test")
+        conn.execute(old.insert(), [{**row, "reasons": "[]"}])
+    raw.dispose()
+    engine = engine_for(Settings(database_url=url))
+    got = read_predictions(engine)
+    assert got["customer_id"].tolist() == ["old-1"] and not got["test"].any()
+    write_all(engine, [[make_row("new-1", datetime(2026, 6, 2), 0.1, "low", [], "1", "predict",
+                                 model_name="churn", test=True)]])
+    assert read_predictions(engine, test=True)["customer_id"].tolist() == ["new-1"]
+    assert read_predictions(engine, test=False)["customer_id"].tolist() == ["old-1"]
+
+
+def test_a_log_made_before_the_test_mark_gets_it_on_sqlite(tmp_path):
+    _old_log_gets_the_test_column(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+def test_churn_score_marks_its_records_under_churn_test_traffic(trained, tmp_path):
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    out = tmp_path / "scores.parquet"
+    proc = subprocess.run(
+        [CHURN, "score", "--customers", str(trained.customers), "--events", str(trained.events),
+         "--as-of", "2026-06-15", "--out", str(out)], cwd=trained.home,
+        env={**trained.env, "CHURN_DATABASE_URL": url, "CHURN_TEST_TRAFFIC": "true"},
+        capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = logged(url, "score")
+    assert len(got) == len(pd.read_parquet(out)) > 0 and got["test"].all()
 
 
 def test_a_store_that_cannot_be_written_costs_churn_score_no_scores(trained, tmp_path):

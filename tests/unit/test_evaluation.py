@@ -156,6 +156,22 @@ def test_unlike_models_are_not_comparable(change, named):
     assert comparability_problems(CANDIDATE, record(["2024-11-01"], [], [])) == []
 
 
+def test_a_champion_trained_on_other_files_is_not_comparable():
+    from training.promotion import other_data_problem
+
+    files = {"customers_file": "/demo/customers.parquet", "events_file": "/demo/events.parquet"}
+    champion = {**record(["2024-11-01"], [], []), **files}
+    # the same files (a re-export written over them) are the same data
+    assert comparability_problems({**CANDIDATE, **files}, champion) == []
+    assert other_data_problem(CANDIDATE, champion) is None  # a record without files: not judged
+    mine = {**CANDIDATE, **files, "events_file": "/mine/events.parquet"}
+    problems = comparability_problems(mine, champion)
+    assert len(problems) == 1
+    assert problems[0].startswith("champion was trained on other data (/demo/events.parquet, "
+                                  "not /mine/events.parquet)")
+    assert "--model-name" in problems[0]
+
+
 def test_comparison_times_are_clean_of_both_models_labels():
     older = record(["2024-10-01"], ["2024-11-01"], ["2024-12-01"])
     assert comparison_times(CANDIDATE, older) == ["2025-05-01", "2025-05-31"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -259,3 +261,14 @@ def test_sample_data_generates_once_then_reuses(tmp_path):
     again = explore.sample_data(folder, 50, seed=2)  # files present: kept as they are
     assert again == (customers, events)
     assert len(pd.read_parquet(customers)) == 20
+
+
+def test_a_notebook_takes_both_files_or_generates_its_data(tmp_path):
+    from training.explore import notebook_data
+
+    own = (str(tmp_path / "c.parquet"), str(tmp_path / "e.parquet"))
+    assert notebook_data(tmp_path / "gen", 10, *own) == (Path(own[0]), Path(own[1]))
+    assert not (tmp_path / "gen").exists()  # nothing generated for a log of one's own
+    for half in ((own[0], None), (None, own[1])):
+        with pytest.raises(ValueError, match="both the customers and the events file"):
+            notebook_data(tmp_path / "gen", 10, *half)

@@ -41,6 +41,14 @@ def test_every_setting_can_come_from_the_environment(tmp_path: Path, monkeypatch
     assert s.review_scores == tmp_path / "scores.parquet" and s.review_events is None
 
 
+def test_a_model_name_alone_also_names_the_champion_served(tmp_path: Path, monkeypatch):
+    assert Settings(home=tmp_path).model_uri == "models:/churn@champion"
+    monkeypatch.setenv("CHURN_MODEL_NAME", "shop")
+    assert Settings(home=tmp_path).model_uri == "models:/shop@champion"
+    monkeypatch.setenv("CHURN_MODEL_URI", "models:/churn/3")  # named outright: kept
+    assert Settings(home=tmp_path).model_uri == "models:/churn/3"
+
+
 def test_bad_offer_settings_are_refused(monkeypatch):
     monkeypatch.setenv("CHURN_OFFER__SAVE_RATE", "1.5")
     with pytest.raises(ValueError, match="save_rate"):
