@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import BASELINES, labels_at  # noqa: E402
 from devsets import MAKERS, DevSet, truncate  # noqa: E402
 
+from training.config import CANDIDATES  # noqa: E402
 from training.intervals import cluster_bootstrap, paired_difference  # noqa: E402
 
 CHURN = str(Path(sys.executable).with_name("churn"))
@@ -119,7 +120,6 @@ def _signed(iv) -> str:
 
 
 # the candidates `--each-candidate` trains alone (BG/NBD ones need an inactivity label)
-CANDIDATES = ("lightgbm", "logistic", "bgnbd", "lightgbm_bgnbd", "blend")
 
 
 def candidate_scores(dev: DevSet, past: Path, workdir: Path) -> dict[str, pd.Series]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,11 +41,12 @@ class SplitConfig(_Frozen):
                                           "the next split's first observation time")
 
 
-CANDIDATES = ("lightgbm", "logistic", "bgnbd", "lightgbm_bgnbd", "blend")
+CandidateName = Literal["lightgbm", "logistic", "bgnbd", "lightgbm_bgnbd", "blend"]
+CANDIDATES: tuple[CandidateName, ...] = get_args(CandidateName)  # the one list of candidates
 
 
 class CandidatesConfig(_Frozen):
-    include: tuple[Literal["lightgbm", "logistic", "bgnbd", "lightgbm_bgnbd", "blend"], ...] = Field(
+    include: tuple[CandidateName, ...] = Field(
         CANDIDATES, min_length=1,
         description="the candidates that may be registered (every one is weighed and reported); "
                     "bgnbd and lightgbm_bgnbd need an inactivity label")
