@@ -35,12 +35,23 @@ BTYD_SQL_FEATURES = ("btyd_frequency", "btyd_recency_days", "btyd_age_days")
 BTYD_MODEL_FEATURES = ("btyd_p_alive", "btyd_p_inactive", "btyd_expected_events")
 # 2: lifetime rate since the first recorded event; no future dates. 3: history_days.
 # 4: text event columns are contacts (contact_<slug>_*) instead of being ignored
-FEATURE_VERSION = "4"
+# 5: value sums and trends leave out the values of failed payments (`unpaid_types`)
+FEATURE_VERSION = "5"
 # contact features (per text event column): distinct contacts per window, the share of the
 # recent window's events with the usual contact, the usual contact taken from (lo, hi] days ago
 CONTACT_WINDOWS = (30, 90)
 CONTACT_RECENT = 30
 CONTACT_USUAL = (30.0, 365.0)
+
+
+# an event type whose name says the money did not arrive (payment_failed, card_declined,
+# direct_debit_bounced, chargeback): its amount is what was asked, not what was received
+UNPAID = re.compile(r"(^|_)(fail|failed|failure|declined|bounced|rejected|unpaid|chargeback)(_|$)")
+
+
+def is_unpaid(event_type: str) -> bool:
+    """True for an event type whose value is money that was not received."""
+    return UNPAID.search(slug(event_type)) is not None
 
 
 def slug(name: str) -> str:
@@ -97,6 +108,12 @@ class FeatureSpec:
     @cached_property
     def type_slugs(self) -> dict[str, str]:
         return _unique_slugs(self.event_types, RESERVED_SLUGS)
+
+    @cached_property
+    def unpaid_types(self) -> tuple[str, ...]:
+        """The event types whose values the value sums leave out (`is_unpaid`): a failed
+        payment is not money received."""
+        return tuple(t for t in self.event_types if is_unpaid(t))
 
     @cached_property
     def value_slugs(self) -> dict[str, str]:
@@ -327,6 +344,8 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
                                          Agg("count", etype, lo=rec, hi=prev_hi), spec),
                     words={"kind": "trend", "label": label}),
         ]
+    unpaid = spec.unpaid_types
+    left_out = " (failed payments left out)" if unpaid else ""
     for col, s in spec.value_slugs.items():
         def total(lo=None, hi=None, s=s):
             return Agg("sum", lo=lo, hi=hi, value=s)
@@ -334,16 +353,23 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
         def known(lo=None, hi=None, s=s):
             return Agg("count_values", lo=lo, hi=hi, value=s)
 
-        out += [Feature(f"{s}_sum_{w}d", coalesce(total(hi=w), 0.0),
-                        words=_plain(f"Total {col} in the last {w} days: {{v:,.2f}}"))
+        def received(lo=None, hi=None, s=s):
+            """The values of every event but the unpaid ones (a type the spec does not know
+            still counts, as in every total)."""
+            out = coalesce(total(lo=lo, hi=hi), 0.0)
+            for t in unpaid:
+                out = out - coalesce(Agg("sum", t, lo=lo, hi=hi, value=s), 0.0)
+            return out
+
+        out += [Feature(f"{s}_sum_{w}d", received(hi=w),
+                        words=_plain(f"Total {col} in the last {w} days{left_out}: {{v:,.2f}}"))
                 for w in spec.windows]
         out += [
             Feature(f"{s}_mean_{wmax}d", total(hi=wmax) / nullif(known(hi=wmax), 0.0),
                     words=_plain(f"Average {col} per event in the last {wmax} days: {{v:,.2f}}")),
             Feature(f"{s}_mean_lifetime", total() / nullif(known(), 0.0),
                     words=_plain(f"Average {col} per event overall: {{v:,.2f}}")),
-            Feature(f"{s}_trend", _trend(coalesce(total(hi=rec), 0.0),
-                                         coalesce(total(lo=rec, hi=prev_hi), 0.0), spec),
+            Feature(f"{s}_trend", _trend(received(hi=rec), received(lo=rec, hi=prev_hi), spec),
                     words={"kind": "trend", "label": f"Total {col}"}),
         ]
     out += _contact_entries(spec)

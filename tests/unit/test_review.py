@@ -284,8 +284,8 @@ def test_csv_cells_cannot_start_a_formula():
 
 
 @pytest.mark.parametrize(("column", "multiplier", "words"), [
-    ("amount_sum_30d", 12.0, ("yearly value", "12 × last 30 days' amount")),
-    ("amount_sum_90d", 1.0, ("value", "last 90 days' amount")),
+    ("amount_sum_30d", 12.0, ("yearly value", "12 × last 30 days' amount received")),
+    ("amount_sum_90d", 1.0, ("value", "last 90 days' amount received")),
     ("attr_mrr", 12.0, ("value", "12 × mrr")),
 ])
 def test_value_is_defined_in_words(column, multiplier, words):
