@@ -148,6 +148,27 @@ class FeatureSpec:
                 names += BTYD_MODEL_FEATURES
         return tuple(names)
 
+    @cached_property
+    def subjects(self) -> dict[str, str]:
+        """What each feature is about, where several describe the same thing: the features of
+        one event type (`type:<slug>`: its counts, recency and trend), of one value column
+        (`value:<slug>`) and of one contact column (`contact:<slug>`). Other features are about
+        themselves. A page never says the same thing both raises and lowers the risk."""
+        out = {}
+        for s in self.type_slugs.values():
+            for name in (*(f"n_{s}_{w}d" for w in self.windows), f"days_since_{s}", f"trend_{s}"):
+                out[name] = f"type:{s}"
+        wmax = max(self.windows)
+        for s in self.value_slugs.values():
+            for name in (*(f"{s}_sum_{w}d" for w in self.windows), f"{s}_mean_{wmax}d",
+                         f"{s}_mean_lifetime", f"{s}_trend"):
+                out[name] = f"value:{s}"
+        for name in self.feature_names:
+            for s in self.contact_slugs.values():
+                if name.startswith(f"contact_{s}_"):
+                    out[name] = f"contact:{s}"
+        return {name: out.get(name, name) for name in self.feature_names}
+
     @property
     def btyd_features(self) -> tuple[str, ...]:
         if self.btyd_horizon_days is None:

@@ -114,15 +114,39 @@ def feature_values(model, features: pd.DataFrame | FeatureRows) -> np.ndarray:
     return values
 
 
-# facts about who the customer is rather than what they did: attributes (plan, contract, country)
-# and how long they have been a customer. Nobody can act on them, so the lead reasons and the
-# suggested action come from the other, behavioural features.
-PROFILE_FEATURES = frozenset({"tenure_days", "history_days", "days_to_anniversary"})
+# facts about who the customer is rather than what they did: attributes (plan, contract, country),
+# how long they have been a customer, and their history as a whole (lifetime counts and rates,
+# the usual gap, BG/NBD's summaries of the whole past): nothing there changed recently. Nobody
+# can act on them, so the lead reasons ("what changed") and the suggested action come from the
+# other, behavioural features.
+PROFILE_FEATURES = frozenset({"tenure_days", "history_days", "days_to_anniversary",
+                              "mean_gap_days", "btyd_frequency", "btyd_recency_days",
+                              "btyd_age_days"})
 
 
 def is_profile(feature: str) -> bool:
-    """True for a feature about who the customer is (attr_*, tenure), not their behaviour."""
-    return feature.startswith("attr_") or feature in PROFILE_FEATURES
+    """True for a feature about who the customer is or their whole history (attr_*, tenure,
+    *_lifetime), not a change in their behaviour."""
+    return (feature.startswith("attr_") or feature in PROFILE_FEATURES
+            or feature.endswith("_lifetime"))
+
+
+def _agreeing(model, phi: np.ndarray) -> np.ndarray | None:
+    """Per row and feature, the sign of the net contribution of every feature about the same
+    subject (`FeatureSpec.subjects`: one event type's counts, recency and trend, ...); None
+    for a model without a spec. A feature is a reason only on its subject's side, so one
+    ticket is never both why a customer may leave and what keeps them."""
+    spec = getattr(model, "spec", None)
+    subjects = getattr(spec, "subjects", None)
+    if not subjects:
+        return None
+    keys = [subjects.get(f, f) for f in model.feature_names]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    group = np.array([index[k] for k in keys])
+    onehot = np.zeros((len(keys), len(index)))
+    onehot[np.arange(len(keys)), group] = 1.0
+    net = np.nan_to_num(phi) @ onehot
+    return np.sign(net[:, group])
 
 
 def behaviour_mask(feature_names: list[str] | tuple[str, ...]) -> np.ndarray:
@@ -137,6 +161,9 @@ def top_reasons(model, features: pd.DataFrame | np.ndarray, contrib: np.ndarray,
     has that sign are listed, so a low-risk customer is never told a factor that lowers the risk
     is why they are at risk.
 
+    A feature whose subject (its event type, value or contact column) lowers the risk on the
+    whole is not a reason it is raised, and the other way round (`_agreeing`).
+
     `effect` is the calibrated probability with the feature's contribution minus without it, so
     it agrees with the calibrated probability the customer gets. With `only` (a boolean per
     feature), the reasons are chosen among those features alone; `effect` still starts from the
@@ -146,6 +173,9 @@ def top_reasons(model, features: pd.DataFrame | np.ndarray, contrib: np.ndarray,
     signed = phi if raising else -phi
     if only is not None:
         signed = np.where(np.asarray(only, dtype=bool)[None, :], signed, -np.inf)
+    side = _agreeing(model, phi)
+    if side is not None:
+        signed = np.where(side == (1.0 if raising else -1.0), signed, -np.inf)
     order = np.argsort(-signed, axis=1, kind="stable")[:, :k]
     margin = contrib.sum(axis=1)
     values = (feature_values(model, features) if isinstance(features, pd.DataFrame)

@@ -327,7 +327,9 @@ def customer_page(request: Request) -> Response:
                          settings.review_waterfall_steps, settings.review_crm_url,
                          earlier_batches(settings))
     value_name, value_def = _value_words(settings)
+    batch_mean = float(scores["churn_probability"].mean()) if scores is not None and len(scores) else None
     return render("customer.html", base=_base(request), view=view, outcomes=OUTCOMES,
+                  batch_mean=batch_mean,
                   contacts=contacts_of(engine_for(settings), customer_id),
                   campaigns=history_or_none(settings, customer_id, current_playbook(settings)),
                   value_name=value_name, value_def=value_def, currency=settings.review_currency,

@@ -44,6 +44,14 @@ def test_waterfall_has_a_bar_per_step_and_ends_at_the_probability():
     assert re.search(r'class="value">12\.0%</text></g></svg>$', svg)
 
 
+def test_waterfall_starts_at_the_models_starting_point_not_an_average():
+    """#25.10: the base value is not the average customer's probability; the chart says what
+    it is."""
+    svg = str(waterfall_svg(0.01, [Step("Logins fell", "", 0.01, 0.2)], 0.2))
+    assert "Average customer" not in svg and "average" not in svg.lower()
+    assert "Model&#x27;s starting point" in svg
+
+
 def test_waterfall_escapes_labels_and_keeps_the_axis_round():
     steps = [Step("<script>x</script>", "detail & more", 0.2, 0.6)]
     svg = str(waterfall_svg(0.2, steps, 0.6))
