@@ -149,6 +149,17 @@ class FeatureSpec:
         return tuple(names)
 
     @cached_property
+    def calendar_features(self) -> tuple[str, ...]:
+        """Features that move with the calendar by construction: they grow (or cycle) as time
+        passes for every customer whatever they do (tenure, the anniversary, the history the
+        log holds, lifetime totals, days since a date attribute). Against a reference from an
+        earlier period they drift by age alone, so drift in them never alarms by itself."""
+        moving = {"tenure_days", "days_to_anniversary", "history_days", "events_lifetime",
+                  *BTYD_SQL_FEATURES}
+        moving |= {f"{self.attribute_slugs[a]}_days" for a in self.attributes.datetime}
+        return tuple(f for f in self.feature_names if f in moving)
+
+    @cached_property
     def subjects(self) -> dict[str, str]:
         """What each feature is about, where several describe the same thing: the features of
         one event type (`type:<slug>`: its counts, recency and trend), of one value column

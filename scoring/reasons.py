@@ -4,6 +4,7 @@ scored row rendered with it."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -199,3 +200,49 @@ def top_reasons(model, features: pd.DataFrame | np.ndarray, contrib: np.ndarray,
             })
         out.append(row)
     return out
+
+
+_PLACEHOLDER = re.compile(r"\{v[^}]*\}")
+
+
+def feature_label(name: str, template: dict) -> str:
+    """What a feature measures, in words for people (no value): "'Login' events in the last 30
+    days", "Days as a customer". Pages that list features (Model health) show these instead
+    of column names."""
+    kind = template.get("kind", "plain")
+    w, label = template.get("w"), template.get("label", "")
+    if kind == "category":
+        return _capital(label)
+    if kind == "tenure":
+        return "Days as a customer"
+    if kind == "count":
+        return f"{label} in the last {w} days"
+    if kind == "active_days":
+        return f"Active days in the last {w} days"
+    if kind == "days_since":
+        return f"Days since the last {label}"
+    if kind == "trend":
+        return (f"{label}: the last {template['recent']} days against the "
+                f"{template['earlier']} before")
+    if kind == "contact_distinct":
+        return f"Different {template['nouns']} in the last {w} days"
+    if kind == "contact_usual":
+        return f"Share of the last {w} days' events with the usual {template['noun']}"
+    if kind == "contact_change":
+        return f"Days since the {template['noun']} changed"
+    text = template.get("text")
+    if not text or text == name + " = {v}":
+        return name.replace("_", " ").capitalize()
+    text = re.sub(r":\s*\{v[^}]*\}$", "", text)  # "Total amount in the last 30 days: {v}"
+    if text.startswith("{v"):  # "{v} days to the signup anniversary"
+        return _capital(_PLACEHOLDER.sub("", text, count=1).strip())
+    return _PLACEHOLDER.sub("N", text)
+
+
+def feature_labels(reason_texts: dict[str, dict]) -> dict[str, str]:
+    """`feature_label` of every feature a model has words for."""
+    return {name: feature_label(name, t) for name, t in reason_texts.items()}
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]

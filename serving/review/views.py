@@ -118,6 +118,7 @@ class CustomerView:
     batch: dict | None  # the customer's row in the scored batch, when there is one
     crm_url: str | None = None
     trend: list[dict] = field(default_factory=list)  # the customer in earlier batches
+    horizon_days: float | None = None  # how far ahead the probability looks
 
 
 def crm_link(template: str | None, customer_id: str) -> str | None:
@@ -174,4 +175,5 @@ def customer_view(loaded: LoadedModel, data: Data, customer_id: str, as_of: pd.T
         offer_rule=offer, model_version=loaded.label, batch=batch_row,
         crm_url=crm_link(crm_template, customer_id),
         trend=customer_trend(batches or [], customer_id),
+        horizon_days=loaded.horizon_days,
     )
