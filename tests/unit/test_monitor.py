@@ -82,8 +82,8 @@ def test_a_shifted_feature_is_flagged_and_a_steady_one_is_not():
 def test_features_that_move_with_the_calendar_are_measured_but_never_flagged():
     """#25.13: tenure grows for everyone as time passes; against an older reference it drifts
     by age alone, which alarms nobody."""
-    from features.definitions import FeatureSpec
     from features.contract import AttributeKinds
+    from features.definitions import FeatureSpec
 
     reference = pd.DataFrame({"tenure_days": _normal(3000) * 100 + 400,
                               "n_login_30d": _normal(3000, seed=1)})
