@@ -147,6 +147,12 @@ def load_reference(loaded: LoadedModel) -> Reference:
             f"model version {loaded.label} has no drift reference (reference/ in run "
             f"{loaded.run_id}; models trained before churn monitor lack it): retrain with "
             f"churn train ({' '.join(str(exc).split())[:120]})") from None
+    # the logged probabilities are the evaluation model's; the log holds the registered
+    # (possibly refitted) model's. The score's drift compares one model with itself: the
+    # monitored model's probabilities of the reference rows.
+    model = loaded.model
+    if len(frame) and set(model.feature_names) <= set(frame.columns):
+        frame = frame.assign(**{SCORE: model.calibrate(model.raw_score(model.matrix(frame)))})
     return Reference(frame, about)
 
 
