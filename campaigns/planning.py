@@ -59,7 +59,8 @@ def plan_and_record(settings: Settings, db: Engine, scores: pd.DataFrame, source
     activity = trained.activity_types if trained else []
     left_out = 0
     if not allow_overlap:
-        busy = overlapping_members(db, as_of, as_of + timedelta(days=horizon))
+        busy = overlapping_members(db, as_of, as_of + timedelta(days=horizon),
+                                   settings.model_name)
         taken = scores["customer_id"].astype(str).isin(busy)
         if taken.any():
             first = next(iter(busy[c] for c in scores.loc[taken, "customer_id"].astype(str)))
@@ -86,6 +87,7 @@ def plan_and_record(settings: Settings, db: Engine, scores: pd.DataFrame, source
         seed=seed, cut=cut.describe(),
         params={"budget": budget, "save_rate": offer.save_rate, "offer_cost": offer.cost,
                 "label": label, "activity_types": activity, "scores": str(source),
+                "model_name": settings.model_name,
                 "contact_list": str(out_path)},
         created_at=created)
     # the list is written beside its place first, the campaign recorded, then the list moved

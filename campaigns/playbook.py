@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated
@@ -34,17 +34,50 @@ def _clean_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
     return out
 
 
+def first_sentence(text: str) -> str:
+    """The first sentence of an action, without its full stop: the step to take."""
+    head = re.split(r"(?<=[.!?])\s", " ".join(text.split()), maxsplit=1)[0]
+    return head.rstrip(".")
+
+
+class Milder(_PlaybookModel):
+    """The action of a family while its evidence is thin (`Evidence`)."""
+
+    title: Annotated[str, Field(min_length=1)]
+    do: str = ""
+    action: Annotated[str, Field(min_length=1)]
+
+
+class Evidence(_PlaybookModel):
+    """How much a family needs before its action applies: at least `at_least` events of the
+    timeline sign `sign` in the `days` before the scores' date. With fewer, `fewer` applies
+    (one support ticket is not a pile of complaints)."""
+
+    sign: Annotated[str, Field(min_length=1)]
+    at_least: Annotated[int, Field(ge=2, le=1000)] = 2
+    days: Annotated[int, Field(gt=0, le=3650)] = 30
+    fewer: Milder
+
+
 class Family(_PlaybookModel):
-    """A reason family: the retention action for customers whose top reasons match it."""
+    """A reason family: the retention action for customers whose top reasons match it. `title`
+    names the situation, `do` the step to take (default: the action's first sentence)."""
 
     title: Annotated[str, Field(min_length=1)]
     action: Annotated[str, Field(min_length=1)]
     patterns: tuple[str, ...]
+    do: str = ""
+    evidence: Evidence | None = None
 
     @field_validator("patterns")
     @classmethod
     def _clean(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         return _clean_patterns(patterns)
+
+    @property
+    def step(self) -> str:
+        """What to do, in a few words: the list's "suggested action"."""
+        return self.do.strip() or first_sentence(self.action)
 
 
 class Sign(_PlaybookModel):
@@ -123,6 +156,9 @@ class Playbook(_PlaybookModel):
         for name, family in self.families.items():
             if name != DEFAULT_FAMILY and not family.patterns:
                 raise ValueError(f"families.{name}.patterns: give at least one pattern")
+            if family.evidence and family.evidence.sign not in self.timeline.signs:
+                raise ValueError(f"families.{name}.evidence.sign: {family.evidence.sign!r} is not "
+                                 f"a timeline sign ({', '.join(self.timeline.signs) or 'none'})")
         return self
 
 
@@ -168,8 +204,9 @@ def matches(name: str, patterns: Sequence[str]) -> bool:
 @dataclass(frozen=True)
 class FamilyMatch:
     name: str
-    family: Family
+    family: Family  # for thin evidence, the family's milder action (`Evidence.fewer`)
     feature: str | None  # the top reason that matched; None for the default
+    evidence: str = ""  # how much evidence chose the action, in words; "" when none was asked
 
 
 def family_for(playbook: Playbook, features: Sequence[str | None]) -> FamilyMatch:
@@ -184,17 +221,43 @@ def family_for(playbook: Playbook, features: Sequence[str | None]) -> FamilyMatc
 
 
 NO_ACTION = Family(
-    title="No action needed",
+    title="No action needed", do="No action needed",
     action="The risk is low. Keep in touch as usual; nothing here calls for a retention contact.",
     patterns=())
 
 
-def suggest(playbook: Playbook, band: str, features: Sequence[str | None]) -> FamilyMatch:
+def _times(n: int, days: int) -> str:
+    return f"{n} {'event' if n == 1 else 'events'} in the last {days} days"
+
+
+def proportionate(playbook: Playbook, match: FamilyMatch, counts: Mapping[str, int] | None
+                  ) -> FamilyMatch:
+    """The match with its family's milder action while the evidence is thin: fewer than
+    `evidence.at_least` events of its sign in `counts` (sign -> events in the last
+    `evidence.days` days). `counts` None (no events known) counts as none."""
+    ev = match.family.evidence
+    if ev is None:
+        return match
+    n = int((counts or {}).get(ev.sign, 0))
+    label = playbook.timeline.signs[ev.sign].label.lower()
+    words = f"{label}: {_times(n, ev.days)}"
+    if n >= ev.at_least:
+        return replace(match, evidence=words)
+    mild = Family(title=ev.fewer.title, do=ev.fewer.do, action=ev.fewer.action, patterns=())
+    return replace(match, family=mild,
+                   evidence=f"{words}, fewer than the {ev.at_least} that call for "
+                            f"\u201c{match.family.step.lower()}\u201d")
+
+
+def suggest(playbook: Playbook, band: str, features: Sequence[str | None],
+            counts: Mapping[str, int] | None = None, weigh: bool = False) -> FamilyMatch:
     """The suggested action: none for a low-risk customer, else the family of the behavioural
-    reasons (`family_for`)."""
+    reasons (`family_for`). With `weigh`, an action is proportionate to the evidence
+    (`proportionate`, from `counts`: sign -> recent events, see `sign_counts`)."""
     if band == "low":
         return FamilyMatch("none", NO_ACTION, None)
-    return family_for(playbook, features)
+    match = family_for(playbook, features)
+    return proportionate(playbook, match, counts) if weigh else match
 
 
 def sign_for(playbook: Playbook, event_type: str) -> str | None:

@@ -185,13 +185,17 @@ def get_campaign(engine: Engine, campaign_id: str) -> Campaign | None:
     return None if row is None else _campaign(row)
 
 
-def overlapping_members(engine: Engine, start: datetime, end: datetime) -> dict[str, str]:
+def overlapping_members(engine: Engine, start: datetime, end: datetime,
+                        model_name: str | None = None) -> dict[str, str]:
     """Customers in a campaign whose window (as_of, as_of + horizon] overlaps (start, end],
     each with one such campaign's id. A customer held out by one campaign and called by
-    another while both are judged would bias the first one's uplift towards zero."""
+    another while both are judged would bias the first one's uplift towards zero. With
+    `model_name`, campaigns recorded for another model (other data: the demo's customer 1 is
+    not yours) do not count; those without a recorded model still do."""
     start, end = _naive_utc(start), _naive_utc(end)
     overlapping = [c.campaign_id for c in list_campaigns(engine)
-                   if c.as_of < end and c.as_of + timedelta(days=c.horizon_days) > start]
+                   if c.as_of < end and c.as_of + timedelta(days=c.horizon_days) > start
+                   and (model_name is None or c.params.get("model_name") in (None, model_name))]
     if not overlapping:
         return {}
     query = (select(campaign_members_table.c.customer_id, campaign_members_table.c.campaign_id)
@@ -291,7 +295,8 @@ def customer_campaigns(engine: Engine, customer_id: str, limit: int = 50) -> lis
     created_at, as_of, model_version, arm, action_family, action, and `outcomes`: a list of
     {source, reached, result, reason, reason_text, recorded_at} (imports first)."""
     query = (select(campaigns_table.c.campaign_id, campaigns_table.c.name, campaigns_table.c.created_at,
-                    campaigns_table.c.as_of, campaigns_table.c.model_version, campaign_members_table.c.arm,
+                    campaigns_table.c.as_of, campaigns_table.c.model_version, campaigns_table.c.params,
+                    campaign_members_table.c.arm,
                     campaign_members_table.c.action_family, campaign_members_table.c.action)
              .join(campaigns_table,
                    campaigns_table.c.campaign_id == campaign_members_table.c.campaign_id)

@@ -35,12 +35,23 @@ BTYD_SQL_FEATURES = ("btyd_frequency", "btyd_recency_days", "btyd_age_days")
 BTYD_MODEL_FEATURES = ("btyd_p_alive", "btyd_p_inactive", "btyd_expected_events")
 # 2: lifetime rate since the first recorded event; no future dates. 3: history_days.
 # 4: text event columns are contacts (contact_<slug>_*) instead of being ignored
-FEATURE_VERSION = "4"
+# 5: value sums and trends leave out the values of failed payments (`unpaid_types`)
+FEATURE_VERSION = "5"
 # contact features (per text event column): distinct contacts per window, the share of the
 # recent window's events with the usual contact, the usual contact taken from (lo, hi] days ago
 CONTACT_WINDOWS = (30, 90)
 CONTACT_RECENT = 30
 CONTACT_USUAL = (30.0, 365.0)
+
+
+# an event type whose name says the money did not arrive (payment_failed, card_declined,
+# direct_debit_bounced, chargeback): its amount is what was asked, not what was received
+UNPAID = re.compile(r"(^|_)(fail|failed|failure|declined|bounced|rejected|unpaid|chargeback)(_|$)")
+
+
+def is_unpaid(event_type: str) -> bool:
+    """True for an event type whose value is money that was not received."""
+    return UNPAID.search(slug(event_type)) is not None
 
 
 def slug(name: str) -> str:
@@ -99,6 +110,12 @@ class FeatureSpec:
         return _unique_slugs(self.event_types, RESERVED_SLUGS)
 
     @cached_property
+    def unpaid_types(self) -> tuple[str, ...]:
+        """The event types whose values the value sums leave out (`is_unpaid`): a failed
+        payment is not money received."""
+        return tuple(t for t in self.event_types if is_unpaid(t))
+
+    @cached_property
     def value_slugs(self) -> dict[str, str]:
         return _unique_slugs(self.value_columns)
 
@@ -130,6 +147,38 @@ class FeatureSpec:
             if f.name == BTYD_SQL_FEATURES[-1]:
                 names += BTYD_MODEL_FEATURES
         return tuple(names)
+
+    @cached_property
+    def calendar_features(self) -> tuple[str, ...]:
+        """Features that move with the calendar by construction: they grow (or cycle) as time
+        passes for every customer whatever they do (tenure, the anniversary, the history the
+        log holds, lifetime totals, days since a date attribute). Against a reference from an
+        earlier period they drift by age alone, so drift in them never alarms by itself."""
+        moving = {"tenure_days", "days_to_anniversary", "history_days", "events_lifetime",
+                  *BTYD_SQL_FEATURES}
+        moving |= {f"{self.attribute_slugs[a]}_days" for a in self.attributes.datetime}
+        return tuple(f for f in self.feature_names if f in moving)
+
+    @cached_property
+    def subjects(self) -> dict[str, str]:
+        """What each feature is about, where several describe the same thing: the features of
+        one event type (`type:<slug>`: its counts, recency and trend), of one value column
+        (`value:<slug>`) and of one contact column (`contact:<slug>`). Other features are about
+        themselves. A page never says the same thing both raises and lowers the risk."""
+        out = {}
+        for s in self.type_slugs.values():
+            for name in (*(f"n_{s}_{w}d" for w in self.windows), f"days_since_{s}", f"trend_{s}"):
+                out[name] = f"type:{s}"
+        wmax = max(self.windows)
+        for s in self.value_slugs.values():
+            for name in (*(f"{s}_sum_{w}d" for w in self.windows), f"{s}_mean_{wmax}d",
+                         f"{s}_mean_lifetime", f"{s}_trend"):
+                out[name] = f"value:{s}"
+        for name in self.feature_names:
+            for s in self.contact_slugs.values():
+                if name.startswith(f"contact_{s}_"):
+                    out[name] = f"contact:{s}"
+        return {name: out.get(name, name) for name in self.feature_names}
 
     @property
     def btyd_features(self) -> tuple[str, ...]:
@@ -327,6 +376,8 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
                                          Agg("count", etype, lo=rec, hi=prev_hi), spec),
                     words={"kind": "trend", "label": label}),
         ]
+    unpaid = spec.unpaid_types
+    left_out = " (failed payments left out)" if unpaid else ""
     for col, s in spec.value_slugs.items():
         def total(lo=None, hi=None, s=s):
             return Agg("sum", lo=lo, hi=hi, value=s)
@@ -334,16 +385,23 @@ def feature_entries(spec: FeatureSpec) -> list[Feature]:
         def known(lo=None, hi=None, s=s):
             return Agg("count_values", lo=lo, hi=hi, value=s)
 
-        out += [Feature(f"{s}_sum_{w}d", coalesce(total(hi=w), 0.0),
-                        words=_plain(f"Total {col} in the last {w} days: {{v:,.2f}}"))
+        def received(lo=None, hi=None, s=s):
+            """The values of every event but the unpaid ones (a type the spec does not know
+            still counts, as in every total)."""
+            out = coalesce(total(lo=lo, hi=hi), 0.0)
+            for t in unpaid:
+                out = out - coalesce(Agg("sum", t, lo=lo, hi=hi, value=s), 0.0)
+            return out
+
+        out += [Feature(f"{s}_sum_{w}d", received(hi=w),
+                        words=_plain(f"Total {col} in the last {w} days{left_out}: {{v:,.2f}}"))
                 for w in spec.windows]
         out += [
             Feature(f"{s}_mean_{wmax}d", total(hi=wmax) / nullif(known(hi=wmax), 0.0),
                     words=_plain(f"Average {col} per event in the last {wmax} days: {{v:,.2f}}")),
             Feature(f"{s}_mean_lifetime", total() / nullif(known(), 0.0),
                     words=_plain(f"Average {col} per event overall: {{v:,.2f}}")),
-            Feature(f"{s}_trend", _trend(coalesce(total(hi=rec), 0.0),
-                                         coalesce(total(lo=rec, hi=prev_hi), 0.0), spec),
+            Feature(f"{s}_trend", _trend(received(hi=rec), received(lo=rec, hi=prev_hi), spec),
                     words={"kind": "trend", "label": f"Total {col}"}),
         ]
     out += _contact_entries(spec)

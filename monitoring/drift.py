@@ -29,7 +29,7 @@ MISSING = "(missing)"
 OTHER = "(other)"
 
 COLUMNS = ["feature", "kind", "test", "statistic", "p_value", "psi", "reference_missing",
-           "current_missing", "reference_mean", "current_mean", "flagged"]
+           "current_missing", "reference_mean", "current_mean", "flagged", "calendar"]
 
 
 def psi(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
@@ -128,16 +128,23 @@ def compare_feature(name: str, reference: pd.Series, current: pd.Series, categor
 
 
 def drift_table(reference: pd.DataFrame, current: pd.DataFrame, features: list[str],
-                categorical: set[str] | frozenset[str], psi_threshold: float, p_threshold: float
-                ) -> pd.DataFrame:
+                categorical: set[str] | frozenset[str], psi_threshold: float, p_threshold: float,
+                calendar: set[str] | frozenset[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     """Every feature of `features` compared (COLUMNS), most drifted (by PSI) first. A feature
-    missing from either frame is a ValueError naming it."""
+    missing from either frame is a ValueError naming it.
+
+    Features in `calendar` move with the calendar by construction (tenure, lifetime totals:
+    `FeatureSpec.calendar_features`); they are measured like the others but never flagged,
+    because a later window differs from the reference by age alone. `calendar` marks them."""
     absent = [f for f in features if f not in reference.columns or f not in current.columns]
     if absent:
         raise ValueError(f"feature {absent[0]!r} is in neither the reference nor the window's "
                          "feature rows")
     rows = [compare_feature(f, reference[f], current[f], f in categorical, psi_threshold,
                             p_threshold) for f in features]
+    for row in rows:
+        row["calendar"] = row["feature"] in calendar
+        row["flagged"] = bool(row["flagged"] and not row["calendar"])
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.sort_values("psi", ascending=False, kind="stable",
                              na_position="last").reset_index(drop=True)

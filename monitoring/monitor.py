@@ -29,6 +29,7 @@ from monitoring.accuracy import PROBABILITY, VERSION, join_outcomes, latest_per_
 from monitoring.accuracy import accuracy_by_group as accuracy_groups
 from monitoring.drift import compare_feature, drift_table
 from scoring.health import HealthRow, write_health
+from scoring.reasons import feature_labels
 from scoring.records import engine_for, predictions, read_predictions
 from scoring.settings import Monitor, Settings
 from scoring.store import LoadedModel, configure, experiment_id, load_model
@@ -82,6 +83,7 @@ class MonitorResult:
     auc_flagged: bool
     notes: list[str] = field(default_factory=list)
     since: pd.Timestamp | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # each feature in words
     report: Path | None = None
     run_id: str | None = None
 
@@ -145,6 +147,12 @@ def load_reference(loaded: LoadedModel) -> Reference:
             f"model version {loaded.label} has no drift reference (reference/ in run "
             f"{loaded.run_id}; models trained before churn monitor lack it): retrain with "
             f"churn train ({' '.join(str(exc).split())[:120]})") from None
+    # the logged probabilities are the evaluation model's; the log holds the registered
+    # (possibly refitted) model's. The score's drift compares one model with itself: the
+    # monitored model's probabilities of the reference rows.
+    model = loaded.model
+    if len(frame) and set(model.feature_names) <= set(frame.columns):
+        frame = frame.assign(**{SCORE: model.calibrate(model.raw_score(model.matrix(frame)))})
     return Reference(frame, about)
 
 
@@ -288,7 +296,8 @@ def monitor(
     else:
         spec = loaded.model.spec
         drift = drift_table(reference.frame, feats, list(spec.feature_names),
-                            set(spec.categorical_features), limits.psi, limits.p_value)
+                            set(spec.categorical_features), limits.psi, limits.p_value,
+                            set(spec.calendar_features))
         score = compare_feature(SCORE, reference.frame[SCORE], feats[SCORE], False, limits.psi,
                                 limits.p_value)
         judged = True
@@ -328,7 +337,7 @@ def monitor(
     result = MonitorResult(
         settings.model_name, version, end, window_days, limits, reference.label,
         reference.horizon_days, drift, score, len(window), judged, counts, by_version, weeks,
-        test, auc_flagged, notes, start)
+        test, auc_flagged, notes, start, labels=feature_labels(loaded.model.reason_texts))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     target = report or settings.mlruns / "monitoring" / f"monitor-v{version}-{end:%Y%m%d}-{stamp}.html"
     result.report = Path(target).resolve()
@@ -399,7 +408,10 @@ def _log_run(settings: Settings, result: MonitorResult) -> str:
 
 def health_row(result: MonitorResult) -> HealthRow:
     mine = result.realised or {}
-    drift = {r.feature: {"psi": r.psi, "p_value": r.p_value, "flagged": bool(r.flagged)}
+    drift = {r.feature: {"psi": r.psi, "p_value": r.p_value, "flagged": bool(r.flagged),
+                         "calendar": bool(r.calendar), "label": result.labels.get(r.feature),
+                         "beyond_chance": bool(r.p_value is not None
+                                               and r.p_value < result.thresholds.p_value)}
              for r in result.drift.itertuples()}
     weeks = [{k: w.get(k) for k in ("model_version", "week", "rows", "churners", "roc_auc",
                                     "roc_auc_low", "roc_auc_high", "brier", "lift_top10",

@@ -4,6 +4,7 @@ scored row rendered with it."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -114,15 +115,39 @@ def feature_values(model, features: pd.DataFrame | FeatureRows) -> np.ndarray:
     return values
 
 
-# facts about who the customer is rather than what they did: attributes (plan, contract, country)
-# and how long they have been a customer. Nobody can act on them, so the lead reasons and the
-# suggested action come from the other, behavioural features.
-PROFILE_FEATURES = frozenset({"tenure_days", "history_days", "days_to_anniversary"})
+# facts about who the customer is rather than what they did: attributes (plan, contract, country),
+# how long they have been a customer, and their history as a whole (lifetime counts and rates,
+# the usual gap, BG/NBD's summaries of the whole past): nothing there changed recently. Nobody
+# can act on them, so the lead reasons ("what changed") and the suggested action come from the
+# other, behavioural features.
+PROFILE_FEATURES = frozenset({"tenure_days", "history_days", "days_to_anniversary",
+                              "mean_gap_days", "btyd_frequency", "btyd_recency_days",
+                              "btyd_age_days"})
 
 
 def is_profile(feature: str) -> bool:
-    """True for a feature about who the customer is (attr_*, tenure), not their behaviour."""
-    return feature.startswith("attr_") or feature in PROFILE_FEATURES
+    """True for a feature about who the customer is or their whole history (attr_*, tenure,
+    *_lifetime), not a change in their behaviour."""
+    return (feature.startswith("attr_") or feature in PROFILE_FEATURES
+            or feature.endswith("_lifetime"))
+
+
+def _agreeing(model, phi: np.ndarray) -> np.ndarray | None:
+    """Per row and feature, the sign of the net contribution of every feature about the same
+    subject (`FeatureSpec.subjects`: one event type's counts, recency and trend, ...); None
+    for a model without a spec. A feature is a reason only on its subject's side, so one
+    ticket is never both why a customer may leave and what keeps them."""
+    spec = getattr(model, "spec", None)
+    subjects = getattr(spec, "subjects", None)
+    if not subjects:
+        return None
+    keys = [subjects.get(f, f) for f in model.feature_names]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    group = np.array([index[k] for k in keys])
+    onehot = np.zeros((len(keys), len(index)))
+    onehot[np.arange(len(keys)), group] = 1.0
+    net = np.nan_to_num(phi) @ onehot
+    return np.sign(net[:, group])
 
 
 def behaviour_mask(feature_names: list[str] | tuple[str, ...]) -> np.ndarray:
@@ -137,6 +162,9 @@ def top_reasons(model, features: pd.DataFrame | np.ndarray, contrib: np.ndarray,
     has that sign are listed, so a low-risk customer is never told a factor that lowers the risk
     is why they are at risk.
 
+    A feature whose subject (its event type, value or contact column) lowers the risk on the
+    whole is not a reason it is raised, and the other way round (`_agreeing`).
+
     `effect` is the calibrated probability with the feature's contribution minus without it, so
     it agrees with the calibrated probability the customer gets. With `only` (a boolean per
     feature), the reasons are chosen among those features alone; `effect` still starts from the
@@ -146,6 +174,9 @@ def top_reasons(model, features: pd.DataFrame | np.ndarray, contrib: np.ndarray,
     signed = phi if raising else -phi
     if only is not None:
         signed = np.where(np.asarray(only, dtype=bool)[None, :], signed, -np.inf)
+    side = _agreeing(model, phi)
+    if side is not None:
+        signed = np.where(side == (1.0 if raising else -1.0), signed, -np.inf)
     order = np.argsort(-signed, axis=1, kind="stable")[:, :k]
     margin = contrib.sum(axis=1)
     values = (feature_values(model, features) if isinstance(features, pd.DataFrame)
@@ -169,3 +200,49 @@ def top_reasons(model, features: pd.DataFrame | np.ndarray, contrib: np.ndarray,
             })
         out.append(row)
     return out
+
+
+_PLACEHOLDER = re.compile(r"\{v[^}]*\}")
+
+
+def feature_label(name: str, template: dict) -> str:
+    """What a feature measures, in words for people (no value): "'Login' events in the last 30
+    days", "Days as a customer". Pages that list features (Model health) show these instead
+    of column names."""
+    kind = template.get("kind", "plain")
+    w, label = template.get("w"), template.get("label", "")
+    if kind == "category":
+        return _capital(label)
+    if kind == "tenure":
+        return "Days as a customer"
+    if kind == "count":
+        return f"{label} in the last {w} days"
+    if kind == "active_days":
+        return f"Active days in the last {w} days"
+    if kind == "days_since":
+        return f"Days since the last {label}"
+    if kind == "trend":
+        return (f"{label}: the last {template['recent']} days against the "
+                f"{template['earlier']} before")
+    if kind == "contact_distinct":
+        return f"Different {template['nouns']} in the last {w} days"
+    if kind == "contact_usual":
+        return f"Share of the last {w} days' events with the usual {template['noun']}"
+    if kind == "contact_change":
+        return f"Days since the {template['noun']} changed"
+    text = template.get("text")
+    if not text or text == name + " = {v}":
+        return name.replace("_", " ").capitalize()
+    text = re.sub(r":\s*\{v[^}]*\}$", "", text)  # "Total amount in the last 30 days: {v}"
+    if text.startswith("{v"):  # "{v} days to the signup anniversary"
+        return _capital(_PLACEHOLDER.sub("", text, count=1).strip())
+    return _PLACEHOLDER.sub("N", text)
+
+
+def feature_labels(reason_texts: dict[str, dict]) -> dict[str, str]:
+    """`feature_label` of every feature a model has words for."""
+    return {name: feature_label(name, t) for name, t in reason_texts.items()}
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]

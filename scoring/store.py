@@ -343,6 +343,7 @@ class LoadedModel:
     run_id: str | None = None
     aliases: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    horizon_days: float | None = None  # the training run's label horizon, when it is known
 
     @property
     def label(self) -> str:
@@ -386,6 +387,8 @@ def load_model(uri: str) -> LoadedModel:
         try:
             run = mlflow.get_run(loaded.run_id)
             loaded.metrics = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
+            horizon = run.data.params.get("horizon_days")
+            loaded.horizon_days = float(horizon) if horizon else None
         except MlflowException as exc:  # metrics are informative only
             log.warning("could not read metrics of run %s: %s", loaded.run_id, exc)
     return loaded

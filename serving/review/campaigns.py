@@ -12,6 +12,7 @@ page helpers (serving/review/routes.py registers them), so this module never imp
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,8 +57,16 @@ ARM_WORDS = {"treatment": "contacted", "control": "control (not contacted)"}
 # -- the list ----------------------------------------------------------------------------------
 
 
+def campaign_model(campaign: Campaign) -> str | None:
+    """The registered model whose scores chose the campaign's customers (recorded by `churn
+    campaign plan` since campaigns are kept per model); None for an older campaign."""
+    name = campaign.params.get("model_name")
+    return str(name) if name else None
+
+
 def campaign_summaries(engine: Engine, limit: int = LIST_LIMIT) -> list[dict]:
-    """The latest campaigns with their arms' sizes and outcome counts (two grouped queries)."""
+    """The latest campaigns with their arms' sizes and outcome counts (two grouped queries),
+    each with the model that chose it (`model`, None when not recorded)."""
     campaigns = list_campaigns(engine)[:limit]
     if not campaigns:
         return []
@@ -75,7 +84,14 @@ def campaign_summaries(engine: Engine, limit: int = LIST_LIMIT) -> list[dict]:
              "control": size.get((c.campaign_id, "control"), 0),
              "data": count.get((c.campaign_id, "data"), 0),
              "imported": count.get((c.campaign_id, "import"), 0),
-             "ended": c.ends_at <= now} for c in campaigns]
+             "ended": c.ends_at <= now, "model": campaign_model(c)} for c in campaigns]
+
+
+def split_by_model(rows: list[dict], model_name: str) -> tuple[list[dict], list[dict]]:
+    """(this model's campaigns, every other's): campaigns planned on another model's scores
+    (the demo's, another dataset's) concern other customers and are never mixed in."""
+    return ([r for r in rows if r["model"] == model_name],
+            [r for r in rows if r["model"] != model_name])
 
 
 # -- one campaign ------------------------------------------------------------------------------
@@ -242,12 +258,18 @@ def campaign_page_view(engine: Engine, campaign_id: str, playbook: Playbook, off
 # -- the customer page's history ---------------------------------------------------------------
 
 
-def customer_history(engine: Engine, customer_id: str, playbook: Playbook) -> list[dict]:
+def customer_history(engine: Engine, customer_id: str, playbook: Playbook,
+                     model_name: str | None = None) -> list[dict]:
     """The customer's campaigns for the customer page, newest first: arm, action, and each
-    outcome (what the call centre recorded, what the data says) with what they said."""
+    outcome (what the call centre recorded, what the data says) with what they said. With
+    `model_name`, campaigns recorded for another model (another dataset's customer with the
+    same id) are left out."""
     labels = {k: r.label for k, r in playbook.reasons.items()}
     out = []
     for c in customer_campaigns(engine, customer_id):
+        recorded = json.loads(c.get("params") or "{}").get("model_name")
+        if model_name is not None and recorded not in (None, model_name):
+            continue
         family = playbook.families.get(c["action_family"])
         outcomes = [{"source": "call centre" if o["source"] == "import" else "the data",
                      "result": RESULT_WORDS.get(o["result"], o["result"]),
@@ -265,7 +287,8 @@ def customer_history(engine: Engine, customer_id: str, playbook: Playbook) -> li
 def history_or_none(settings, customer_id: str, playbook: Playbook) -> list[dict] | None:
     """The history, or None when the store cannot be read (the page is useful without it)."""
     try:
-        return customer_history(engine_for(settings), customer_id, playbook)
+        return customer_history(engine_for(settings), customer_id, playbook,
+                                settings.model_name)
     except Exception:
         log.exception("the campaign history of %r could not be read", customer_id)
         return None
@@ -298,8 +321,10 @@ def campaign_routes(page: Callable, render: Callable[..., Response],
     def campaigns_list(request: Request) -> Response:
         _no_params(request)
         settings = get_settings()
-        return render("campaigns.html", base=base_of(request),
-                      rows=campaign_summaries(_engine(settings)), limit=LIST_LIMIT)
+        rows = campaign_summaries(_engine(settings))
+        mine, others = split_by_model(rows, settings.model_name)
+        return render("campaigns.html", base=base_of(request), rows=rows, mine=mine,
+                      others=others, model_name=settings.model_name, limit=LIST_LIMIT)
 
     @page
     def campaign_detail(request: Request) -> Response:

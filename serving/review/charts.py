@@ -35,10 +35,15 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+STARTING_POINT = "Model's starting point"
+
+
 def waterfall_svg(p_base: float, steps: list[Step], p_final: float) -> Markup:
     """An inline SVG waterfall: base probability, one bar per step, the customer's probability."""
     label_w, plot_w, value_w, row_h, top = 380, 330, 80, 24, 28
-    rows = [("Average customer", "where every customer starts", 0.0, p_base, "base")]
+    # the model's base value through its calibration: where the factors start, which is not
+    # the average customer's probability (that averages the factors too)
+    rows = [(STARTING_POINT, "before any of this customer's factors", 0.0, p_base, "base")]
     rows += [(s.label, s.detail, s.start, s.end, "up" if s.end >= s.start else "down") for s in steps]
     rows.append(("This customer", "their churn probability", 0.0, p_final, "total"))
     hi, step = _axis(max(max(r[2], r[3]) for r in rows) * 1.03)

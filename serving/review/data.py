@@ -17,7 +17,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from features.tables import load_tables
 from scoring.predictor import offer_if_valued, score_batch
 from scoring.settings import Settings
 from scoring.store import LoadedModel
+from serving.review.timeline import sign_counts
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,16 @@ def read_scores(path: Path) -> pd.DataFrame:
     return scores.assign(customer_id=scores[CUSTOMER_ID].astype(str))
 
 
+_evidence_lock = threading.Lock()
+
+
 @dataclass
 class Data:
     """Validated tables with each customer's event rows found once."""
 
     tables: Tables
     event_rows: dict[str, np.ndarray]
+    _evidence: dict = field(default_factory=dict, repr=False)
 
     def customer(self, customer_id: str) -> pd.DataFrame:
         c = self.tables.customers
@@ -99,6 +104,19 @@ class Data:
         rows = self.event_rows.get(customer_id)
         events = self.tables.events
         return events.iloc[rows] if rows is not None else events.iloc[:0]
+
+    def evidence(self, as_of: pd.Timestamp, playbook: Playbook) -> dict[str, dict[str, int]]:
+        """Every customer's recent warning-sign events that weigh an action (`sign_counts`),
+        counted once per date and playbook."""
+        key = (pd.Timestamp(as_of), id(playbook))
+        with _evidence_lock:
+            cached = self._evidence.get(key)
+        if cached is None:
+            cached = sign_counts(self.tables.events, pd.Timestamp(as_of), playbook)
+            with _evidence_lock:
+                self._evidence.clear()  # one date and playbook at a time
+                self._evidence[key] = cached
+        return cached
 
 
 def read_data(customers: Path, events: Path) -> Data:

@@ -49,11 +49,12 @@ def money(value: object, currency: str = "") -> str:
 
 def value_definition(value_column: str, multiplier: float) -> tuple[str, str]:
     """(short name, definition) of the customer value the offer rule uses, in words: the default
-    amount_sum_30d x 12 is ("yearly value", "12 × last 30 days' amount")."""
+    amount_sum_30d x 12 is ("yearly value", "12 × last 30 days' amount received"): the sums
+    leave failed payments out (features.definitions `unpaid_types`)."""
     match = re.fullmatch(r"(.+)_sum_(\d+)d", value_column)
     if match:
         column, days = match.group(1), int(match.group(2))
-        source = f"last {days} days' {column.replace('_', ' ')}"
+        source = f"last {days} days' {column.replace('_', ' ')} received"
         span = multiplier * days
         name = "yearly value" if 360 <= span <= 366 else "value"
     else:

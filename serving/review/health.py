@@ -5,7 +5,7 @@ from numbers to inline SVG; the route only reads the rows and renders."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 
 from markupsafe import Markup
@@ -145,40 +145,83 @@ class HealthView:
     auc_chart: Markup | None
     top_drift: list[dict]
     threshold: float
+    statuses: list[str] = field(default_factory=list)  # per run, in `runs` order
+    status: str = ""  # the latest run's
+
+
+def label_of(row: HealthRow | None, feature: str) -> str:
+    """A feature in words, as the monitor stored it (`scoring.reasons.feature_label`); a run
+    stored before labels existed gets the column name made readable."""
+    stored = ((row.drift.get(feature) or {}).get("label") if row is not None else None)
+    return stored or feature.replace("_", " ").capitalize()
 
 
 def _series(runs: list[HealthRow]) -> list[Series]:
     """The score, then the features flagged in any run (most drifted last time first), up to
-    LINES; with none flagged, the latest run's most drifted ones."""
+    LINES; with none flagged, the latest run's most drifted ones that can drift (not those
+    that move with the calendar)."""
     latest = runs[-1]
     by_psi = sorted(latest.drift, key=lambda f: latest.drift[f].get("psi") or 0.0, reverse=True)
     ever = {f for r in runs for f in r.drift_flags}
     chosen = [f for f in by_psi if f in ever] + sorted(ever - set(by_psi))
-    chosen = (chosen or by_psi)[: LINES - 1]
+    movable = [f for f in by_psi if not latest.drift[f].get("calendar")]
+    chosen = (chosen or movable)[: LINES - 1]
     label = [r.as_of.strftime("%Y-%m-%d") for r in runs]
-    series = [Series("score", list(zip(label, [r.score_psi for r in runs],
-                                                         strict=True)))]
+    series = [Series("Churn score", list(zip(label, [r.score_psi for r in runs], strict=True)))]
     for f in chosen:
-        series.append(Series(f, [(lbl, (r.drift.get(f) or {}).get("psi"))
-                                 for lbl, r in zip(label, runs, strict=True)]))
+        series.append(Series(label_of(latest, f), [(lbl, (r.drift.get(f) or {}).get("psi"))
+                                                   for lbl, r in zip(label, runs, strict=True)]))
     return series
 
 
-def verdict(row: HealthRow | None) -> str:
+def judged(row: HealthRow, min_rows: int) -> tuple[bool, bool]:
+    """(drift judged, realised accuracy judged): drift on enough predictions in the window
+    (the monitor stores no drift otherwise), accuracy on at least `min_rows` predictions whose
+    outcome is known. A ROC-AUC of two predictions judges nothing."""
+    return bool(row.drift), row.realised_auc is not None and row.matured_rows >= min_rows
+
+
+def status(row: HealthRow, min_rows: int) -> str:
+    """A check in a word or three: needs attention, healthy, or how much was not judged."""
+    if row.flagged:
+        return "needs attention"
+    drift, accuracy = judged(row, min_rows)
+    if drift and accuracy:
+        return "healthy"
+    if drift:
+        return "drift healthy, accuracy not judged"
+    if accuracy:
+        return "accuracy healthy, drift not judged"
+    return "not judged"
+
+
+def verdict(row: HealthRow | None, min_rows: int = 200) -> str:
     if row is None:
         return "No monitor run yet."
     when = f"{row.run_at:%Y-%m-%d %H:%M} UTC" if row.run_at else "the last run"
-    if not row.flagged and not row.drift and row.realised_auc is None:
+    drift, accuracy = judged(row, min_rows)
+    few = (f"{row.drift_rows:,} predictions in its window and {row.matured_rows:,} with a known "
+           f"outcome (at least {min_rows:,} are needed for each)")
+    if not row.flagged and not drift and not accuracy:
         return (f"Not judged at the last check ({when}) of model version {row.model_version}: "
-                f"{row.drift_rows:,} predictions in its window and {row.matured_rows:,} with a "
-                "known outcome are too few.")
+                f"{few} are too few.")
     if not row.flagged:
-        return (f"Healthy: nothing flagged at the last check ({when}) of model version "
-                f"{row.model_version}.")
+        if drift and accuracy:
+            return (f"Healthy: nothing flagged at the last check ({when}) of model version "
+                    f"{row.model_version}.")
+        part, other = (("Today's customers look like the ones it was tested on", "whether its "
+                        f"predictions came true is not judged yet: {row.matured_rows:,} with a "
+                        f"known outcome, fewer than {min_rows:,}") if drift else
+                       ("Its predictions came true as well as in its test", "whether today's "
+                        f"customers look like the tested ones is not judged: {row.drift_rows:,} "
+                        f"predictions in the window, fewer than {min_rows:,}"))
+        return (f"Partly judged at the last check ({when}) of model version "
+                f"{row.model_version}: {part}; {other}.")
     problems = []
     if row.drifted:
-        names = ", ".join(row.drift_flags[:5]) + (" …" if len(row.drift_flags) > 5 else "")
-        problems.append(f"{row.drifted} feature{'s' if row.drifted != 1 else ''} drifted ({names})")
+        names = ", ".join(label_of(row, f) for f in row.drift_flags[:5])
+        names += " …" if len(row.drift_flags) > 5 else ""
+        problems.append(f"{row.drifted} input{'s' if row.drifted != 1 else ''} changed ({names})")
     if row.score_flagged:
         problems.append("the scores drifted")
     if row.auc_flagged:
@@ -187,18 +230,22 @@ def verdict(row: HealthRow | None) -> str:
     return f"Needs attention ({when}, model version {row.model_version}): " + "; ".join(problems) + "."
 
 
-def health_view(runs: list[HealthRow], threshold: float) -> HealthView:
+def health_view(runs: list[HealthRow], threshold: float, min_rows: int = 200) -> HealthView:
     latest = runs[-1] if runs else None
     if latest is None:
-        return HealthView(None, [], verdict(None), None, None, [], threshold)
-    judged = [r for r in runs if r.drift]
-    psi_chart = psi_svg(_series(judged), threshold) if judged else None
+        return HealthView(None, [], verdict(None, min_rows), None, None, [], threshold)
+    judged_runs = [r for r in runs if r.drift]
+    psi_chart = psi_svg(_series(judged_runs), threshold) if judged_runs else None
     weeks = [w for w in latest.weeks if w.get("model_version") in (None, latest.model_version)]
     auc_chart = (auc_svg(weeks, latest.test_auc_low, latest.test_auc_high)
                  if any(w.get("roc_auc") is not None for w in weeks) else None)
     top = sorted(latest.drift.items(), key=lambda kv: kv[1].get("psi") or 0.0, reverse=True)
-    rows = [{"feature": f, **v} for f, v in top[:TABLE_FEATURES]]
-    return HealthView(latest, runs, verdict(latest), psi_chart, auc_chart, rows, threshold)
+    rows = [{"feature": f, **v, "label": label_of(latest, f)} for f, v in top[:TABLE_FEATURES]]
+    view = HealthView(latest, runs, verdict(latest, min_rows), psi_chart, auc_chart, rows,
+                      threshold)
+    view.statuses = [status(r, min_rows) for r in runs]
+    view.status = status(latest, min_rows)
+    return view
 
 
 def health_routes(page: Callable, render: Callable[..., Response],
@@ -217,7 +264,7 @@ def health_routes(page: Callable, render: Callable[..., Response],
             raise PageError(503, "Store not available", "The store of monitor runs cannot be "
                             f"read ({type(exc).__name__}).") from None
         latest = runs[-1].psi_threshold if runs else None
-        view = health_view(runs, latest or settings.monitor.psi)
+        view = health_view(runs, latest or settings.monitor.psi, settings.monitor.min_rows)
         return render("health.html", base=base_of(request), view=view, command=MONITOR_COMMAND)
 
     return [Route("/health", health_page, methods=["GET"], name="health")]

@@ -130,12 +130,15 @@ def _reason_columns(columns: pd.Index, prefix: str) -> list[str]:
     return sorted(found, key=lambda c: int(c.split("_")[1]))
 
 
-def lead_reason(rec: Mapping, band: str, playbook: Playbook) -> tuple[str, str, str]:
-    """(what changed, suggested action title, family name) for one scores row.
+def lead_reason(rec: Mapping, band: str, playbook: Playbook,
+                evidence: Mapping[str, Mapping[str, int]] | None = None) -> tuple[str, str, str]:
+    """(what changed, suggested action: the step to take, family name) for one scores row.
 
     The behavioural reasons (change_i_*, or the behavioural ones among reason_i_* in a file
     written before those columns existed) choose the action, and the reason shown beside it is
-    the one that chose it, so the two always agree. A low-risk customer needs no action."""
+    the one that chose it, so the two always agree. A low-risk customer needs no action. The
+    action is proportionate to the customer's recent warning signs in `evidence`
+    (customer id -> sign -> events; `Data.evidence`): none known counts as none."""
     prefix = "change" if any(k.startswith("change_1_") for k in rec) else "reason"
     pairs = []
     i = 1
@@ -144,9 +147,10 @@ def lead_reason(rec: Mapping, band: str, playbook: Playbook) -> tuple[str, str, 
         if text(feature) and not is_profile(str(feature)):
             pairs.append((str(feature), text(sentence)))
         i += 1
-    match = suggest(playbook, band, [f for f, _ in pairs])
+    counts = (evidence or {}).get(str(rec.get(CUSTOMER_ID)))
+    match = suggest(playbook, band, [f for f, _ in pairs], counts, weigh=True)
     shown = next((t for f, t in pairs if f == match.feature), pairs[0][1] if pairs else "")
-    return shown, match.family.title, match.name
+    return shown, match.family.step, match.name
 
 
 def filtered(scores: pd.DataFrame, customers: pd.DataFrame | None, segments: list[str],
@@ -201,8 +205,8 @@ class AtRiskList:
 
 
 def at_risk_list(scores: pd.DataFrame, customers: pd.DataFrame | None, segments: list[str],
-                 query: ListQuery, playbook: Playbook, previous_ids: set[str] | None = None
-                 ) -> AtRiskList:
+                 query: ListQuery, playbook: Playbook, previous_ids: set[str] | None = None,
+                 evidence: Mapping[str, Mapping[str, int]] | None = None) -> AtRiskList:
     """One page of the scored customers that pass the filters."""
     frame = filtered(scores, customers, segments, query, previous_ids)
     pages = max(1, -(-len(frame) // query.limit))
@@ -210,7 +214,7 @@ def at_risk_list(scores: pd.DataFrame, customers: pd.DataFrame | None, segments:
     start = (page - 1) * query.limit
     rows = []
     for rec in frame.iloc[start:start + query.limit].to_dict("records"):
-        changed, action, family = lead_reason(rec, rec["risk_band"], playbook)
+        changed, action, family = lead_reason(rec, rec["risk_band"], playbook, evidence)
         rows.append({
             "customer_id": rec[CUSTOMER_ID],
             "probability": float(rec["churn_probability"]),
@@ -243,7 +247,8 @@ def _cell(value: object) -> str:
 
 
 def export_rows(frame: pd.DataFrame, segments: list[str], playbook: Playbook, max_rows: int,
-                chunk: int = 500) -> Iterator[str]:
+                chunk: int = 500, evidence: Mapping[str, Mapping[str, int]] | None = None
+                ) -> Iterator[str]:
     """The filtered list as CSV text, header first, at most `max_rows` rows, in chunks."""
     head = ["customer_id", "churn_probability", "risk_band", "yearly_value", "value_at_risk",
             *segments, "what_changed", "suggested_action", "new_since_last_batch"]
@@ -253,7 +258,7 @@ def export_rows(frame: pd.DataFrame, segments: list[str], playbook: Playbook, ma
     rows = frame.head(max_rows)
     for begin in range(0, len(rows), chunk):
         for rec in rows.iloc[begin:begin + chunk].to_dict("records"):
-            changed, action, _ = lead_reason(rec, rec["risk_band"], playbook)
+            changed, action, _ = lead_reason(rec, rec["risk_band"], playbook, evidence)
             value, at_risk = number(rec.get("customer_value")), number(rec.get("expected_value_at_risk"))
             is_new = rec.get("is_new")
             writer.writerow([_cell(rec[CUSTOMER_ID]), f"{float(rec['churn_probability']):.4f}",

@@ -177,6 +177,13 @@ def _list_inputs(request: Request, settings: Settings):
     return scores, data, customers, levels, query, batches, previous
 
 
+def _evidence(scores: pd.DataFrame, data, playbook) -> dict | None:
+    """The customers' recent warning signs that weigh the suggested actions; None without data."""
+    if data is None or scores.empty:
+        return None
+    return data.evidence(pd.Timestamp(pd.to_datetime(scores["as_of"]).max()), playbook)
+
+
 @_page
 def list_page(request: Request) -> Response:
     settings = get_settings()
@@ -186,7 +193,8 @@ def list_page(request: Request) -> Response:
         return render("no_scores.html", base=base, command=SCORE_COMMAND)
     scores, data, customers, levels, query, batches, previous = inputs
     playbook = current_playbook(settings)
-    view = at_risk_list(scores, customers, list(levels), query, playbook, previous)
+    view = at_risk_list(scores, customers, list(levels), query, playbook, previous,
+                        _evidence(scores, data, playbook))
     try:
         contacts = latest_contacts(engine_for(settings), [r["customer_id"] for r in view.rows])
     except Exception:  # the list is still useful without the contacts column
@@ -208,14 +216,16 @@ def export_csv(request: Request) -> Response:
     inputs = _list_inputs(request, settings)
     if inputs is None:
         raise PageError(404, "No scored batch yet", "There is no list to export.")
-    scores, _, customers, levels, query, _, previous = inputs
+    scores, data, customers, levels, query, _, previous = inputs
     frame = filtered(scores, customers, list(levels), query, previous)
     cap = settings.review_export_max_rows
     as_of = pd.Timestamp(pd.to_datetime(scores["as_of"]).max())
     headers = {"Content-Disposition": f'attachment; filename="at-risk-{as_of:%Y-%m-%d}.csv"',
                "X-Rows": str(min(len(frame), cap)), "X-Rows-Matching": str(len(frame)),
                "Cache-Control": "no-store"}
-    return StreamingResponse(export_rows(frame, list(levels), current_playbook(settings), cap),
+    playbook = current_playbook(settings)
+    return StreamingResponse(export_rows(frame, list(levels), playbook, cap,
+                                         evidence=_evidence(scores, data, playbook)),
                              media_type="text/csv; charset=utf-8", headers=headers)
 
 
@@ -317,7 +327,9 @@ def customer_page(request: Request) -> Response:
                          settings.review_waterfall_steps, settings.review_crm_url,
                          earlier_batches(settings))
     value_name, value_def = _value_words(settings)
+    batch_mean = float(scores["churn_probability"].mean()) if scores is not None and len(scores) else None
     return render("customer.html", base=_base(request), view=view, outcomes=OUTCOMES,
+                  batch_mean=batch_mean,
                   contacts=contacts_of(engine_for(settings), customer_id),
                   campaigns=history_or_none(settings, customer_id, current_playbook(settings)),
                   value_name=value_name, value_def=value_def, currency=settings.review_currency,

@@ -119,3 +119,24 @@ def customer_timeline(events: pd.DataFrame, as_of: pd.Timestamp, playbook: Playb
     return TimelineData(start, as_of, weeks, signs, summaries,
                         sorted(recent_activity.unique()), usual, threshold, usual_from)
 
+
+
+def sign_counts(events: pd.DataFrame, as_of: pd.Timestamp, playbook: Playbook
+                ) -> dict[str, dict[str, int]]:
+    """For each family that weighs its evidence, per customer: the events of its sign in the
+    `evidence.days` before as_of, as {customer_id: {sign: count}} (customers with none are
+    absent). One pass over the events, for the whole list at once."""
+    wanted = {f.evidence.sign: f.evidence.days for f in playbook.families.values() if f.evidence}
+    if not wanted or events.empty:
+        return {}
+    types = events[EVENT_TYPE].astype(str)
+    sign_of = {t: sign_for(playbook, t) for t in types.unique()}
+    signs = types.map(sign_of)
+    out: dict[str, dict[str, int]] = {}
+    for sign, days in wanted.items():
+        keep = ((signs == sign) & (events[TIMESTAMP] < as_of)
+                & (events[TIMESTAMP] >= as_of - timedelta(days=days))).to_numpy(dtype=bool)
+        per = events.loc[keep, "customer_id"].astype(str).value_counts()
+        for customer, n in per.items():
+            out.setdefault(customer, {})[sign] = int(n)
+    return out

@@ -26,7 +26,7 @@ from scoring.store import LoadedModel
 from serving.review.charts import Step, timeline_svg, waterfall_svg
 from serving.review.data import Batch, Data, PageError
 from serving.review.format import day, shown, text
-from serving.review.timeline import TimelineData, customer_timeline
+from serving.review.timeline import TimelineData, customer_timeline, sign_counts
 
 
 @dataclass
@@ -118,6 +118,7 @@ class CustomerView:
     batch: dict | None  # the customer's row in the scored batch, when there is one
     crm_url: str | None = None
     trend: list[dict] = field(default_factory=list)  # the customer in earlier batches
+    horizon_days: float | None = None  # how far ahead the probability looks
 
 
 def crm_link(template: str | None, customer_id: str) -> str | None:
@@ -154,7 +155,9 @@ def customer_view(loaded: LoadedModel, data: Data, customer_id: str, as_of: pd.T
                         f"Customer {customer_id!r} was not active at {day(as_of)}.")
     p_base, steps, p_final = waterfall_steps(loaded, explanation, max_steps)
     timeline = customer_timeline(events, as_of, playbook)
-    family = suggest(playbook, explanation.band, [r["feature"] for r in explanation.changes])
+    counts = sign_counts(events, as_of, playbook).get(customer_id)
+    family = suggest(playbook, explanation.band, [r["feature"] for r in explanation.changes],
+                     counts, weigh=True)
     because = next((r["text"] for r in explanation.changes if r["feature"] == family.feature), "")
     valued = offer_if_valued(offer, loaded.model.spec)
     value = (float(customer_value(explanation.features, valued, loaded.model.spec)[0])
@@ -172,4 +175,5 @@ def customer_view(loaded: LoadedModel, data: Data, customer_id: str, as_of: pd.T
         offer_rule=offer, model_version=loaded.label, batch=batch_row,
         crm_url=crm_link(crm_template, customer_id),
         trend=customer_trend(batches or [], customer_id),
+        horizon_days=loaded.horizon_days,
     )

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine
 from campaigns.playbook import load_playbook
 from campaigns.store import Campaign, create_campaign, record_outcomes
 from scoring.records import metadata
+from tests.helpers import Trained
 from tests.integration import test_review_page
 from tests.integration.test_review_page import AS_OF, Review, _browser
 
@@ -31,12 +32,14 @@ SAID = "Found the same for less at a competitor; would stay for a yearly plan"
 WORDS = {"price": "Too expensive for what we use", "service_quality": "Support took a week to answer",
          "no_longer_needed": "The project ended", "moved": "Our team moved to the parent company"}
 SIZE = 1500
+OTHER_MODELS_CAMPAIGN = "May save (the demo's)"
 FACTORS = {"complaints": 0.5, "contact_drop": 0.8}  # the contact's effect on churn, by family
 
 
-def _store_campaign(served: Review) -> tuple[str, str, str]:
-    """A campaign over the SIZE riskiest scored customers; returns (id, name, the customer who
-    gave a reason)."""
+def _store_campaign(served: Review, model_name: str = "churn") -> tuple[str, str, str]:
+    """A campaign of `model_name` over the SIZE riskiest scored customers, and a small one of
+    another model (the demo's, on other data: #25.14); returns (id, name, the customer who gave
+    a reason)."""
     engine = create_engine(f"sqlite:///{served.scores_path.parent / 'churn.db'}")
     metadata.create_all(engine)
     playbook = load_playbook()
@@ -54,8 +57,12 @@ def _store_campaign(served: Review) -> tuple[str, str, str]:
         "probability": scores["churn_probability"].to_numpy(), "customer_value": value,
         "action_family": family, "action": [playbook.families[f].title for f in family]})
     campaign = Campaign("spring-save", f"Spring save: top {n:,} by risk", "1",
-                        datetime.fromisoformat(AS_OF), 30, 0.2, 11, f"the {n:,} riskiest customers")
+                        datetime.fromisoformat(AS_OF), 30, 0.2, 11, f"the {n:,} riskiest customers",
+                        params={"model_name": model_name})
     create_campaign(engine, campaign, members)
+    demo = Campaign("demo-may", OTHER_MODELS_CAMPAIGN, "1", datetime.fromisoformat(AS_OF), 30,
+                    0.3, 7, "a budget of 10 calls", params={"model_name": "demo-" + model_name})
+    create_campaign(engine, demo, members.head(10))
     factor = np.where(arm == "treatment", pd.Series(family).map(FACTORS).fillna(1.0), 1.0)
     churn = 0.36 * factor
     left = rng.random(n) < churn
@@ -78,10 +85,13 @@ def _store_campaign(served: Review) -> tuple[str, str, str]:
     return campaign.campaign_id, campaign.name, calls[2]["customer_id"]
 
 
-def test_browser_opens_a_campaign_and_a_customer_who_said_why(review: Review, tmp_path: Path):
+def test_browser_opens_a_campaign_and_a_customer_who_said_why(review: Review, trained: Trained,
+                                                              tmp_path: Path):
     from playwright.sync_api import expect
 
-    campaign_id, name, speaker = _store_campaign(review)
+    model_name = (trained.env.get("CHURN_MODEL_NAME") or trained.result.get("model_name")
+                  or "churn")
+    campaign_id, name, speaker = _store_campaign(review, model_name)
     n = min(SIZE, len(review.scores))
     shots = Path(os.environ.get("REVIEW_SCREENSHOTS") or tmp_path)
     with _browser(review.base) as page:
@@ -91,8 +101,14 @@ def test_browser_opens_a_campaign_and_a_customer_who_said_why(review: Review, tm
         row = page.locator("#campaigns tbody tr", has_text=name)
         expect(row).to_contain_text(f"{n - n // 5:,}")  # contacted
         expect(row).to_contain_text(f"{n // 5:,}")  # control
+        # another model's campaign is listed apart, never among this model's (#25.14)
+        expect(page.locator("#campaigns")).not_to_contain_text(OTHER_MODELS_CAMPAIGN)
+        expect(page.locator("#other-campaigns")).to_contain_text(OTHER_MODELS_CAMPAIGN)
+        expect(page.locator("#other-campaigns")).not_to_contain_text(name)
         row.locator("a.campaign").click()
         page.wait_for_url(re.compile(rf"/review/campaigns/{campaign_id}$"))
+        # a save rate is never a negative percentage (#25.12)
+        assert not re.search(r"-\d+(\.\d+)?%", page.locator("main").inner_text())
         expect(page.locator("h1")).to_have_text(name)
         verdict = page.locator("#verdict-text")
         expect(verdict).to_contain_text(re.compile(r"lowered churn|No effect shown"))
@@ -114,4 +130,5 @@ def test_browser_opens_a_campaign_and_a_customer_who_said_why(review: Review, tm
         expect(history).to_contain_text("Went to a competitor")
         expect(history).to_contain_text(SAID)
         expect(history).to_contain_text("call centre")
+        expect(history).not_to_contain_text(OTHER_MODELS_CAMPAIGN)
     assert (shots / "review-campaign.png").stat().st_size > 10_000

@@ -250,10 +250,48 @@ def test_browser_shows_the_model_health_page(served: str, worlds, tmp_path: Path
         page.wait_for_url(re.compile(r"/review/health$"))
         expect(page.locator("h1")).to_have_text("Model health")
         expect(page.locator("#verdict-text")).to_contain_text("Needs attention")
-        expect(page.locator("#verdict-text")).to_contain_text("n_login_30d")
+        expect(page.locator("#verdict-text")).to_contain_text("'login' events in the last 30 days")
+        # words, not column names or p-values (#25.12)
+        shown = page.locator("main").inner_text()
+        assert "n_login_30d" not in shown and not re.search(r"\d\.\d+e-\d+", shown), shown
         expect(page.locator("#drift svg")).to_be_visible()
         expect(page.locator("#accuracy svg")).to_be_visible()
         expect(page.locator("#drift-table tr.flagged").first).to_contain_text("login")
         expect(page.locator("#explain")).to_contain_text("What this page tells you")
         page.screenshot(path=str(shots / "model-health.png"), full_page=True)
     assert (shots / "model-health.png").stat().st_size > 10_000
+
+
+def test_browser_calendar_drift_and_unjudged_checks_are_not_alarms(served: str, worlds,
+                                                                   trained: Trained):
+    """#25.13: a check whose only moved inputs change with the calendar is healthy, and a check
+    that judged two predictions is "not judged", on the page a reviewer opens. Runs last: it
+    adds two checks to the shifted world's store."""
+    from dataclasses import replace
+
+    from playwright.sync_api import expect
+
+    from scoring.health import write_health
+    from tests.integration.test_review_page import _browser
+
+    engine = _store(worlds["shifted"], trained)
+    row = latest_health(engine)
+    drift = {"tenure_days": {"psi": 0.9, "p_value": 3.9e-59, "flagged": False, "calendar": True,
+                             "beyond_chance": True, "label": "Days as a customer"},
+             "n_login_30d": {"psi": 0.01, "p_value": 0.5, "flagged": False, "calendar": False,
+                             "beyond_chance": False,
+                             "label": "'login' events in the last 30 days"}}
+    write_health(engine, replace(row, drift={}, drift_rows=2, matured_rows=2, realised_auc=1.0,
+                                 drifted=0, score_flagged=False, auc_flagged=False,
+                                 flagged=False, id=None, run_at=None))
+    write_health(engine, replace(row, drift=drift, drifted=0, score_flagged=False,
+                                 auc_flagged=False, flagged=False, id=None, run_at=None))
+    with _browser(served) as page:
+        page.goto(served + "/review/health")
+        expect(page.locator("#verdict-text")).to_contain_text("Healthy")
+        expect(page.locator("#drift-table")).to_contain_text("moves with the calendar")
+        expect(page.locator("#drift-table")).to_contain_text("Days as a customer")
+        statuses = page.locator("#runs td.status").all_inner_texts()
+        assert statuses[:2] == ["healthy", "not judged"], statuses
+        shown = page.locator("main").inner_text()
+        assert "tenure_days" not in shown and "e-59" not in shown

@@ -6,6 +6,7 @@ country is hostile markup and another whose plan is; both must come back escaped
 from __future__ import annotations
 
 import html
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -567,3 +568,121 @@ def test_rescoring_where_nothing_can_be_written_is_a_503_and_keeps_the_list(revi
         rescore(load_model("models:/churn@champion"), settings, review.scores)
     assert info.value.status == 503 and "list is unchanged" in info.value.message
     assert path.read_bytes() == before
+
+
+# -- issue 25, points 7 to 12: the pages say what to do, in proportion, without contradiction ----
+
+
+def _recent_signs(review: Review, customer: str, patterns: tuple[str, ...], days: int = 30) -> int:
+    """Events of the given warning-sign patterns in the `days` before AS_OF, counted here."""
+    from fnmatch import fnmatchcase
+
+    events = pd.read_parquet(review.events_path)
+    events = events[events["customer_id"].astype(str) == customer]
+    stamps = pd.to_datetime(events["timestamp"])
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    events = events.assign(timestamp=stamps)
+    as_of = pd.Timestamp(AS_OF)
+    recent = events[(events["timestamp"] < as_of)
+                    & (events["timestamp"] >= as_of - pd.Timedelta(days=days))]
+    return int(sum(any(fnmatchcase(t, p) for p in patterns) for t in recent["event_type"]))
+
+
+def test_browser_list_and_export_name_the_step_to_take(review: Review, tmp_path: Path):
+    """#25.7: "suggested action" is what to do ("Reach out and ask how it is going"), not the
+    situation ("Contact is dropping"), in the list, the export and on the customer page."""
+    from playwright.sync_api import expect
+
+    from campaigns.playbook import NO_ACTION, load_playbook
+
+    playbook = load_playbook()
+    situations = {f.title for f in playbook.families.values()}
+    steps = {f.step for f in playbook.families.values()} | {NO_ACTION.step} | {
+        f.evidence.fewer.do for f in playbook.families.values() if f.evidence}
+    with _browser(review.base) as page:
+        page.goto(review.base + "/review/?band=high&limit=30")
+        shown = page.locator("#at-risk .tag.action").all_inner_texts()
+        assert shown and set(shown) <= steps and not set(shown) & situations, shown
+        with page.expect_download() as info:
+            page.click("#export")
+        path = tmp_path / "export.csv"
+        info.value.save_as(path)
+        first = page.locator("#at-risk tbody tr").first
+        action = first.locator(".tag.action").inner_text()
+        first.locator("a.customer").click()
+        page.wait_for_url(re.compile(r"/review/customer/"))
+        expect(page.locator("#action h2").first).to_have_text(f"Suggested action: {action}")
+        expect(page.locator("#situation")).to_be_visible()
+    exported = pd.read_csv(path, dtype={"customer_id": str})
+    assert exported["suggested_action"].head(30).tolist() == shown
+    assert not set(exported["suggested_action"]) & situations
+
+
+def test_browser_one_ticket_is_followed_up_not_escalated(review: Review):
+    """#25.8: "Complaints are piling up, escalate" needs two or more complaints or tickets in
+    the last 30 days; with fewer the list and the customer page say to follow up the ticket."""
+    from playwright.sync_api import expect
+
+    patterns = ("*complaint*", "*support_ticket*")
+    exported = pd.read_csv(io.StringIO(review.get("/review/export.csv").text),
+                           dtype={"customer_id": str})
+    complaints = exported[exported["suggested_action"].isin(
+        ["Escalate to your most experienced agent", "Follow up on their ticket"])]
+    assert len(complaints), "the fixture should have customers whose tickets raise the risk"
+    counts = {c: _recent_signs(review, c, patterns) for c in complaints["customer_id"]}
+    for customer, action in zip(complaints["customer_id"], complaints["suggested_action"],
+                                strict=True):
+        escalate = counts[customer] >= 2
+        assert (action == "Escalate to your most experienced agent") is escalate, \
+            (customer, action, counts[customer])
+    few = [c for c in complaints["customer_id"] if counts[c] < 2]
+    assert few, "the fixture should have a customer with a single recent ticket"
+    with _browser(review.base) as page:
+        page.goto(review.base + f"/review/customer/{quote(few[0], safe='')}")
+        expect(page.locator("#action h2").first).to_have_text(
+            "Suggested action: Follow up on their ticket")
+        expect(page.locator("#action")).not_to_contain_text("Escalate")
+        expect(page.locator("#because")).to_contain_text("fewer than the 2")
+
+
+def test_browser_a_page_never_contradicts_itself(review: Review):
+    """#25.9: a low-risk customer's page lists no lifetime counts as changes and paints nothing
+    red; on high-risk pages no event type is both a risk and what keeps them."""
+    from playwright.sync_api import expect
+
+    low = review.scores[review.scores["risk_band"] == "low"]
+    customer = low.sort_values("churn_probability")["customer_id"].iloc[0]
+    high = review.scores[review.scores["risk_band"] == "high"].sort_values(
+        "churn_probability", ascending=False)["customer_id"].head(8).tolist()
+    with _browser(review.base) as page:
+        page.goto(review.base + f"/review/customer/{quote(customer, safe='')}")
+        expect(page.locator("#changed-heading")).not_to_have_text("What changed")
+        reasons = page.locator("#reasons").inner_text()  # "who they are" may hold history
+        for lifetime in ("since the log began", "since the first recorded one", "overall:"):
+            assert lifetime not in reasons
+        expect(page.locator("#signs .warn")).to_have_count(0)
+        for customer in high:
+            page.goto(review.base + f"/review/customer/{quote(customer, safe='')}")
+            expect(page.locator("#changed-heading")).to_have_text("What changed")
+            raising = " ".join(page.locator("#reasons li").all_inner_texts()).lower()
+            keeping = " ".join(page.locator("ul#lowering li").all_inner_texts()).lower()
+            both = set(re.findall(r"'([^']+)'", raising)) & set(re.findall(r"'([^']+)'", keeping))
+            assert not both, (customer, both)
+
+
+def test_browser_the_explanation_says_where_it_starts(review: Review):
+    """#25.10 and #25.12: the waterfall's first bar is the model's starting point, named as
+    such beside the batch's real average; the risk is "in the next 30 days"."""
+    from playwright.sync_api import expect
+
+    customer = _expected_order(review.scores)[0]
+    mean = f"{review.scores['churn_probability'].mean():.1%}"
+    with _browser(review.base) as page:
+        page.goto(review.base + f"/review/customer/{quote(customer, safe='')}")
+        expect(page.locator("#explanation svg")).to_contain_text("Model's starting point")
+        expect(page.locator("#explanation")).not_to_contain_text("Average customer")
+        expect(page.locator("#batch-mean")).to_have_text(mean)
+        expect(page.locator("#starting-point")).to_contain_text("not the average")
+        expect(page.locator("#risk")).to_contain_text("leaves in the next 30 days")
+        assert "horizon" not in page.locator("main").inner_text()

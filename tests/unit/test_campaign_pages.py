@@ -176,3 +176,54 @@ def test_customer_history_lists_arm_action_outcomes_and_words(store):
     control = customer_history(store, "C0", playbook)[0]
     assert (control["arm"], control["treated"]) == ("control (not contacted)", False)
     assert customer_history(store, "nobody", playbook) == []
+
+
+def test_campaigns_are_listed_per_model_never_mixed(tmp_path, monkeypatch):
+    """#25.14: the demo's campaign (another model's, on other data) is listed apart from the
+    served model's, and its members neither block this model's plans nor show on a customer of
+    this model with the same id."""
+    from dataclasses import replace
+
+    from campaigns.store import overlapping_members
+
+    monkeypatch.setenv("CHURN_DATABASE_URL", f"sqlite:///{tmp_path / 'churn.db'}")
+    monkeypatch.setenv("CHURN_MODEL_NAME", "shop")
+    get_settings.cache_clear()
+    try:
+        engine = engine_for(get_settings())
+        members = _members(50)
+        create_campaign(engine, replace(CAMPAIGN, campaign_id="demo", name="Demo May save",
+                                        params={"model_name": "churn"}), members)
+        create_campaign(engine, replace(CAMPAIGN, campaign_id="mine", name="Our spring save",
+                                        params={"model_name": "shop"}), members)
+        page = review_get("/campaigns").text
+        mine, others = page.split('id="others"')
+        assert "Our spring save" in mine and "Demo May save" not in mine
+        assert "Demo May save" in others and ">churn<" in others
+        assert "Campaigns of model shop" in mine
+        window = (datetime(2026, 3, 1), datetime(2026, 4, 1))
+        assert set(overlapping_members(engine, *window, "shop").values()) == {"mine"}
+        assert set(overlapping_members(engine, *window).values()) <= {"mine", "demo"}
+        shown = customer_history(engine, "C1", load_playbook(), "shop")
+        assert [h["campaign_id"] for h in shown] == ["mine"]
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_negative_save_rate_is_never_a_percentage(tmp_path, monkeypatch):
+    """#25.12: a save rate below zero (more of those contacted left) reads "none", and an
+    interval reaching below zero says so, instead of "-831.1%"."""
+    monkeypatch.setenv("CHURN_DATABASE_URL", f"sqlite:///{tmp_path / 'churn.db'}")
+    get_settings.cache_clear()
+    try:
+        engine = engine_for(get_settings())
+        members = _members(2000)
+        create_campaign(engine, CAMPAIGN, members)
+        outcomes = _data_outcomes(members, {"treatment": 0.5, "control": 0.05})
+        record_outcomes(engine, "spring", outcomes.assign(reached=None).to_dict("records"))
+        text = html.unescape(review_get("/campaigns/spring").text)
+        rate = text.split('id="save-rate">')[1].split("</strong>")[0]
+        assert "none: more of those contacted left" in rate
+        assert not re.search(r"-\d+(\.\d+)?%", text)
+    finally:
+        get_settings.cache_clear()

@@ -341,6 +341,39 @@ def test_amount_sums_means_and_trend():
     assert row["amount_trend"] == pytest.approx(-0.5)  # r = 10/30, p = 60/60
 
 
+def test_value_sums_count_money_received_not_failed_payments():
+    """#25.11: a failed payment's amount is what was asked, not money received; the sums and
+    the trend (and so the yearly value, 12 x amount_sum_30d) leave it out. Means describe
+    every event's amount and keep it."""
+    spec = spec_for(("payment", "payment_failed", "card_declined", "login"), ("amount",))
+    assert spec.unpaid_types == ("payment_failed", "card_declined")
+    customers, events = _one_customer(
+        [2, 5, 6, 40, 45],
+        types=["payment", "payment_failed", "card_declined", "payment", "payment_failed"],
+        amounts=[49.0, 49.0, 49.0, 49.0, 49.0])
+    row = _row(customers, events, spec)
+    assert row["amount_sum_7d"] == 49.0
+    assert row["amount_sum_30d"] == 49.0
+    assert row["amount_sum_90d"] == 98.0
+    assert row["amount_trend"] == pytest.approx(1 / 3)  # r = 49/30, p = 49/60
+    assert row["amount_mean_90d"] == 49.0
+    # a customer whose payments all fail has received nothing
+    customers, events = _one_customer([3, 10], types=["payment_failed"] * 2, amounts=[49.0, 49.0])
+    assert _row(customers, events, spec)["amount_sum_30d"] == 0.0
+
+
+@pytest.mark.parametrize(("event_type", "unpaid"), [
+    ("payment_failed", True), ("Payment Failed", True), ("card-declined", True),
+    ("direct_debit_bounced", True), ("chargeback", True), ("failed", True),
+    ("payment", False), ("late_payment", False), ("refund", False), ("purchase", False),
+    ("failsafe_login", False),
+])
+def test_which_event_types_are_unpaid(event_type, unpaid):
+    from features.definitions import is_unpaid
+
+    assert is_unpaid(event_type) is unpaid
+
+
 def test_several_value_columns():
     customers = customers_frame([{"customer_id": "c", "signup_at": "2024-01-01"}])
     events = events_frame([("c", AS_OF - 2 * DAY, "purchase", 10.0)]).assign(quantity=[3.0])

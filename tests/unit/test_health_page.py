@@ -56,8 +56,8 @@ def test_auc_chart_marks_weeks_below_the_test_interval():
 @pytest.mark.parametrize(("row", "words"), [
     (None, "No monitor run yet."),
     (_row(False), "Healthy: nothing flagged"),
-    (_row(True), "Needs attention (2026-07-01 06:00 UTC, model version 3): 1 feature drifted "
-                 "(n_login_30d)."),
+    (_row(True), "Needs attention (2026-07-01 06:00 UTC, model version 3): 1 input changed "
+                 "(N login 30d)."),
     (_row(True, auc_flagged=True, realised_auc=0.7), "realised ROC-AUC 0.700 fell below the test "
                                                      "interval (0.760)"),
 ])
@@ -67,7 +67,7 @@ def test_verdict_in_words(row, words):
 
 def test_view_draws_the_flagged_features_over_time():
     view = health_view([_row(False), _row(True)], 0.2)
-    assert "n_login_30d" in str(view.psi_chart) and view.auc_chart is not None
+    assert "N login 30d" in str(view.psi_chart) and view.auc_chart is not None
     assert [d["feature"] for d in view.top_drift] == ["n_login_30d", "tenure_days"]
     assert health_view([], 0.2).psi_chart is None
 
@@ -117,3 +117,55 @@ def test_a_run_that_judged_nothing_draws_no_chart():
     assert view.psi_chart is None and view.auc_chart is None and view.top_drift == []
     assert verdict(row).startswith("Not judged at the last check")
     assert "12 predictions in its window" in verdict(row)
+
+
+def _calendar_row() -> HealthRow:
+    """The issue's check: tenure and calendar inputs moved (by construction), nothing else; the
+    realised ROC-AUC is inside the test interval."""
+    drift = {"tenure_days": {"psi": 0.9, "p_value": 3.9e-59, "flagged": False, "calendar": True,
+                             "label": "Days as a customer", "beyond_chance": True},
+             "days_to_anniversary": {"psi": 0.5, "p_value": 1e-20, "flagged": False,
+                                     "calendar": True, "beyond_chance": True,
+                                     "label": "Days to the signup anniversary (renewal)"},
+             "n_login_30d": {"psi": 0.02, "p_value": 0.3, "flagged": False, "calendar": False,
+                             "label": "'login' events in the last 30 days",
+                             "beyond_chance": False}}
+    return _row(False, drift=drift, drifted=0)
+
+
+def test_calendar_inputs_never_alarm_and_the_page_speaks_plainly():
+    """#25.13 and #25.12: inputs that move with the calendar are shown, not flagged; no column
+    names or p-values like 3.9e-59."""
+    view = health_view([_calendar_row()], 0.2, 200)
+    assert view.verdict.startswith("Healthy") and view.status == "healthy"
+    labels = [d["label"] for d in view.top_drift]
+    assert labels[0] == "Days as a customer"
+    # the drift chart draws inputs that can drift, not those that move by construction
+    assert "Days as a customer" not in str(view.psi_chart)
+
+
+def test_a_check_of_two_predictions_is_not_healthy():
+    """#25.13: "not judged" is not "healthy": a realised ROC-AUC over two matured predictions
+    and no drift judged says so, in the verdict and in the list of checks."""
+    two = _row(False, drift={}, drift_rows=2, matured_rows=2, realised_auc=1.0)
+    assert verdict(two, 200).startswith("Not judged")
+    view = health_view([two], 0.2, 200)
+    assert view.statuses == ["not judged"]
+    partly = _row(False, matured_rows=2, realised_auc=1.0)
+    assert verdict(partly, 200).startswith("Partly judged")
+    assert "fewer than 200" in verdict(partly, 200)
+    assert health_view([partly], 0.2, 200).statuses == ["drift healthy, accuracy not judged"]
+
+
+def test_page_shows_words_not_column_names_or_p_values(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHURN_HOME", str(tmp_path))
+    monkeypatch.setenv("CHURN_DATABASE_URL", f"sqlite:///{tmp_path / 'churn.db'}")
+    engine = engine_for(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'churn.db'}"))
+    write_health(engine, _row(False, drift={}, drift_rows=2, matured_rows=2, realised_auc=1.0),
+                 now=datetime(2026, 7, 1))
+    write_health(engine, _calendar_row(), now=datetime(2026, 7, 2))
+    page = review_get("/health").text
+    assert "tenure_days" not in page and "n_login_30d" not in page
+    assert "e-59" not in page and "p-value" not in page
+    assert "Days as a customer" in page and "moves with the calendar" in page
+    assert "Healthy" in page and ">not judged<" in page and ">healthy<" in page

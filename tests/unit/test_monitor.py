@@ -79,6 +79,26 @@ def test_a_shifted_feature_is_flagged_and_a_steady_one_is_not():
     assert table.set_index("feature").loc["steady", "psi"] < 0.05
 
 
+def test_features_that_move_with_the_calendar_are_measured_but_never_flagged():
+    """#25.13: tenure grows for everyone as time passes; against an older reference it drifts
+    by age alone, which alarms nobody."""
+    from features.contract import AttributeKinds
+    from features.definitions import FeatureSpec
+
+    reference = pd.DataFrame({"tenure_days": _normal(3000) * 100 + 400,
+                              "n_login_30d": _normal(3000, seed=1)})
+    current = pd.DataFrame({"tenure_days": _normal(2000, seed=2) * 100 + 600,
+                            "n_login_30d": _normal(2000, 1.0, 3)})
+    table = drift_table(reference, current, ["tenure_days", "n_login_30d"], set(), 0.2, 0.01,
+                        {"tenure_days"}).set_index("feature")
+    assert table.loc["tenure_days", "psi"] > 0.2 and table.loc["tenure_days", "calendar"]
+    assert not table.loc["tenure_days", "flagged"]
+    assert table.loc["n_login_30d", "flagged"] and not table.loc["n_login_30d", "calendar"]
+    spec = FeatureSpec(event_types=("login",), attributes=AttributeKinds(datetime=("dob",)))
+    assert set(spec.calendar_features) == {"tenure_days", "days_to_anniversary", "history_days",
+                                           "events_lifetime", "attr_dob_days"}
+
+
 def test_a_small_significant_shift_is_not_flagged_without_a_large_psi():
     """Thousands of rows make a tiny shift 'significant'; PSI keeps it from flagging."""
     row = compare_feature("x", _normal(20_000), _normal(20_000, 0.08, 5), False, 0.2, 0.01)

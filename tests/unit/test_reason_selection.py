@@ -60,3 +60,43 @@ def test_lowering_reasons_can_be_restricted_too():
 ])
 def test_days_since_reads_as_english(value, text):
     assert render_reason({"kind": "days_since", "label": "activity"}, value) == text
+
+
+@pytest.mark.parametrize("name", ["events_lifetime", "events_per_day_lifetime",
+                                  "amount_mean_lifetime", "mean_gap_days", "btyd_frequency"])
+def test_lifetime_facts_are_no_change(name):
+    """#25.9: a lifetime count is who the customer is, never "what changed"."""
+    assert is_profile(name)
+    assert not behaviour_mask([name])[0]
+
+
+def test_one_ticket_is_never_both_a_risk_and_what_keeps_them():
+    """#25.9: features about the same event type go to one side only, the side of their net
+    contribution: a recent ticket that raises the risk while the ticket count lowers it more
+    is listed as keeping them, not as both."""
+    from dataclasses import dataclass
+
+    from tests.unit.builders import spec_for
+
+    spec = spec_for(("login", "support_ticket"), ())
+    names = list(spec.feature_names)
+
+    @dataclass
+    class WithSpec(Model):
+        spec: object = None
+
+    model = WithSpec(names, {}, spec)
+    assert spec.subjects["days_since_support_ticket"] == spec.subjects["n_support_ticket_30d"]
+    phi = np.zeros((1, len(names) + 1))
+    at = {n: i for i, n in enumerate(names)}
+    phi[0, at["days_since_support_ticket"]] = 0.4  # the ticket 3 days ago raises it
+    phi[0, at["n_support_ticket_30d"]] = -0.7  # having tickets lowers it more
+    phi[0, at["trend_login"]] = 0.3
+    feats = pd.DataFrame([{n: 1.0 for n in names}])
+    raising = top_reasons(model, feats, phi, k=5, only=behaviour_mask(names))[0]
+    lowering = top_reasons(model, feats, phi, k=5, raising=False, only=behaviour_mask(names))[0]
+    assert [r["feature"] for r in raising] == ["trend_login"]
+    assert [r["feature"] for r in lowering] == ["n_support_ticket_30d"]
+    # without a spec (an old model) nothing changes
+    assert [r["feature"] for r in top_reasons(Model(names), feats, phi, k=5)[0]] == \
+        ["days_since_support_ticket", "trend_login"]

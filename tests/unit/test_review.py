@@ -44,6 +44,14 @@ def test_waterfall_has_a_bar_per_step_and_ends_at_the_probability():
     assert re.search(r'class="value">12\.0%</text></g></svg>$', svg)
 
 
+def test_waterfall_starts_at_the_models_starting_point_not_an_average():
+    """#25.10: the base value is not the average customer's probability; the chart says what
+    it is."""
+    svg = str(waterfall_svg(0.01, [Step("Logins fell", "", 0.01, 0.2)], 0.2))
+    assert "Average customer" not in svg and "average" not in svg.lower()
+    assert "Model&#x27;s starting point" in svg
+
+
 def test_waterfall_escapes_labels_and_keeps_the_axis_round():
     steps = [Step("<script>x</script>", "detail & more", 0.2, 0.6)]
     svg = str(waterfall_svg(0.2, steps, 0.6))
@@ -186,7 +194,7 @@ def test_the_action_and_the_reason_beside_it_agree():
            "reason_1_feature": "attr_contract", "reason_1_text": "contract is monthly"}
     changed, action, family = lead_reason(rec, "high", playbook)
     assert (changed, family) == ("Logins in the last 30 days: 1", "contact_drop")
-    assert action == playbook.families["contact_drop"].title
+    assert action == playbook.families["contact_drop"].step == "Reach out and ask how it is going"
     # a family found further down names the reason that chose it, not the first one
     rec2 = {"change_1_feature": "history_days", "change_1_text": "x",
             "change_2_feature": "days_since_late_payment", "change_2_text": "Last late payment 1 day ago"}
@@ -202,7 +210,56 @@ def test_low_band_needs_no_action_and_profile_facts_never_lead():
     # a file from before change_* columns: profile reasons are skipped
     old = {"reason_1_feature": "attr_contract", "reason_1_text": "contract is monthly",
            "reason_2_feature": "tenure_days", "reason_2_text": "Customer for 30 days"}
-    assert lead_reason(old, "high", playbook) == ("", playbook.families["default"].title, "default")
+    assert lead_reason(old, "high", playbook) == ("", playbook.families["default"].step, "default")
+
+
+def test_the_suggested_action_says_what_to_do_not_the_situation():
+    """#25.7: the list's column is the step to take; the situation is the family's title."""
+    from serving.review.ranking import lead_reason
+
+    playbook = load_playbook()
+    for name, family in playbook.families.items():
+        assert family.step and family.step != family.title, name
+    rec = {"customer_id": "1", "change_1_feature": "trend_login", "change_1_text": "Logins fell"}
+    assert lead_reason(rec, "high", playbook)[1] == "Reach out and ask how it is going"
+
+
+def _ticket_row() -> dict:
+    return {"customer_id": "7", "change_1_feature": "days_since_support_ticket",
+            "change_1_text": "Last 'support ticket' 3 days ago"}
+
+
+def test_one_ticket_is_not_a_pile_of_complaints():
+    """#25.8: escalation needs at least two complaints or tickets in the last 30 days; one gets
+    the follow-up, in the list and on the customer page alike."""
+    from campaigns.playbook import suggest
+    from serving.review.ranking import lead_reason
+    from serving.review.timeline import sign_counts
+
+    playbook = load_playbook()
+    as_of = pd.Timestamp("2026-06-15")
+    one = pd.DataFrame({"customer_id": ["7", "8", "8", "9"],
+                        "timestamp": [as_of - pd.Timedelta(days=3), as_of - pd.Timedelta(days=3),
+                                      as_of - pd.Timedelta(days=20), as_of - pd.Timedelta(days=3)],
+                        "event_type": ["support_ticket", "support_ticket", "complaint", "login"]})
+    evidence = sign_counts(one, as_of, playbook)
+    assert evidence == {"7": {"complaints": 1}, "8": {"complaints": 2}}
+    _, action, family = lead_reason(_ticket_row(), "high", playbook, evidence)
+    assert (action, family) == ("Follow up on their ticket", "complaints")
+    assert "Escalate" not in action
+    piled = {**_ticket_row(), "customer_id": "8"}
+    assert lead_reason(piled, "high", playbook, evidence)[1] == \
+        "Escalate to your most experienced agent"
+    # no evidence known is no evidence: never escalate on a feature name alone
+    assert lead_reason(_ticket_row(), "high", playbook)[1] == "Follow up on their ticket"
+    match = suggest(playbook, "high", ["days_since_support_ticket"], {"complaints": 1}, weigh=True)
+    assert match.family.title == "A recent complaint or support ticket"
+    assert "1 event in the last 30 days" in match.evidence
+    # one failed payment: check the details, not a budget talk
+    assert suggest(playbook, "high", ["n_payment_failed_30d"], {"payment": 1},
+                   weigh=True).family.step == "Check their payment details"
+    assert suggest(playbook, "high", ["n_payment_failed_30d"], {"payment": 3},
+                   weigh=True).family.step == "Talk about their budget"
 
 
 @pytest.mark.parametrize(("params", "named"), [
@@ -235,8 +292,8 @@ def test_csv_cells_cannot_start_a_formula():
 
 
 @pytest.mark.parametrize(("column", "multiplier", "words"), [
-    ("amount_sum_30d", 12.0, ("yearly value", "12 × last 30 days' amount")),
-    ("amount_sum_90d", 1.0, ("value", "last 90 days' amount")),
+    ("amount_sum_30d", 12.0, ("yearly value", "12 × last 30 days' amount received")),
+    ("amount_sum_90d", 1.0, ("value", "last 90 days' amount received")),
     ("attr_mrr", 12.0, ("value", "12 × mrr")),
 ])
 def test_value_is_defined_in_words(column, multiplier, words):
