@@ -6,7 +6,7 @@ simulated outcomes: contacting the complaints family lowers churn, the others do
 browser goes from the list's navigation to the campaign, then to a customer who said why they
 were leaving, and sees the campaign in that customer's history.
 
-`REVIEW_SCREENSHOTS=docs` writes the README's screenshot of the campaign page there."""
+`REVIEW_SCREENSHOTS=docs` writes the docs' screenshot of the campaign page there."""
 
 from __future__ import annotations
 

@@ -238,7 +238,7 @@ def test_metrics_show_the_last_monitor_runs_flags(served: str, worlds, trained: 
 
 
 def test_browser_shows_the_model_health_page(served: str, worlds, tmp_path: Path):
-    """Also the README's screenshot: MONITOR_SCREENSHOTS=docs writes docs/model-health.png."""
+    """Also the docs' screenshot: MONITOR_SCREENSHOTS=docs writes docs/model-health.png."""
     from playwright.sync_api import expect
 
     from tests.integration.test_review_page import _browser

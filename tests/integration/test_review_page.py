@@ -247,7 +247,7 @@ def test_bad_playbook_is_a_page_naming_the_key(review: Review, tmp_path: Path, m
 
 
 def test_browser_opens_a_customer_from_the_list(review: Review, tmp_path: Path):
-    """Also the README's screenshots: REVIEW_SCREENSHOTS=docs writes them there."""
+    """Also the docs' screenshots: REVIEW_SCREENSHOTS=docs writes them there."""
     from playwright.sync_api import expect
 
     shots = Path(os.environ.get("REVIEW_SCREENSHOTS") or tmp_path)
