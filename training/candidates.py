@@ -32,6 +32,7 @@ from scoring.artifact import KIND_WORDS, BgnbdScorer, CategoryEncoder, ChurnMode
 from scoring.reasons import reason_templates
 from training.config import TrainConfig
 from training.fit import FitResult, fit_calibration, fit_lightgbm
+from training.intervals import paired_difference
 from training.split import customer_buckets
 
 Progress = Callable[[int, int], None]
@@ -76,6 +77,7 @@ class CandidateSet:
     candidates: dict[str, Candidate]
     chosen: str
     search: FitResult  # the LightGBM search (trials, chosen parameters)
+    preferred: str | None = None  # why the blend was chosen over a higher validation ROC-AUC
 
     @property
     def winner(self) -> Candidate:
@@ -84,6 +86,8 @@ class CandidateSet:
     def reason(self) -> str:
         """Why the winner won, in one line."""
         best = self.winner
+        if self.preferred:
+            return self.preferred
         ranked = sorted(self.candidates.values(), key=lambda c: -c.validation_auc)
         runner = next((c for c in ranked if c.name != best.name), None)
         if ranked[0].name != best.name:  # the config allowed fewer than were weighed
@@ -239,20 +243,49 @@ def build_model(recipe: Recipe, parts: dict[str, object], spec: FeatureSpec,
                       kind=recipe.kind)
 
 
-def _cross_fitted_auc(recipe: Recipe, scores: dict[str, np.ndarray], y: np.ndarray,
-                      customers: np.ndarray, seed: int) -> float:
-    """A stacked candidate's validation ROC-AUC with its weights fitted on the other half of
-    the validation customers (two folds), so it is out of sample like the others'."""
+def _cross_fitted_raw(recipe: Recipe, scores: dict[str, np.ndarray], y: np.ndarray,
+                      customers: np.ndarray, seed: int) -> np.ndarray | None:
+    """A stacked candidate's validation scores with its weights fitted on the other half of
+    the validation customers (two folds), so they are out of sample like the others'; None
+    when a half holds one class."""
     half = customer_buckets(customers, seed + 1) % 2
     raw = np.empty(len(y))
     for k in (0, 1):
         fit_rows, score_rows = half != k, half == k
         if len(np.unique(y[fit_rows])) < 2:
-            return 0.0
+            return None
         stack = stack_weights({p: scores[p][fit_rows] for p in recipe.parts}, y[fit_rows])
         raw[score_rows], _, _ = combine(recipe, {p: s[score_rows] for p, s in scores.items()},
                                         None, stack)
-    return _auc(y, raw)
+    return raw
+
+
+BLEND_RESAMPLES = 400  # customer resamples of the paired validation bootstrap
+
+
+def prefer_blend(candidates: dict[str, Candidate], best: str, raw: dict[str, np.ndarray],
+                 y: np.ndarray, customers: np.ndarray, seed: int) -> str | None:
+    """Why the blend is registered instead of `best`, or None when `best` beats it beyond
+    noise. A blend weighs the other candidates on validation and may put all its weight on
+    one; its validation score is cross-fitted, while the booster's is the one its own search
+    and early stopping maximised, so a small lead of a single candidate is no evidence. The
+    blend stands unless the paired 95% customer-bootstrap interval of `best` minus blend lies
+    above zero."""
+    if best == "blend" or "blend" not in raw or best not in raw:
+        return None
+    diff = paired_difference(y, _sigmoid(raw[best]), _sigmoid(raw["blend"]), customers,
+                             resamples=BLEND_RESAMPLES, seed=seed)["roc_auc"]
+    if diff.low > 0:
+        return None
+    lead = candidates[best]
+    return (f"{lead.words} led it on validation by {diff.estimate:+.4f} ROC-AUC "
+            f"[{diff.low:+.4f}, {diff.high:+.4f}], within noise (the blend: "
+            f"{candidates['blend'].validation_auc:.4f}); the blend stands unless a single "
+            f"candidate beats it beyond noise")
+
+
+def _sigmoid(raw: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-raw))
 
 
 def fit_candidates(train: pd.DataFrame, y_train: np.ndarray, val: pd.DataFrame,
@@ -295,11 +328,18 @@ def fit_candidates(train: pd.DataFrame, y_train: np.ndarray, val: pd.DataFrame,
 
     customers = val[CUSTOMER_ID].to_numpy()
     candidates: dict[str, Candidate] = {}
+    val_raw: dict[str, np.ndarray] = {}  # each candidate's out-of-sample validation scores
     for name, recipe in recipes.items():  # every one is weighed and reported
         scores = part_scores(parts[name], x_val, threads)
         raw, weights, intercept = combine(recipe, scores, y_val)
-        auc = (_cross_fitted_auc(recipe, scores, y_val, customers, config.seed) if recipe.stacked
-               else _auc(y_val, raw))
+        if recipe.stacked:
+            crossed = _cross_fitted_raw(recipe, scores, y_val, customers, config.seed)
+            auc = _auc(y_val, crossed) if crossed is not None else 0.0
+            if crossed is not None:
+                val_raw[name] = crossed
+        else:
+            auc = _auc(y_val, raw)
+            val_raw[name] = raw
         p = 1.0 / (1.0 + np.exp(-raw))
         calibration = fit_calibration(p, y_val, config.calibration)
         model = build_model(recipe, parts[name], spec, encoder, calibration, weights, intercept)
@@ -311,7 +351,11 @@ def fit_candidates(train: pd.DataFrame, y_train: np.ndarray, val: pd.DataFrame,
         raise ValueError("config: candidates.include names no candidate this label can train "
                          f"(choose from {', '.join(recipes)})")
     chosen = max(allowed, key=lambda c: c.validation_auc).name
-    return CandidateSet(candidates, chosen, search)
+    preferred = None
+    if config.candidates.prefer_blend and "blend" in {c.name for c in allowed}:
+        preferred = prefer_blend(candidates, chosen, val_raw, y_val, customers, config.seed)
+        chosen = "blend" if preferred else chosen
+    return CandidateSet(candidates, chosen, search, preferred)
 
 
 def newest_times(times: np.ndarray, share: float) -> np.ndarray:

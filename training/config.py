@@ -51,6 +51,9 @@ class CandidatesConfig(_Frozen):
         description="the candidates that may be registered (every one is weighed and reported); "
                     "bgnbd and lightgbm_bgnbd need an inactivity label")
     logistic_c: float = Field(0.5, gt=0, description="inverse L2 strength of the logistic model")
+    prefer_blend: bool = Field(
+        True, description="register the blend unless a single candidate's validation ROC-AUC "
+                          "beats it beyond noise (a paired customer bootstrap)")
 
 
 class RefitConfig(_Frozen):
