@@ -69,6 +69,8 @@ class Candidate:
 
     @property
     def words(self) -> str:
+        if self.recipe is not None and self.recipe.stacked and self.recipe.bgnbd:
+            return "blend of LightGBM, logistic regression and BG/NBD"
         return KIND_WORDS.get(self.name, self.name)
 
 
