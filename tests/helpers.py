@@ -96,7 +96,11 @@ def copy_store(source: Path, target: Path, *, skip: tuple[str, ...] = ("bentoml"
             continue
         out = target / db.relative_to(source)
         out.parent.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(db) as src, sqlite3.connect(out) as dst:
-            src.backup(dst)
-        src.close()
-        dst.close()
+        try:
+            with sqlite3.connect(db) as src, sqlite3.connect(out) as dst:
+                src.backup(dst)
+            src.close()
+            dst.close()
+        except sqlite3.DatabaseError:  # a file named *.db that is no SQLite database
+            out.unlink(missing_ok=True)
+            shutil.copy2(db, out)
