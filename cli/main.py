@@ -253,11 +253,12 @@ def serve(
         # bound to loopback, only loopback names reach it: a DNS-rebinding page cannot
         env["CHURN_ALLOWED_HOSTS"] = ",".join(LOOPBACK)
     err.print(f"serving {loaded.name or model} version {loaded.version} on http://{host}:{port}")
-    bentoml = str(Path(sys.executable).with_name("bentoml"))
     sys.stderr.flush()
-    # become the server, so its PID is ours and signals reach it directly
-    os.execve(bentoml, [bentoml, "serve", "serving.service:ChurnService", "--host", host,
-                        "--port", str(port), "--working-dir", str(root)], env)
+    # become the server, so its PID is ours and signals reach it directly: BentoML's CLI, with
+    # dead workers replaced within a second rather than ten (serving.launcher)
+    os.execve(sys.executable, [sys.executable, "-m", "serving.launcher", "serve",
+                               "serving.service:ChurnService", "--host", host, "--port", str(port),
+                               "--working-dir", str(root)], env)
 
 
 # commands that live in their own modules

@@ -10,6 +10,8 @@ import copy
 import io
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from mlflow import MlflowClient
 
@@ -995,3 +998,52 @@ def test_a_loopback_server_answers_only_to_loopback_names(http, server):
     assert resp.status_code == 400 and resp.json()["field"] == "Host"
     for name in ("localhost", "127.0.0.1", "[::1]"):
         assert http.get("/model", headers={"Host": f"{name}:{port}"}).status_code == 200
+
+
+# --------------------------------------------------------------------------------------------
+# A killed scorer is replaced (last in this module: it kills the scorer_server's scorer)
+# --------------------------------------------------------------------------------------------
+
+
+def _scorer_pid(server: Server) -> int | None:
+    for child in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            args = child.cmdline()
+        except psutil.Error:
+            continue
+        if "--service-name" in args and args[args.index("--service-name") + 1] == "churn_scorer":
+            return child.pid
+    return None
+
+
+def test_a_killed_scorer_is_replaced_and_scores_again(scorer_server, scorer_http, samples,
+                                                      reference):
+    """SIGKILL to the scorer: the arbiter starts a new one (serving.launcher checks every second),
+    every call meanwhile is answered (by the public process), and afterwards the new scorer
+    gives the same answers. The arbiter's checks never collide with its own commands."""
+    assert "serving.launcher" in psutil.Process(scorer_server.proc.pid).cmdline()
+    old = _scorer_pid(scorer_server)
+    assert old is not None
+    started = _scorer_starts(scorer_server)
+    os.kill(old, signal.SIGKILL)
+    new, deadline = None, time.monotonic() + 120
+    while time.monotonic() < deadline:
+        body = predict(scorer_http, samples[:1])  # asserts 200
+        assert abs(body["predictions"][0]["churn_probability"]
+                   - reference["predictions"][0]["churn_probability"]) <= TOL
+        new = _scorer_pid(scorer_server)
+        if new not in (None, old) and _scorer_starts(scorer_server) > started:
+            break
+        time.sleep(0.2)
+    assert new not in (None, old), "no new scorer within 120 s"
+    body = predict(scorer_http, samples)
+    for got, want in zip(body["predictions"], reference["predictions"], strict=True):
+        assert abs(got["churn_probability"] - want["churn_probability"]) <= TOL
+    log = scorer_server.log.read_text(errors="replace")
+    assert "ConflictError" not in log and "Exception in callback" not in log
+
+
+def _scorer_starts(server: Server) -> int:
+    """How many times the log says a scorer finished starting."""
+    return sum("[service:churn_scorer" in line and "initialized" in line
+               for line in server.log.read_text(errors="replace").splitlines())
