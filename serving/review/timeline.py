@@ -57,8 +57,21 @@ class TimelineData:
     def thinning_weeks(self) -> int:
         return sum(w.thinning for w in self.weeks)
 
+    @property
+    def recent_weeks(self) -> int:
+        """How many of the newest weeks make up the "last 30 days" the reasons speak of."""
+        return min(RECENT_WEEKS, len(self.weeks))
+
+    @property
+    def recent_thinning_weeks(self) -> int:
+        """Thinning weeks among the newest `recent_weeks`: the page says where they fall, so
+        "thinned out in 9 of 17 weeks" does not read against "rose 80% in the last 30 days"
+        when the thin weeks are the older ones."""
+        return sum(w.thinning for w in self.weeks[len(self.weeks) - self.recent_weeks:])
+
 
 REFERENCE_WEEKS = 8
+RECENT_WEEKS = 4  # about the last 30 days
 
 
 def customer_timeline(events: pd.DataFrame, as_of: pd.Timestamp, playbook: Playbook) -> TimelineData:

@@ -669,6 +669,9 @@ def test_browser_a_page_never_contradicts_itself(review: Review):
             keeping = " ".join(page.locator("ul#lowering li").all_inner_texts()).lower()
             both = set(re.findall(r"'([^']+)'", raising)) & set(re.findall(r"'([^']+)'", keeping))
             assert not both, (customer, both)
+            # thin weeks are placed against "the last 30 days" the reasons speak of
+            for thin in page.locator("#thinning").all_inner_texts():
+                assert re.search(r"in \d+ of \d+ weeks \((none|all|\d) of the last 4\)", thin), thin
 
 
 def test_browser_the_explanation_says_where_it_starts(review: Review):

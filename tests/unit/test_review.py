@@ -25,6 +25,7 @@ def test_timeline_marks_thinning_weeks_and_warning_signs():
     assert len(data.weeks) == 17
     assert [w.thinning for w in data.weeks[-3:]] == [True, True, True]
     assert data.weeks[-4].thinning is False and data.weeks[-4].activity == 5
+    assert (data.recent_weeks, data.recent_thinning_weeks) == (4, 3)  # where the thin weeks fall
     assert [(s.event_type, s.sign) for s in data.signs] == [("complaint", "complaints")]
     complaints = next(s for s in data.summaries if s.sign == "complaints")
     assert (complaints.recent, complaints.earlier, complaints.rising) == (1, 0, True)
