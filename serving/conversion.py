@@ -280,18 +280,23 @@ def unseen_warnings(customer: CustomerIn, spec: FeatureSpec, levels: dict[str, l
             out.append(f"{prefix}attributes.{name}: {text[:100]!r} is a value the model has no "
                        f"level for and is read as unseen{hint or f' (its values: {_shown(known)})'}")
     types = set(spec.event_types)
+    values = frozenset(c for c in spec.value_columns if c != "amount")
+    contacts = frozenset(spec.contact_columns)
     unknown: dict[str, list[int]] = {}
     extra: dict[tuple[str, str], int] = {}
-    for j, event in enumerate(customer.events):
+    amount_at = None  # the first event that sends its amount among its values
+    for j, event in enumerate(customer.events):  # one pass: a request may hold 10,000 events
         etype = event.event_type.strip()
         if etype not in types:
             unknown.setdefault(etype, []).append(j)
-        values = tuple(c for c in spec.value_columns if c != "amount")
-        for group, names, known in (("values", event.values, values),
-                                    ("contacts", event.contacts, spec.contact_columns)):
-            for name in names:
-                if name not in known and (group, name) != ("values", "amount"):
-                    extra.setdefault((group, name), j)
+        for name in event.values or ():
+            if name == "amount":
+                amount_at = j if amount_at is None else amount_at
+            elif name not in values:
+                extra.setdefault(("values", name), j)
+        for name in event.contacts or ():
+            if name not in contacts:
+                extra.setdefault(("contacts", name), j)
     for etype, where in unknown.items():
         many = f" (and {len(where) - 1} more)" if len(where) > 1 else ""
         out.append(f"{prefix}events[{where[0]}].event_type{many}: {etype[:100]!r} is not an "
@@ -302,11 +307,9 @@ def unseen_warnings(customer: CustomerIn, spec: FeatureSpec, levels: dict[str, l
         what = "value" if group == "values" else "contact"
         out.append(f"{prefix}events[{j}].{group}.{name}: is not a {what} column of the model "
                    f"and is ignored{_close(name, known)}")
-    for j, event in enumerate(customer.events):  # read from the event's own field
-        if "amount" in event.values:
-            out.append(f"{prefix}events[{j}].values.amount: is ignored: send the amount as "
-                       "the event's amount field")
-            break
+    if amount_at is not None:  # read from the event's own field
+        out.append(f"{prefix}events[{amount_at}].values.amount: is ignored: send the amount as "
+                   "the event's amount field")
     if len(out) > MAX_WARNINGS:
         out = [*out[:MAX_WARNINGS - 1], f"{len(out) - MAX_WARNINGS + 1} more warnings"]
     return out
