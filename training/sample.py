@@ -8,7 +8,7 @@ observation time they are active at, which also sets how many rows they bring), 
 stratum keeps the same share of its customers, so the sample needs no weights: rates, metrics
 and calibration fitted on it estimate the whole log's. Within a stratum the customers kept are
 those whose hash of (seed, customer id) ranks lowest: the same seed keeps the same customers on
-every run, and a larger budget keeps a superset."""
+every run, whatever the order of the customers table."""
 
 from __future__ import annotations
 
@@ -126,13 +126,21 @@ def sample_rank(ids: np.ndarray, seed: int) -> np.ndarray:
 def choose_customers(strata: pd.Series, fraction: float, seed: int
                      ) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
     """The customers kept from each stratum (index: customer id): `fraction` of it, rounded,
-    those of lowest `sample_rank`; and per stratum its customers, those kept and their share."""
+    those of lowest `sample_rank`; and per stratum its customers, those kept and their share.
+    Strata are named `<label> <cohort>` (`customer_strata`)."""
     frame = pd.DataFrame({"stratum": strata.to_numpy(),
                           "rank": sample_rank(strata.index.to_numpy(), seed)},
                          index=strata.index)
     kept, info = [], {}
-    for name, group in frame.groupby("stratum", sort=True):
-        k = int(round(fraction * len(group)))
+    groups = dict(list(frame.groupby("stratum", sort=False)))
+    order = sorted(groups, key=lambda s: (s.split()[0], int(s.split()[1])))
+    # rounded cumulatively, so every stratum and every label keeps its share to one customer
+    seen, taken = 0, 0
+    for name in order:
+        group = groups[name]
+        seen += len(group)
+        k = int(round(fraction * seen)) - taken
+        taken += k
         kept.append(group.nsmallest(k, "rank").index.to_numpy())
         info[str(name)] = {"customers": len(group), "kept": k, "fraction": k / len(group)}
     ids = np.concatenate(kept) if kept else np.array([], dtype=object)
