@@ -12,7 +12,7 @@ from features.contract import AttributeKinds, Tables
 from features.engine import build_snapshots
 from features.observations import active_at
 from tests.unit.builders import DAY, customers_frame, events_frame, spec_for
-from training.config import TrainConfig, flat_params
+from training.config import TrainConfig, flat_params, load_config
 from training.sample import (
     PEAK_PER_TABLE_BYTE,
     active_counts,
@@ -154,8 +154,8 @@ def test_scanned_events_follow_the_sampled_customers_table(tmp_path, shop):
 
 
 def test_the_budget_is_a_config_setting_logged_with_the_rest():
-    assert TrainConfig().sample.memory_mb == 4000
-    assert flat_params(TrainConfig())["sample.memory_mb"] == 4000
+    assert TrainConfig().sample.memory_mb == 6000 == load_config().sample.memory_mb
+    assert flat_params(TrainConfig())["sample.memory_mb"] == 6000
     with pytest.raises(ValueError):
         TrainConfig.model_validate({"sample": {"memory_mb": -1}})
     assert budget_rows(0, SPEC) > 10**15
