@@ -45,10 +45,10 @@ def row_bytes(spec: FeatureSpec, float_bytes: int = 8) -> int:
     return FIXED_ROW_BYTES + ID_BYTES + cats * CATEGORY_BYTES + numeric * float_bytes
 
 
-def budget_rows(memory_mb: float, spec: FeatureSpec, float_bytes: int = 8) -> int:
-    """The snapshot rows training can hold within `memory_mb` at its peak (0: no limit)."""
+def budget_rows(memory_mb: float, spec: FeatureSpec, float_bytes: int = 8) -> int | None:
+    """The snapshot rows training can hold within `memory_mb` at its peak (0: None, no limit)."""
     if memory_mb <= 0:
-        return np.iinfo(np.int64).max
+        return None
     return int(memory_mb * 1e6 / (PEAK_PER_TABLE_BYTE * row_bytes(spec, float_bytes)))
 
 
@@ -58,7 +58,7 @@ class CustomerSample:
 
     sampled: bool
     rows_estimated: int  # snapshot rows of every customer
-    rows_budget: int
+    rows_budget: int | None  # None: no budget
     customers: int  # customers with at least one snapshot row
     kept: int
     fraction: float  # the share each stratum keeps (target; each stratum rounds to whole customers)
@@ -68,7 +68,7 @@ class CustomerSample:
     def describe(self) -> dict[str, object]:
         """What dataset.json records."""
         return {"sampled": self.sampled, "rows_estimated": self.rows_estimated,
-                "rows_budget": min(self.rows_budget, 2**53), "customers": self.customers,
+                "rows_budget": self.rows_budget, "customers": self.customers,
                 "customers_kept": self.kept, "fraction": self.fraction,
                 "stratified_by": ["label (churns in some labelled snapshot or never)",
                                   "cohort (first observation time active)"],
@@ -156,7 +156,7 @@ def sample_customers(tables: Tables, spec: FeatureSpec, label: str, horizon_days
     stratified sample of customers whose rows fit it."""
     counts = active_counts(tables.customers, times)
     rows, limit = int(counts.sum()), budget_rows(memory_mb, spec, float_bytes)
-    if rows <= limit:
+    if limit is None or rows <= limit:
         customers = int((counts > 0).sum())
         return CustomerSample(False, rows, limit, customers, customers, 1.0)
     fraction = limit / rows
