@@ -103,7 +103,7 @@ def train(
                     "registered": "refit" if "refit" in result.dataset else "evaluation model",
                     "dataset": {k: result.dataset[k] for k in (
                         "cadence_days", "cadence_chosen", "log_days", "validation_scheme",
-                        "test_scheme", "notes", "observation_times", "rows")}})
+                        "test_scheme", "notes", "observation_times", "rows", "sample")}})
         return
     data = result.dataset
     err.print(f"cadence {data['cadence_days']} days ({data['cadence_chosen']}; {data['log_days']:.0f} "

@@ -66,6 +66,12 @@ class RefitConfig(_Frozen):
                                      "predictions calibrate the refit (1: every time)")
 
 
+class SampleConfig(_Frozen):
+    memory_mb: float = Field(
+        6000, ge=0, description="peak memory the snapshot rows may take in training; above it, "
+                                "train on a stratified sample of customers (0: never sample)")
+
+
 class TrainConfig(_Frozen):
     seed: int = 0
     num_threads: int = Field(2, ge=1)
@@ -82,6 +88,7 @@ class TrainConfig(_Frozen):
     split: SplitConfig = SplitConfig()
     candidates: CandidatesConfig = CandidatesConfig()
     refit: RefitConfig = RefitConfig()
+    sample: SampleConfig = SampleConfig()
     confidence_level: float = Field(0.95, gt=0, lt=1, description="level of metric intervals")
     bootstrap: int | None = Field(
         None, ge=0, description="customer resamples for metric intervals; default: enough for the "

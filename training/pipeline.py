@@ -36,6 +36,7 @@ from training.config import TrainConfig, config_changes, flat_params
 from training.intervals import paired_difference
 from training.metrics import best_campaign, metrics_with_intervals
 from training.promotion import initial_alias
+from training.sample import restrict, sample_customers
 from training.split import TimeSplit, split_rows, split_times
 from training.tracking import (
     PROCESS_TAG,
@@ -139,10 +140,16 @@ def describe_run(data: str, dataset: dict, config_name: str, changes: dict[str, 
     changed = (", ".join(f"`{k}` = {v}" for k, v in changes.items()) if changes
                else "none (the packaged default)")
     rows = dataset["rows"]
+    sample = dataset.get("sample", {})
+    sampled = ([f"Sampled: {sample['customers_kept']:,} of {sample['customers']:,} customers "
+                f"({sample['fraction']:.1%} of each label and cohort), at every time they are "
+                "active: the whole log's snapshots exceed the memory budget."]
+               if sample.get("sampled") else [])
     lines = [
         f"Trained on **{data}** ({dataset['customers']:,} customers, {dataset['events']:,} events "
         f"in `{dataset['events_file']}`): label `{dataset['label']}`, horizon "
         f"{dataset['horizon_days']} days, a snapshot every {dataset['cadence_days']} days.",
+        *sampled,
         "",
         f"Config **{config_name}**; changed from training/default.toml: {changed}.",
         "",
@@ -228,7 +235,11 @@ def train(
         spec = with_btyd(tables, spec, horizon, max(split.train))
     # every labelled time, purged ones included: the refit learns from all of them
     snap_times = plan.times if config.refit.enabled else split.used
-    snaps = build_snapshots(tables, spec, label, horizon, plan.cadence_days, times=snap_times,
+    # decided before any snapshot is built: the rows of customers left out are never held
+    sample = sample_customers(tables, spec, label, horizon, snap_times, config.sample.memory_mb,
+                              config.seed)
+    snaps = build_snapshots(restrict(tables, sample.ids), spec, label, horizon,
+                            plan.cadence_days, times=snap_times,
                             progress=stage("building snapshots"))
     frames = split_rows(snaps, split, AS_OF, CUSTOMER_ID, config.seed)
     for name, frame in frames.items():
@@ -241,6 +252,14 @@ def train(
     dataset = describe_dataset(tables, customers_path, events_path, label, horizon, plan,
                                split, frames, spec)
     dataset["date_format"] = date_format
+    dataset["sample"] = sample.describe()
+    if sample.sampled:
+        dataset["notes"] = [*dataset["notes"], (
+            f"trained on a sample of {sample.kept:,} of {sample.customers:,} customers "
+            f"({sample.fraction:.1%} of each label and cohort, every time they are active): "
+            f"{sample.rows_estimated:,} snapshot rows exceed the memory budget of "
+            f"{config.sample.memory_mb:g} MB (about {sample.rows_budget:,} rows; "
+            "[sample] memory_mb)")]
     data = data_name(events_path, data_end(tables.customers, tables.events))
     changes = config_changes(config)
     config_name = config_name or ("custom" if changes else "default")
@@ -322,7 +341,7 @@ def train(
                            "feature_version": spec.version,
                            "customers_file": dataset["customers_file"],
                            "events_file": dataset["events_file"],
-                           "attributes_as_of": "export"})
+                           "attributes_as_of": "export", **sample.params()})
         mlflow.log_dict(dataset, "dataset.json")
         mlflow.log_dict(comparisons, "candidates.json")
         for name, m in metrics.items():
