@@ -134,7 +134,7 @@ def test_a_copied_store_trains_under_its_new_root(trained, tmp_path):
     moved = Trained(new_home, trained.data, churn_env(new_home), {})
     proc = moved.churn("train", "--customers", str(trained.customers), "--events",
                        str(trained.events), "--label", "explicit", "--horizon", "30",
-                       "--config", str(trained.home / "fast.toml"))
+                       "--config", str(trained.home / "weak.toml"))
     assert "the store was moved" in proc.stderr and str(new_home / "mlruns") in proc.stderr
     # the text output labels the campaign's expected and realised profit apart
     assert "expected" in proc.stdout and "realised" in proc.stdout
