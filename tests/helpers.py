@@ -17,9 +17,11 @@ num_threads = 2
 trials = 2
 """
 
-# a deliberately weak model: one boosting round of two leaves
+# a deliberately weak model: one boosting round of two leaves; one thread, as LightGBM's threads
+# only wait on each other over data this small (and on a shared machine, for the other cores)
 WEAK_CONFIG = """
 bootstrap = 0
+num_threads = 1
 [lightgbm]
 num_leaves = 2
 max_rounds = 1

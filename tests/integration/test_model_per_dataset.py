@@ -1,6 +1,7 @@
 """A champion trained on one log never judges a model trained on another (issue 25, point 5):
-two generated logs trained into one store; `churn promote` refuses the comparison and says why,
-and --model-name gives the second log a model (and a champion) of its own."""
+the session's model and one trained on a second generated log in one store; `churn promote`
+refuses the comparison and says why, and --model-name gives the second log a model (and a
+champion) of its own."""
 
 from __future__ import annotations
 
@@ -8,25 +9,22 @@ import json
 
 from mlflow import MlflowClient
 
-from tests.helpers import WEAK_CONFIG, Trained, churn_env
+from tests.helpers import WEAK_CONFIG, Trained, churn_env, copy_store
 
 
-def test_a_champion_trained_on_other_data_does_not_judge(tmp_path):
+def test_a_champion_trained_on_other_data_does_not_judge(trained, tmp_path):
+    # the first log's model is the session's, trained first into an empty store of its own
+    assert trained.result["aliases"] == ["champion"]
+    assert trained.result["champion_on_other_data"] is None
+    copy_store(trained.home / "mlruns", tmp_path / "mlruns")  # its store, copied: ours to change
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    demo = {"model_version": str(client.get_model_version_by_alias("churn", "champion").version)}
     (tmp_path / "weak.toml").write_text(WEAK_CONFIG)
-    first = Trained(tmp_path, tmp_path / "demo", churn_env(tmp_path), {})
-    mine = Trained(tmp_path, tmp_path / "mine", first.env, {})
-
-    def train(t: Trained, *extra: str) -> dict:
-        t.churn("generate", "--customers", "1500", "--seed", "11" if t is first else "12",
-                "--out", str(t.data))
-        proc = t.churn("train", "--customers", str(t.customers), "--events", str(t.events),
-                       "--label", "explicit", "--horizon", "30", "--config", "weak.toml",
-                       "--json", *extra)
-        return json.loads(proc.stdout)
-
-    demo = train(first)
-    assert demo["aliases"] == ["champion"] and demo["champion_on_other_data"] is None
-    own = train(mine)
+    mine = Trained(tmp_path, tmp_path / "mine", churn_env(tmp_path), {})
+    mine.churn("generate", "--customers", "1500", "--seed", "12", "--out", str(mine.data))
+    own = json.loads(mine.churn("train", "--customers", str(mine.customers), "--events",
+                                str(mine.events), "--label", "explicit", "--horizon", "30",
+                                "--config", "weak.toml", "--json").stdout)
     assert own["aliases"] == ["challenger"]
     assert own["champion_on_other_data"].startswith(
         f"churn's champion (version {demo['model_version']}) was trained on other data")
@@ -37,7 +35,6 @@ def test_a_champion_trained_on_other_data_does_not_judge(tmp_path):
                            "champion was trained on other data"), gate.stdout
     assert str(demo["model_version"]) in line or "events.parquet" in line
     assert "--model-name" in line and "ROC-AUC" not in gate.stdout
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     assert str(client.get_model_version_by_alias("churn", "champion").version) == str(demo["model_version"])
 
     # with a model of its own, the log's first model is that model's champion

@@ -63,7 +63,7 @@ def test_train_register_and_score_against_a_tracking_server(trained, mlflow_serv
 
     result = json.loads(churn(
         "train", "--customers", str(trained.customers), "--events", str(trained.events),
-        "--label", "explicit", "--horizon", "30", "--config", str(trained.home / "fast.toml"),
+        "--label", "explicit", "--horizon", "30", "--config", str(trained.home / "weak.toml"),
         "--json").stdout)
     assert result["model_version"] == "1" and result["aliases"] == ["champion"]
 

@@ -134,7 +134,7 @@ def test_a_copied_store_trains_under_its_new_root(trained, tmp_path):
     moved = Trained(new_home, trained.data, churn_env(new_home), {})
     proc = moved.churn("train", "--customers", str(trained.customers), "--events",
                        str(trained.events), "--label", "explicit", "--horizon", "30",
-                       "--config", str(trained.home / "fast.toml"))
+                       "--config", str(trained.home / "weak.toml"))
     assert "the store was moved" in proc.stderr and str(new_home / "mlruns") in proc.stderr
     # the text output labels the campaign's expected and realised profit apart
     assert "expected" in proc.stdout and "realised" in proc.stdout
@@ -390,14 +390,17 @@ def test_snapshots_and_score_see_the_same_customers(trained, label):
     ("subscription", "explicit", 31, 120),  # four months of a subscription product
 ])
 def test_the_default_command_trains_on_a_short_log(trained, tmp_path, kind, label, horizon, days):
-    """No cadence, no config beyond a short search: the cadence and the split schemes are
-    chosen from the log and recorded; a shop run carries the BG/NBD baseline."""
+    """No cadence, no config beyond fewer resamples and no search (neither is checked here):
+    the cadence and the split schemes are chosen from the log and recorded; a shop run carries
+    the BG/NBD baseline."""
     data = tmp_path / kind
+    (tmp_path / "short.toml").write_text("bootstrap = 50\n[search]\ntrials = 0\n")
     trained.churn("generate", "--customers", "2500", "--seed", "2", "--kind", kind,
                   "--history-days", str(days), "--out", str(data))
     proc = trained.churn("train", "--customers", str(data / "customers.parquet"), "--events",
                          str(data / "events.parquet"), "--label", label, "--horizon", str(horizon),
-                         "--experiment", f"short-{kind}", "--config", "fast.toml", "--json")
+                         "--experiment", f"short-{kind}", "--config", str(tmp_path / "short.toml"),
+                         "--json")
     result = json.loads(proc.stdout)
     dataset = result["dataset"]
     assert dataset["cadence_chosen"].startswith("automatically") and dataset["cadence_days"] == 7
