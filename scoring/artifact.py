@@ -112,8 +112,11 @@ class LinearScorer:
 
     @staticmethod
     def transform_numeric(x: np.ndarray, numeric: list[int], medians: np.ndarray) -> np.ndarray:
+        """Missing values imputed, then the signed log; an infinite value (a sum of huge
+        amounts overflows) counts as the largest float, so every score stays a number."""
         block = x[:, numeric]
         block = np.where(np.isnan(block), medians[None, :], block)
+        block = np.clip(block, -np.finfo("float64").max, np.finfo("float64").max)
         return np.sign(block) * np.log1p(np.abs(block))
 
     def _contrib(self, x: np.ndarray) -> np.ndarray:

@@ -78,12 +78,15 @@ def _as_of(value: object) -> object:
 
 
 def unstorable(row: dict) -> str | None:
-    """Why the store cannot hold this record, or None: today, an observation time that is not
-    a naive UTC datetime (see `_as_of`)."""
+    """Why the store cannot hold this record, or None: an observation time that is not a naive
+    UTC datetime (see `_as_of`), or a probability that is not a number from 0 to 1."""
     when = row.get("as_of")
-    if isinstance(when, datetime) and when.tzinfo is None:
-        return None
-    return f"as_of {when!r} is not a time within the years 1 to 9999 in UTC"
+    if not (isinstance(when, datetime) and when.tzinfo is None):
+        return f"as_of {when!r} is not a time within the years 1 to 9999 in UTC"
+    p = row.get("probability")
+    if not (isinstance(p, int | float) and 0.0 <= p <= 1.0):  # NaN fails both comparisons
+        return f"probability {p!r} is not a number from 0 to 1"
+    return None
 
 
 def _text(value: object) -> str:
@@ -400,8 +403,16 @@ class PredictionLog:
             except Exception as exc:
                 self.last_error = _short(exc)
                 failed += not transient(exc)
+                if failed >= MAX_FAILED_ATTEMPTS and len(batch) > 1:
+                    # one record the database refuses must not take the batch with it: each
+                    # record on its own, and only those refused again are given up
+                    log.error("prediction log: the database refused a batch: %s; storing its "
+                              "records one by one", self.last_error)
+                    for row in batch:
+                        self._write([row])
+                    return
                 if failed >= MAX_FAILED_ATTEMPTS:
-                    log.error("prediction log: the database refused a batch: %s", self.last_error)
+                    log.error("prediction log: the database refused a record: %s", self.last_error)
                     self._drop("write_failed", len(batch), rows=batch, error=self.last_error)
                     return
                 if self._closing and time.monotonic() >= self._deadline:

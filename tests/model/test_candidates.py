@@ -132,6 +132,11 @@ def test_every_kind_of_model_has_contributions_that_add_up_to_its_score(shop_run
     x = model.matrix(snap)
     contrib = model.contributions(x)
     np.testing.assert_allclose(contrib.sum(axis=1), model.raw_score(x), atol=1e-9)
+    # a value that overflowed (a sum of huge amounts is infinite) still gives a number
+    huge = x[:5].copy()
+    huge[:, :-1] = np.where(np.arange(huge.shape[1] - 1) % 2, np.inf, -np.inf)
+    assert np.isfinite(model.calibrate(model.raw_score(huge))).all()
+    assert np.isfinite(model.contributions(huge)).all()
     if kind == "bgnbd":  # its whole story is the purchase rhythm
         names = model.feature_names
         moved = np.flatnonzero(np.abs(contrib[:, :-1]).sum(axis=0) > 0)

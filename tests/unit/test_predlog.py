@@ -165,18 +165,36 @@ def test_a_failed_write_is_retried_with_the_same_record_ids_and_stored_once(db):
 
 
 def test_rows_the_database_refuses_are_given_up_and_counted(db):
+    """A record the database refuses is given up alone: the rest of its batch is stored."""
     _, engine = db
     drops: list[tuple[str, int]] = []
     plog = PredictionLog(lambda: engine, max_queue=100, delays=NO_WAIT,
                          on_drop=lambda r, n: drops.append((r, n)))
     bad = rows(3)
-    bad[1]["probability"] = None  # NOT NULL: the batch can never be stored
+    bad[1]["customer_id"] = None  # NOT NULL: this record can never be stored
     plog.record(bad)
     assert plog.flush(10)
     plog.record(rows(2, "good"))  # the writer goes on with the next batch
     assert plog.close(10)
-    assert drops == [("write_failed", 3)]
-    assert sorted(stored(engine)["customer_id"]) == ["good0", "good1"]
+    assert drops == [("write_failed", 1)]
+    assert sorted(stored(engine)["customer_id"]) == ["c0", "c2", "good0", "good1"]
+
+
+@pytest.mark.parametrize("probability", [float("nan"), None, 1.5, float("inf")])
+def test_a_probability_that_is_no_number_from_0_to_1_is_set_aside_and_kept(db, tmp_path,
+                                                                           probability):
+    _, engine = db
+    drops: list[tuple[str, int]] = []
+    plog = PredictionLog(lambda: engine, max_queue=100, delays=NO_WAIT,
+                         on_drop=lambda r, n: drops.append((r, n)),
+                         dead_letter=tmp_path / "dead.jsonl")
+    batch = rows(3)
+    batch[1]["probability"] = probability
+    plog.record(batch)
+    assert plog.close(10)
+    assert drops == [("write_failed", 1)] and plog.kept == 1
+    assert sorted(stored(engine)["customer_id"]) == ["c0", "c2"]
+    assert "is not a number from 0 to 1" in (tmp_path / "dead.jsonl").read_text()
 
 
 def test_a_store_that_is_down_at_start_delays_the_writes(db):

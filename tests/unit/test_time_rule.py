@@ -110,11 +110,11 @@ def test_records_given_up_for_a_full_queue_or_a_refusing_database_are_kept(tmp_p
     plog = PredictionLog(lambda: engine, max_queue=100, delays=(0.01,), dead_letter=kept)
     refused = [make_row(f"r{i}", datetime(2026, 6, 15), 0.1, "low", [], "3", "predict")
                for i in range(3)]
-    refused[1]["probability"] = None  # NOT NULL: the batch can never be stored
+    refused[1]["customer_id"] = None  # NOT NULL: this record can never be stored
     plog.record(refused)
     assert plog.close(10)
     lines = [json.loads(line) for line in kept.read_text().splitlines()]
-    assert sorted(x["record"]["customer_id"] for x in lines) == ["r0", "r1", "r2"]
+    assert [x["record"]["record_id"] for x in lines] == [refused[1]["record_id"]]  # alone
     assert {x["reason"] for x in lines} == {"write_failed"}
     assert plog.record(refused[:1]) == 0  # closed: counted and kept
-    assert len(kept.read_text().splitlines()) == 4 and plog.dropped["shutdown"] == 1
+    assert len(kept.read_text().splitlines()) == 2 and plog.dropped["shutdown"] == 1
