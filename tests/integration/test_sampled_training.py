@@ -29,8 +29,10 @@ def sampled(trained, tmp_path_factory):
     home = tmp_path_factory.mktemp("sampled_home")
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     try:
+        # a store of its own: the session's (in MLFLOW_TRACKING_URI) gets no run of this
+        settings = Settings(home=home, tracking_uri=f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
         result = train(trained.customers, trained.events, "explicit", 30, None, config,
-                       Settings(home=home), "sampled")
+                       settings, "sampled")
         run = mlflow.get_run(result.run_id)
         dataset = json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/dataset.json"))
         tested = pd.read_parquet(mlflow.artifacts.download_artifacts(
