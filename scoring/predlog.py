@@ -387,37 +387,51 @@ class PredictionLog:
         """Store one batch: retried with the same record ids while the failure is the
         connection's (for as long as the log is open, or until its closing deadline), at most
         MAX_FAILED_ATTEMPTS times when the database refuses it. Records the store cannot hold
-        (`unstorable`) are set aside first, counted as write_failed and kept."""
+        (`unstorable`) are set aside first, counted as write_failed and kept. A refused batch
+        is stored record by record, each refused once at most, and only the refused records
+        are given up: a refusal of every record (an altered table) costs one pass, not
+        MAX_FAILED_ATTEMPTS waits a record."""
         bad = [(r, why) for r in batch if (why := unstorable(r)) is not None]
         if bad:
             self._drop("write_failed", len(bad), rows=[r for r, _ in bad], error=bad[0][1])
             batch = [r for r in batch if unstorable(r) is None]
             if not batch:
                 return
+        error = self._store(batch, MAX_FAILED_ATTEMPTS)
+        if error is None:
+            return
+        if len(batch) > 1:
+            # one record the database refuses must not take the batch with it
+            log.error("prediction log: the database refused a batch: %s; storing its "
+                      "records one by one", error)
+            refused = []
+            for row in batch:
+                if (why := self._store([row], 1)) is not None:
+                    refused.append(row)
+                    error = why
+            if not refused:
+                return
+            batch = refused
+        log.error("prediction log: the database refused %d of the records: %s", len(batch), error)
+        self._drop("write_failed", len(batch), rows=batch, error=error)
+
+    def _store(self, batch: list[dict], refusals: int) -> str | None:
+        """Write `batch`, retrying a connection failure; None once it is stored (or given up
+        at the closing deadline), else the error after `refusals` refusals by the database."""
         attempt = failed = 0
         while True:
             try:
                 self.written += write_predictions(self._engine(), batch)
                 self.last_error = None
-                return
+                return None
             except Exception as exc:
                 self.last_error = _short(exc)
                 failed += not transient(exc)
-                if failed >= MAX_FAILED_ATTEMPTS and len(batch) > 1:
-                    # one record the database refuses must not take the batch with it: each
-                    # record on its own, and only those refused again are given up
-                    log.error("prediction log: the database refused a batch: %s; storing its "
-                              "records one by one", self.last_error)
-                    for row in batch:
-                        self._write([row])
-                    return
-                if failed >= MAX_FAILED_ATTEMPTS:
-                    log.error("prediction log: the database refused a record: %s", self.last_error)
-                    self._drop("write_failed", len(batch), rows=batch, error=self.last_error)
-                    return
+                if failed >= refusals:
+                    return self.last_error
                 if self._closing and time.monotonic() >= self._deadline:
                     self._drop("shutdown", len(batch), rows=batch, error=self.last_error)
-                    return
+                    return None
                 log.warning("prediction log: write failed (%s); retrying", self.last_error)
                 self._wait(self._delays[min(attempt, len(self._delays) - 1)])
                 attempt += 1

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, func, select
 
 from scoring.predictor import Predictions
 from scoring.predlog import (
+    MAX_FAILED_ATTEMPTS,
     PredictionLog,
     make_row,
     open_prediction_log,
@@ -178,6 +179,32 @@ def test_rows_the_database_refuses_are_given_up_and_counted(db):
     assert plog.close(10)
     assert drops == [("write_failed", 1)]
     assert sorted(stored(engine)["customer_id"]) == ["c0", "c2", "good0", "good1"]
+
+
+def test_a_table_that_refuses_every_record_costs_one_attempt_a_record(db, tmp_path):
+    """A systemic refusal (here a trigger; in life an altered table) gives the batch up after
+    MAX_FAILED_ATTEMPTS and each record after one more try: not MAX_FAILED_ATTEMPTS waits a
+    record, which stalled the writer for minutes on a full batch."""
+    _, engine = db
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON predictions "
+                             "BEGIN SELECT RAISE(ABORT, 'refused by policy'); END")
+    calls = {"n": 0}
+
+    def counted():
+        calls["n"] += 1
+        return engine
+
+    drops: list[tuple[str, int]] = []
+    plog = PredictionLog(counted, max_queue=100, delays=NO_WAIT,
+                         on_drop=lambda r, n: drops.append((r, n)),
+                         dead_letter=tmp_path / "dead.jsonl")
+    plog.record(rows(40))
+    assert plog.close(10)
+    assert calls["n"] == MAX_FAILED_ATTEMPTS + 40
+    assert drops == [("write_failed", 40)] and plog.kept == 40
+    assert "refused by policy" in (tmp_path / "dead.jsonl").read_text()
+    assert stored(engine).empty
 
 
 @pytest.mark.parametrize("probability", [float("nan"), None, 1.5, float("inf")])
