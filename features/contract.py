@@ -140,11 +140,22 @@ def to_utc_naive(value: object) -> pd.Timestamp:
     return ts
 
 
+def plainly_valid_time(value: object) -> bool:
+    """True for a datetime that keeps the rule of `to_utc_datetime` without a parse (6 us,
+    and a request checks each of its up to 10,000 events): a naive one lies within the years
+    by construction, and an offset (under a day) moves an aware one out of them only from the
+    first or last year. False says nothing: the full rule decides."""
+    return type(value) is datetime and (value.tzinfo is None
+                                         or MIN_YEAR < value.year < MAX_YEAR)
+
+
 def to_utc_datetime(value: object) -> datetime:
     """The one rule for a valid time, as a Python datetime: `to_utc_naive`, which refuses a
     value that is not a time or whose UTC reading leaves the years 1 to 9999 (what Python's
     datetime, and so every database driver, can hold). Every time a request, the CLI or the
     prediction log takes passes here; ValueError otherwise."""
+    if plainly_valid_time(value):
+        return value if value.tzinfo is None else (value.replace(tzinfo=None) - value.utcoffset())
     return to_utc_naive(value).to_pydatetime(warn=False)
 
 

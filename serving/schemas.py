@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from features.contract import (
+    plainly_valid_time,
     to_utc_datetime,
     to_utc_naive,
 )
@@ -40,10 +41,7 @@ def _valid_time(value: datetime) -> datetime:
     """Every request time under the one rule (features.contract.to_utc_datetime): a time whose
     UTC reading leaves the years 1 to 9999 is refused here, naming its field, never answered
     and then lost by the prediction log."""
-    if isinstance(value, datetime) and (value.tzinfo is None or 1 < value.year < 9999):
-        # a naive datetime lies within the years 1 to 9999 by construction, and an offset (less
-        # than a day) moves an aware one out of them only from the first or last year: the rule
-        # holds without the full parse, which took 6 us for each of a request's 10,000 events
+    if plainly_valid_time(value):
         return value
     try:
         to_utc_datetime(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ from features.contract import (
     contact_columns_of,
     normalise_ids,
     parse_timestamps,
+    plainly_valid_time,
+    to_utc_datetime,
+    to_utc_naive,
 )
 from features.files import read_table
 from features.tables import classify_attributes, load_tables, validate_customers, validate_events
@@ -523,3 +527,27 @@ def test_a_time_given_as_text_is_iso_8601_or_refused(text):
     with pytest.raises(ValueError, match="ISO 8601"):
         to_utc_naive(text)
     assert to_utc_naive("2025-02-01T10:00:00+01:00") == pd.Timestamp("2025-02-01 09:00")
+
+
+@pytest.mark.parametrize("value", [
+    datetime(2025, 2, 13, 9, 30),
+    datetime(1, 1, 1),
+    datetime(9999, 12, 31, 23, 59, 59),
+    datetime(2025, 2, 13, 9, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    datetime(2, 1, 1, 1, tzinfo=timezone(timedelta(hours=23))),
+    datetime(9998, 12, 31, 23, tzinfo=timezone(timedelta(hours=-23))),
+    datetime(1, 1, 1, 1, tzinfo=timezone(timedelta(hours=5))),  # year 0 in UTC
+    datetime(9999, 12, 31, 22, tzinfo=timezone(timedelta(hours=-5))),  # year 10000 in UTC
+])
+def test_the_quick_time_rule_agrees_with_the_full_parse(value):
+    """`to_utc_datetime`'s shortcut for a datetime gives what the full parse gives, and the
+    shortcut is taken only where the parse could not refuse."""
+    try:
+        full = to_utc_naive(value).to_pydatetime(warn=False)
+    except ValueError:
+        assert not plainly_valid_time(value)
+        with pytest.raises(ValueError, match="outside the years 1 to 9999"):
+            to_utc_datetime(value)
+        return
+    got = to_utc_datetime(value)
+    assert got == full and got.tzinfo is None and type(got) is datetime
