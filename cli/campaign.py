@@ -21,10 +21,10 @@ from cli.common import (
     EventsOpt,
     SparkMasterOpt,
     UsageError,
-    err,
     load_tables,
     out,
     print_json,
+    print_note,
     print_table,
     progress_bar,
     write_parquet,
@@ -166,7 +166,7 @@ def plan(
         print_json(summary)
         return
     for note in notes:
-        err.print(f"[yellow]note:[/] {note}")
+        print_note(note)
     out.print(f"campaign {campaign_id} ({campaign.name}): {summary['treatment']:,} to call, "
               f"{summary['control']:,} held out as the control group; model version {version}, "
               f"as of {as_of:%Y-%m-%d}, judged on churn within {horizon} days ({label})")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.campaign import CampaignOpt, PlaybookOpt, find_campaign, playbook_at, store_engine
-from cli.common import UsageError, err, out, print_json, print_table
+from cli.common import UsageError, out, print_json, print_note, print_table
 from scoring.settings import get_settings
 
 
@@ -66,7 +66,7 @@ def report(
                           reason_labels={k: r.label for k, r in playbook.reasons.items()})
     logged = None if no_mlflow else log_report(settings, campaign, rep)
     if not no_mlflow and logged is None:
-        err.print(f"[yellow]note:[/] model version {campaign.model_version} is not in the "
+        print_note(f"model version {campaign.model_version} is not in the "
                   "registry: the report is not logged to MLflow")
     applied = None
     if apply:

@@ -16,13 +16,15 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-# piped output is not cut at 80 columns
-out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160")))
-err = Console(stderr=True)
+# piped output is not cut at 80 columns. No markup: names, ids, paths and customers' words
+# may hold [brackets], which rich would read as tags (and fail on "[/]", or drop "[bold]")
+out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160")),
+              markup=False)
+err = Console(stderr=True, markup=False)
 log = logging.getLogger("churn")
 
 
@@ -35,7 +37,7 @@ def stage_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
     """Progress bars on stderr for a multi-stage job: `stage(label)` returns a
     `progress(done, total)` callback for one stage."""
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err,
         disable=not err.is_terminal and os.environ.get("CHURN_PROGRESS") != "1",
     ) as bar:
@@ -99,7 +101,7 @@ def load_tables(customers: Path, events: Path, date_format: str | None, engine: 
 
     tables = open_tables(customers, events, table_engine(engine, spark_master), date_format=date_format)
     for note in tables.notes:
-        err.print(f"[yellow]note:[/] {note}")
+        print_note(note)
     return tables
 
 
@@ -122,12 +124,17 @@ DateFormatOpt = Annotated[str | None, typer.Option(
 
 
 
-def _cell(v: object) -> str:
-    """A table cell as plain text: ids and customers' words may hold [brackets], which rich
-    would read as markup (and fail on, or drop)."""
+def _cell(v: object) -> Text:
+    """A table cell as plain text (a Text, never read as markup: ids and customers' words may
+    hold [brackets])."""
     if isinstance(v, float):
-        return f"{v:,.0f}" if v.is_integer() and abs(v) >= 100 else f"{v:.4f}"
-    return escape(str(v))
+        return Text(f"{v:,.0f}" if v.is_integer() and abs(v) >= 100 else f"{v:.4f}")
+    return Text(str(v))
+
+
+def print_note(text: str, **kwargs) -> None:
+    """A note on stderr: "note:" in yellow, then the text as written."""
+    err.print(Text.assemble(("note:", "yellow"), " ", text), **kwargs)
 
 
 def print_table(title: str, columns: list[str], rows: list[list[object]],

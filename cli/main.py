@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from cli.campaign import app as campaign_app
 from cli.campaign_report import report as campaign_report
@@ -29,6 +28,7 @@ from cli.common import (
     load_tables,
     out,
     parse_time,
+    print_note,
     print_table,
     progress_bar,
     stage_bars,
@@ -87,7 +87,7 @@ def features(
     times = [parse_time(v, "--as-of") for v in as_of]
     tables = load_tables(customers, events, date_format, engine, spark_master)
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
-    err.print(f"[yellow]note:[/] {escape(describe_columns(tables, spec))}")
+    print_note(describe_columns(tables, spec))
     with progress_bar("building features") as progress:
         table = feature_table(tables.customers, tables.events, spec, times, progress)
     write_parquet(table, out_path)
@@ -117,7 +117,7 @@ def snapshots(
     plan = plan_observations(tables.customers, tables.events, horizon, cadence)
     times = plan.times
     spec = infer_spec(tables, before=max(times))  # the columns depend on the past alone
-    err.print(f"[yellow]note:[/] {escape(describe_columns(tables, spec))}")
+    print_note(describe_columns(tables, spec))
     with progress_bar("building snapshots") as progress:
         table = build_snapshots(tables, spec, label, horizon, plan.cadence_days, times=times,
                                 progress=progress)
@@ -172,7 +172,7 @@ def score(
     tables = load_tables(customers, events, date_format, engine, spark_master)
 
     def written(done) -> None:
-        err.print(f"[yellow]note:[/] {escape(done.columns)}")
+        print_note(done.columns)
         if done.scores is None:
             out.print(f"scored {done.rows:,} customers at {when} with model version "
                       f"{done.version} on Spark -> {out_path} (a Parquet folder)")

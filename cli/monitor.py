@@ -14,11 +14,11 @@ import typer
 from cli.common import (
     UsageError,
     date_format_option,
-    err,
     load_tables,
     out,
     parse_time,
     print_json,
+    print_note,
     print_table,
     stage_bars,
 )
@@ -132,7 +132,7 @@ def print_summary(result, limits) -> None:
                     ["version", "week", "rows", "churners", "ROC-AUC", "interval", "Brier",
                      "lift@10%"], rows)
     for note in result.notes:
-        err.print(f"[yellow]note:[/] {note}")
+        print_note(note)
     out.print(f"report {result.report} · MLflow run {result.run_id} (experiment monitoring)")
     for flag in result.flags():
         out.print(f"FLAGGED: {flag}")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from cli.common import (
     CadenceOpt,
@@ -26,6 +25,7 @@ from cli.common import (
     err,
     out,
     print_json,
+    print_note,
     print_table,
     stage_bars,
     table_engine,
@@ -110,7 +110,7 @@ def train(
               f"days of log); validation by {data['validation_scheme'].replace('_', ' ')}, test by "
               f"{data['test_scheme'].replace('_', ' ')}")
     for note in data["notes"]:
-        err.print(f"[yellow]note:[/] {escape(note)}")
+        print_note(note)
     chosen = data["chosen"]
     lgbm = result.metrics[METRIC_KEYS.get(result.chosen, result.chosen)]
     level = f"{lgbm['ci_level']:.0%} interval" if "ci_level" in lgbm else "interval"
@@ -134,7 +134,7 @@ def train(
     out.print(f"run {result.run_id} · registered {result.model_name} version "
               f"{result.model_version} ({', '.join(result.aliases)})")
     if other_data:
-        err.print(f"[yellow]note:[/] `churn promote` will not compare it: {other_data}",
+        print_note(f"`churn promote` will not compare it: {other_data}",
                   soft_wrap=True)
 
 

@@ -308,3 +308,19 @@ def test_table_cells_are_text_not_markup(monkeypatch):
                                        ["[bold]cheaper elsewhere"]])
     text = printed.getvalue()
     assert "price [/] too dear" in text and "[was told]" in text and "[bold]cheaper" in text
+
+
+def test_brackets_in_names_and_words_print_as_written(capsys):
+    """A campaign named "[/]", a column "[bold]x" or a customer's "[red]" words print as
+    written: rich markup would fail on the first (after the work was done) and drop the rest."""
+    from cli.common import out, print_note, print_table
+
+    print_note("campaign [/] stored; column [bold]x[/bold] is text")
+    out.print("campaign 3 ([/]): 12 to call")
+    print_table("Reasons [red]", ["reason", "customers"], [["[red]too dear[/]", 3], ["[/]", 1.5]])
+    got = capsys.readouterr()
+    assert "note: campaign [/] stored; column [bold]x[/bold] is text" in got.err
+    assert "campaign 3 ([/]): 12 to call" in got.out
+    for text in ("Reasons [red]", "[red]too dear[/]", "[/]", "1.5000"):
+        assert text in got.out
+    assert "\\[" not in got.out
