@@ -245,3 +245,68 @@ def label_observations(
         LABEL: labels["label"].to_numpy().astype("int8"),
     })
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Time to churn: the duration a churn curve is fitted on and judged by
+# ---------------------------------------------------------------------------------------------
+
+DURATION = "duration_days"
+OBSERVED = "observed"
+
+
+def duration_sql(kind: str, horizon_days: float, end: float,
+                 activity_types: tuple[str, ...] = ()) -> str:
+    """(obs_id, duration_days, observed) for every row of `obs`, with the data ending at `end`
+    (epoch seconds). The curve's event is the label's, moved along the time axis:
+
+    explicit: the churn date, `duration` days after as_of (observed when there is one; censored
+    at the data's end otherwise). The label is duration <= horizon.
+    inactivity: the start of the first lapse after as_of, a lapse being `horizon` days without
+    activity (`lapse_sql`): as_of itself (duration 0) when no activity falls in
+    (as_of, as_of + horizon], else the first activity event after as_of whose next one comes
+    later than `horizon` days after it. A lapse is seen once its `horizon` days are in the data:
+    censored at end - horizon - as_of otherwise. The label is duration == 0."""
+    if kind not in LABEL_KINDS:
+        raise ValueError(f"label must be one of {', '.join(LABEL_KINDS)}, not {kind!r}")
+    h, end = horizon_days * DAY, float(end)
+    if kind == "explicit":
+        return (
+            "SELECT o.obs_id, "
+            f"(COALESCE(c.churned, {end!r}) - o.as_of) / {DAY!r} AS duration_days, "
+            "c.churned IS NOT NULL AS observed "
+            "FROM obs o JOIN customers c ON c.customer_id = o.customer_id"
+        )
+    only = f" WHERE {type_in('event_type', tuple(activity_types))}" if activity_types else ""
+    return (
+        "WITH act AS (SELECT customer_id, ts, LEAD(ts) OVER (PARTITION BY customer_id "
+        f"ORDER BY ts) AS following FROM events{only}), "
+        "starts AS (SELECT customer_id, ts FROM act WHERE following IS NULL OR "
+        f"{lapse_sql('ts', 'following', horizon_days)}), "
+        "lapse AS (SELECT o.obs_id, MIN(s.ts) AS start FROM obs o JOIN starts s "
+        "ON s.customer_id = o.customer_id AND s.ts > o.as_of GROUP BY o.obs_id), "
+        "soon AS (SELECT DISTINCT o.obs_id FROM obs o JOIN act a ON a.customer_id = o.customer_id "
+        f"AND a.ts > o.as_of AND a.ts <= o.as_of + {h!r}), "
+        "seen AS (SELECT o.obs_id, o.as_of, "
+        "CASE WHEN s.obs_id IS NULL THEN o.as_of ELSE l.start END AS start "
+        "FROM obs o LEFT JOIN soon s ON s.obs_id = o.obs_id "
+        "LEFT JOIN lapse l ON l.obs_id = o.obs_id) "
+        f"SELECT obs_id, CASE WHEN start + {h!r} <= {end!r} THEN (start - as_of) / {DAY!r} "
+        f"ELSE ({end!r} - {h!r} - as_of) / {DAY!r} END AS duration_days, "
+        f"start + {h!r} <= {end!r} AS observed FROM seen"
+    )
+
+
+def churn_durations(rel: Relations, pairs: pd.DataFrame, kind: str, horizon_days: float,
+                    end: pd.Timestamp) -> pd.DataFrame:
+    """`duration_sql` for (customer_id, as_of) pairs, in their order: (duration_days,
+    observed). A row whose own label the data has not seen has a negative duration: leave it
+    out (it is never a training or test row)."""
+    obs = pa.table({"obs_id": np.arange(len(pairs), dtype="int64"),
+                    "customer_id": arrow_strings(pairs[CUSTOMER_ID]),
+                    "as_of": epoch_seconds(pd.Series(pd.to_datetime(pairs[AS_OF])))})
+    end_s = float(epoch_seconds(pd.Series([pd.Timestamp(end)]))[0])
+    got = rel.query(duration_sql(kind, horizon_days, end_s, rel.spec.activity_types),
+                    obs=obs).sort_values("obs_id")
+    return pd.DataFrame({DURATION: got["duration_days"].to_numpy(dtype="float64"),
+                         OBSERVED: got["observed"].to_numpy(dtype=bool)}, index=pairs.index)
