@@ -1,7 +1,9 @@
 """How good a churn curve is, measured as survival models are (scikit-survival): time-dependent
 ROC-AUC and Brier score at each horizon, the integrated Brier score over the grid and Uno's
-concordance up to the cap, all with inverse-probability-of-censoring weights estimated on the
-training rows; and the Kaplan-Meier baseline by stratum that a curve has to beat."""
+concordance up to the cap, all with inverse-probability-of-censoring weights estimated on
+reference rows (the training rows, or the test rows themselves when their censoring is the
+log's end, which training rows from an earlier log never reach); and the Kaplan-Meier
+baseline by stratum that a curve has to beat."""
 
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ def judged_times(grid: Grid, test_duration: np.ndarray) -> list[float]:
 def curve_metrics(train: np.ndarray, test: np.ndarray, curve: np.ndarray, grid: Grid,
                   horizons: tuple[float, ...]) -> dict[str, float]:
     """Metrics of `curve` ((rows, grid points) probability of churn by each point, as
-    `HazardCurve.curve` gives) on the `test` outcomes, weighted with `train`'s censoring:
+    `HazardCurve.curve` gives) on the `test` outcomes, weighted with `train`'s censoring
+    (the reference rows):
     auc_{h}d and brier_{h}d for each horizon, ibs over the grid, and concordance of the
     restricted mean (a shorter expected stay is a higher risk) up to the cap."""
     times = judged_times(grid, test["time"])
