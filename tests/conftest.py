@@ -5,11 +5,34 @@ subprocess exactly as a user would run it."""
 from __future__ import annotations
 
 import json
+import os
 
 import mlflow
 import pytest
 
 from tests.helpers import FAST_CONFIG, WEAK_CONFIG, Trained, churn_env
+
+TERMINAL = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist, on the controller: hand each worker the terminal size variables as this
+    process has them."""
+    node.workerinput["churn_terminal"] = {k: os.environ.get(k) for k in TERMINAL}
+
+
+def pytest_configure(config) -> None:
+    """In a pytest-xdist worker, put COLUMNS and LINES back as the controller has them: the
+    worker finds COLUMNS=80 and LINES=24 set (seen with pytest-xdist 3.8; where they come from
+    is not located), and the `churn` subprocesses, which inherit them, would print at 80
+    columns instead of their default width, and fold lines that tests read."""
+    saved = getattr(config, "workerinput", {}).get("churn_terminal")
+    for key, value in (saved or {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
