@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import subprocess
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -93,8 +94,10 @@ def first_run(home: Path, start, results) -> None:
 
 def test_two_first_runs_on_an_empty_store_both_register_and_one_is_champion(tmp_path, own_store):
     # forked, not spawned: a child starts with the modules imported and reaches the barrier in
-    # milliseconds, not after seconds of imports; the store is new, so no connection is shared
-    ctx = multiprocessing.get_context("fork")
+    # milliseconds, not after seconds of imports; the store is new, so no connection is shared.
+    # Spawned only when this process has other threads (a pytest-xdist worker's): a child forked
+    # from it died of a segmentation fault while collecting garbage
+    ctx = multiprocessing.get_context("fork" if threading.active_count() == 1 else "spawn")
     start, results = ctx.Barrier(2), ctx.Queue()
     procs = [ctx.Process(target=first_run, args=(tmp_path, start, results)) for _ in range(2)]
     for proc in procs:
