@@ -81,7 +81,7 @@ docs: setup
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 test: setup browser java postgres docs
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

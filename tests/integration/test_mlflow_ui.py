@@ -71,11 +71,10 @@ def _parent_name(trained: Trained) -> str:
     return mlflow.get_run(trained.result["run_id"]).info.run_name
 
 
-def _names_registered_model(page, trained: Trained) -> None:
+def _names_registered_model(page, version: str) -> None:
     from playwright.sync_api import expect
 
     expect(page.get_by_text("About this run")).to_be_visible(timeout=90_000)
-    version = trained.result["model_version"]
     # "Registered models" in the run's details, and again in its logged models' table
     links = page.locator(f"a[href*='models/churn/versions/{version}']")
     expect(links.first).to_be_visible(timeout=30_000)
@@ -94,12 +93,26 @@ def test_ui_lands_on_the_training_runs(ui: dict[str, str], trained: Trained, pag
     # the run a user opens first, from the table: the parent run, naming the registered model
     parent.click()
     expect(page).to_have_url(re.compile(trained.result["run_id"]), timeout=30_000)
-    _names_registered_model(page, trained)
+    _names_registered_model(page, str(trained.result["model_version"]))
+
+
+def _latest_training_run(trained: Trained) -> tuple[str, str]:
+    """(run id, registered version) of the newest training run in the store: other tests in
+    this process may have trained into it after `trained` did."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([mlflow.get_run(trained.result["run_id"]).info.experiment_id],
+                              filter_string="tags.`churn.kind` = 'train'", max_results=1000)
+    newest = max(runs, key=lambda r: r.info.start_time)
+    [version] = client.search_model_versions(f"run_id = '{newest.info.run_id}'")
+    return newest.info.run_id, str(version.version)
 
 
 def test_ui_prints_the_latest_training_run(ui: dict[str, str], trained: Trained, page):
-    assert trained.result["run_id"] in ui["latest training run"]
+    run_id, version = _latest_training_run(trained)
+    assert run_id in ui["latest training run"]
     page.goto(ui["latest training run"])
-    _names_registered_model(page, trained)
+    _names_registered_model(page, version)
     body = page.inner_text("body")
     assert not [s for s in GENAI if s in body], body[:2000]
