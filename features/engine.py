@@ -46,7 +46,7 @@ def fit_btyd_params(table: pd.DataFrame) -> dict[str, float] | None:
     return params.to_dict()
 
 
-def _btyd_columns(summaries: dict[str, np.ndarray], spec: FeatureSpec, params: dict[str, float] | None
+def btyd_columns(summaries: dict[str, np.ndarray], spec: FeatureSpec, params: dict[str, float] | None
                   ) -> dict[str, np.ndarray]:
     """P(alive), P(no event in the horizon) and expected events, from the rows' frequency,
     recency and age and BG/NBD parameters fitted on the past; NaN without parameters."""
@@ -142,7 +142,7 @@ def finish_rows(cols: dict[str, np.ndarray], spec: FeatureSpec, fit_btyd: bool) 
     if spec.btyd_horizon_days is not None:
         summaries = {c: np.asarray(cols[c], dtype="float64") for c in BTYD_SQL_FEATURES}
         params = (fit_btyd_params(pd.DataFrame(summaries)) if fit_btyd else spec.btyd_params)
-        cols = {**cols, **_btyd_columns(summaries, spec, params)}
+        cols = {**cols, **btyd_columns(summaries, spec, params)}
     n = len(cols["as_of"])
     cats = spec.categorical_features
     numeric = [c for c in spec.feature_names if c not in set(cats)]

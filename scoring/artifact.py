@@ -22,6 +22,7 @@ from features.engine import FeatureRows
 
 # MLflow models-from-code: the logged model is this file plus the artifacts `ChurnModel.save` writes
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+ENCODE_CHUNK_ROWS = 65_536  # rows of a feature table copied into the matrix at a time
 
 
 @dataclass
@@ -57,8 +58,13 @@ class CategoryEncoder:
         cats = set(self.columns)
         numeric = [i for i, c in enumerate(names) if c not in cats]
         x = np.empty((len(features), len(names)), dtype="float64")
-        x[:, numeric] = features[[names[i] for i in numeric]].to_numpy(
-            dtype="float64", na_value=np.nan)
+        columns = [names[i] for i in numeric]
+        for start in range(0, len(features), ENCODE_CHUNK_ROWS):
+            # by blocks of rows: a training table is not copied whole on its way into x
+            part = features if len(features) <= ENCODE_CHUNK_ROWS else features.iloc[
+                start:start + ENCODE_CHUNK_ROWS]
+            x[start:start + len(part), numeric] = part[columns].to_numpy(dtype="float64",
+                                                                         na_value=np.nan)
         for col in self.columns:
             codes = {level: float(i) for i, level in enumerate(self.levels_[col])}
             x[:, names.index(col)] = [codes.get(v, np.nan) if isinstance(v, str) else np.nan
@@ -79,6 +85,19 @@ class CategoryEncoder:
             x[:, position[col]] = [codes.get(v, np.nan) if isinstance(v, str) else np.nan
                                    for v in rows.categorical[col]]
         return x
+
+
+def signed_log(block: np.ndarray, medians: np.ndarray) -> np.ndarray:
+    """`block` (a float64 array of its own) with missing values imputed by column, then the
+    signed log, computed in place: a training matrix holds one copy, not one per step."""
+    big = np.finfo("float64").max
+    np.copyto(block, np.broadcast_to(medians[None, :], block.shape), where=np.isnan(block))
+    np.clip(block, -big, big, out=block)
+    negative = block < 0
+    np.abs(block, out=block)
+    np.log1p(block, out=block)
+    np.negative(block, out=block, where=negative)
+    return block
 
 
 LOGIT_CLIP = 1e-6
@@ -114,10 +133,7 @@ class LinearScorer:
     def transform_numeric(x: np.ndarray, numeric: list[int], medians: np.ndarray) -> np.ndarray:
         """Missing values imputed, then the signed log; an infinite value (a sum of huge
         amounts overflows) counts as the largest float, so every score stays a number."""
-        block = x[:, numeric]
-        block = np.where(np.isnan(block), medians[None, :], block)
-        block = np.clip(block, -np.finfo("float64").max, np.finfo("float64").max)
-        return np.sign(block) * np.log1p(np.abs(block))
+        return signed_log(x[:, numeric].astype("float64", copy=False), medians)
 
     def _contrib(self, x: np.ndarray) -> np.ndarray:
         n = len(x)

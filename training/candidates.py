@@ -26,9 +26,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from features.contract import CUSTOMER_ID
-from features.definitions import FeatureSpec
+from features.definitions import BTYD_MODEL_FEATURES, BTYD_SQL_FEATURES, FeatureSpec
+from features.engine import btyd_columns
 from features.relations import AS_OF
-from scoring.artifact import KIND_WORDS, BgnbdScorer, CategoryEncoder, ChurnModel, LinearScorer
+from scoring.artifact import KIND_WORDS, BgnbdScorer, CategoryEncoder, ChurnModel, LinearScorer, signed_log
 from scoring.reasons import reason_templates
 from training.config import TrainConfig
 from training.fit import FitResult, fit_calibration, fit_lightgbm
@@ -38,6 +39,7 @@ from training.split import customer_buckets
 Progress = Callable[[int, int], None]
 log = logging.getLogger(__name__)
 PARTS = ("tree", "linear", "bgnbd")
+CHUNK_ROWS = 65_536  # rows a step of the logistic design works on at a time
 
 
 @dataclass
@@ -112,28 +114,39 @@ def _names_and_cats(spec: FeatureSpec) -> tuple[list[str], list[int]]:
 
 def fit_linear(x: np.ndarray, y: np.ndarray, spec: FeatureSpec, encoder: CategoryEncoder,
                c: float, seed: int = 0) -> LinearScorer:
-    """A logistic regression on the encoded matrix (see `LinearScorer` for the transform)."""
+    """A logistic regression on the encoded matrix (see `LinearScorer` for the transform).
+    The design matrix is built in place, column block by column block: on a training table it
+    holds one copy of the numbers, not one per step."""
     names, cats = _names_and_cats(spec)
     numeric = [i for i in range(len(names)) if i not in cats]
-    block = x[:, numeric]
-    medians = np.nanmedian(np.where(np.isfinite(block), block, np.nan), axis=0) if numeric else np.array([])
-    medians = np.nan_to_num(medians, nan=0.0)
-    z = LinearScorer.transform_numeric(x, numeric, medians) if numeric else np.empty((len(x), 0))
-    means = z.mean(axis=0) if numeric else np.array([])
-    scales = z.std(axis=0) if numeric else np.array([])
+    medians = np.zeros(len(numeric))
+    for j, i in enumerate(numeric):  # column by column: nanmedian copies what it is given
+        col = x[:, i]
+        finite = col[np.isfinite(col)]
+        medians[j] = float(np.median(finite)) if len(finite) else 0.0
+    levels = [len(encoder.levels_[names[pos]]) for pos in cats]
+    design = np.empty((len(x), len(numeric) + sum(levels)))
+    z = design[:, :len(numeric)]
+    chunks = range(0, len(x), CHUNK_ROWS)
+    for start in chunks:  # temporaries the size of a block of rows, not of the matrix
+        z[start:start + CHUNK_ROWS] = x[start:start + CHUNK_ROWS][:, numeric]
+    signed_log(z, medians)
+    means = z.mean(axis=0) if len(x) else np.zeros(len(numeric))
+    z -= means
+    squares = sum((np.square(z[start:start + CHUNK_ROWS]).sum(axis=0) for start in chunks),
+                  np.zeros(len(numeric)))
+    scales = np.sqrt(squares / max(len(x), 1))
     scales = np.where(scales > 1e-12, scales, 1.0)
-    columns = [(z - means) / scales]
-    levels, level_means = [], []
-    for pos in cats:
-        n_levels = len(encoder.levels_[names[pos]])
+    z /= scales
+    level_means, start = [], len(numeric)
+    for pos, n_levels in zip(cats, levels):
         codes = x[:, pos]
-        onehot = np.zeros((len(x), n_levels))
+        onehot = design[:, start:start + n_levels]
+        onehot[:] = 0.0
         known = ~np.isnan(codes)
         onehot[np.flatnonzero(known), codes[known].astype(int)] = 1.0
-        columns.append(onehot)
-        levels.append(n_levels)
         level_means.append(onehot.mean(axis=0))
-    design = np.hstack(columns)
+        start += n_levels
     lr = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(design, y)
     coef = lr.coef_[0]
     coef_levels, start = [], len(numeric)
@@ -265,25 +278,45 @@ def _cross_fitted_raw(recipe: Recipe, scores: dict[str, np.ndarray], y: np.ndarr
 BLEND_RESAMPLES = 400  # customer resamples of the paired validation bootstrap
 
 
+def stands(standing: str, candidates: dict[str, Candidate], best: str,
+           raw: dict[str, np.ndarray], y: np.ndarray, customers: np.ndarray, seed: int,
+           why: str) -> str | None:
+    """Why `standing` is registered instead of `best`, or None when `best` beats it beyond
+    noise: the paired 95% customer-bootstrap interval of `best` minus `standing` in validation
+    ROC-AUC lies above zero. `why` says why the standing candidate deserves the benefit of the
+    doubt."""
+    if best == standing or standing not in raw or best not in raw:
+        return None
+    diff = paired_difference(y, _sigmoid(raw[best]), _sigmoid(raw[standing]), customers,
+                             resamples=BLEND_RESAMPLES, seed=seed)["roc_auc"]
+    if diff.low > 0:
+        return None
+    lead, held = candidates[best], candidates[standing]
+    return (f"{lead.words} led {held.words} on validation by {diff.estimate:+.4f} ROC-AUC "
+            f"[{diff.low:+.4f}, {diff.high:+.4f}], within noise ({held.words}: "
+            f"{held.validation_auc:.4f}); {why}")
+
+
 def prefer_blend(candidates: dict[str, Candidate], best: str, raw: dict[str, np.ndarray],
                  y: np.ndarray, customers: np.ndarray, seed: int) -> str | None:
     """Why the blend is registered instead of `best`, or None when `best` beats it beyond
     noise. A blend weighs the other candidates on validation and may put all its weight on
     one; its validation score is cross-fitted, while the booster's is the one its own search
-    and early stopping maximised, so a small lead of a single candidate is no evidence. The
-    blend stands unless the paired 95% customer-bootstrap interval of `best` minus blend lies
-    above zero."""
-    if best == "blend" or "blend" not in raw or best not in raw:
-        return None
-    diff = paired_difference(y, _sigmoid(raw[best]), _sigmoid(raw["blend"]), customers,
-                             resamples=BLEND_RESAMPLES, seed=seed)["roc_auc"]
-    if diff.low > 0:
-        return None
-    lead = candidates[best]
-    return (f"{lead.words} led it on validation by {diff.estimate:+.4f} ROC-AUC "
-            f"[{diff.low:+.4f}, {diff.high:+.4f}], within noise (the blend: "
-            f"{candidates['blend'].validation_auc:.4f}); the blend stands unless a single "
-            f"candidate beats it beyond noise")
+    and early stopping maximised, so a small lead of a single candidate is no evidence."""
+    return stands("blend", candidates, best, raw, y, customers, seed,
+                  "the blend stands unless a single candidate beats it beyond noise")
+
+
+def prefer_bgnbd(candidates: dict[str, Candidate], best: str, raw: dict[str, np.ndarray],
+                 y: np.ndarray, customers: np.ndarray, seed: int) -> str | None:
+    """Why BG/NBD is registered instead of `best`, or None when `best` beats it beyond noise.
+    BG/NBD learns nothing from validation (its ranking is fixed by four parameters fitted
+    without labels), while a booster's validation score is the one its early stopping
+    maximised; and BG/NBD's parameters are refitted on the whole log for scoring, which a
+    correction learned at earlier times does not know. A lead within noise is no evidence
+    that the richer model ranks the customers it will score better."""
+    return stands("bgnbd", candidates, best, raw, y, customers, seed,
+                  "BG/NBD stands unless a candidate beats it beyond noise")
 
 
 def _sigmoid(raw: np.ndarray) -> np.ndarray:
@@ -354,9 +387,13 @@ def fit_candidates(train: pd.DataFrame, y_train: np.ndarray, val: pd.DataFrame,
                          f"(choose from {', '.join(recipes)})")
     chosen = max(allowed, key=lambda c: c.validation_auc).name
     preferred = None
-    if config.candidates.prefer_blend and "blend" in {c.name for c in allowed}:
+    names = {c.name for c in allowed}
+    if config.candidates.prefer_blend and "blend" in names:
         preferred = prefer_blend(candidates, chosen, val_raw, y_val, customers, config.seed)
         chosen = "blend" if preferred else chosen
+    if config.candidates.prefer_bgnbd and "bgnbd" in names:
+        held = prefer_bgnbd(candidates, chosen, val_raw, y_val, customers, config.seed)
+        chosen, preferred = ("bgnbd", held) if held else (chosen, preferred)
     return CandidateSet(candidates, chosen, search, preferred)
 
 
@@ -368,20 +405,47 @@ def newest_times(times: np.ndarray, share: float) -> np.ndarray:
     return np.isin(times, keep)
 
 
+def whole_log_btyd(x: np.ndarray, names: list[str], spec: FeatureSpec) -> None:
+    """Read the BG/NBD model columns of the matrix `x` again, in place, with `spec.btyd_params`.
+
+    A snapshot's BG/NBD columns use parameters fitted on the log before its time, so the
+    evaluation model is point in time. The refit treats BG/NBD's four parameters as part of the
+    model it fits on the whole log, as its trees and calibration are fitted on every label:
+    its rows read them with the parameters fitted on the whole log, the ones scoring uses.
+    BG/NBD's dropout parameters are poorly identified on a short log, so parameters fitted at
+    early times differ from the final ones, and a calibration (or a booster's correction)
+    learned on the former would be applied to the latter."""
+    position = {c: i for i, c in enumerate(names)}
+    if not set(BTYD_SQL_FEATURES) <= set(position):
+        return
+    summaries = {c: x[:, position[c]].astype("float64") for c in BTYD_SQL_FEATURES}
+    for c, values in btyd_columns(summaries, spec, spec.btyd_params).items():
+        if c in position and c in BTYD_MODEL_FEATURES:
+            x[:, position[c]] = values
+
+
 def refit(candidate: Candidate, frames: list[pd.DataFrame], spec: FeatureSpec,
           config: TrainConfig, progress: Progress | None = None) -> ChurnModel:
     """The candidate's recipe fitted on every row of `frames`, calibrated (and, for a blend,
-    weighted) on out-of-fold predictions over customer groups."""
-    rows = pd.concat(frames, ignore_index=True)
-    y = rows["label"].to_numpy()
+    weighted) on out-of-fold predictions over customer groups. `frames` is emptied once the
+    rows are encoded, so a caller that passes its only reference frees the table before the
+    fits, the peak of training's memory."""
+    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    # copies, not views: a view would keep the table's blocks alive
+    y = rows["label"].to_numpy().copy()
     names = list(spec.feature_names)
     encoder = CategoryEncoder(spec.categorical_features).fit(rows)
     x = encoder.encode(rows, names)
+    customers, times = rows[CUSTOMER_ID].to_numpy().copy(), rows[AS_OF].to_numpy().copy()
+    frames.clear()
+    del rows
+    if config.refit.btyd_whole_log and spec.btyd_params is not None:
+        whole_log_btyd(x, names, spec)
     recipe = candidate.recipe
     if recipe.tree_params is not None:  # more rows than the evaluation model saw: a few more rounds
         recipe = replace(recipe, rounds=max(20, int(round(recipe.rounds * config.refit.round_factor))))
     folds = max(2, config.refit.folds)
-    group = customer_buckets(rows[CUSTOMER_ID].to_numpy(), config.seed + 2) % folds
+    group = customer_buckets(customers, config.seed + 2) % folds
     oof = {p: np.empty(len(y)) for p in recipe.parts}
     steps = folds + 1
     for k in range(folds):
@@ -392,7 +456,7 @@ def refit(candidate: Candidate, frames: list[pd.DataFrame], spec: FeatureSpec,
         if progress:
             progress(k + 1, steps)
     raw_oof, weights, intercept = combine(recipe, oof, y)
-    newest = newest_times(rows[AS_OF].to_numpy(), config.refit.calibration_share)
+    newest = newest_times(times, config.refit.calibration_share)
     calibration = fit_calibration(1.0 / (1.0 + np.exp(-raw_oof[newest])), y[newest],
                                   config.calibration)
     parts = fit_parts(recipe, x, y, spec, encoder, config)

@@ -54,6 +54,10 @@ class CandidatesConfig(_Frozen):
     prefer_blend: bool = Field(
         True, description="register the blend unless a single candidate's validation ROC-AUC "
                           "beats it beyond noise (a paired customer bootstrap)")
+    prefer_bgnbd: bool = Field(
+        True, description="register BG/NBD (inactivity labels) unless the candidate chosen "
+                          "otherwise beats its validation ROC-AUC beyond noise (a paired "
+                          "customer bootstrap)")
 
 
 class RefitConfig(_Frozen):
@@ -64,6 +68,10 @@ class RefitConfig(_Frozen):
     calibration_share: float = Field(
         1.0, gt=0, le=1, description="share of the newest labelled times whose out-of-fold "
                                      "predictions calibrate the refit (1: every time)")
+    btyd_whole_log: bool = Field(
+        True, description="the refit reads every row's BG/NBD columns with the parameters "
+                          "fitted on the whole log, those scoring uses (false: those fitted on "
+                          "the log before each row's time, as the evaluation model does)")
 
 
 class SampleConfig(_Frozen):

@@ -303,11 +303,13 @@ def train(
             # whole log (BG/NBD needs no labels), not on the log up to the last training time
             end = data_end(tables.customers, tables.events)
             refit_spec = with_btyd(tables, spec, horizon, end)
-        registered = refit(winner, [snaps], refit_spec, config,
-                           progress=stage("refitting the winner"))
         dataset["refit"] = {"times": [str(pd.Timestamp(t).date())
                                       for t in sorted(snaps[AS_OF].unique())],
                             "rows": len(snaps), "folds": config.refit.folds}
+        # the refit frees the table once it has its matrix: nothing here holds it any more
+        pool, snaps = [snaps], None
+        registered = refit(winner, pool, refit_spec, config,
+                           progress=stage("refitting the winner"))
         if spec.btyd_features:
             dataset["refit"]["btyd_params_at"] = str(end.date())
 

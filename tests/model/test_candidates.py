@@ -76,8 +76,9 @@ def test_the_chosen_candidate_had_the_best_validation_score_and_is_what_is_regis
     val = {k.removesuffix("_validation_roc_auc"): v for k, v in run.data.metrics.items()
            if k.endswith("_validation_roc_auc")}
     key = {"logistic": "baseline"}.get(result.chosen, result.chosen)
-    if val[key] < max(val.values()):  # only the blend, preferred while nothing beats it
-        assert result.chosen == "blend" and "within noise" in result.dataset["chosen"]["why"]
+    if val[key] < max(val.values()):  # only the blend or BG/NBD, standing while nothing beats it
+        assert result.chosen in ("blend", "bgnbd")
+        assert "within noise" in result.dataset["chosen"]["why"]
     else:
         assert val[key] == max(val.values())
     assert run.data.tags["churn.chosen"] == result.chosen
@@ -176,3 +177,22 @@ def test_the_blend_stands_unless_a_single_candidate_beats_it_beyond_noise():
     ahead = {"lightgbm": 2 * signal, "blend": signal + rng.normal(0, 1.5, n)}
     assert prefer_blend(cands, "lightgbm", ahead, y, customers, seed=0) is None
     assert prefer_blend(cands, "blend", tied, y, customers, seed=0) is None
+
+
+def test_bgnbd_stands_unless_a_candidate_beats_it_beyond_noise():
+    """A booster's lead over BG/NBD within the paired validation interval registers BG/NBD,
+    and says why; a lead beyond it keeps the booster."""
+    from training.candidates import Candidate, prefer_bgnbd
+
+    rng = np.random.default_rng(4)
+    n = 4000
+    customers = np.array([f"c{i // 2}" for i in range(n)])
+    signal = rng.normal(size=n)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(2 * signal - 1)))).astype(int)
+    cands = {name: Candidate(name, None, None, 0.0) for name in ("lightgbm_bgnbd", "bgnbd")}  # type: ignore[arg-type]
+    tied = {"lightgbm_bgnbd": 2 * signal + rng.normal(0, 0.05, n), "bgnbd": 2 * signal}
+    why = prefer_bgnbd(cands, "lightgbm_bgnbd", tied, y, customers, seed=0)
+    assert why is not None and "within noise" in why and "BG/NBD stands" in why
+    ahead = {"lightgbm_bgnbd": 2 * signal, "bgnbd": signal + rng.normal(0, 1.5, n)}
+    assert prefer_bgnbd(cands, "lightgbm_bgnbd", ahead, y, customers, seed=0) is None
+    assert prefer_bgnbd(cands, "bgnbd", tied, y, customers, seed=0) is None
