@@ -46,18 +46,21 @@ class CategoryEncoder:
             self.levels_[col] = sorted(level for level, _ in ranked)
         return self
 
-    def encode(self, features: pd.DataFrame, names: list[str]) -> np.ndarray:
+    def encode(self, features: pd.DataFrame, names: list[str], dtype: str = "float64",
+               out: np.ndarray | None = None) -> np.ndarray:
         """The float matrix LightGBM sees, columns in `names` order: numbers as they are,
         categories as their level's code, unseen or missing levels as NaN.
 
         Training and inference both use this one encoding. It works column by column in numpy,
-        so a single-row request does not pay pandas' per-column overhead."""
+        so a single-row request does not pay pandas' per-column overhead. `dtype="float32"`
+        halves a training matrix (the refit's); scoring reads float64. `out`: the array to
+        fill (its shape and dtype win), e.g. a block of rows of a larger matrix."""
         missing = [c for c in names if c not in features.columns]
         if missing:
             raise ValueError(f"feature table lacks columns: {', '.join(missing[:5])}")
         cats = set(self.columns)
         numeric = [i for i, c in enumerate(names) if c not in cats]
-        x = np.empty((len(features), len(names)), dtype="float64")
+        x = np.empty((len(features), len(names)), dtype=dtype) if out is None else out
         columns = [names[i] for i in numeric]
         for start in range(0, len(features), ENCODE_CHUNK_ROWS):
             # by blocks of rows: a training table is not copied whole on its way into x
@@ -174,7 +177,7 @@ class BgnbdScorer:
     n_features: int
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
-        p = x[:, self.position]
+        p = x[:, self.position].astype("float64", copy=False)
         return logit(np.where(np.isnan(p), self.fallback, p))
 
     def contributions(self, x: np.ndarray) -> np.ndarray:

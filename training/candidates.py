@@ -113,34 +113,39 @@ def _names_and_cats(spec: FeatureSpec) -> tuple[list[str], list[int]]:
 
 
 def fit_linear(x: np.ndarray, y: np.ndarray, spec: FeatureSpec, encoder: CategoryEncoder,
-               c: float, seed: int = 0) -> LinearScorer:
-    """A logistic regression on the encoded matrix (see `LinearScorer` for the transform).
-    The design matrix is built in place, column block by column block: on a training table it
-    holds one copy of the numbers, not one per step."""
+               c: float, seed: int = 0, rows: np.ndarray | None = None) -> LinearScorer:
+    """A logistic regression on the encoded matrix (see `LinearScorer` for the transform),
+    on the `rows` of (x, y) given (default: all). The design matrix is built in place, block
+    by block: on a training table it holds one copy of the numbers, not one per step, and
+    `rows` spares the caller a copy of the rows it fits on."""
+    if rows is not None:
+        y = y[rows]
+    n = len(y)
+    pick = (lambda a, b: x[a:b]) if rows is None else (lambda a, b: x[rows[a:b]])
     names, cats = _names_and_cats(spec)
     numeric = [i for i in range(len(names)) if i not in cats]
     medians = np.zeros(len(numeric))
     for j, i in enumerate(numeric):  # column by column: nanmedian copies what it is given
-        col = x[:, i]
+        col = x[:, i] if rows is None else x[rows, i]
         finite = col[np.isfinite(col)]
         medians[j] = float(np.median(finite)) if len(finite) else 0.0
     levels = [len(encoder.levels_[names[pos]]) for pos in cats]
-    design = np.empty((len(x), len(numeric) + sum(levels)))
+    design = np.empty((n, len(numeric) + sum(levels)))
     z = design[:, :len(numeric)]
-    chunks = range(0, len(x), CHUNK_ROWS)
+    chunks = range(0, n, CHUNK_ROWS)
     for start in chunks:  # temporaries the size of a block of rows, not of the matrix
-        z[start:start + CHUNK_ROWS] = x[start:start + CHUNK_ROWS][:, numeric]
+        z[start:start + CHUNK_ROWS] = pick(start, start + CHUNK_ROWS)[:, numeric]
     signed_log(z, medians)
-    means = z.mean(axis=0) if len(x) else np.zeros(len(numeric))
+    means = z.mean(axis=0) if n else np.zeros(len(numeric))
     z -= means
     squares = sum((np.square(z[start:start + CHUNK_ROWS]).sum(axis=0) for start in chunks),
                   np.zeros(len(numeric)))
-    scales = np.sqrt(squares / max(len(x), 1))
+    scales = np.sqrt(squares / max(n, 1))
     scales = np.where(scales > 1e-12, scales, 1.0)
     z /= scales
     level_means, start = [], len(numeric)
     for pos, n_levels in zip(cats, levels):
-        codes = x[:, pos]
+        codes = x[:, pos] if rows is None else x[rows, pos]
         onehot = design[:, start:start + n_levels]
         onehot[:] = 0.0
         known = ~np.isnan(codes)
@@ -161,16 +166,20 @@ def fit_linear(x: np.ndarray, y: np.ndarray, spec: FeatureSpec, encoder: Categor
         intercept=float(lr.intercept_[0]), n_features=len(names))
 
 
-def fit_bgnbd(x: np.ndarray, y: np.ndarray, spec: FeatureSpec) -> BgnbdScorer:
+def fit_bgnbd(x: np.ndarray, y: np.ndarray, spec: FeatureSpec,
+              rows: np.ndarray | None = None) -> BgnbdScorer:
     """BG/NBD's log-odds of no event in the horizon; customers without a recorded event get
-    the churn rate of such customers in these rows."""
+    the churn rate of such customers in these rows (the `rows` of (x, y) given; default all)."""
     names = list(spec.feature_names)
     pos = names.index("btyd_p_inactive")
-    unseen = np.isnan(x[:, pos])
+    column = (x[:, pos] if rows is None else x[rows, pos]).reshape(-1, 1)
+    y = y if rows is None else y[rows]
+    unseen = np.isnan(column[:, 0])
     fallback = float(y[unseen].mean()) if unseen.any() else float(y.mean())
     fallback = float(np.clip(fallback, 1e-4, 1 - 1e-4))
     scorer = BgnbdScorer(pos, fallback, 0.0, len(names))
-    return replace(scorer, mean=float(scorer.raw_score(x).mean()))
+    raw = replace(scorer, position=0).raw_score(column)
+    return replace(scorer, mean=float(raw.mean()))
 
 
 def _dataset(x: np.ndarray, y: np.ndarray, spec: FeatureSpec, init: np.ndarray | None = None,
@@ -190,14 +199,19 @@ def _params_for(params: dict, n_rows: int, config: TrainConfig) -> dict:
 
 
 def fit_parts(recipe: Recipe, x: np.ndarray, y: np.ndarray, spec: FeatureSpec,
-              encoder: CategoryEncoder, config: TrainConfig) -> dict[str, object]:
-    """Fit a recipe's parts on (x, y) with its fixed settings (no search, no early stopping)."""
+              encoder: CategoryEncoder, config: TrainConfig,
+              rows: np.ndarray | None = None) -> dict[str, object]:
+    """Fit a recipe's parts on the `rows` of (x, y) (default: all) with its fixed settings (no
+    search, no early stopping). The booster alone gets a copy of those rows, after the
+    logistic part's design is freed."""
     parts: dict[str, object] = {}
     if recipe.bgnbd:
-        parts["bgnbd"] = fit_bgnbd(x, y, spec)
+        parts["bgnbd"] = fit_bgnbd(x, y, spec, rows)
     if recipe.linear_c is not None:
-        parts["linear"] = fit_linear(x, y, spec, encoder, recipe.linear_c, config.seed)
+        parts["linear"] = fit_linear(x, y, spec, encoder, recipe.linear_c, config.seed, rows)
     if recipe.tree_params is not None:
+        if rows is not None:
+            x, y = x[rows], y[rows]
         init = parts["bgnbd"].raw_score(x) if recipe.tree_from_bgnbd else None  # type: ignore[union-attr]
         parts["tree"] = lgb.train(_params_for(recipe.tree_params, len(x), config),
                                   _dataset(x, y, spec, init), num_boost_round=max(recipe.rounds, 1))
@@ -428,17 +442,24 @@ def refit(candidate: Candidate, frames: list[pd.DataFrame], spec: FeatureSpec,
           config: TrainConfig, progress: Progress | None = None) -> ChurnModel:
     """The candidate's recipe fitted on every row of `frames`, calibrated (and, for a blend,
     weighted) on out-of-fold predictions over customer groups. `frames` is emptied once the
-    rows are encoded, so a caller that passes its only reference frees the table before the
-    fits, the peak of training's memory."""
-    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    # copies, not views: a view would keep the table's blocks alive
-    y = rows["label"].to_numpy().copy()
+    rows are encoded, so a caller that passes its only reference frees them before the fits.
+    The frames are encoded one by one into a single float32 matrix, never concatenated: a
+    table's copy would be the peak of training's memory."""
     names = list(spec.feature_names)
-    encoder = CategoryEncoder(spec.categorical_features).fit(rows)
-    x = encoder.encode(rows, names)
-    customers, times = rows[CUSTOMER_ID].to_numpy().copy(), rows[AS_OF].to_numpy().copy()
+    cats = list(spec.categorical_features)
+    encoder = CategoryEncoder(spec.categorical_features).fit(
+        pd.concat([f[cats] for f in frames], ignore_index=True))
+    # float32: LightGBM bins it as it would the float64 values (a split between two float32
+    # values sends a float64 value the way its float32 rounding goes), at half the memory
+    x = np.empty((sum(len(f) for f in frames), len(names)), dtype="float32")
+    start = 0
+    for f in frames:
+        encoder.encode(f, names, out=x[start:start + len(f)])
+        start += len(f)
+    y = np.concatenate([f["label"].to_numpy() for f in frames])
+    customers = np.concatenate([f[CUSTOMER_ID].to_numpy(dtype=object) for f in frames])
+    times = np.concatenate([f[AS_OF].to_numpy() for f in frames])
     frames.clear()
-    del rows
     if config.refit.btyd_whole_log and spec.btyd_params is not None:
         whole_log_btyd(x, names, spec)
     recipe = candidate.recipe
@@ -450,7 +471,7 @@ def refit(candidate: Candidate, frames: list[pd.DataFrame], spec: FeatureSpec,
     steps = folds + 1
     for k in range(folds):
         held = group == k
-        fitted = fit_parts(recipe, x[~held], y[~held], spec, encoder, config)
+        fitted = fit_parts(recipe, x, y, spec, encoder, config, rows=np.flatnonzero(~held))
         for p, s in part_scores(fitted, x[held], config.num_threads).items():
             oof[p][held] = s
         if progress:

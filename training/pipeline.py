@@ -37,7 +37,7 @@ from training.intervals import paired_difference
 from training.metrics import best_campaign, metrics_with_intervals
 from training.promotion import initial_alias
 from training.sample import restrict, sample_customers
-from training.split import TimeSplit, split_rows, split_times
+from training.split import TimeSplit, split_masks, split_times
 from training.tracking import (
     PROCESS_TAG,
     chosen_params,
@@ -241,7 +241,14 @@ def train(
     snaps = build_snapshots(restrict(tables, sample.ids), spec, label, horizon,
                             plan.cadence_days, times=snap_times,
                             progress=stage("building snapshots"))
-    frames = split_rows(snaps, split, AS_OF, CUSTOMER_ID, config.seed)
+    masks = split_masks(snaps, split, AS_OF, CUSTOMER_ID, config.seed)
+    frames = {name: snaps[mask].reset_index(drop=True) for name, mask in masks.items()}
+    # the rows no split holds (purged times; a test customer's rows at other times): with the
+    # splits, every row the refit learns from. The whole table is not kept beside its parts.
+    rest = snaps[~(masks["train"] | masks["validation"] | masks["test"])].reset_index(drop=True)
+    refit_facts = {"times": [str(pd.Timestamp(t).date()) for t in sorted(snaps[AS_OF].unique())],
+                   "snapshot_rows": len(snaps), "folds": config.refit.folds}
+    del snaps, masks
     for name, frame in frames.items():
         if frame[LABEL].nunique() < 2:
             raise ValueError(
@@ -303,11 +310,10 @@ def train(
             # whole log (BG/NBD needs no labels), not on the log up to the last training time
             end = data_end(tables.customers, tables.events)
             refit_spec = with_btyd(tables, spec, horizon, end)
-        dataset["refit"] = {"times": [str(pd.Timestamp(t).date())
-                                      for t in sorted(snaps[AS_OF].unique())],
-                            "rows": len(snaps), "folds": config.refit.folds}
-        # the refit frees the table once it has its matrix: nothing here holds it any more
-        pool, snaps = [snaps], None
+        pool, rest = [frames["train"], frames["validation"], frames["test"], rest], None
+        dataset["refit"] = {**refit_facts, "rows": sum(len(f) for f in pool),
+                            "times": sorted({str(pd.Timestamp(t).date())
+                                             for f in pool for t in f[AS_OF].unique()})}
         registered = refit(winner, pool, refit_spec, config,
                            progress=stage("refitting the winner"))
         if spec.btyd_features:

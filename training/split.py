@@ -97,6 +97,14 @@ def customer_buckets(customer_ids: np.ndarray, seed: int = 0) -> np.ndarray:
 def split_rows(snapshots: pd.DataFrame, split: TimeSplit, time_column: str, id_column: str,
                seed: int = 0) -> dict[str, pd.DataFrame]:
     """The train, validation and test rows of labelled snapshots under a split."""
+    return {name: snapshots[mask].reset_index(drop=True)
+            for name, mask in split_masks(snapshots, split, time_column, id_column, seed).items()}
+
+
+def split_masks(snapshots: pd.DataFrame, split: TimeSplit, time_column: str, id_column: str,
+                seed: int = 0) -> dict[str, np.ndarray]:
+    """Which rows of labelled snapshots are train, validation and test under a split (none of
+    them: purged, or a test customer's row at a training time)."""
     at = snapshots[time_column]
     bucket = customer_buckets(snapshots[id_column].to_numpy(), seed)
     in_test_group = np.isin(bucket, TEST_BUCKETS)
@@ -113,5 +121,4 @@ def split_rows(snapshots: pd.DataFrame, split: TimeSplit, time_column: str, id_c
     else:
         validation = at.isin(split.train).to_numpy() & pool & in_val_group
         train = at.isin(split.train).to_numpy() & pool & ~in_val_group
-    return {name: snapshots[mask].reset_index(drop=True)
-            for name, mask in (("train", train), ("validation", validation), ("test", test))}
+    return {"train": train, "validation": validation, "test": test}

@@ -94,6 +94,9 @@ def test_the_registered_model_is_the_refit_and_the_gate_uses_the_evaluation_mode
     # the refit learned from every labelled time, the test's and the purged ones included
     assert set(times["test"]) <= set(dataset["refit"]["times"])
     assert set(times["train"]) | set(times["validation"]) <= set(dataset["refit"]["times"])
+    # every snapshot row, the purged ones included, though the table is not kept whole
+    assert dataset["refit"]["rows"] == dataset["refit"]["snapshot_rows"]
+    assert dataset["refit"]["rows"] >= sum(dataset["rows"].values())
     registered = load_model(f"models:/{settings.model_name}/{result.model_version}").model
     evaluation = evaluation_model(settings.model_name, result.model_version, result.run_id).model
     snap = pd.read_parquet(mlflow.artifacts.download_artifacts(

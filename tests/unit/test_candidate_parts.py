@@ -77,6 +77,11 @@ def test_the_logistic_design_built_in_place_is_the_plain_one(monkeypatch, chunk)
     assert fitted.intercept == pytest.approx(plain.intercept_[0], abs=1e-6)
     # and it scores what the plain design says
     assert np.allclose(fitted.raw_score(x), plain.decision_function(design), atol=1e-6)
+    # on a subset of rows given by index, it is the model fitted on a copy of those rows
+    rows = np.flatnonzero(np.arange(len(x)) % 3 != 0)
+    on_rows = fit_linear(x, y, SPEC, encoder, c=0.5, rows=rows)
+    on_copy = fit_linear(x[rows], y[rows], SPEC, encoder, c=0.5)
+    assert on_rows == on_copy
 
 
 def test_the_encoded_matrix_is_the_same_in_blocks_of_rows(monkeypatch):
@@ -89,6 +94,10 @@ def test_the_encoded_matrix_is_the_same_in_blocks_of_rows(monkeypatch):
     whole = encoder.encode(frame, list(SPEC.feature_names))
     monkeypatch.setattr(artifact, "ENCODE_CHUNK_ROWS", 64)
     assert np.array_equal(encoder.encode(frame, list(SPEC.feature_names)), whole, equal_nan=True)
+    # the refit's half-size matrix: the same values, rounded to float32
+    small = encoder.encode(frame, list(SPEC.feature_names), dtype="float32")
+    assert small.dtype == np.float32
+    assert np.array_equal(small, whole.astype("float32"), equal_nan=True)
 
 
 def test_the_refit_reads_bgnbd_with_the_whole_logs_parameters():
@@ -111,3 +120,13 @@ def test_the_refit_reads_bgnbd_with_the_whole_logs_parameters():
 def test_the_whole_log_bgnbd_columns_can_be_turned_off():
     assert TrainConfig().refit.btyd_whole_log is True
     assert TrainConfig.model_validate({"refit": {"btyd_whole_log": False}}).refit.btyd_whole_log is False
+
+
+def test_bgnbd_fitted_on_rows_by_index_is_bgnbd_fitted_on_their_copy():
+    x, y, _ = _matrix(300, seed=3)
+    pos = list(SPEC.feature_names).index("btyd_p_inactive")
+    x[::7, pos] = np.nan  # customers without a recorded event get the fallback
+    x[:, pos] = np.clip(np.nan_to_num(x[:, pos], nan=np.nan) / 100.0, 0.01, 0.99)
+    x[::7, pos] = np.nan
+    rows = np.flatnonzero(np.arange(len(x)) % 4 != 1)
+    assert candidates.fit_bgnbd(x, y, SPEC, rows) == candidates.fit_bgnbd(x[rows], y[rows], SPEC)
