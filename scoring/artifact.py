@@ -162,7 +162,9 @@ class LinearScorer:
         return self._contrib(x)
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
-        return self._contrib(x).sum(axis=1)
+        # by blocks of rows: a training matrix's contributions would take several copies of it
+        return np.concatenate([self._contrib(x[start:start + ENCODE_CHUNK_ROWS]).sum(axis=1)
+                               for start in range(0, len(x), ENCODE_CHUNK_ROWS)] or [np.zeros(0)])
 
 
 @dataclass

@@ -40,6 +40,7 @@ Progress = Callable[[int, int], None]
 log = logging.getLogger(__name__)
 PARTS = ("tree", "linear", "bgnbd")
 CHUNK_ROWS = 65_536  # rows a step of the logistic design works on at a time
+LINEAR_MAX_ROWS = 400_000  # the logistic part fits on at most this many rows (a random subset)
 
 
 @dataclass
@@ -117,7 +118,13 @@ def fit_linear(x: np.ndarray, y: np.ndarray, spec: FeatureSpec, encoder: Categor
     """A logistic regression on the encoded matrix (see `LinearScorer` for the transform),
     on the `rows` of (x, y) given (default: all). The design matrix is built in place, block
     by block: on a training table it holds one copy of the numbers, not one per step, and
-    `rows` spares the caller a copy of the rows it fits on."""
+    `rows` spares the caller a copy of the rows it fits on. Above `LINEAR_MAX_ROWS` rows it
+    fits on a random subset of that many (seeded: the same rows on every run)."""
+    if len(y if rows is None else rows) > LINEAR_MAX_ROWS:
+        # a fixed random subset: ~100 coefficients are pinned down long before this many
+        # rows, and the design's memory stays bounded whatever the log's size
+        pool = np.arange(len(y)) if rows is None else rows
+        rows = np.sort(np.random.default_rng(seed).choice(pool, LINEAR_MAX_ROWS, replace=False))
     if rows is not None:
         y = y[rows]
     n = len(y)

@@ -130,3 +130,26 @@ def test_bgnbd_fitted_on_rows_by_index_is_bgnbd_fitted_on_their_copy():
     x[::7, pos] = np.nan
     rows = np.flatnonzero(np.arange(len(x)) % 4 != 1)
     assert candidates.fit_bgnbd(x, y, SPEC, rows) == candidates.fit_bgnbd(x[rows], y[rows], SPEC)
+
+
+def test_the_logistic_score_in_blocks_of_rows_is_the_sum_of_its_contributions(monkeypatch):
+    from scoring import artifact
+
+    x, y, encoder = _matrix(300, seed=4)
+    fitted = fit_linear(x, y, SPEC, encoder, c=0.5)
+    whole = fitted.contributions(x).sum(axis=1)
+    monkeypatch.setattr(artifact, "ENCODE_CHUNK_ROWS", 64)
+    assert np.array_equal(fitted.raw_score(x), whole)
+    assert fitted.raw_score(x[:0]).shape == (0,)
+
+
+def test_the_logistic_part_fits_on_a_bounded_seeded_subset_of_many_rows(monkeypatch):
+    """Above the bound it fits on that many rows, the same ones on every run, and close to the
+    fit on every row."""
+    x, y, encoder = _matrix(20_000, seed=5)
+    every = fit_linear(x, y, SPEC, encoder, c=0.5)
+    monkeypatch.setattr(candidates, "LINEAR_MAX_ROWS", 14_000)
+    bounded = fit_linear(x, y, SPEC, encoder, c=0.5)
+    assert bounded == fit_linear(x, y, SPEC, encoder, c=0.5)  # the same subset every run
+    assert bounded != every
+    assert np.corrcoef(bounded.raw_score(x), every.raw_score(x))[0, 1] > 0.98
