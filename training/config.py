@@ -76,7 +76,7 @@ class RefitConfig(_Frozen):
 
 class SampleConfig(_Frozen):
     memory_mb: float = Field(
-        6000, ge=0, description="peak memory the snapshot rows may take in training; above it, "
+        3300, ge=0, description="peak memory the snapshot rows may take in training; above it, "
                                 "train on a stratified sample of customers (0: never sample)")
 
 

@@ -27,12 +27,13 @@ from features.relations import relations
 
 log = logging.getLogger(__name__)
 
-# Peak training memory per byte of the snapshot table: the snapshots, their train/validation/test
-# split, the model matrices, the candidates' fits and the refit's folds hold the rows at once.
-# Measured with `churn train` (packaged default, 2 search trials) on `churn generate --customers
-# 30000` (82 features, 889 bytes a row): peak RSS 2.20 GB for 285k rows, 1.35 GB for a 50% sample
-# (142k rows): 5.9 kB a row more, 6.7 bytes per table byte, over a base of about 0.5 GB.
-PEAK_PER_TABLE_BYTE = 7.0
+# Peak training memory per byte of the snapshot table: the train/validation/test parts, the
+# candidates' matrices and the refit's float32 matrix and folds. Measured with
+# `benchmarks/bench_scale.py --commands train` (no search; 753 bytes a row) on 2026-12-07:
+# peak RSS 1.16 GB for 176k rows (1M events), 3.86 GB for 1.14M rows (10M events, sampled):
+# 3.7 bytes per table byte over a base of about 0.66 GB (it was 6.7 before the refit stopped
+# copying the table and the logistic design was built in place).
+PEAK_PER_TABLE_BYTE = 4.0
 ID_BYTES = 60  # a customer id as a Python string, plus its pointer
 CATEGORY_BYTES = 60  # a level as a Python string of its own per row, plus its pointer
 FIXED_ROW_BYTES = 8 + 1 + 8  # as_of, label, index

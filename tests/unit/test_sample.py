@@ -155,8 +155,8 @@ def test_scanned_events_follow_the_sampled_customers_table(tmp_path, shop):
 
 
 def test_the_budget_is_a_config_setting_logged_with_the_rest():
-    assert TrainConfig().sample.memory_mb == 6000 == load_config().sample.memory_mb
-    assert flat_params(TrainConfig())["sample.memory_mb"] == 6000
+    assert TrainConfig().sample.memory_mb == 3300 == load_config().sample.memory_mb
+    assert flat_params(TrainConfig())["sample.memory_mb"] == 3300
     with pytest.raises(ValueError):
         TrainConfig.model_validate({"sample": {"memory_mb": -1}})
     assert budget_rows(0, SPEC) is None
