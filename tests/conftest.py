@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 
-import mlflow
 import pytest
 
 from tests.helpers import FAST_CONFIG, WEAK_CONFIG, Trained, churn_env
@@ -47,7 +46,15 @@ def trained(tmp_path_factory) -> Trained:
     proc = t.churn("train", "--customers", str(t.customers), "--events", str(t.events),
                    "--label", "explicit", "--horizon", "30", "--config", "fast.toml", "--json")
     t.result = json.loads(proc.stdout)
-    uri = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    t.use_store()
     return t
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_at_the_trained_store(request):
+    """A test that uses `trained` reads its store, whichever module ran before (module-scoped
+    fixtures are set up before this one: those that read the store in process call
+    `use_store` themselves)."""
+    if "trained" in request.fixturenames:
+        request.getfixturevalue("trained").use_store()
+    yield

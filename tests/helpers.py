@@ -47,6 +47,16 @@ class Trained:
     def events(self) -> Path:
         return self.data / "events.parquet"
 
+    def use_store(self) -> None:
+        """Point this process's MLflow at the session's trained store. An in-process fixture
+        that trains elsewhere restores the URI it found, which is stale when `trained` was
+        first built while that fixture's store was current."""
+        import mlflow
+
+        uri = f"sqlite:///{self.home / 'mlruns' / 'mlflow.db'}"
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+
     def churn(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run([CHURN, *args], cwd=self.home, env=self.env, capture_output=True, check=False,
                               text=True, timeout=900)

@@ -446,26 +446,36 @@ def whole_log_btyd(x: np.ndarray, names: list[str], spec: FeatureSpec) -> None:
 
 
 def refit(candidate: Candidate, frames: list[pd.DataFrame], spec: FeatureSpec,
-          config: TrainConfig, progress: Progress | None = None) -> ChurnModel:
+          config: TrainConfig, progress: Progress | None = None,
+          positions: list[np.ndarray] | None = None) -> ChurnModel:
     """The candidate's recipe fitted on every row of `frames`, calibrated (and, for a blend,
     weighted) on out-of-fold predictions over customer groups. `frames` is emptied once the
     rows are encoded, so a caller that passes its only reference frees them before the fits.
     The frames are encoded one by one into a single float32 matrix, never concatenated: a
-    table's copy would be the peak of training's memory."""
+    table's copy would be the peak of training's memory. `positions` gives each frame's rows'
+    places in the table they came from, so the matrix has that table's row order (the
+    booster's bagging draws rows by position: the same rows give the same model)."""
     names = list(spec.feature_names)
     cats = list(spec.categorical_features)
     encoder = CategoryEncoder(spec.categorical_features).fit(
         pd.concat([f[cats] for f in frames], ignore_index=True))
     # float32: LightGBM bins it as it would the float64 values (a split between two float32
     # values sends a float64 value the way its float32 rounding goes), at half the memory
-    x = np.empty((sum(len(f) for f in frames), len(names)), dtype="float32")
-    start = 0
-    for f in frames:
-        encoder.encode(f, names, out=x[start:start + len(f)])
-        start += len(f)
-    y = np.concatenate([f["label"].to_numpy() for f in frames])
-    customers = np.concatenate([f[CUSTOMER_ID].to_numpy(dtype=object) for f in frames])
-    times = np.concatenate([f[AS_OF].to_numpy() for f in frames])
+    n = sum(len(f) for f in frames)
+    if positions is None:
+        starts = np.cumsum([0] + [len(f) for f in frames])
+        positions = [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:])]
+    x = np.empty((n, len(names)), dtype="float32")
+    for f, pos in zip(frames, positions, strict=True):
+        for a in range(0, len(f), CHUNK_ROWS):  # a block of rows at a time, scattered in place
+            x[pos[a:a + CHUNK_ROWS]] = encoder.encode(f.iloc[a:a + CHUNK_ROWS], names,
+                                                      dtype="float32")
+    y = np.empty(n, dtype=frames[0]["label"].dtype)
+    customers, times = np.empty(n, dtype=object), np.empty(n, dtype=frames[0][AS_OF].dtype)
+    for f, pos in zip(frames, positions, strict=True):
+        y[pos] = f["label"].to_numpy()
+        customers[pos] = f[CUSTOMER_ID].to_numpy(dtype=object)
+        times[pos] = f[AS_OF].to_numpy()
     frames.clear()
     if config.refit.btyd_whole_log and spec.btyd_params is not None:
         whole_log_btyd(x, names, spec)

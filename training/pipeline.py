@@ -245,10 +245,14 @@ def train(
     frames = {name: snaps[mask].reset_index(drop=True) for name, mask in masks.items()}
     # the rows no split holds (purged times; a test customer's rows at other times): with the
     # splits, every row the refit learns from. The whole table is not kept beside its parts.
-    rest = snaps[~(masks["train"] | masks["validation"] | masks["test"])].reset_index(drop=True)
+    held = ~(masks["train"] | masks["validation"] | masks["test"])
+    rest = snaps[held].reset_index(drop=True)
+    # where each part's rows were: the refit's matrix keeps the table's row order
+    positions = [np.flatnonzero(masks[name]) for name in ("train", "validation", "test")]
+    positions.append(np.flatnonzero(held))
     refit_facts = {"times": [str(pd.Timestamp(t).date()) for t in sorted(snaps[AS_OF].unique())],
                    "snapshot_rows": len(snaps), "folds": config.refit.folds}
-    del snaps, masks
+    del snaps, masks, held
     for name, frame in frames.items():
         if frame[LABEL].nunique() < 2:
             raise ValueError(
@@ -315,7 +319,7 @@ def train(
                             "times": sorted({str(pd.Timestamp(t).date())
                                              for f in pool for t in f[AS_OF].unique()})}
         registered = refit(winner, pool, refit_spec, config,
-                           progress=stage("refitting the winner"))
+                           progress=stage("refitting the winner"), positions=positions)
         if spec.btyd_features:
             dataset["refit"]["btyd_params_at"] = str(end.date())
 

@@ -21,6 +21,7 @@ def sampled(trained, tmp_path_factory):
     """The session's log trained again within a budget that holds about half its snapshots."""
     whole = trained.result["dataset"]["sample"]
     assert not whole["sampled"]
+    trained.use_store()
     spec = load_model("models:/churn@champion").model.spec
     memory_mb = 0.5 * whole["rows_estimated"] * PEAK_PER_TABLE_BYTE * row_bytes(spec) / 1e6
     config = TrainConfig.model_validate({"bootstrap": 50, "search": {"trials": 2},

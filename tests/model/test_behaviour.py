@@ -16,6 +16,7 @@ AS_OF = pd.Timestamp("2026-03-01")
 
 @pytest.fixture(scope="module")
 def champion(trained):
+    trained.use_store()
     return load_model("models:/churn@champion")
 
 
