@@ -5,6 +5,7 @@ tests)."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,9 +18,33 @@ from pathlib import Path
 import httpx
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now (bind to port 0 and let the kernel choose)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port nobody listens on right now, chosen below the kernel's ephemeral range.
+
+    A port the kernel picks for port 0 is an ephemeral one: between this check and the
+    server's bind, any outgoing connection of any process (another test worker's HTTP client,
+    a server's own sockets) may take it, and the server then fails with "Could not bind".
+    Ports below the range are only ever taken by an explicit bind."""
+    low, _ = _ephemeral_range()
+    lowest = min(20_000, max(1024, low - 8_000))
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(lowest, max(lowest + 1, low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
