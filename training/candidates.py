@@ -29,6 +29,7 @@ from features.contract import CUSTOMER_ID
 from features.definitions import BTYD_MODEL_FEATURES, BTYD_SQL_FEATURES, FeatureSpec
 from features.engine import btyd_columns
 from features.relations import AS_OF
+from scoring.artifact import ENCODE_CHUNK_ROWS as CHUNK_ROWS  # one block size for every matrix step
 from scoring.artifact import KIND_WORDS, BgnbdScorer, CategoryEncoder, ChurnModel, LinearScorer, signed_log
 from scoring.reasons import reason_templates
 from training.config import TrainConfig
@@ -39,7 +40,6 @@ from training.split import customer_buckets
 Progress = Callable[[int, int], None]
 log = logging.getLogger(__name__)
 PARTS = ("tree", "linear", "bgnbd")
-CHUNK_ROWS = 65_536  # rows a step of the logistic design works on at a time
 LINEAR_MAX_ROWS = 400_000  # the logistic part fits on at most this many rows (a random subset)
 
 

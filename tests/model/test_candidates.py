@@ -163,39 +163,26 @@ def test_train_json_says_which_candidate_won(trained):
 
 
 
-def test_the_blend_stands_unless_a_single_candidate_beats_it_beyond_noise():
-    """A lead within the paired validation interval keeps the blend, and says so; a lead
-    beyond it registers the leader."""
-    from training.candidates import Candidate, prefer_blend
+@pytest.mark.parametrize(("rule", "leader", "standing", "seed", "says"), [
+    ("prefer_blend", "lightgbm", "blend", 3, "LightGBM"),
+    ("prefer_bgnbd", "lightgbm_bgnbd", "bgnbd", 4, "BG/NBD stands"),
+])
+def test_a_standing_candidate_stays_unless_beaten_beyond_noise(rule, leader, standing, seed, says):
+    """A lead within the paired validation interval keeps the standing candidate (the blend,
+    or BG/NBD), and says why; a lead beyond it registers the leader."""
+    from training import candidates as module
+    from training.candidates import Candidate
 
-    rng = np.random.default_rng(3)
+    prefer = getattr(module, rule)
+    rng = np.random.default_rng(seed)
     n = 4000
     customers = np.array([f"c{i // 2}" for i in range(n)])
     signal = rng.normal(size=n)
     y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(2 * signal - 1)))).astype(int)
-    cands = {name: Candidate(name, None, None, 0.0) for name in ("lightgbm", "blend")}  # type: ignore[arg-type]
-    tied = {"lightgbm": 2 * signal + rng.normal(0, 0.05, n), "blend": 2 * signal}
-    why = prefer_blend(cands, "lightgbm", tied, y, customers, seed=0)
-    assert why is not None and "within noise" in why and "LightGBM" in why
-    ahead = {"lightgbm": 2 * signal, "blend": signal + rng.normal(0, 1.5, n)}
-    assert prefer_blend(cands, "lightgbm", ahead, y, customers, seed=0) is None
-    assert prefer_blend(cands, "blend", tied, y, customers, seed=0) is None
-
-
-def test_bgnbd_stands_unless_a_candidate_beats_it_beyond_noise():
-    """A booster's lead over BG/NBD within the paired validation interval registers BG/NBD,
-    and says why; a lead beyond it keeps the booster."""
-    from training.candidates import Candidate, prefer_bgnbd
-
-    rng = np.random.default_rng(4)
-    n = 4000
-    customers = np.array([f"c{i // 2}" for i in range(n)])
-    signal = rng.normal(size=n)
-    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(2 * signal - 1)))).astype(int)
-    cands = {name: Candidate(name, None, None, 0.0) for name in ("lightgbm_bgnbd", "bgnbd")}  # type: ignore[arg-type]
-    tied = {"lightgbm_bgnbd": 2 * signal + rng.normal(0, 0.05, n), "bgnbd": 2 * signal}
-    why = prefer_bgnbd(cands, "lightgbm_bgnbd", tied, y, customers, seed=0)
-    assert why is not None and "within noise" in why and "BG/NBD stands" in why
-    ahead = {"lightgbm_bgnbd": 2 * signal, "bgnbd": signal + rng.normal(0, 1.5, n)}
-    assert prefer_bgnbd(cands, "lightgbm_bgnbd", ahead, y, customers, seed=0) is None
-    assert prefer_bgnbd(cands, "bgnbd", tied, y, customers, seed=0) is None
+    cands = {name: Candidate(name, None, None, 0.0) for name in (leader, standing)}  # type: ignore[arg-type]
+    tied = {leader: 2 * signal + rng.normal(0, 0.05, n), standing: 2 * signal}
+    why = prefer(cands, leader, tied, y, customers, seed=0)
+    assert why is not None and "within noise" in why and says in why
+    ahead = {leader: 2 * signal, standing: signal + rng.normal(0, 1.5, n)}
+    assert prefer(cands, leader, ahead, y, customers, seed=0) is None
+    assert prefer(cands, standing, tied, y, customers, seed=0) is None
